@@ -1,0 +1,62 @@
+"""The ``gfm`` command line: a click group whose commands parse, call one library function, report.
+
+Errors: every ``GfmError`` becomes one line on stderr (``gfm: error: ...``) and its exit code
+(see ``gfmcli.errors``); ``--debug`` shows the traceback instead. Library imports (torch, numba,
+rasterio) happen inside the commands so that ``gfm --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from gfmcli import __version__
+from gfmcli.errors import EXIT_INTERRUPTED, GfmError
+
+log = logging.getLogger("gfmcli")
+
+
+class GfmGroup(click.Group):
+    """A click group that turns gfm errors into one readable line and a documented exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GfmError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"gfm: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("gfm: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=GfmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="gfm")
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for more).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or log output; errors only.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
+    """gfm: map large rasters with the LESS ViT geospatial foundation model.
+
+    Streams GeoTIFFs of any size in overlapping windows through one network that takes any
+    sensor, any band count and any resolution, and writes Cloud-Optimized GeoTIFFs or
+    GeoPackages.
+    """
+    level = logging.WARNING - 10 * verbose if not quiet else logging.ERROR
+    logging.basicConfig(level=max(level, logging.DEBUG), format="gfm: %(message)s")
+    ctx.ensure_object(dict)
+    ctx.obj.update(verbose=verbose, quiet=quiet, debug=debug)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="gfm")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The model contract: what a checkpoint's weights expect of their input and what they produce.
+
+It travels inside every checkpoint (``gfmcli.model.checkpoint``) and is checked by ``predict``
+and ``embed`` against each input raster before any pixel is read, so that a band-order or
+scaling mistake is an error, not a silently wrong map. It is plain data (JSON-compatible, no
+torch), so I/O code can use it without importing the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from gfmcli.errors import ModelError
+
+TASKS = ("pretrain", "segmentation", "classification", "regression", "embedding")
+
+
+@dataclass(frozen=True)
+class BandInfo:
+    """One input band as the model was trained on it.
+
+    ``mean``/``std`` normalise the band's *physical* value (after the sensor scaling,
+    ``DN * scale + offset``): ``x_model = (physical - mean) / std``.
+    """
+
+    name: str
+    wavelength_nm: float
+    modality: str = "optical"
+    mean: float = 0.0
+    std: float = 1.0
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One output class: its id in the map, its name and its RGB colour (0-255 each)."""
+
+    id: int
+    name: str
+    color: tuple[int, int, int] = (128, 128, 128)
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Everything a user of a checkpoint must know to feed it and to read its output."""
+
+    model_name: str
+    model_config: dict[str, Any]
+    task: str
+    sensor: str
+    bands: tuple[BandInfo, ...]
+    gsd: float
+    patch_size: int
+    classes: tuple[ClassInfo, ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ModelError(f"contract task {self.task!r} is not one of {', '.join(TASKS)}")
+        if not self.bands:
+            raise ModelError("a model contract needs at least one band")
+        if self.gsd <= 0 or self.patch_size <= 0:
+            raise ModelError("contract GSD and patch size must be positive")
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.bands)
+
+    @property
+    def wavelengths(self) -> tuple[float, ...]:
+        return tuple(b.wavelength_nm for b in self.bands)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelContract:
+        """Rebuild a contract from ``to_dict`` output; ModelError if fields are missing or wrong."""
+        try:
+            bands = tuple(BandInfo(**b) for b in data["bands"])
+            classes = tuple(
+                ClassInfo(int(c["id"]), str(c["name"]), tuple(int(v) for v in c["color"]))
+                for c in data.get("classes", ())
+            )
+            return cls(
+                model_name=str(data["model_name"]),
+                model_config=dict(data["model_config"]),
+                task=str(data["task"]),
+                sensor=str(data["sensor"]),
+                bands=bands,
+                gsd=float(data["gsd"]),
+                patch_size=int(data["patch_size"]),
+                classes=classes,
+                provenance=dict(data.get("provenance", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"the model contract is incomplete or malformed ({exc})") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelContract:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"the model contract is not valid JSON ({exc})") from exc
+        return cls.from_dict(data)

@@ -1,0 +1,70 @@
+"""One error hierarchy for gfm, each class with the exit code the CLI maps it to.
+
+Library code raises these with a message that names the file (or key) at fault and says how to fix
+it; the CLI prints that single line and exits with ``exit_code``. Every class also inherits a
+builtin (``ValueError``, ``OSError``, ...) so that Python callers can catch what they expect.
+
+Exit codes (documented in docs/cli.md):
+
+====  ==========================================================
+0     success
+1     some inputs failed (batch run with ``--keep-going``) or an unexpected error
+2     command-line usage error (click)
+3     InputError: missing/corrupt raster, wrong bands, no CRS, all nodata
+4     ModelError: unknown model, corrupt checkpoint, contract mismatch in the weights
+5     OutputError: output exists, unwritable, equal to the input
+6     ValidationFailed: an output failed its own validation (e.g. not a valid COG)
+7     ConfigError: bad TOML (syntax, unknown key, wrong type, missing key)
+130   interrupted (Ctrl-C)
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+
+class GfmError(Exception):
+    """Base of every error gfm reports to a user; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class InputError(GfmError, ValueError):
+    """An input raster, label file or chip folder cannot be used as given."""
+
+    exit_code = 3
+
+
+class BandContractError(InputError):
+    """The input's bands do not match what the model expects (count, names, order, wavelengths)."""
+
+
+class SensorError(InputError):
+    """An unknown sensor name, or band names that the sensor does not have."""
+
+
+class ModelError(GfmError, ValueError):
+    """An unknown model name, or a checkpoint that is corrupt, foreign or inconsistent."""
+
+    exit_code = 4
+
+
+class OutputError(GfmError, OSError):
+    """An output cannot be written: it exists, its folder is unwritable, or it is the input."""
+
+    exit_code = 5
+
+
+class ValidationFailed(GfmError):
+    """An output was written but failed its own validation (for example the COG check)."""
+
+    exit_code = 6
+
+
+class ConfigError(GfmError, ValueError):
+    """A TOML configuration cannot be used: syntax, unknown key, wrong type or missing key."""
+
+    exit_code = 7
+
+
+EXIT_PARTIAL_FAILURE = 1
+EXIT_INTERRUPTED = 130
