@@ -7,6 +7,7 @@ rasterio) happen inside the commands so that ``gfm --help`` stays instant.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -18,8 +19,23 @@ from gfmcli.errors import EXIT_INTERRUPTED, GfmError
 log = logging.getLogger("gfmcli")
 
 
+# Subcommands, imported only when used: name -> "module:attribute". One module per command
+# (gfmcli/commands/<name>.py), registered here once it works end to end.
+COMMANDS: dict[str, str] = {}
+
+
 class GfmGroup(click.Group):
-    """A click group that turns gfm errors into one readable line and a documented exit code."""
+    """A click group with lazily imported subcommands that turns gfm errors into one readable
+    line and a documented exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            module_name, attribute = COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attribute)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):
         try:

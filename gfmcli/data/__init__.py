@@ -1,0 +1,1 @@
+"""Multi-sensor scene simulator built on measured reflectance spectra."""

@@ -1,0 +1,1 @@
+"""Streaming inference engine: window planning, Numba blending, batching, devices, runner."""

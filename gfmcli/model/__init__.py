@@ -1,0 +1,1 @@
+"""LESS ViT model library: encoders, Hyper-MAE, heads, registry and checkpoints."""

@@ -1,0 +1,1 @@
+"""Training: chips (gfm tile), datasets, Hyper-MAE pretraining, fine-tuning, metrics."""
