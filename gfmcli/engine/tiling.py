@@ -1,0 +1,196 @@
+"""Window planning for streaming inference: where the model looks, in which order (pure, no I/O).
+
+The model always sees full-size ``window x window`` inputs, so its numerics never depend on where a
+window sits (no smaller edge windows, no resizing). Windows advance by ``stride = window - overlap``
+in row-major order. To cover every pixel without padding, the last row and the last column of
+windows are shifted inward so they end flush with the raster edge (their overlap with the previous
+window is then larger than ``overlap``). Only when the raster is *smaller* than one window in a
+dimension does the single window in that dimension start at 0 and run past the edge; the reader
+fills the outside with nodata (a boundless read) and the blend gives those pixels zero weight.
+Nothing is ever shrunk or skipped, so a 1 x 1 raster still gets exactly one window.
+
+Block alignment: interior window origins are ``k * stride``. When the input's internal block
+shape divides the stride (and hence every origin), each read touches only the blocks it needs;
+the edge-flush windows start at ``height - window`` / ``width - window`` and are aligned only if
+those are multiples too. ``WindowPlan.block_aligned`` reports whether the other origins are aligned
+so the caller can suggest a better ``--tile``/``--overlap`` pair; it never changes the grid, so
+outputs do not depend on how the input happens to be tiled.
+
+Row bookkeeping for the streaming blender: window row ``r`` touches raster rows
+``[row_offsets[r], row_stop(r))``. Once window rows ``0 .. r`` are fully blended, raster rows
+``[0, final_row_stop(r + 1))`` are final: no later window reaches them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gfmcli.errors import InputError
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One read window: ``index`` in plan order, origin and (always full) size in raster pixels.
+
+    ``row_off + height`` may exceed the raster height (and likewise for columns) only when the
+    raster is smaller than one window in that dimension.
+    """
+
+    index: int
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+
+    @property
+    def row_stop(self) -> int:
+        """Exclusive end row of the window (may lie past the raster edge)."""
+        return self.row_off + self.height
+
+    @property
+    def col_stop(self) -> int:
+        """Exclusive end column of the window (may lie past the raster edge)."""
+        return self.col_off + self.width
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """The full window grid for one raster; build it with :func:`plan_windows`."""
+
+    height: int
+    width: int
+    window: int
+    overlap: int
+    row_offsets: tuple[int, ...]
+    col_offsets: tuple[int, ...]
+    tiles: tuple[Tile, ...]
+    block_aligned: bool | None
+    """True/False when a block shape was given (interior origins on block boundaries), else None."""
+
+    @property
+    def stride(self) -> int:
+        """Distance between consecutive window origins (except the edge-flush ones)."""
+        return self.window - self.overlap
+
+    @property
+    def n_rows(self) -> int:
+        """Number of window rows."""
+        return len(self.row_offsets)
+
+    @property
+    def n_cols(self) -> int:
+        """Number of windows per window row."""
+        return len(self.col_offsets)
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def window_row(self, tile: Tile) -> int:
+        """The window row of ``tile`` (tiles are row-major, ``n_cols`` per row)."""
+        return tile.index // self.n_cols
+
+    def row_stop(self, window_row: int) -> int:
+        """Exclusive end of the raster rows that window row ``window_row`` touches (clipped)."""
+        return min(self.row_offsets[window_row] + self.window, self.height)
+
+    def final_row_stop(self, window_rows_done: int) -> int:
+        """Raster rows ``[0, result)`` are final once the first ``window_rows_done`` rows are in.
+
+        A raster row is final when no later window reaches it: that is everything above the origin
+        of the next window row, or the whole raster once all window rows are done.
+        """
+        if window_rows_done < self.n_rows:
+            return self.row_offsets[window_rows_done]
+        return self.height
+
+    def clip(self, tile: Tile) -> tuple[int, int]:
+        """``(rows, cols)`` of ``tile`` that lie inside the raster (the rest is boundless fill)."""
+        return (
+            min(tile.row_stop, self.height) - tile.row_off,
+            min(tile.col_stop, self.width) - tile.col_off,
+        )
+
+    def edges(self, tile: Tile) -> tuple[bool, bool, bool, bool]:
+        """Which sides of ``tile`` are interior (another window continues beyond them).
+
+        Returns ``(top, bottom, left, right)``; raster-edge sides are False, which tells the blend
+        ramp not to taper there (a pixel on the raster edge may have no other window).
+        """
+        return (
+            tile.row_off > 0,
+            tile.row_stop < self.height,
+            tile.col_off > 0,
+            tile.col_stop < self.width,
+        )
+
+
+def _offsets(size: int, window: int, stride: int) -> tuple[int, ...]:
+    """Origins along one axis: ``0, stride, 2*stride, ...`` then one flush with the far edge."""
+    if size <= window:
+        return (0,)
+    last = size - window
+    offsets = list(range(0, last, stride))
+    offsets.append(last)
+    return tuple(offsets)
+
+
+def plan_windows(
+    height: int,
+    width: int,
+    window: int,
+    overlap: int,
+    *,
+    multiple_of: int = 1,
+    block_shape: tuple[int, int] | None = None,
+) -> WindowPlan:
+    """Plan the row-major grid of full-size read windows covering a ``height x width`` raster.
+
+    ``window`` must be a positive multiple of ``multiple_of`` (the model's patch size) and
+    ``0 <= overlap < window``. ``block_shape`` is the input's internal ``(rows, cols)`` tiling;
+    it only sets :attr:`WindowPlan.block_aligned` (see the module docstring).
+
+    Raises :class:`~gfmcli.errors.InputError` for unusable sizes, naming the value and the fix.
+    """
+    if height < 1 or width < 1:
+        raise InputError(f"raster size {height} x {width} is empty; the input has no pixels")
+    if multiple_of < 1:
+        raise InputError(f"patch size {multiple_of} must be a positive integer")
+    if window < 1 or window % multiple_of:
+        lower = max(multiple_of, window // multiple_of * multiple_of)
+        raise InputError(
+            f"tile size {window} must be a positive multiple of the patch size {multiple_of}; "
+            f"use e.g. {lower} or {lower + multiple_of}"
+        )
+    if not 0 <= overlap < window:
+        raise InputError(
+            f"overlap {overlap} must be at least 0 and smaller than the tile size {window}"
+        )
+    stride = window - overlap
+    row_offsets = _offsets(height, window, stride)
+    col_offsets = _offsets(width, window, stride)
+    tiles = tuple(
+        Tile(r * len(col_offsets) + c, row_off, col_off, window, window)
+        for r, row_off in enumerate(row_offsets)
+        for c, col_off in enumerate(col_offsets)
+    )
+    aligned: bool | None = None
+    if block_shape is not None:
+        block_rows, block_cols = block_shape
+        if block_rows < 1 or block_cols < 1:
+            raise InputError(
+                f"block shape {block_shape} must be positive; check the input's tiling"
+            )
+        # The edge-flush origin is excluded: it is wherever the raster edge puts it.
+        aligned = all(o % block_rows == 0 for o in row_offsets[:-1]) and all(
+            o % block_cols == 0 for o in col_offsets[:-1]
+        )
+    return WindowPlan(
+        height=height,
+        width=width,
+        window=window,
+        overlap=overlap,
+        row_offsets=row_offsets,
+        col_offsets=col_offsets,
+        tiles=tiles,
+        block_aligned=aligned,
+    )
