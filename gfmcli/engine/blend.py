@@ -1,0 +1,167 @@
+"""Blend weights and the Numba kernels that add, normalise and classify overlapping windows.
+
+Why a weighted mean: neighbouring windows disagree near their borders (less context there), and a
+plain paste or average leaves seams. Each window's prediction is weighted by a separable raised
+cosine that is flat 1 in the middle and tapers only inside the overlap zone next to *interior*
+window edges. Sides on the raster edge are not tapered, because there may be no other window to
+take over; so a pixel covered by one window always keeps weight 1. With stride
+``window - overlap`` the two ramps across an overlap zone sum to exactly 1 (a partition of unity),
+and the blend divides by the weight sum anyway, so edge-flush windows with larger overlaps are fine.
+
+What is blended: **probabilities, never logits** (blending logits and then taking a softmax is not
+the mean of the windows' beliefs and produces wrong mosaics; anchors.md §3 item 3). The caller
+applies ``torch.softmax(logits, dim=1)`` on the device before moving predictions to the host;
+these kernels average whatever K-channel field they are given, which for ``gfm embed`` is the
+embedding itself (no softmax).
+
+Nodata: a per-pixel ``valid`` mask zeroes a window's weight where its input was nodata (or outside
+the raster). Output pixels whose weight sum stays 0 get the nodata value.
+
+Kernels take arrays and scalars only (``nopython``, ``nogil`` so the runner can call them from a
+worker thread while the GIL is free for reading and writing) and each has a NumPy reference with
+the same semantics, used by the parity tests and as documentation. Expected dtypes: ``acc``,
+``pred``, ``weight`` and ``wsum`` float32, ``valid`` bool, outputs as documented per kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+CONFIDENCE_SCALE = 254
+"""Confidence is stored as ``round(max_probability * 254)`` in uint8, so 255 is free for nodata."""
+
+CONFIDENCE_NODATA = 255
+
+
+def _ramp(n: int, overlap: int, taper_start: bool, taper_end: bool) -> np.ndarray:
+    """1-D weights of length ``n``: 1, with a raised-cosine rise over ``overlap`` samples per side.
+
+    Sample ``d`` (0-based distance from a tapered side) gets ``0.5 - 0.5 cos(pi (d + 0.5) / o)``:
+    never 0, and ``ramp(d) + ramp(o - 1 - d) == 1`` so opposing ramps of neighbours sum to 1.
+    """
+    ramp = np.ones(n, dtype=np.float64)
+    o = min(overlap, n)
+    if o == 0:
+        return ramp
+    rise = 0.5 - 0.5 * np.cos(np.pi * (np.arange(o) + 0.5) / o)
+    if taper_start:
+        ramp[:o] = np.minimum(ramp[:o], rise)
+    if taper_end:
+        ramp[n - o :] = np.minimum(ramp[n - o :], rise[::-1])
+    return ramp
+
+
+def window_weights(
+    height: int,
+    width: int,
+    overlap: int,
+    *,
+    edges: tuple[bool, bool, bool, bool] = (True, True, True, True),
+    floor: float = 1e-6,
+) -> np.ndarray:
+    """Float32 ``(height, width)`` blend weights for one window.
+
+    ``edges`` = ``(top, bottom, left, right)``: True where the side is interior (another window
+    continues past it) and must taper; use :meth:`WindowPlan.edges`. ``floor`` keeps every
+    weight strictly positive so a valid pixel can never end up with a zero weight sum.
+    """
+    top, bottom, left, right = edges
+    rows = _ramp(height, overlap, top, bottom)
+    cols = _ramp(width, overlap, left, right)
+    return np.maximum(np.outer(rows, cols), floor).astype(np.float32)
+
+
+@njit(nogil=True, cache=True)
+def accumulate(acc, wsum, pred, weight, valid, r0, c0):  # pragma: no cover - compiled
+    """Add ``pred * weight * valid`` into ``acc[:, r0:, c0:]`` and ``weight * valid`` into ``wsum``.
+
+    ``acc`` (K, R, C) and ``wsum`` (R, C) are the accumulator; ``pred`` (K, h, w), ``weight`` and
+    ``valid`` (h, w) are one window placed at accumulator offset ``(r0, c0)``. Parts of the window
+    outside the accumulator (past the raster edge) are ignored, so offsets and sizes need not fit.
+    """
+    n_k, n_r, n_c = acc.shape
+    h, w = weight.shape
+    i0 = max(0, -r0)
+    i1 = min(h, n_r - r0)
+    j0 = max(0, -c0)
+    j1 = min(w, n_c - c0)
+    for i in range(i0, i1):
+        for j in range(j0, j1):
+            if valid[i, j]:
+                wsum[r0 + i, c0 + j] += weight[i, j]
+    for k in range(n_k):
+        for i in range(i0, i1):
+            for j in range(j0, j1):
+                if valid[i, j]:
+                    acc[k, r0 + i, c0 + j] += pred[k, i, j] * weight[i, j]
+
+
+def accumulate_numpy(acc, wsum, pred, weight, valid, r0, c0) -> None:
+    """NumPy reference for :func:`accumulate` (same clipping and arithmetic, vectorised)."""
+    _, n_r, n_c = acc.shape
+    h, w = weight.shape
+    i0, i1 = max(0, -r0), min(h, n_r - r0)
+    j0, j1 = max(0, -c0), min(w, n_c - c0)
+    if i0 >= i1 or j0 >= j1:
+        return
+    rows, cols = slice(r0 + i0, r0 + i1), slice(c0 + j0, c0 + j1)
+    mask = valid[i0:i1, j0:j1]
+    weight = weight[i0:i1, j0:j1]
+    wsum[rows, cols] += np.where(mask, weight, np.float32(0))
+    acc[:, rows, cols] += np.where(mask, pred[:, i0:i1, j0:j1] * weight, np.float32(0))
+
+
+@njit(nogil=True, cache=True)
+def normalize(acc, wsum, out, nodata):  # pragma: no cover - compiled
+    """``out = acc / wsum`` (float32, shape of ``acc``); ``nodata`` where ``wsum == 0``."""
+    n_k, n_r, n_c = acc.shape
+    for k in range(n_k):
+        for i in range(n_r):
+            for j in range(n_c):
+                s = wsum[i, j]
+                out[k, i, j] = acc[k, i, j] / s if s > 0 else nodata
+
+
+def normalize_numpy(acc, wsum, out, nodata) -> None:
+    """NumPy reference for :func:`normalize`."""
+    covered = wsum > 0
+    safe = np.where(covered, wsum, np.float32(1))
+    out[...] = np.where(covered, acc / safe, np.float32(nodata))
+
+
+@njit(nogil=True, cache=True)
+def argmax_classes(acc, wsum, out_classes, out_conf, nodata_value):  # pragma: no cover - compiled
+    """Per pixel, the class with the largest blended probability and its quantised confidence.
+
+    ``out_classes`` (uint8) gets the arg-max over K (first on ties, like ``np.argmax``) or
+    ``nodata_value`` where ``wsum == 0``. ``out_conf`` (uint8) gets
+    ``floor(max_probability * 254 + 0.5)`` clipped to 254, or 255 where ``wsum == 0``. Dividing by
+    ``wsum`` does not change the arg-max, so it is taken on the weighted sums directly.
+    """
+    n_k, n_r, n_c = acc.shape
+    for i in range(n_r):
+        for j in range(n_c):
+            s = wsum[i, j]
+            if s <= 0:
+                out_classes[i, j] = nodata_value
+                out_conf[i, j] = CONFIDENCE_NODATA
+                continue
+            best = 0
+            top = acc[0, i, j]
+            for k in range(1, n_k):
+                if acc[k, i, j] > top:
+                    top = acc[k, i, j]
+                    best = k
+            out_classes[i, j] = best
+            q = np.floor(np.float64(top) / np.float64(s) * CONFIDENCE_SCALE + 0.5)
+            out_conf[i, j] = min(max(q, 0.0), CONFIDENCE_SCALE)
+
+
+def argmax_classes_numpy(acc, wsum, out_classes, out_conf, nodata_value) -> None:
+    """NumPy reference for :func:`argmax_classes`."""
+    covered = wsum > 0
+    out_classes[...] = np.where(covered, np.argmax(acc, axis=0), nodata_value)
+    safe = np.where(covered, wsum, np.float32(1)).astype(np.float64)
+    q = np.floor(acc.max(axis=0).astype(np.float64) / safe * CONFIDENCE_SCALE + 0.5)
+    out_conf[...] = np.where(covered, np.clip(q, 0, CONFIDENCE_SCALE), CONFIDENCE_NODATA)

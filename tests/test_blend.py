@@ -1,0 +1,114 @@
+"""Blend weights and kernels: ramp shape, Numba/NumPy parity, nodata, hand-checked values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gfmcli.engine import blend
+
+
+def test_weights_flat_middle_and_untapered_raster_edges():
+    w = blend.window_weights(32, 32, 8, edges=(False, True, True, False))
+    assert w.dtype == np.float32 and w.shape == (32, 32)
+    assert np.all(w[:24, 8:] == 1.0)  # top is a raster edge: not tapered; middle flat
+    assert np.all(w[0, 8:] == 1.0) and np.all(w[:24, -1] == 1.0)
+    assert w[31, 16] < 0.05 and w[16, 0] < 0.05  # interior sides taper
+    assert np.all(np.diff(w[24:, 16]) < 0)  # monotone fall towards the interior edge
+    assert w.min() > 0
+
+
+def test_no_taper_without_overlap_or_on_all_raster_edges():
+    assert np.all(blend.window_weights(16, 16, 0) == 1.0)
+    assert np.all(blend.window_weights(16, 16, 4, edges=(False,) * 4) == 1.0)
+
+
+def test_weights_floor_keeps_positive():
+    w = blend.window_weights(64, 64, 64, floor=1e-3)
+    assert w.min() == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("overlap", [1, 5, 8, 16])
+def test_neighbouring_ramps_sum_to_one(overlap):
+    window = 32
+    left = blend.window_weights(1, window, overlap, edges=(False, False, False, True))[0]
+    right = blend.window_weights(1, window, overlap, edges=(False, False, True, False))[0]
+    np.testing.assert_allclose(left[window - overlap :] + right[:overlap], 1.0, atol=1e-6)
+
+
+def _random_case(rng, k=3, rows=20, cols=23, h=8, w=8):
+    acc = rng.random((k, rows, cols), dtype=np.float32)
+    wsum = rng.random((rows, cols), dtype=np.float32)
+    pred = rng.random((k, h, w), dtype=np.float32)
+    weight = blend.window_weights(h, w, 3)
+    valid = rng.random((h, w)) > 0.2
+    return acc, wsum, pred, weight, valid
+
+
+@pytest.mark.parametrize(("r0", "c0"), [(0, 0), (5, 7), (15, 18), (-3, -2), (19, 22), (-8, 0)])
+def test_accumulate_parity_with_numpy(r0, c0):
+    rng = np.random.default_rng(1)
+    acc, wsum, pred, weight, valid = _random_case(rng)
+    acc2, wsum2 = acc.copy(), wsum.copy()
+    before = acc.copy()
+    blend.accumulate(acc, wsum, pred, weight, valid, r0, c0)
+    blend.accumulate_numpy(acc2, wsum2, pred, weight, valid, r0, c0)
+    np.testing.assert_array_equal(acc, acc2)
+    np.testing.assert_array_equal(wsum, wsum2)
+    assert np.array_equal(acc, before) == (r0 == -8)  # fully outside: nothing lands
+
+
+def test_accumulate_clips_and_respects_valid():
+    acc = np.zeros((1, 3, 3), np.float32)
+    wsum = np.zeros((3, 3), np.float32)
+    pred = np.full((1, 4, 4), 2.0, np.float32)
+    weight = np.full((4, 4), 0.5, np.float32)
+    valid = np.ones((4, 4), bool)
+    valid[1, 1] = False
+    blend.accumulate(acc, wsum, pred, weight, valid, 1, 1)  # only the 2x2 top-left part lands
+    expected_w = np.array([[0, 0, 0], [0, 0.5, 0.5], [0, 0.5, 0]], np.float32)
+    np.testing.assert_array_equal(wsum, expected_w)
+    np.testing.assert_array_equal(acc[0], expected_w * 2)
+
+
+def test_normalize_parity_and_nodata():
+    rng = np.random.default_rng(2)
+    acc = rng.random((4, 9, 11), dtype=np.float32)
+    wsum = rng.random((9, 11), dtype=np.float32)
+    wsum[2, 3] = 0
+    out, out2 = np.empty_like(acc), np.empty_like(acc)
+    blend.normalize(acc, wsum, out, np.float32(np.nan))
+    blend.normalize_numpy(acc, wsum, out2, np.float32(np.nan))
+    np.testing.assert_array_equal(out, out2)
+    assert np.isnan(out[:, 2, 3]).all()
+    np.testing.assert_allclose(out[:, 0, 0], acc[:, 0, 0] / wsum[0, 0], rtol=1e-6)
+
+
+def test_argmax_classes_parity_and_values():
+    rng = np.random.default_rng(3)
+    k = 5
+    probs = rng.dirichlet(np.ones(k), size=(13, 17)).astype(np.float32).transpose(2, 0, 1)
+    wsum = rng.uniform(0.5, 3, (13, 17)).astype(np.float32)
+    wsum[0, :4] = 0
+    acc = np.ascontiguousarray(probs * wsum)
+    cls, conf = np.empty((13, 17), np.uint8), np.empty((13, 17), np.uint8)
+    cls2, conf2 = np.empty_like(cls), np.empty_like(conf)
+    blend.argmax_classes(acc, wsum, cls, conf, 255)
+    blend.argmax_classes_numpy(acc, wsum, cls2, conf2, 255)
+    np.testing.assert_array_equal(cls, cls2)
+    np.testing.assert_array_equal(conf, conf2)
+    assert (cls[0, :4] == 255).all() and (conf[0, :4] == 255).all()
+    covered = wsum > 0
+    np.testing.assert_array_equal(cls[covered], probs.argmax(0)[covered])
+    expected_conf = np.round(probs.max(0) * 254)
+    assert np.abs(conf[covered].astype(int) - expected_conf[covered]).max() <= 1
+    assert conf[covered].max() <= 254
+
+
+def test_argmax_confidence_extremes():
+    acc = np.array([[[2.0, 0.0]], [[0.0, 0.0]]], np.float32)  # (K=2, 1, 2)
+    wsum = np.array([[2.0, 1.0]], np.float32)
+    cls, conf = np.empty((1, 2), np.uint8), np.empty((1, 2), np.uint8)
+    blend.argmax_classes(acc, wsum, cls, conf, 255)
+    assert cls.tolist() == [[0, 0]]  # tie at zero: first class, like np.argmax
+    assert conf.tolist() == [[254, 0]]
