@@ -1,0 +1,263 @@
+"""Which files a run reads, which files it writes, and which of those already exist.
+
+``gfm predict INPUT... -o OUTPUT`` accepts files, folders, glob patterns, ``-`` (paths read from a
+text stream, one per line) and any path GDAL opens (``/vsizip/``, ``/vsicurl/``, ``s3://`` ...).
+This module turns those arguments into a list of input paths and pairs each with its output path,
+without opening any raster: it is pure path logic, so a dry run can show the plan instantly.
+
+Output naming is deterministic so reruns are idempotent: the output of ``a/scene.tif`` in folder
+mode is ``DIR/scene.tif`` (or ``.gpkg``). Two inputs with the same stem would collide; that is an
+InputError naming both (rename one or run them separately), never a silent ``scene_1.tif``.
+
+Writers stage their work in hidden temporary files beside the final path,
+``.<stem>.partial-<pid><ext>`` (see :func:`partial_path`), and rename them when complete. A final
+path that exists is therefore complete; temporaries of interrupted runs never count as
+"existing" and are never picked up as inputs.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from gfmcli.errors import InputError, OutputError
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
+OUTPUT_FORMATS = {".tif": "tif", ".tiff": "tif", ".gpkg": "gpkg"}
+_GDAL_PREFIXES = ("/vsi", "vsi")
+_GLOB_CHARS = set("*?[")
+_PARTIAL_MARK = ".partial-"
+
+
+def _is_gdal_path(arg: str) -> bool:
+    """True for paths only GDAL can resolve: virtual file systems and URLs."""
+    return arg.startswith(_GDAL_PREFIXES) or "://" in arg
+
+
+def _is_hidden_or_partial(path: Path) -> bool:
+    return path.name.startswith(".") or _PARTIAL_MARK in path.name
+
+
+def _folder_rasters(folder: Path, recursive: bool) -> list[str]:
+    pattern = "**/*" if recursive else "*"
+    found = [
+        p
+        for p in folder.glob(pattern)
+        if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not _is_hidden_or_partial(p)
+    ]
+    return [str(p) for p in sorted(found)]
+
+
+def _read_list(stream: TextIO | None) -> list[str]:
+    if stream is None:
+        raise InputError("'-' reads input paths from standard input, but none was given")
+    lines = (line.strip() for line in stream)
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def expand_inputs_lenient(
+    args: Sequence[str], stdin: TextIO | None = None, *, recursive: bool = False
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Like :func:`expand_inputs` but returns ``(paths, problems)`` instead of raising.
+
+    ``problems`` holds ``(argument, message)`` for every argument that gave no input, so a
+    ``--keep-going`` run can report each one and still process the rest.
+    """
+    paths: list[str] = []
+    problems: list[tuple[str, str]] = []
+    args = list(args)
+    if "-" in args:
+        try:
+            listed = _read_list(stdin)
+        except InputError as exc:
+            listed, problems = [], [("-", str(exc))]
+        position = args.index("-")
+        args = args[:position] + listed + [a for a in args[position + 1 :] if a != "-"]
+    for arg in args:
+        try:
+            paths.extend(_expand_one(arg, recursive))
+        except InputError as exc:
+            problems.append((arg, str(exc)))
+    return list(dict.fromkeys(paths)), problems
+
+
+def expand_inputs(
+    args: Sequence[str], stdin: TextIO | None = None, *, recursive: bool = False
+) -> list[str]:
+    """Input paths named by ``args``, in order, without duplicates.
+
+    * a file: itself (any extension: GDAL decides later whether it is a raster);
+    * a folder: its ``*.tif``/``*.tiff``/``*.vrt`` files, sorted; subfolders only with
+      ``recursive``; hidden files and writer temporaries are skipped;
+    * a glob pattern: its matches, sorted;
+    * ``-``: paths read from ``stdin``, one per line (blank lines and ``#`` comments ignored);
+    * a GDAL path (``/vsizip/...``, ``/vsicurl/...``, ``s3://...``): passed through untouched.
+
+    Raises InputError for the first argument that names nothing (a missing path, a pattern
+    without matches, an empty folder).
+    """
+    paths, problems = expand_inputs_lenient(args, stdin, recursive=recursive)
+    if problems:
+        raise InputError(problems[0][1])
+    if not paths:
+        raise InputError("no input given; name raster files, folders, patterns or '-'")
+    return paths
+
+
+def _expand_one(arg: str, recursive: bool) -> list[str]:
+    if _is_gdal_path(arg):
+        return [arg]
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        found = _folder_rasters(path, recursive)
+        if not found:
+            suffixes = "/".join(RASTER_SUFFIXES)
+            raise InputError(f"{arg}: folder holds no {suffixes} files")
+        return found
+    if path.exists():
+        return [str(path)]
+    if _GLOB_CHARS & set(arg):
+        matches = sorted(
+            m
+            for m in glob.glob(str(path), recursive=recursive)
+            if Path(m).is_file() and not _is_hidden_or_partial(Path(m))
+        )
+        if not matches:
+            raise InputError(f"{arg}: pattern matches no file; check the pattern and quoting")
+        return matches
+    raise InputError(f"{arg}: no such file or folder; check the path")
+
+
+def output_format(path: str | Path, fmt: str | None = None) -> str:
+    """``"tif"`` or ``"gpkg"``: ``fmt`` if given, else from the extension (else OutputError)."""
+    if fmt is not None:
+        fmt = fmt.lower().lstrip(".")
+        fmt = "tif" if fmt == "tiff" else fmt
+        if fmt not in set(OUTPUT_FORMATS.values()):
+            raise OutputError(f"unknown output format {fmt!r}; use tif or gpkg")
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise OutputError(
+            f"{path}: cannot tell the output format from the extension; "
+            "end the name in .tif or .gpkg (or pass a format)"
+        )
+    return OUTPUT_FORMATS[suffix]
+
+
+def _stem(input_path: str) -> str:
+    """The input's base name without extension; GDAL paths use their last path component."""
+    name = input_path.rstrip("/").rsplit("/", 1)[-1]
+    name = name.split("?", 1)[0]
+    return Path(name).stem
+
+
+def _same_file(a: str, b: Path) -> bool:
+    if _is_gdal_path(a):
+        return False
+    try:
+        return Path(a).resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def plan_outputs(
+    inputs: Sequence[str],
+    output: str | Path,
+    fmt: str | None = None,
+    *,
+    suffix: str = "",
+) -> list[tuple[str, Path]]:
+    """Pair every input with its output path.
+
+    * One input and an ``output`` that ends in ``.tif``/``.tiff``/``.gpkg`` (and is not an
+      existing folder): that file.
+    * Otherwise ``output`` is a folder (created if missing) and each input gets
+      ``<stem><suffix>.<fmt>`` in it (``fmt`` defaults to ``tif``; ``suffix`` lets ``embed``
+      write ``scene.emb.tif`` style names). Several inputs always need a folder.
+
+    InputError when two inputs share a stem; OutputError when an output equals its input or
+    when several inputs are given with a file name.
+    """
+    out = Path(output).expanduser()
+    looks_like_file = out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir()
+    if looks_like_file:
+        if len(inputs) != 1:
+            raise OutputError(
+                f"{output}: {len(inputs)} inputs need an output folder, not a file name; "
+                "pass -o DIR"
+            )
+        if fmt is not None and output_format(out) != output_format(out, fmt):
+            raise OutputError(f"{output}: the extension does not match the format {fmt!r}")
+        pairs = [(inputs[0], out)]
+    else:
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"{output}: exists and is not a folder; pass -o DIR or -o FILE.tif")
+        ext = output_format(f"x.{fmt or 'tif'}")
+        seen: dict[str, str] = {}
+        pairs = []
+        for item in inputs:
+            stem = _stem(item)
+            if stem in seen:
+                raise InputError(
+                    f"{seen[stem]} and {item} would both write {stem}{suffix}.{ext}; "
+                    "rename one or run them separately"
+                )
+            seen[stem] = item
+            pairs.append((item, out / f"{stem}{suffix}.{ext}"))
+        out.mkdir(parents=True, exist_ok=True)
+    for item, target in pairs:
+        if _same_file(item, target):
+            raise OutputError(f"{target}: output would overwrite its input; choose another -o")
+    return pairs
+
+
+def partial_path(final: str | Path, tag: str = "", pid: int | None = None) -> Path:
+    """The hidden temporary a writer stages ``final`` in: ``.<stem>.partial-<pid><tag><ext>``.
+
+    It lives in the same folder so the final ``os.replace`` is an atomic rename on one file
+    system; ``tag`` tells several temporaries of one output apart (``".staged"``).
+    """
+    final = Path(final)
+    pid = os.getpid() if pid is None else pid
+    return final.with_name(f".{final.stem}{_PARTIAL_MARK}{pid}{tag}{final.suffix}")
+
+
+def stale_partials(final: str | Path) -> list[Path]:
+    """Temporaries of ``final`` left by writers whose process no longer runs (safe to delete)."""
+    final = Path(final)
+    prefix = f".{final.stem}{_PARTIAL_MARK}"
+    stale = []
+    for candidate in _existing(final.parent.glob(f"{prefix}*")):
+        pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            stale.append(candidate)
+    return sorted(stale)
+
+
+def _existing(paths: Iterable[Path]) -> list[Path]:
+    return [p for p in paths if p.is_file()]
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def should_skip_existing(path: str | Path, overwrite: bool) -> bool:
+    """True when ``path`` is already complete and must be kept (resume), False to (re)write it.
+
+    Writers only ever rename finished, validated files to their final name, so existence means
+    complete; temporaries of interrupted runs have other names and are not looked at.
+    """
+    return not overwrite and Path(path).is_file()

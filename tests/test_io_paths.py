@@ -1,0 +1,122 @@
+"""Input expansion, output planning, temporaries and resume checks (pure path logic)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gfmcli.errors import InputError, OutputError
+from gfmcli.io.paths import (
+    expand_inputs,
+    expand_inputs_lenient,
+    output_format,
+    partial_path,
+    plan_outputs,
+    should_skip_existing,
+    stale_partials,
+)
+
+
+def _touch(folder: Path, *names: str) -> list[str]:
+    paths = []
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        paths.append(str(path))
+    return paths
+
+
+def test_folder_lists_rasters_sorted_and_skips_others(tmp_path):
+    _touch(tmp_path, "b.tif", "a.TIFF", "c.vrt", "notes.txt", ".hidden.tif", "sub/d.tif")
+    _touch(tmp_path, ".b.partial-123.tif")
+    found = expand_inputs([str(tmp_path)])
+    assert [Path(p).name for p in found] == ["a.TIFF", "b.tif", "c.vrt"]
+    deep = expand_inputs([str(tmp_path)], recursive=True)
+    assert [Path(p).name for p in deep] == ["a.TIFF", "b.tif", "c.vrt", "d.tif"]
+
+
+def test_glob_files_stdin_gdal_paths_and_duplicates(tmp_path):
+    a, b, c = _touch(tmp_path, "s1.tif", "s2.tif", "x.tif")
+    stdin = io.StringIO(f"# a list\n\n{c}\n  {a}  \n")
+    args = [str(tmp_path / "s*.tif"), "-", a, "/vsizip/archive.zip/scene.tif"]
+    assert expand_inputs(args, stdin) == [a, b, c, "/vsizip/archive.zip/scene.tif"]
+
+
+def test_missing_inputs_are_named(tmp_path):
+    (good,) = _touch(tmp_path, "ok.tif")
+    missing = str(tmp_path / "missing.tif")
+    pattern = str(tmp_path / "nothing*.tif")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"missing\.tif: no such file"):
+        expand_inputs([good, missing])
+    paths, problems = expand_inputs_lenient([missing, good, pattern, str(empty)])
+    assert paths == [good]
+    assert [arg for arg, _ in problems] == [missing, pattern, str(empty)]
+    assert "pattern matches no file" in problems[1][1]
+    with pytest.raises(InputError, match="standard input"):
+        expand_inputs(["-"])
+
+
+def test_single_input_to_file_and_format(tmp_path):
+    (a,) = _touch(tmp_path, "in/a.tif")
+    assert plan_outputs([a], tmp_path / "map.gpkg") == [(a, tmp_path / "map.gpkg")]
+    assert output_format("x.TIFF") == "tif"
+    with pytest.raises(OutputError, match="extension"):
+        output_format("x.png")
+    with pytest.raises(OutputError, match="does not match"):
+        plan_outputs([a], tmp_path / "map.tif", "gpkg")
+
+
+def test_several_inputs_need_folder_which_is_created(tmp_path):
+    a, b = _touch(tmp_path, "in/a.tif", "in/b.vrt")
+    with pytest.raises(OutputError, match="need an output folder"):
+        plan_outputs([a, b], tmp_path / "map.tif")
+    out = tmp_path / "out" / "deeper"
+    pairs = plan_outputs([a, b, "/vsicurl/https://host/c.tif?sig=1"], out, "gpkg", suffix=".emb")
+    assert out.is_dir()
+    assert [p.name for _, p in pairs] == ["a.emb.gpkg", "b.emb.gpkg", "c.emb.gpkg"]
+
+
+def test_same_stem_and_output_equal_input_are_refused(tmp_path):
+    a, b = _touch(tmp_path, "x/scene.tif", "y/scene.tif")
+    with pytest.raises(InputError, match=r"would both write scene\.tif"):
+        plan_outputs([a, b], tmp_path / "out")
+    with pytest.raises(OutputError, match="overwrite its input"):
+        plan_outputs([a], a)
+    with pytest.raises(OutputError, match="overwrite its input"):
+        plan_outputs([a], tmp_path / "x")
+
+
+def test_skip_existing_ignores_partials(tmp_path):
+    final = tmp_path / "map.tif"
+    staged = partial_path(final, ".staged", pid=4242)
+    assert staged.parent == tmp_path and staged.name == ".map.partial-4242.staged.tif"
+    staged.write_bytes(b"half")
+    assert not should_skip_existing(final, overwrite=False)
+    final.write_bytes(b"done")
+    assert should_skip_existing(final, overwrite=False)
+    assert not should_skip_existing(final, overwrite=True)
+
+
+def test_stale_partials_only_lists_dead_writers(tmp_path):
+    final = tmp_path / "map.tif"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    mine = partial_path(final)
+    theirs = partial_path(final, pid=dead_pid)
+    for p in (mine, theirs, tmp_path / ".other.partial-1.tif"):
+        p.write_bytes(b"x")
+    assert stale_partials(final) == [theirs]
+    assert os.getpid() != dead_pid
