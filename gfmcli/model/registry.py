@@ -1,0 +1,139 @@
+"""Encoder configurations by name, and ``create_model`` (timm style).
+
+A config is a frozen dataclass of plain values, so ``dataclasses.asdict(model.cfg)`` can be stored
+in a checkpoint's contract and the same model rebuilt with ``create_model(name, **that_dict)``.
+The table below is filled once at import and only read afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from torch import nn
+
+from gfmcli.errors import ModelError
+
+ATTENTION_KINDS = ("less", "full")
+POS_CHAN_COMBINE = ("mean", "sum")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Everything that shapes an encoder. Defaults are the paper's LESS ViT-B (83.2M params).
+
+    ``attention="full"`` builds the full spatial-spectral attention reference instead (one token
+    per band and patch, joint attention over all of them) with the same embeddings and widths.
+    ``pos_includes_patch_size=True`` multiplies the position by the patch size (patch index x p x
+    GSD metres, as the paper describes); the authors' code omits p (False reproduces it).
+    ``pos_chan_combine="mean"`` averages position and channel embeddings as the code does;
+    ``"sum"`` adds them. ``attention_radius`` is the Perception Field Mask radius in metres
+    (None disables it). ``init_values`` is the LayerScale init (None = no LayerScale).
+    """
+
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    channel_dims_per_head: int = 2
+    rank: int = 1
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    attention: str = "less"
+    attention_radius: float | None = 640.0
+    pos_includes_patch_size: bool = True
+    pos_chan_combine: str = "mean"
+    radar_embed: bool = True
+    init_values: float | None = 1.0
+    drop_path_rate: float = 0.0
+    proj_drop: float = 0.0
+    attn_drop: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key in ("embed_dim", "depth", "num_heads", "channel_dims_per_head", "rank"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ModelError(f"model config {key}={getattr(self, key)!r}: must be an int >= 1")
+        if not isinstance(self.patch_size, int) or self.patch_size < 1:
+            raise ModelError(f"model config patch_size={self.patch_size!r}: must be an int >= 1")
+        if self.embed_dim % 4:
+            raise ModelError(f"model config embed_dim={self.embed_dim}: must be a multiple of 4")
+        if self.embed_dim % self.channel_dim:
+            raise ModelError(
+                f"model config embed_dim={self.embed_dim} must be a multiple of "
+                f"channel_dims_per_head*num_heads={self.channel_dim} (per-head Kronecker factors)"
+            )
+        if self.attention not in ATTENTION_KINDS:
+            raise ModelError(
+                f"model config attention={self.attention!r}: use one of {ATTENTION_KINDS}"
+            )
+        if self.pos_chan_combine not in POS_CHAN_COMBINE:
+            raise ModelError(
+                f"model config pos_chan_combine={self.pos_chan_combine!r}: "
+                f"use one of {POS_CHAN_COMBINE}"
+            )
+        if self.attention_radius is not None and not self.attention_radius > 0:
+            raise ModelError(
+                f"model config attention_radius={self.attention_radius!r}: metres > 0, or None"
+            )
+        for key in ("drop_path_rate", "proj_drop", "attn_drop"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ModelError(f"model config {key}={getattr(self, key)!r}: must be in [0, 1)")
+        if self.mlp_ratio <= 0:
+            raise ModelError(f"model config mlp_ratio={self.mlp_ratio!r}: must be > 0")
+
+    @property
+    def channel_dim(self) -> int:
+        """d_c: width of the pooled spectral tokens (cpdh per head)."""
+        return self.channel_dims_per_head * self.num_heads
+
+    @property
+    def spatial_dim(self) -> int:
+        """d_s: width of the pooled spatial tokens, so that (d_c/h)*(d_s/h) = D/h per head."""
+        return (self.embed_dim // self.channel_dim) * self.num_heads
+
+
+_CONFIGS = MappingProxyType(
+    {
+        # Maps a Sentinel-2 scene on a laptop CPU in minutes (timing in docs/model.md).
+        "less_vit_tiny": EncoderConfig(embed_dim=192, depth=6, num_heads=3),
+        # The sweep's LESS ViT-S: 21.05M parameters.
+        "less_vit_small": EncoderConfig(embed_dim=384, depth=12, num_heads=6),
+        # The paper's LESS ViT-B: cpdh 2, rank 1, both embedders, 83,219,328 parameters.
+        "less_vit_base": EncoderConfig(embed_dim=768, depth=12, num_heads=12),
+    }
+)
+
+
+def list_models() -> list[str]:
+    """Names accepted by ``create_model``, sorted."""
+    return sorted(_CONFIGS)
+
+
+def get_config(name: str, **overrides: object) -> EncoderConfig:
+    """The named config with ``overrides`` applied (``dataclasses.replace``)."""
+    if name not in _CONFIGS:
+        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
+    fields = {f.name for f in dataclasses.fields(EncoderConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ModelError(
+            f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
+            f"valid: {', '.join(sorted(fields))}"
+        )
+    return dataclasses.replace(_CONFIGS[name], **overrides)
+
+
+def create_model(name: str, **overrides: object) -> nn.Module:
+    """Build the named encoder; ``overrides`` replace config fields (e.g. ``attention="full"``).
+
+    Build under ``with torch.device("meta"):`` to get shapes and parameter counts without
+    allocating or initialising weights (useful before loading a checkpoint).
+    """
+    cfg = get_config(name, **overrides)
+    if cfg.attention == "full":
+        from gfmcli.model.full import FullEncoder
+
+        return FullEncoder(cfg)
+    from gfmcli.model.less import LessEncoder
+
+    return LessEncoder(cfg)
