@@ -1,0 +1,98 @@
+"""Device and mixed-precision policy: ``--device`` / ``--precision`` strings to torch objects.
+
+Device specs: ``auto`` (every visible CUDA device, else the CPU), ``cpu``, ``cuda`` (every visible
+GPU), ``cuda:N`` or ``cuda:0,1`` (a list). Visibility follows ``CUDA_VISIBLE_DEVICES`` as torch
+sees it; gfm never changes the environment. A CUDA request on a machine without CUDA, or an index
+out of range, is an :class:`~gfmcli.errors.InputError` rather than a silent CPU fallback, because
+a job sized for a GPU would otherwise crawl for hours.
+
+Precision: ``fp32`` (no autocast), ``bf16``, ``fp16``, or ``auto`` (bf16 on GPUs that support it,
+else fp16; fp32 on the CPU). Autocast runs matmuls in the low precision while keeping reductions
+such as softmax in fp32. On the CPU only bf16 is offered, and only when asked for explicitly
+(it is slower than fp32 on many CPUs); fp16 on the CPU is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Literal
+
+import torch
+
+from gfmcli.errors import InputError
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+
+_SPEC_HELP = "use auto, cpu, cuda, cuda:N or a list such as cuda:0,1"
+
+
+def _cuda_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_devices(spec: str) -> list[torch.device]:
+    """The devices named by ``spec`` (see the module docstring), without duplicates, in order."""
+    text = spec.strip().lower()
+    count = _cuda_count()
+    if text == "auto":
+        return [torch.device("cuda", i) for i in range(count)] or [torch.device("cpu")]
+    if text == "cpu":
+        return [torch.device("cpu")]
+    if not text.startswith("cuda"):
+        raise InputError(f"unknown device '{spec}'; {_SPEC_HELP}")
+    if count == 0:
+        raise InputError(
+            f"device '{spec}' asks for CUDA but no CUDA device is visible to torch; "
+            "use --device cpu, or check the driver and CUDA_VISIBLE_DEVICES"
+        )
+    if text == "cuda":
+        return [torch.device("cuda", i) for i in range(count)]
+    if not text.startswith("cuda:"):
+        raise InputError(f"unknown device '{spec}'; {_SPEC_HELP}")
+    indices: list[int] = []
+    for part in text[len("cuda:") :].split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise InputError(f"device '{spec}': '{part}' is not a GPU index; {_SPEC_HELP}")
+        index = int(part)
+        if index >= count:
+            raise InputError(
+                f"device '{spec}': GPU {index} does not exist; {count} visible "
+                f"(valid indices 0..{count - 1})"
+            )
+        if index in indices:
+            raise InputError(f"device '{spec}' names GPU {index} twice")
+        indices.append(index)
+    return [torch.device("cuda", i) for i in indices]
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """A context manager for the forward pass on ``device`` at ``precision``.
+
+    Returns ``torch.autocast`` for bf16/fp16, or a null context for fp32. Build it once per device
+    and enter it around each forward pass (``with ctx, torch.inference_mode(): ...``).
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+    if device.type == "cuda":
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        if precision == "auto":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif precision == "bf16":
+            if not torch.cuda.is_bf16_supported():
+                raise InputError(
+                    f"precision bf16 is not supported on {device}; use --precision fp16 or fp32"
+                )
+            dtype = torch.bfloat16
+        else:
+            dtype = torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cpu":
+        if precision in ("auto", "fp32"):
+            return contextlib.nullcontext()
+        if precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        raise InputError("precision fp16 needs a CUDA device; on the CPU use bf16 or fp32")
+    raise InputError(f"device type '{device.type}' is not supported; {_SPEC_HELP}")
