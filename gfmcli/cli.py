@@ -21,7 +21,7 @@ log = logging.getLogger("gfmcli")
 
 # Subcommands, imported only when used: name -> "module:attribute". One module per command
 # (gfmcli/commands/<name>.py), registered here once it works end to end.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {"tile": "gfmcli.commands.tile:tile"}
 
 
 class GfmGroup(click.Group):

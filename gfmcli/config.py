@@ -496,3 +496,10 @@ def _toml_key(key: str) -> str:
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict of ``cfg`` (for checkpoint provenance and compatibility checks)."""
     return dataclasses.asdict(cfg)
+
+
+@dataclass(frozen=True)
+class ClassListConfig:
+    """A class list file for ``gfm tile --classes``: ``[[classes]]`` tables with id/name/color."""
+
+    classes: tuple[ClassConfig, ...]

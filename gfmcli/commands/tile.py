@@ -1,0 +1,172 @@
+"""``gfm tile``: cut rasters and labels into chips for ``gfm pretrain`` and ``gfm finetune``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _load_classes(value: str | None) -> tuple[dict, ...]:
+    """Classes from ``--classes``: the simulator's built-in ``landcover`` list or a TOML file."""
+    if value is None:
+        return ()
+    if value == "landcover":
+        from gfmcli.data.landcover import LANDCOVER_CLASSES
+
+        return tuple(
+            {"id": c.id, "name": c.name, "color": list(c.color)} for c in LANDCOVER_CLASSES
+        )
+    from gfmcli.config import ClassListConfig, load_config
+
+    listed = load_config(value, ClassListConfig).classes
+    return tuple({"id": c.id, "name": c.name, "color": list(c.color)} for c in listed)
+
+
+@click.command(name="tile")
+@click.argument("rasters", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Chip folder to write (images/, labels/, chips.json, stats.json, index.gpkg).",
+)
+@click.option(
+    "--labels",
+    type=click.Path(path_type=Path),
+    help="Label raster (class ids) or vector file (GPKG/GeoJSON/Shapefile).",
+)
+@click.option(
+    "--label-column",
+    default="class",
+    show_default=True,
+    help="Vector attribute holding class ids (or class names from --classes).",
+)
+@click.option(
+    "--classes",
+    "classes_value",
+    metavar="FILE|landcover",
+    help="Class list: a TOML file of [[classes]] id/name/color, or 'landcover'.",
+)
+@click.option("--regression", is_flag=True, help="Labels are numeric targets, not class ids.")
+@click.option("--size", default=128, show_default=True, help="Chip size in pixels.")
+@click.option("--stride", default=None, type=int, help="Chip step in pixels [default: --size].")
+@click.option("--sensor", help="Sensor of the rasters (see `gfm sensors`).")
+@click.option("--bands", help="Comma-separated band names of the file's bands, in file order.")
+@click.option(
+    "--min-valid",
+    default=0.5,
+    show_default=True,
+    help="Skip chips with a smaller fraction of valid pixels (inside the raster).",
+)
+@click.option(
+    "--min-labelled",
+    default=0.1,
+    show_default=True,
+    help="Skip chips with a smaller fraction of labelled pixels.",
+)
+@click.option(
+    "--split",
+    "split_text",
+    default="0.8,0.1,0.1",
+    show_default=True,
+    help="train,val,test fractions of spatial blocks.",
+)
+@click.option(
+    "--block-size",
+    default=4,
+    show_default=True,
+    help="Spatial block edge in chips; a block goes to one split as a whole.",
+)
+@click.option(
+    "--buffer",
+    default=0,
+    show_default=True,
+    help="Drop training chips within this many chips of a val/test chip.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the block assignment.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing chip folder.")
+@click.pass_context
+def tile(
+    ctx,
+    rasters,
+    out_dir,
+    labels,
+    label_column,
+    classes_value,
+    regression,
+    size,
+    stride,
+    sensor,
+    bands,
+    min_valid,
+    min_labelled,
+    split_text,
+    block_size,
+    buffer,
+    seed,
+    overwrite,
+) -> None:
+    """Cut RASTERS (one band set) into georeferenced chips with a spatially blocked split.
+
+    Reads one chip window at a time; edge chips are padded with nodata, never dropped. Labels
+    in another CRS or grid are reprojected (nearest) onto each raster's grid.
+    """
+    from tqdm import tqdm
+
+    from gfmcli.train.chips import TileOptions, chip_starts
+    from gfmcli.train.chips import tile as run_tile
+    from gfmcli.train.labels import LabelSource
+    from gfmcli.train.split import parse_fractions
+
+    classes = _load_classes(classes_value)
+    options = TileOptions(
+        size=size,
+        stride=stride or size,
+        sensor=sensor,
+        bands=tuple(b.strip() for b in bands.split(",")) if bands else None,
+        min_valid=min_valid,
+        min_labelled=min_labelled,
+        fractions=parse_fractions(split_text),
+        block=block_size,
+        buffer=buffer,
+        seed=seed,
+        classes=classes,
+        regression=regression,
+        overwrite=overwrite,
+    )
+    source = None
+    if labels is not None:
+        source = LabelSource(
+            Path(labels), label_column, {c["name"]: c["id"] for c in classes}, regression=regression
+        )
+    total = _count_chips(rasters, options.size, options.stride, chip_starts)
+    quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    with tqdm(total=total, unit="chip", disable=quiet or None, leave=False) as bar:
+        result = run_tile(list(rasters), out_dir, options, source, progress=bar.update)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.written.items()))
+    click.echo(
+        f"{result.total} chips ({counts}) -> {out_dir}; skipped {result.skipped_invalid} with "
+        f"too few valid pixels, {result.skipped_unlabelled} with too few labels, "
+        f"{result.buffer} in split buffers",
+        err=True,
+    )
+
+
+def _count_chips(rasters, size, stride, chip_starts) -> int:
+    import rasterio
+
+    from gfmcli.errors import InputError
+
+    total = 0
+    for path in rasters:
+        try:
+            with rasterio.open(path) as src:
+                total += len(chip_starts(src.height, size, stride)) * len(
+                    chip_starts(src.width, size, stride)
+                )
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputError(f"{path}: cannot open raster ({exc})") from exc
+    return total
