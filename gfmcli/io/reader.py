@@ -1,0 +1,327 @@
+"""Open input rasters and read model-ready windows from them.
+
+:func:`open_raster` checks everything that can be checked without reading pixels (the file
+exists, GDAL reads it, it has bands, a CRS and a geotransform, its last block is intact) and
+derives the ground sample distance in metres. :func:`read_window` turns one window into what the
+model eats: float32 ``(C, h, w)`` normalised as the checkpoint's contract says, plus a validity
+mask.
+
+Conventions (also in docs/formats.md):
+
+* **GSD** is the ground distance of one pixel step at the raster's centre, measured on the CRS's
+  ellipsoid (pyproj ``Geod``), so it is in metres for any projected CRS (whatever its linear
+  unit, Web Mercator included) and for geographic CRS (degrees). ``gsd_m`` is the mean of the x
+  and y steps; when they differ by more than 25 % (EPSG:4326 away from the equator) a warning is
+  recorded in ``RasterSource.warnings``.
+* **Validity**: a pixel is invalid when it lies outside the raster (boundless reads pad windows
+  that run past the edge), when any used band is NaN or infinite, when *all* used bands hold
+  their nodata value, or when the file's internal mask or alpha band masks it. A nodata value in
+  only some bands is read as a real value (GDAL's rule: a single 0 in one band of a dark pixel is
+  data, not a hole).
+* **Values**: ``physical = DN * scale + offset``, then ``(physical - mean) / std`` per band;
+  invalid pixels are set to 0 (the band mean) after normalisation so they are neutral.
+
+Thread safety: a rasterio dataset must not be used from several threads at once. One
+:class:`RasterSource` belongs to one thread (the runner reads in a single reader thread); open
+another one for another thread.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import rasterio
+from pyproj import CRS as ProjCRS
+from pyproj import Transformer
+from rasterio.enums import MaskFlags
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+
+from gfmcli.errors import InputError
+
+if TYPE_CHECKING:
+    from gfmcli.io.bands import BandMapping
+
+GSD_ANISOTROPY_WARN = 1.25
+PROBE_SIZE = 512
+
+
+class RasterSource:
+    """An open input raster with the facts the band contract and the runner need.
+
+    Use it as a context manager (``with open_raster(path) as src:``); ``dataset`` is the
+    underlying rasterio dataset for anything not exposed here.
+    """
+
+    def __init__(self, path: str, dataset: rasterio.io.DatasetReader) -> None:
+        self.path = path
+        self.dataset = dataset
+        self.height: int = dataset.height
+        self.width: int = dataset.width
+        self.count: int = dataset.count
+        self.dtypes: tuple[str, ...] = tuple(dataset.dtypes)
+        self.crs = dataset.crs
+        self.transform = dataset.transform
+        self.nodata: float | None = dataset.nodata
+        self.nodatavals: tuple[float | None, ...] = tuple(dataset.nodatavals)
+        self.descriptions: tuple[str | None, ...] = tuple(dataset.descriptions)
+        self.scales: tuple[float, ...] = tuple(dataset.scales)
+        self.offsets: tuple[float, ...] = tuple(dataset.offsets)
+        self.block_shape: tuple[int, int] = tuple(dataset.block_shapes[0])
+        self.profile: dict[str, Any] = dict(dataset.profile)
+        self.warnings: list[str] = []
+        self.gsd_x_m, self.gsd_y_m = _pixel_size_m(dataset.crs, dataset.transform, self.shape)
+        self.gsd_m = (self.gsd_x_m + self.gsd_y_m) / 2
+        ratio = max(self.gsd_x_m, self.gsd_y_m) / min(self.gsd_x_m, self.gsd_y_m)
+        if ratio > GSD_ANISOTROPY_WARN:
+            self.warnings.append(
+                f"{path}: pixels are {self.gsd_x_m:.3g} m x {self.gsd_y_m:.3g} m on the ground; "
+                f"the model is told their mean, {self.gsd_m:.3g} m (reproject to a metric CRS "
+                "with square pixels for best results)"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def close(self) -> None:
+        self.dataset.close()
+
+    def __enter__(self) -> RasterSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_gdal_path(path: str) -> bool:
+    return path.startswith("/vsi") or "://" in path
+
+
+def open_raster(path: str | Path) -> RasterSource:
+    """Open ``path`` and check it can be mapped; InputError (naming the file and the fix) if not."""
+    path = str(path)
+    if not _is_gdal_path(path) and not Path(path).exists():
+        raise InputError(f"{path}: no such file; check the path")
+    try:
+        with warnings.catch_warnings():
+            # A missing geotransform is reported below as an InputError with a fix.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            dataset = rasterio.open(path)
+    except RasterioError as exc:
+        raise InputError(
+            f"{path}: GDAL cannot read it as a raster ({_first_line(exc)}); "
+            "check that it is a complete GeoTIFF/VRT"
+        ) from exc
+    try:
+        _check_dataset(path, dataset)
+        return RasterSource(path, dataset)
+    except BaseException:
+        dataset.close()
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    """GDAL's own words: rasterio often wraps them in "See previous exception" errors."""
+    while exc.__cause__ is not None and "previous exception" in str(exc):
+        exc = exc.__cause__
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_dataset(path: str, dataset: rasterio.io.DatasetReader) -> None:
+    if dataset.count == 0:
+        inner = dataset.subdatasets
+        hint = f"name one of its subdatasets, e.g. {inner[0]}" if inner else "use another file"
+        raise InputError(f"{path}: the raster has no bands; {hint}")
+    if dataset.crs is None:
+        raise InputError(
+            f"{path}: the raster has no CRS; assign one, e.g. gdal_edit -a_srs EPSG:32632 {path}"
+        )
+    if dataset.transform.is_identity:
+        raise InputError(
+            f"{path}: the raster has no geotransform (it is not georeferenced); "
+            f"set one with gdal_edit -a_ullr or georeference it first"
+        )
+    bad = [d for d in dataset.dtypes if np.dtype(d).kind not in "uif"]
+    if bad:
+        raise InputError(f"{path}: data type {bad[0]} is not supported; convert to real numbers")
+    # The last block is what a cut-off download or copy loses first; read it now so a truncated
+    # file fails before any work instead of halfway through a long run.
+    block_h, block_w = dataset.block_shapes[0]
+    row = (dataset.height - 1) // block_h * block_h
+    col = (dataset.width - 1) // block_w * block_w
+    last = Window(col, row, min(block_w, dataset.width - col), min(block_h, dataset.height - row))
+    try:
+        dataset.read(window=last)
+    except RasterioError as exc:
+        raise InputError(
+            f"{path}: the file is truncated or corrupt ({_first_line(exc)}); "
+            "download or copy it again"
+        ) from exc
+
+
+def _pixel_size_m(crs: Any, transform: Any, shape: tuple[int, int]) -> tuple[float, float]:
+    """Ground length in metres of one column step and one row step at the raster's centre."""
+    height, width = shape
+    col, row = width / 2, height / 2
+    points = [transform @ (col, row), transform @ (col + 1, row), transform @ (col, row + 1)]
+    proj = ProjCRS.from_wkt(crs.to_wkt())
+    geodetic = proj.geodetic_crs
+    if geodetic is not None:
+        to_lonlat = Transformer.from_crs(proj, geodetic, always_xy=True)
+        lons, lats = to_lonlat.transform([p[0] for p in points], [p[1] for p in points])
+        if all(math.isfinite(v) for v in (*lons, *lats)):
+            geod = geodetic.get_geod()
+            _, _, dx = geod.inv(lons[0], lats[0], lons[1], lats[1])
+            _, _, dy = geod.inv(lons[0], lats[0], lons[2], lats[2])
+            if dx > 0 and dy > 0:
+                return float(dx), float(dy)
+    unit = proj.axis_info[0].unit_conversion_factor if proj.axis_info else 1.0
+    return math.hypot(transform.a, transform.d) * unit, math.hypot(transform.b, transform.e) * unit
+
+
+def _window_bounds(window: Any) -> tuple[int, int, int, int]:
+    """``(row_off, col_off, height, width)`` of a rasterio Window, a tiling Tile or a 4-tuple."""
+    if isinstance(window, tuple):
+        row_off, col_off, height, width = window
+    else:
+        row_off, col_off = window.row_off, window.col_off
+        height, width = window.height, window.width
+    return int(row_off), int(col_off), int(height), int(width)
+
+
+def _dataset_mask_band(src: RasterSource, indexes: list[int]) -> int | None:
+    """A used band whose GDAL mask is an internal mask or alpha band (shared by all bands)."""
+    for index in indexes:
+        flags = src.dataset.mask_flag_enums[index - 1]
+        if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
+            return index
+    return None
+
+
+def _validity(raw: np.ndarray, mapping: BandMapping, mask: np.ndarray | None) -> np.ndarray:
+    """The validity rule of the module docstring for raw ``(C, h, w)`` values."""
+    if raw.dtype.kind == "f":
+        valid = np.isfinite(raw).all(axis=0)
+    else:
+        valid = np.ones(raw.shape[1:], dtype=bool)
+    nodata = [band.nodata for band in mapping.bands]
+    if all(v is not None and not math.isnan(v) for v in nodata):
+        all_nodata = np.ones(raw.shape[1:], dtype=bool)
+        for layer, value in zip(raw, nodata, strict=True):
+            all_nodata &= layer == value
+        valid &= ~all_nodata
+    if mask is not None:
+        valid &= mask > 0
+    return valid
+
+
+def _read_raw(
+    src: RasterSource, indexes: list[int], window: Window, out_shape: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    mask_band = _dataset_mask_band(src, indexes)
+    shape = None if out_shape is None else (len(indexes), *out_shape)
+    try:
+        raw = src.dataset.read(indexes, window=window, out_shape=shape)
+        mask = None
+        if mask_band is not None:
+            mask = src.dataset.read_masks(mask_band, window=window, out_shape=out_shape)
+    except RasterioError as exc:
+        raise InputError(
+            f"{src.path}: reading rows {window.row_off}..{window.row_off + window.height} failed "
+            f"({_first_line(exc)}); the file is probably corrupt, copy it again"
+        ) from exc
+    return raw, mask
+
+
+def read_window(
+    src: RasterSource, window: Any, mapping: BandMapping
+) -> tuple[np.ndarray, np.ndarray]:
+    """Model input for one window: ``(data float32 (C, h, w), valid bool (h, w))``.
+
+    ``window`` is a rasterio ``Window``, a ``gfmcli.engine.tiling.Tile`` or a tuple
+    ``(row_off, col_off, height, width)``; it may run past the raster's edges (the outside is
+    padded and invalid). Bands come in ``mapping`` order, scaled and normalised per band.
+    """
+    row_off, col_off, height, width = _window_bounds(window)
+    data = np.zeros((len(mapping.bands), height, width), dtype=np.float32)
+    valid = np.zeros((height, width), dtype=bool)
+    r0, r1 = max(row_off, 0), min(row_off + height, src.height)
+    c0, c1 = max(col_off, 0), min(col_off + width, src.width)
+    if r0 >= r1 or c0 >= c1:
+        return data, valid
+    indexes = [band.index for band in mapping.bands]
+    raw, mask = _read_raw(src, indexes, Window(c0, r0, c1 - c0, r1 - r0), None)
+    inner_valid = _validity(raw, mapping, mask)
+    gain = np.array([b.scale / b.std for b in mapping.bands], dtype=np.float64)
+    bias = np.array([(b.offset - b.mean) / b.std for b in mapping.bands], dtype=np.float64)
+    inner = data[:, r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off]
+    for i, layer in enumerate(raw):
+        np.multiply(layer, gain[i], out=inner[i], casting="unsafe")
+        inner[i] += np.float32(bias[i])
+    inner[:, ~inner_valid] = 0.0
+    valid[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = inner_valid
+    return data, valid
+
+
+def _probe(src: RasterSource, mapping: BandMapping) -> tuple[np.ndarray, np.ndarray]:
+    """A decimated (at most PROBE_SIZE pixels a side) read of the used bands and its validity."""
+    step = max(1, math.ceil(max(src.height, src.width) / PROBE_SIZE))
+    out_shape = (max(1, src.height // step), max(1, src.width // step))
+    indexes = [band.index for band in mapping.bands]
+    raw, mask = _read_raw(src, indexes, Window(0, 0, src.width, src.height), out_shape)
+    return raw, _validity(raw, mapping, mask)
+
+
+def is_all_nodata(src: RasterSource, mapping: BandMapping) -> bool:
+    """True when a decimated sample of the raster holds no valid pixel.
+
+    The sample is at most 512 pixels a side (nearest resampling, overviews used when present), so
+    a valid area smaller than the decimation step can be missed; callers skip such a raster with
+    a message rather than failing.
+    """
+    _, valid = _probe(src, mapping)
+    return not valid.any()
+
+
+def probe_units(src: RasterSource, mapping: BandMapping) -> list[str]:
+    """Warnings when a decimated sample's values look like the wrong units for the scaling.
+
+    Optical bands should give reflectance (``DN * scale + offset`` mostly within 0..1.5): a
+    median above 5 means digital numbers read as reflectance (scale missing); a median below
+    0.002 with raw values within 0..2 means reflectance scaled again as if it were DN. Radar bands
+    should be in dB: all values >= 0 suggests linear power. Returns ``[]`` when nothing is odd
+    (or nothing is valid; see :func:`is_all_nodata`).
+    """
+    raw, valid = _probe(src, mapping)
+    if not valid.any():
+        return []
+    warnings = []
+    for layer, band in zip(raw, mapping.bands, strict=True):
+        values = layer[valid].astype(np.float64)
+        physical = values * band.scale + band.offset
+        median = float(np.median(physical))
+        where = f"{src.path} band {band.index} ({band.name})"
+        if band.modality == "radar":
+            if values.min() >= 0:
+                warnings.append(
+                    f"{where}: all values are >= 0, which looks like linear power, not dB; "
+                    "convert with 10*log10(value)"
+                )
+        elif median > 5:
+            warnings.append(
+                f"{where}: values give reflectance {median:.4g} (median) with scale "
+                f"{band.scale:g}; they look like digital numbers, so the scale is missing "
+                "(pass --sensor or set the file's scale/offset)"
+            )
+        elif median < 0.002 and values.min() >= -0.5 and values.max() <= 2:
+            warnings.append(
+                f"{where}: values already look like reflectance (0..1) but are scaled by "
+                f"{band.scale:g} as if they were digital numbers; set the scale to 1"
+            )
+    return warnings

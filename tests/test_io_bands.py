@@ -1,0 +1,159 @@
+"""The band contract: identity from --bands / descriptions / --sensor, contract checks, scaling."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from gfmcli.contract import BandInfo, ModelContract
+from gfmcli.errors import BandContractError, SensorError
+from gfmcli.io.bands import resolve_bands
+from gfmcli.io.reader import open_raster, read_window
+from gfmcli.sensors import get_sensor
+
+S2 = get_sensor("sentinel2-l2a")
+S2_STATS = {"B02": (0.14, 0.085), "B03": (0.13, 0.088), "B04": (0.137, 0.114),
+            "B08": (0.23, 0.125), "B11": (0.22, 0.134)}  # fmt: skip
+
+
+def _contract(names=("B02", "B03", "B04", "B08"), sensor="sentinel2-l2a", gsd=10.0, radar=()):
+    bands = [
+        BandInfo(n, S2.band(n).wavelength_nm, "optical", *S2_STATS[n], 1e-4, -0.1) for n in names
+    ]
+    bands += [BandInfo(n, w, "radar", m, s) for n, w, m, s in radar]
+    return ModelContract(
+        model_name="tiny", model_config={}, task="segmentation", sensor=sensor,
+        bands=tuple(bands), gsd=gsd, patch_size=8,
+    )  # fmt: skip
+
+
+def test_descriptions_select_and_reorder_model_bands(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=5, descriptions=["nir", "B11", "red", "B03", "blue"])
+    with open_raster(path) as src:
+        mapping = resolve_bands(src, _contract())
+        assert mapping.names == ["B02", "B03", "B04", "B08"]
+        assert mapping.indexes == [5, 4, 3, 1]
+        assert not mapping.cross_sensor and mapping.sensor == "sentinel2-l2a"
+        b04 = mapping.bands[2]
+        assert (b04.mean, b04.std, b04.scale, b04.offset) == (0.137, 0.114, 1e-4, -0.1)
+        assert b04.nodata == 0  # the sensor's, as the file declares none
+        data = src.dataset.read().astype(np.float64)
+        out, _ = read_window(src, (0, 0, src.height, src.width), mapping)
+    expected = (data[0] * 1e-4 - 0.1 - 0.23) / 0.125  # model band 4 = file band 1 (nir)
+    np.testing.assert_allclose(out[3], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_missing_model_bands_are_listed(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=3, descriptions=["B02", "B03", "B04"])
+    with open_raster(path) as src, pytest.raises(BandContractError, match=r"lacks band\(s\) B08"):
+        resolve_bands(src, _contract())
+
+
+def test_no_descriptions_needs_sensor_or_bands(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=4)
+    with open_raster(path) as src:
+        with pytest.raises(BandContractError, match=r"cannot tell which bands .* --sensor NAME"):
+            resolve_bands(src, _contract())
+        mapping = resolve_bands(src, _contract(), bands=["B04", "B03", "B02", "B08"])
+        assert mapping.indexes == [3, 2, 1, 4]
+        with pytest.raises(BandContractError, match="has 4 bands but --bands lists 3"):
+            resolve_bands(src, _contract(), bands=["B02", "B03", "B04"])
+        with pytest.raises(BandContractError, match="has 4 bands but sensor sentinel2-l2a has 12"):
+            resolve_bands(src, _contract(), sensor="sentinel2-l2a")
+        with pytest.raises(SensorError, match="unknown sensor 'sentinel7'"):
+            resolve_bands(src, _contract(), sensor="sentinel7")
+        with pytest.raises(SensorError, match="has no band 'B13'"):
+            resolve_bands(src, _contract(), bands=["B02", "B03", "B04", "B13"])
+
+
+def test_sensor_alone_means_standard_order(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=12)
+    with open_raster(path) as src:
+        mapping = resolve_bands(src, _contract(), sensor="s2-l2a")
+    assert mapping.indexes == [2, 3, 4, 8]
+
+
+def test_bands_contradicting_descriptions_is_refused(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=4, descriptions=["B02", "B03", "B04", "B08"])
+    with open_raster(path) as src:
+        with pytest.raises(BandContractError, match=r"band 1 is described as 'B02'.*says B03"):
+            resolve_bands(src, _contract(), bands=["B03", "B02", "B04", "B08"])
+        assert resolve_bands(src, _contract(), bands=["B02", "B03", "B04", "B08"]).indexes == [
+            1, 2, 3, 4,
+        ]  # fmt: skip
+
+
+def test_unknown_description_names_it_and_suggests_sensor(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=3, descriptions=["SR_B2", "SR_B3", "SR_B4"])
+    expected = r"'SR_B2', which is not a band of sensor sentinel2-l2a.*--sensor landsat8"
+    with open_raster(path) as src, pytest.raises(BandContractError, match=expected):
+        resolve_bands(src, _contract())
+
+
+def test_cross_sensor_uses_own_wavelengths_and_nearest_stats(tmp_path, make_raster, caplog):
+    path = make_raster(
+        tmp_path, count=3, height=20, width=20, descriptions=["SR_B2", "SR_B4", "SR_B5"],
+        transform=Affine(30.0, 0, 500000.0, 0, -30.0, 5000000.0),
+    )  # fmt: skip
+    contract = _contract(("B02", "B03", "B04", "B08", "B11"))
+    with open_raster(path) as src:
+        mapping = resolve_bands(src, contract, sensor="landsat8")
+    assert mapping.cross_sensor and mapping.sensor == "landsat8"
+    assert mapping.wavelengths == [482.0, 654.6, 864.6]
+    assert [(b.mean, b.std) for b in mapping.bands] == [
+        S2_STATS["B02"], S2_STATS["B04"], S2_STATS["B08"],
+    ]  # fmt: skip
+    assert {(b.scale, b.offset) for b in mapping.bands} == {(2.75e-5, -0.2)}
+    far = _contract(("B02", "B11"))
+    with caplog.at_level(logging.WARNING), open_raster(path) as src:
+        mapping = resolve_bands(src, far, sensor="landsat8")
+    nir = mapping.bands[2]  # 864.6 nm between B02 (492.4) and B11 (1613.7): interpolated
+    t = (864.6 - 492.4) / (1613.7 - 492.4)
+    assert nir.mean == pytest.approx(0.14 + t * (0.22 - 0.14))
+    assert any("interpolated" in r.message for r in caplog.records)
+
+
+def test_radar_only_maps_to_radar(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=2, dtype="float32", descriptions=["VV", "VH"])
+    with open_raster(path) as src:
+        with pytest.raises(BandContractError, match="is radar but model tiny has no radar"):
+            resolve_bands(src, _contract(), sensor="sentinel1")
+        radar = (("VV", 5500.0, -12.6, 5.3), ("VH", 5700.0, -20.3, 5.9))
+        mapping = resolve_bands(src, _contract(radar=radar), sensor="sentinel1")
+    assert [(b.modality, b.mean) for b in mapping.bands] == [("radar", -12.6), ("radar", -20.3)]
+
+
+def test_wavelength_descriptions_and_file_scaling(tmp_path, make_raster):
+    path = make_raster(
+        tmp_path, count=4, dtype="float32", descriptions=["492 nm", "560nm", "665 nm", "833 nm"],
+        scales=[1.0] * 4, offsets=[0.0] * 4,
+    )  # fmt: skip
+    with open_raster(path) as src:
+        mapping = resolve_bands(src, _contract())
+        assert mapping.names == ["B02", "B03", "B04", "B08"] and not mapping.cross_sensor
+        assert mapping.bands[0].scale == 1e-4  # 1/0 in the file means "not set"
+        overridden = resolve_bands(src, _contract(), scale=1.0, offset=0.0)
+        assert {(b.scale, b.offset) for b in overridden.bands} == {(1.0, 0.0)}
+    tagged = make_raster(
+        tmp_path, "tagged.tif", count=4, descriptions=["B02", "B03", "B04", "B08"],
+        scales=[2e-4] * 4, offsets=[-0.5] * 4, nodata=65535,
+    )  # fmt: skip
+    with open_raster(tagged) as src:
+        mapping = resolve_bands(src, _contract())
+    assert {(b.scale, b.offset, b.nodata) for b in mapping.bands} == {(2e-4, -0.5, 65535)}
+
+
+def test_gsd_far_from_contract_warns(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=4, descriptions=["B02", "B03", "B04", "B08"],
+                       transform=Affine(60.0, 0, 500000.0, 0, -60.0, 5000000.0))  # fmt: skip
+    with open_raster(path) as src:
+        assert resolve_bands(src, _contract(gsd=20.0)).warnings == ()
+        (warning,) = resolve_bands(src, _contract(gsd=10.0)).warnings
+    assert "trained at 10 m" in warning and mapping_gsd(warning) > 4
+
+
+def mapping_gsd(warning: str) -> float:
+    return float(warning.split("(")[1].split("x")[0])

@@ -1,0 +1,172 @@
+"""Opening rasters (every bad input), GSD in metres, boundless normalised reads, nodata rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp
+
+from gfmcli.errors import InputError
+from gfmcli.io.bands import BandMapping, MappedBand
+from gfmcli.io.reader import is_all_nodata, open_raster, probe_units, read_window
+
+
+def _mapping(indexes, *, scale=1e-4, offset=0.0, mean=0.2, std=0.1, nodata=None, radar=False):
+    bands = tuple(
+        MappedBand(i, f"b{i}", 500.0 + i, "radar" if radar else "optical", scale, offset,
+                   mean + 0.01 * i, std * i, nodata)
+        for i in indexes
+    )  # fmt: skip
+    return BandMapping(bands=bands, sensor="test", gsd_m=10.0, cross_sensor=False)
+
+
+def _naive(data, mapping):
+    out = np.stack(
+        [(data[b.index - 1] * b.scale + b.offset - b.mean) / b.std for b in mapping.bands]
+    )
+    return out.astype(np.float32)
+
+
+def test_missing_and_not_a_raster(tmp_path):
+    with pytest.raises(InputError, match=r"missing\.tif: no such file"):
+        open_raster(tmp_path / "missing.tif")
+    fake = tmp_path / "notes.tif"
+    fake.write_text("this is not a raster\n")
+    with pytest.raises(InputError, match=r"notes\.tif: GDAL cannot read it as a raster"):
+        open_raster(fake)
+
+
+def test_truncated_geotiff(tmp_path, make_raster):
+    path = make_raster(tmp_path, "full.tif", count=3, height=300, width=300, blocksize=64)
+    cut = tmp_path / "cut.tif"
+    blob = path.read_bytes()
+    cut.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(InputError, match=r"cut\.tif: .*(truncated|cannot read)"):
+        open_raster(cut)
+
+
+def test_zero_bands_no_crs_no_transform(tmp_path, make_raster):
+    # GDAL has no zero-band GeoTIFF or VRT; a GeoPackage holding two raster tables opens as a
+    # container with zero bands and two subdatasets.
+    container = tmp_path / "two.gpkg"
+    profile = dict(driver="GPKG", width=8, height=8, count=1, dtype="uint8", crs="EPSG:3857",
+                   transform=Affine(1, 0, 0, 0, -1, 8))  # fmt: skip
+    for table, append in (("a", "NO"), ("b", "YES")):
+        with rasterio.open(
+            container, "w", RASTER_TABLE=table, APPEND_SUBDATASET=append, **profile
+        ) as dst:
+            dst.write(np.ones((1, 8, 8), "uint8"))
+    with pytest.raises(InputError, match=r"no bands; name one of its subdatasets, e\.g\. GPKG:"):
+        open_raster(container)
+    with pytest.raises(InputError, match="no CRS; assign one"):
+        open_raster(make_raster(tmp_path, "nocrs.tif", crs=None))
+    with pytest.raises(InputError, match="no geotransform"):
+        open_raster(make_raster(tmp_path, "notr.tif", transform=Affine.identity()))
+
+
+def test_source_facts(tmp_path, make_raster):
+    path = make_raster(
+        tmp_path, count=2, height=40, width=70, dtype="int16", nodata=-9999,
+        descriptions=["B04", None], blocksize=32,
+    )  # fmt: skip
+    with open_raster(path) as src:
+        assert (src.height, src.width, src.count) == (40, 70, 2)
+        assert src.dtypes == ("int16", "int16") and src.nodata == -9999
+        assert src.descriptions == ("B04", None)
+        assert src.block_shape == (32, 32)
+        assert src.crs.to_epsg() == 32632 and src.profile["count"] == 2
+        assert src.gsd_m == pytest.approx(10.0, rel=2e-3)
+        assert src.warnings == []
+    assert src.dataset.closed
+
+
+def test_gsd_geographic_and_other_units(tmp_path, make_raster):
+    deg = Affine(0.0001, 0, 10.0, 0, -0.0001, 45.001)
+    with open_raster(make_raster(tmp_path, "geo.tif", crs="EPSG:4326", transform=deg)) as src:
+        assert src.gsd_x_m == pytest.approx(7.88, abs=0.02)
+        assert src.gsd_y_m == pytest.approx(11.12, abs=0.02)
+        assert src.gsd_m == pytest.approx((src.gsd_x_m + src.gsd_y_m) / 2)
+        assert len(src.warnings) == 1 and "7.88 m x 11.1 m" in src.warnings[0]
+    feet = Affine(30.0, 0, 1000000.0, 0, -30.0, 200000.0)  # NY Long Island, US survey feet
+    with open_raster(make_raster(tmp_path, "ft.tif", crs="EPSG:2263", transform=feet)) as src:
+        assert src.gsd_m == pytest.approx(9.144, rel=2e-3)
+    merc = Affine(10.0, 0, 1113194.9, 0, -10.0, 8399737.9)  # Web Mercator near 60 degrees N
+    with open_raster(make_raster(tmp_path, "merc.tif", crs="EPSG:3857", transform=merc)) as src:
+        assert src.gsd_m == pytest.approx(5.0, rel=0.01)
+
+
+def test_read_window_matches_naive_normalisation_and_pads_edges(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=4, height=37, width=53, blocksize=16)
+    with open_raster(path) as src:
+        data = src.dataset.read().astype(np.float64)
+        mapping = _mapping([3, 1, 4])
+        full = _naive(data, mapping)
+        out, valid = read_window(src, (0, 0, 37, 53), mapping)
+        assert out.dtype == np.float32 and valid.all()
+        np.testing.assert_allclose(out, full, rtol=1e-5, atol=1e-5)
+        out, valid = read_window(src, (30, -5, 16, 20), mapping)  # bottom-left corner, boundless
+        assert out.shape == (3, 16, 20) and valid.shape == (16, 20)
+        assert valid[:7, 5:].all() and not valid[7:].any() and not valid[:, :5].any()
+        np.testing.assert_allclose(out[:, :7, 5:], full[:, 30:, :15], rtol=1e-5, atol=1e-5)
+        assert (out[:, 7:] == 0).all() and (out[:, :, :5] == 0).all()
+        out, valid = read_window(src, (100, 100, 8, 8), mapping)
+        assert not valid.any() and not out.any()
+
+
+def test_nodata_all_bands_nan_any_band(tmp_path, make_raster):
+    data = np.full((2, 5, 6), 0.3, dtype="float32")
+    data[:, 0, 0] = -1  # all bands nodata -> invalid
+    data[0, 0, 1] = -1  # one band nodata -> a real value
+    data[1, 0, 2] = np.nan  # NaN in one band -> invalid
+    data[0, 0, 3] = np.inf
+    path = make_raster(tmp_path, data=data, dtype="float32", nodata=-1)
+    mapping = _mapping([1, 2], scale=1.0, nodata=-1.0)
+    with open_raster(path) as src:
+        out, valid = read_window(src, (0, 0, 5, 6), mapping)
+    expected = np.ones((5, 6), bool)
+    expected[0, [0, 2, 3]] = False
+    np.testing.assert_array_equal(valid, expected)
+    assert np.isfinite(out).all() and (out[:, ~valid] == 0).all()
+    assert out[0, 0, 1] == pytest.approx((-1 - 0.21) / 0.1)
+
+
+def test_internal_mask_and_alpha(tmp_path, make_raster):
+    mask = np.ones((9, 11), bool)
+    mask[2:4, 3:8] = False
+    path = make_raster(tmp_path, "masked.tif", count=3, height=9, width=11, mask=mask)
+    with open_raster(path) as src:
+        _, valid = read_window(src, (0, 0, 9, 11), _mapping([1, 2]))
+    np.testing.assert_array_equal(valid, mask)
+    rgba = np.full((4, 6, 6), 100, dtype="uint8")
+    rgba[3] = 255
+    rgba[3, :, :2] = 0
+    path = make_raster(tmp_path, "rgba.tif", data=rgba, dtype="uint8")
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    with open_raster(path) as src:
+        _, valid = read_window(src, (0, 0, 6, 6), _mapping([1, 2, 3]))
+    assert not valid[:, :2].any() and valid[:, 2:].all()
+
+
+def test_all_nodata_and_probe_units(tmp_path, make_raster):
+    empty = make_raster(tmp_path, "empty.tif", data=np.zeros((2, 20, 30)), nodata=0)
+    with open_raster(empty) as src:
+        assert is_all_nodata(src, _mapping([1, 2], nodata=0))
+        assert probe_units(src, _mapping([1, 2], nodata=0)) == []
+    dn = make_raster(tmp_path, "dn.tif", count=2, height=600, width=700)
+    with open_raster(dn) as src:
+        assert not is_all_nodata(src, _mapping([1, 2]))
+        assert probe_units(src, _mapping([1, 2])) == []
+        warnings = probe_units(src, _mapping([1, 2], scale=1.0))
+        assert len(warnings) == 2 and "look like digital numbers" in warnings[0]
+    refl = make_raster(tmp_path, "refl.tif", count=2, dtype="float32")
+    with open_raster(refl) as src:
+        (first, _) = probe_units(src, _mapping([1, 2]))
+        assert "already look like reflectance" in first
+        assert probe_units(src, _mapping([1, 2], scale=1.0)) == []
+    linear = make_raster(tmp_path, "lin.tif", count=1, dtype="float32")
+    with open_raster(linear) as src:
+        (warning,) = probe_units(src, _mapping([1], scale=1.0, radar=True))
+        assert "linear power" in warning
