@@ -130,13 +130,13 @@ class LessBlock(nn.Module):
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
-def less_blocks(cfg: EncoderConfig, dim: int, depth: int, heads: int) -> nn.ModuleList:
-    """``depth`` LESS blocks at width ``dim``; stochastic depth grows linearly to the cfg rate."""
-    rates = torch.linspace(0, cfg.drop_path_rate, depth, device="cpu").tolist()
+def less_blocks(cfg: EncoderConfig) -> nn.ModuleList:
+    """``cfg.depth`` LESS blocks; stochastic depth grows linearly from 0 to the cfg rate."""
+    rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist()
     return nn.ModuleList(
         LessBlock(
-            dim,
-            heads,
+            cfg.embed_dim,
+            cfg.num_heads,
             cfg.channel_dims_per_head,
             cfg.rank,
             cfg.mlp_ratio,
@@ -154,5 +154,5 @@ class LessEncoder(TokenGridEncoder):
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__(cfg)
-        self.blocks = less_blocks(cfg, cfg.embed_dim, cfg.depth, cfg.num_heads)
+        self.blocks = less_blocks(cfg)
         self.init_weights()
