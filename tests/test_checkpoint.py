@@ -1,0 +1,259 @@
+"""Checkpoints: bit-exact round trip, safe loading, clear errors, atomic writes, resume state."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gfmcli.contract import BandInfo, ClassInfo, ModelContract
+from gfmcli.errors import ModelError, OutputError
+from gfmcli.model.checkpoint import (
+    FORMAT_VERSION,
+    list_weights,
+    load_checkpoint,
+    load_model,
+    read_checkpoint,
+    read_contract,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from gfmcli.model.tasks import build_model, model_config_for
+
+TINY = {"embed_dim": 32, "depth": 1, "num_heads": 2}
+WL = [492.4, 559.8, 664.6, 832.8]
+
+
+def _model(task: str = "segmentation", k: int = 3):
+    torch.manual_seed(0)
+    options = {"width": 16, "pixel_dim": 4} if task in ("segmentation", "regression") else {}
+    k_arg = None if task in ("embedding", "pretrain") else k
+    cfg = model_config_for(
+        "less_vit_tiny", task, num_outputs=k_arg, encoder_overrides=TINY, **options
+    )
+    return build_model(cfg)
+
+
+def _contract(model, classes: int = 3) -> ModelContract:
+    return ModelContract(
+        model_name="less_vit_tiny",
+        model_config=model.config,
+        task=model.task,
+        sensor="sentinel2",
+        bands=tuple(
+            BandInfo(n, w, mean=0.1 * i, std=0.2, scale=1e-4)
+            for i, (n, w) in enumerate(zip(["B2", "B3", "B4", "B8"], WL, strict=True))
+        ),
+        gsd=10.0,
+        patch_size=16,
+        classes=tuple(ClassInfo(i, f"class{i}", (i, 2 * i, 3 * i)) for i in range(classes)),
+        provenance={"data": "chips/", "command": "gfm train cfg.toml"},
+    )
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    model = _model()
+    path = tmp_path_factory.mktemp("ckpt") / "seg.pt"
+    written = save_checkpoint(path, model, _contract(model))
+    return model, written, path
+
+
+def _error(path, func=load_checkpoint) -> str:
+    with pytest.raises(ModelError) as info:
+        func(path)
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification", "embedding"])
+def test_round_trip_is_bit_exact(tmp_path, task):
+    model = _model(task).eval()
+    path = tmp_path / f"{task}.pt"
+    written = save_checkpoint(path, model, _contract(model, 3 if task != "embedding" else 0))
+    loaded, contract = load_checkpoint(path)
+    assert contract == written == read_contract(path)
+    assert contract.model_config == model.config == loaded.config
+    assert contract.provenance["command"] == "gfm train cfg.toml"
+    assert contract.provenance["gfm_version"] and contract.provenance["date"]
+    own, back = model.state_dict(), loaded.state_dict()
+    assert list(own) == list(back)
+    for key in own:
+        assert own[key].dtype == back[key].dtype and torch.equal(own[key], back[key]), key
+    x = torch.randn(2, 4, 32, 48)
+    assert not loaded.training
+    assert torch.equal(model(x, WL, 10.0), loaded(x, WL, 10.0))
+
+
+def test_no_pickled_code_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "gfm-checkpoint", "payload": Evil()}, path)
+    assert "pickled Python objects, which gfm never executes" in _error(path)
+    assert not marker.exists()
+
+
+def test_missing_truncated_text_and_foreign_files(tmp_path, saved):
+    model, _, good = saved
+    assert "does not exist" in _error(tmp_path / "nope.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert "truncated, corrupt" in _error(truncated)
+    text = tmp_path / "notes.pt"
+    text.write_text("these are not weights\n" * 20)
+    assert "truncated, corrupt" in _error(text)
+    foreign = tmp_path / "plain_state_dict.pt"
+    torch.save(model.state_dict(), foreign)
+    assert "not a gfm checkpoint" in _error(foreign)
+    assert "not a gfm checkpoint" in _error(foreign, read_contract)
+
+
+def _rewrite(src: Path, dst: Path, edit) -> Path:
+    payload = torch.load(src, weights_only=True)
+    edit(payload)
+    torch.save(payload, dst)
+    return dst
+
+
+def test_weights_and_contract_mismatches(tmp_path, saved):
+    _, _, good = saved
+
+    def drop_key(p):
+        del p["state_dict"]["head.classifier.weight"]
+
+    msg = _error(_rewrite(good, tmp_path / "a.pt", drop_key))
+    assert "weights do not match" in msg and "missing head.classifier.weight" in msg
+
+    def wider(p):
+        contract = json.loads(p["contract"])
+        contract["model_config"]["encoder"]["overrides"]["embed_dim"] = 64
+        p["contract"] = json.dumps(contract)
+
+    assert "shape" in _error(_rewrite(good, tmp_path / "b.pt", wider))
+
+    def unknown_encoder(p):
+        contract = json.loads(p["contract"])
+        contract["model_config"]["encoder"]["name"] = "less_vit_huge"
+        p["contract"] = json.dumps(contract)
+
+    assert "unknown model 'less_vit_huge'" in _error(
+        _rewrite(good, tmp_path / "c.pt", unknown_encoder)
+    )
+
+    def newer(p):
+        p["format_version"] = FORMAT_VERSION + 1
+
+    assert "upgrade gfm" in _error(_rewrite(good, tmp_path / "d.pt", newer))
+
+    def not_tensors(p):
+        p["state_dict"]["head.classifier.weight"] = [1.0, 2.0]
+
+    assert "not all named tensors" in _error(_rewrite(good, tmp_path / "f.pt", not_tensors))
+
+    def no_contract(p):
+        p["contract"] = "{not json"
+
+    assert "not valid JSON" in _error(_rewrite(good, tmp_path / "e.pt", no_contract))
+
+
+def test_save_checks_contract_against_model(tmp_path, saved):
+    model, written, _ = saved
+    with pytest.raises(ModelError, match="lists 2 classes but the head has 3 outputs"):
+        save_checkpoint(tmp_path / "x.pt", model, _contract(model, classes=2))
+    wrong_task = dataclasses.replace(written, task="classification")
+    with pytest.raises(ModelError, match="contract task 'classification'"):
+        save_checkpoint(tmp_path / "x.pt", model, wrong_task)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path, saved, monkeypatch):
+    model, written, _ = saved
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, written)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def failing_save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip")  # some bytes reach the temp file, then the disk fills
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OutputError, match="No space left"):
+        save_checkpoint(path, model, written)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["model.pt"]  # no temp file left behind
+    assert load_checkpoint(path)[1] == written
+    with pytest.raises(OutputError, match="does not exist"):
+        save_checkpoint(tmp_path / "missing" / "m.pt", model, written)
+
+
+def test_extra_resume_state_loads_weights_only(tmp_path):
+    model = _model()
+    written = _contract(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
+    x = torch.randn(1, 4, 32, 32)
+    model.train()
+    model(x, WL, 10.0).square().mean().backward()
+    optimizer.step()
+    scheduler.step()
+    model.eval()
+    original = rng_state()
+    try:
+        state = rng_state()
+        expected = (random.random(), np.random.rand(), torch.rand(3))
+        extra = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": state,
+            "epoch": 3,
+            "best": {"miou": 0.5, "history": [0.1, 0.3, 0.5]},
+        }
+        save_checkpoint(tmp_path / "resume.pt", model, written, extra=extra)
+        data = read_checkpoint(tmp_path / "resume.pt")
+        assert data.extra["epoch"] == 3 and data.extra["best"] == extra["best"]
+        fresh = torch.optim.AdamW(_model().parameters(), lr=1e-3)
+        fresh.load_state_dict(data.extra["optimizer"])
+        for key, value in optimizer.state_dict()["state"][0].items():
+            assert torch.equal(
+                torch.as_tensor(value),
+                torch.as_tensor(fresh.state[fresh.param_groups[0]["params"][0]][key]),
+            )
+        assert data.extra["scheduler"]["last_epoch"] == 1
+        set_rng_state(data.extra["rng"])
+        again = (random.random(), np.random.rand(), torch.rand(3))
+        assert again[0] == expected[0] and again[1] == expected[1]
+        assert torch.equal(again[2], expected[2])
+    finally:
+        set_rng_state(original)
+    with pytest.raises(ModelError, match=r"extra\['rng'\]\['state'\] is a ndarray"):
+        save_checkpoint(tmp_path / "bad.pt", model, written, extra={"rng": {"state": np.ones(3)}})
+
+
+def test_load_model_by_path_or_shipped_name(tmp_path, saved):
+    _, written, good = saved
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "tiny_seg.pt").write_bytes(good.read_bytes())
+    (weights / "notes.txt").write_text("not a model")
+    assert list_weights(weights) == ["tiny_seg"]
+    assert load_model("tiny_seg", weights_dir=weights)[1] == written
+    assert load_model(good)[1] == written
+    with pytest.raises(ModelError, match=r"unknown model 'tiny_cls'.*\(tiny_seg\)"):
+        load_model("tiny_cls", weights_dir=weights)
+    with pytest.raises(ModelError, match="none are installed"):
+        load_model("tiny_cls", weights_dir=tmp_path / "empty")
