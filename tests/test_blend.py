@@ -71,6 +71,18 @@ def test_accumulate_clips_and_respects_valid():
     np.testing.assert_array_equal(acc[0], expected_w * 2)
 
 
+def test_accumulate_ignores_nan_at_invalid_pixels():
+    acc = np.zeros((2, 4, 4), np.float32)
+    wsum = np.zeros((4, 4), np.float32)
+    pred = np.full((2, 4, 4), 0.25, np.float32)
+    valid = np.ones((4, 4), bool)
+    pred[:, 0, :], valid[0, :] = np.nan, False
+    weight = np.ones((4, 4), np.float32)
+    blend.accumulate(acc, wsum, pred, weight, valid, 0, 0)
+    assert np.isfinite(acc).all()
+    assert (acc[:, 0] == 0).all() and (acc[:, 1:] == 0.25).all()
+
+
 def test_normalize_parity_and_nodata():
     rng = np.random.default_rng(2)
     acc = rng.random((4, 9, 11), dtype=np.float32)

@@ -86,15 +86,22 @@ def accumulate(acc, wsum, pred, weight, valid, r0, c0):  # pragma: no cover - co
     i1 = min(h, n_r - r0)
     j0 = max(0, -c0)
     j1 = min(w, n_c - c0)
+    zero = acc.dtype.type(0)
+    # Row by row through equal-length 1-D slices with the column loop innermost and a select
+    # instead of a branch: LLVM vectorises this (3-D indexing does not, ~2-3x slower). Invalid
+    # pixels add exactly 0 even if the model produced NaN there.
     for i in range(i0, i1):
-        for j in range(j0, j1):
-            if valid[i, j]:
-                wsum[r0 + i, c0 + j] += weight[i, j]
-    for k in range(n_k):
-        for i in range(i0, i1):
-            for j in range(j0, j1):
-                if valid[i, j]:
-                    acc[k, r0 + i, c0 + j] += pred[k, i, j] * weight[i, j]
+        w_row = weight[i, j0:j1]
+        v_row = valid[i, j0:j1]
+        s_row = wsum[r0 + i, c0 + j0 : c0 + j1]
+        for j in range(s_row.shape[0]):
+            s_row[j] += w_row[j] if v_row[j] else zero
+        for k in range(n_k):
+            a_row = acc[k, r0 + i, c0 + j0 : c0 + j1]
+            p_row = pred[k, i, j0:j1]
+            for j in range(a_row.shape[0]):
+                x = p_row[j] * w_row[j]
+                a_row[j] += x if v_row[j] else zero
 
 
 def accumulate_numpy(acc, wsum, pred, weight, valid, r0, c0) -> None:
@@ -118,9 +125,12 @@ def normalize(acc, wsum, out, nodata):  # pragma: no cover - compiled
     n_k, n_r, n_c = acc.shape
     for k in range(n_k):
         for i in range(n_r):
+            a_row = acc[k, i]
+            s_row = wsum[i]
+            o_row = out[k, i]
             for j in range(n_c):
-                s = wsum[i, j]
-                out[k, i, j] = acc[k, i, j] / s if s > 0 else nodata
+                s = s_row[j]
+                o_row[j] = a_row[j] / s if s > 0 else nodata
 
 
 def normalize_numpy(acc, wsum, out, nodata) -> None:
