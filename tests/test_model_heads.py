@@ -293,3 +293,29 @@ def test_build_model_records_the_resolved_encoder_config(monkeypatch):
     assert build_model(model.config).config == model.config
     model.config["task"] = "changed"  # a copy: the model's own config cannot be edited
     assert model.config["task"] == "segmentation"
+
+
+@pytest.fixture(scope="module")
+def tiny_seg() -> GfmModel:
+    torch.manual_seed(6)
+    overrides = {"embed_dim": 32, "depth": 1, "num_heads": 2}
+    cfg = model_config_for(
+        "less_vit_tiny", "segmentation", num_outputs=4, encoder_overrides=overrides, width=16
+    )
+    return build_model(cfg).eval()
+
+
+@pytest.mark.parametrize("bands", [1, 4, 13])
+def test_real_encoder_segmentation_non_square(tiny_seg, bands):
+    x = torch.randn(1, bands, 96, 160)
+    assert tiny_seg(x, WAVELENGTHS[:bands], 10.0).shape == (1, 4, 96, 160)
+    assert tiny_seg.embed(x, WAVELENGTHS[:bands], 10.0).shape == (1, 32, 6, 10)
+
+
+def test_real_encoder_with_radar_and_resolved_config(tiny_seg):
+    x, radar = torch.randn(1, 4, 32, 48), torch.randn(1, 2, 32, 48)
+    out = tiny_seg(x, WAVELENGTHS[:4], 10.0, radar=radar, radar_wavelengths=[5500.0, 5700.0])
+    assert out.shape == (1, 4, 32, 48)
+    overrides = tiny_seg.config["encoder"]["overrides"]
+    assert overrides["embed_dim"] == 32 and overrides["attention_radius"] == 640.0
+    assert overrides == dataclasses.asdict(tiny_seg.encoder.cfg)
