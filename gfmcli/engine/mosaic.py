@@ -18,6 +18,12 @@ reorder buffer of at most ``max_pending`` tiles until their turn; exceeding it i
 Memory: ``K x window x W`` float32 accumulator + ``window x W`` weight sum, plus the popped-late
 blocks (``stride`` rows per window row) and up to ``max_pending`` parked ``K x window x window``
 tiles; never proportional to the raster height. ``rows_held`` / ``peak_rows_held`` report it.
+
+Threads: a mosaic is not locked; one thread (the runner's blend stage) owns it. The kernels
+release the GIL, so that thread runs alongside the reader, the model and the writer.
+
+Probabilities, not logits: apply the softmax on the device before :meth:`StripMosaic.add` (see
+:mod:`gfmcli.engine.blend`). For embeddings, pass the features as they are.
 """
 
 from __future__ import annotations
