@@ -273,7 +273,9 @@ def test_model_config_validation_names_the_key(monkeypatch):
     with pytest.raises(ModelError, match="unknown task"):
         model_config_for("less_vit_tiny", "detection", num_outputs=2)
     with pytest.raises(ModelError, match="takes no head"):
-        model_config_for("less_vit_tiny", "pretrain", head_type="segmentation", num_outputs=2)
+        model_config_for("less_vit_tiny", "pretrain", num_outputs=2)
+    with pytest.raises(ModelError, match='needs "head"'):
+        build_model({**cfg, "head": {**cfg["head"], "type": "regression"}})
     with pytest.raises(ModelError, match="JSON"):
         model_config_for("less_vit_tiny", "regression", num_outputs=1, width=object())
     with pytest.raises(ModelError, match="cannot build it"):

@@ -217,13 +217,15 @@ def load_checkpoint(
     path: str | os.PathLike[str], map_location: Any = "cpu"
 ) -> tuple[GfmModel, ModelContract]:
     """Rebuild the model from the checkpoint's contract and load its weights strictly.
-    The model is returned in eval mode."""
+    The model is returned in eval mode, on ``map_location`` when that names a device."""
     data = read_checkpoint(path, map_location=map_location)
     try:
         model = build_model(data.contract.model_config)
     except ModelError as exc:
         raise ModelError(f"checkpoint {path}: {exc}") from exc
     load_weights(model, data.state_dict, path)
+    if isinstance(map_location, str | torch.device):
+        model.to(map_location)
     return model.eval(), data.contract
 
 

@@ -121,8 +121,9 @@ class SpectralPixelEmbed(nn.Module):
 
     def forward(self, pixels: torch.Tensor, wavelengths: object) -> torch.Tensor:
         """(B, C, H, W) pixels and C wavelengths (nm) -> (B, dim, H, W)."""
-        wl = _as_wavelength_vector(wavelengths, pixels.shape[1]).to(pixels.device)
-        weight = self.weight_gen(wavelength_features(wl, self.freq_dim).to(pixels.device))
+        wl = _as_wavelength_vector(wavelengths, pixels.shape[1]).cpu()  # float64 math on CPU
+        feats = wavelength_features(wl, self.freq_dim).to(self.bias.device)
+        weight = self.weight_gen(feats).to(pixels.device)
         feat = torch.einsum("bchw,cd->bdhw", pixels, weight.to(pixels.dtype)) / pixels.shape[1]
         feat = feat + self.bias.to(pixels.dtype)[None, :, None, None]
         return self.act(self.norm(self.conv(feat)))

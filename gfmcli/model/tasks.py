@@ -158,21 +158,20 @@ def model_config_for(
     *,
     num_outputs: int | None = None,
     encoder_overrides: dict[str, Any] | None = None,
-    head_type: str | None = None,
     **head_options: Any,
 ) -> dict[str, Any]:
     """The JSON-able model config for ``build_model``.
 
-    ``head_type`` defaults to the task's own head ("segmentation", "classification",
-    "regression"; none for "pretrain"/"embedding"); ``head_options`` are the head's size options
-    (dense heads: width, min_width, pixel_dim, use_band_tokens, drop_rate; classification:
-    drop_rate).
+    Segmentation, classification and regression get the head of the same name with
+    ``num_outputs`` outputs; "pretrain" and "embedding" get none. ``head_options`` are the head's
+    size options (dense heads: width, min_width, pixel_dim, use_band_tokens, drop_rate;
+    classification: drop_rate).
     """
     if task not in TASKS:
         raise ModelError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     head: dict[str, Any] | None = None
-    if task in HEADS or head_type is not None:
-        head = {"type": head_type or task, "num_outputs": num_outputs, **head_options}
+    if task in HEADS or num_outputs is not None or head_options:
+        head = {"type": task, "num_outputs": num_outputs, **head_options}
     config = {
         "encoder": {"name": encoder, "overrides": dict(encoder_overrides or {})},
         "task": task,
