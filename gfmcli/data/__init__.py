@@ -1,1 +1,52 @@
-"""Multi-sensor scene simulator built on measured reflectance spectra."""
+"""Multi-sensor scene simulator built on measured reflectance spectra (earthlib).
+
+``simulate_landcover`` makes a landscape on the ground, ``render`` shows it as one sensor sees
+it, ``simulate_scene`` writes images and labels for several sensors. See docs/simulator.md.
+"""
+
+from gfmcli.data.landcover import (
+    KIND_CLASS,
+    LANDCOVER_CLASSES,
+    LandCoverMap,
+    SimulatorError,
+    simulate_landcover,
+)
+from gfmcli.data.render import (
+    LABEL_NODATA,
+    Rendering,
+    band_response,
+    render,
+    render_labels,
+    swath_mask,
+)
+from gfmcli.data.scene import DEFAULT_SENSORS, simulate_scene
+from gfmcli.data.spectra import (
+    KINDS,
+    SimulatorDependencyError,
+    SpectralLibrary,
+    load_library,
+    sample_object_spectra,
+    water_reflectance,
+)
+
+__all__ = [
+    "DEFAULT_SENSORS",
+    "KINDS",
+    "KIND_CLASS",
+    "LABEL_NODATA",
+    "LANDCOVER_CLASSES",
+    "LandCoverMap",
+    "Rendering",
+    "SimulatorDependencyError",
+    "SimulatorError",
+    "SpectralLibrary",
+    "band_response",
+    "load_library",
+    "render",
+    "render_labels",
+    "sample_object_spectra",
+    "simulate_landcover",
+    "simulate_scene",
+    "swath_mask",
+    "water_reflectance",
+]
