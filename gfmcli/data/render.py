@@ -187,15 +187,15 @@ def _block_sum(values: np.ndarray, samples: int) -> np.ndarray:
     return values.reshape(h, samples, w, samples).sum(axis=(1, 3), dtype=np.float32)
 
 
-def _to_grid(native: np.ndarray, native_gsd: float, gsd: float, shape: tuple[int, int]):
-    """Nearest-neighbour resampling of a coarser band onto the ``gsd`` grid."""
-    if native_gsd == gsd and native.shape == shape:
-        return native
-    rows = np.minimum(((np.arange(shape[0]) + 0.5) * gsd / native_gsd).astype(np.intp),
-                      native.shape[0] - 1)  # fmt: skip
-    cols = np.minimum(((np.arange(shape[1]) + 0.5) * gsd / native_gsd).astype(np.intp),
-                      native.shape[1] - 1)  # fmt: skip
-    return native[rows][:, cols]
+def _to_grid(source: np.ndarray, source_gsd: float, gsd: float, shape: tuple[int, int]):
+    """Nearest-neighbour resampling of ``source`` (pixels of ``source_gsd``) onto the ``gsd``
+    grid of ``shape``: each target pixel takes the source pixel under its centre."""
+    if source_gsd == gsd and source.shape == shape:
+        return source
+    rows = ((np.arange(shape[0]) + 0.5) * gsd / source_gsd).astype(np.intp)
+    cols = ((np.arange(shape[1]) + 0.5) * gsd / source_gsd).astype(np.intp)
+    rows = np.minimum(rows, source.shape[0] - 1)
+    return source[rows][:, np.minimum(cols, source.shape[1] - 1)]
 
 
 def swath_mask(landcover: LandCoverMap, gsd: float, fraction: float) -> np.ndarray:
@@ -223,6 +223,11 @@ def _render_optical(landcover, sensor, gsd, shape, rng, haze, illumination, nois
     response = band_response(sensor.bands, library.wavelengths_nm, toa=toa)
     values = spectra @ response.T  # (n_objects, 2, n_bands)
     amp = np.array([_TEXTURE[k] for k in KINDS], dtype=np.float32)
+    # Illumination and haze vary smoothly over the ground: one field each, sampled per band grid.
+    field_cell = 800.0 / gsd
+    light = 1.0 + illumination * np.clip(_noise(shape, field_cell, rng), -2, 2)
+    haze = (0.03 if toa else 0.0) if haze is None else haze
+    thickness = haze * np.clip(1.0 + 0.5 * _noise(shape, field_cell, rng), 0.2, 2.0)
     image = np.empty((len(sensor.bands), *shape), dtype=np.float32)
     for native in sorted({max(b.gsd, gsd) for b in sensor.bands}):
         group = [i for i, b in enumerate(sensor.bands) if max(b.gsd, gsd) == native]
@@ -231,20 +236,18 @@ def _render_optical(landcover, sensor, gsd, shape, rng, haze, illumination, nois
             max(1, int(np.ceil(shape[1] * gsd / native - 1e-6))),
         )
         rendered = _render_bands(landcover, native, native_shape, values[:, :, group], amp)
+        # Effects happen at the band's own pixels, so a 20 m band stays constant in 2x2 blocks.
+        rendered *= _to_grid(light, gsd, native, native_shape)
+        native_thickness = _to_grid(thickness, gsd, native, native_shape)
         for k, band in enumerate(group):
-            image[band] = _to_grid(rendered[k], native, gsd, shape)
-    field_cell = 800.0 / gsd
-    if illumination > 0:
-        image *= 1.0 + illumination * np.clip(_noise(shape, field_cell, rng), -2, 2)
-    haze = (0.03 if toa else 0.0) if haze is None else haze
-    if haze > 0:
-        thickness = haze * np.clip(1.0 + 0.5 * _noise(shape, field_cell, rng), 0.2, 2.0)
-        for b, band in enumerate(sensor.bands):
-            path = thickness * (band.wavelength_nm / 550.0) ** -1.3
-            image[b] = image[b] * (1.0 - 0.5 * path) + path
-    if noise > 0:
-        sigma = noise * (0.002 + 0.005 * np.abs(image))
-        image += sigma * rng.standard_normal(image.shape, dtype=np.float32)
+            layer = rendered[k]
+            if haze > 0:
+                path = native_thickness * (sensor.bands[band].wavelength_nm / 550.0) ** -1.3
+                layer = layer * (1.0 - 0.5 * path) + path
+            if noise > 0:
+                sigma = noise * (0.002 + 0.005 * np.abs(layer))
+                layer = layer + sigma * rng.standard_normal(layer.shape, dtype=np.float32)
+            image[band] = _to_grid(layer, native, gsd, shape)
     dn = np.rint((image - sensor.offset) / sensor.scale)
     return np.clip(dn, 1, np.iinfo(np.uint16).max).astype(np.uint16)
 
