@@ -1,0 +1,258 @@
+"""Streaming polygonisation of a class map into a GeoPackage, seam-free, in bounded memory.
+
+:class:`PolygonWriter` receives the class map as consecutive row blocks (as the blender
+finishes them) and never holds the whole map. Each block is polygonised on its own
+(``rasterio.features.shapes``, 4-connectivity, nodata excluded) in *pixel* coordinates, where
+every vertex is an integer, so seam matching is exact:
+
+* polygons touching the block's top edge are joined with the still-open polygons of the
+  previous block when a pixel directly above has the same class (a shared edge, the same rule
+  as 4-connectivity; pixels that only meet at a corner stay apart, as when the whole map is
+  polygonised at once);
+* a group of joined parts that no longer reaches the open bottom seam is complete: its parts
+  are dissolved (``shapely.union_all``, collinear seam vertices removed), moved to the map's CRS
+  and appended to a temporary GeoPackage; only groups touching the open seam stay in memory
+  (a single region spanning the whole map does stay in memory until it ends).
+
+Attributes: ``class_id``, ``class_name`` and ``area_m2``, the geodesic area on the CRS's
+ellipsoid (pyproj ``Geod``), correct in square metres for geographic and projected CRS alike;
+a CRS without an ellipsoid falls back to planar area times the squared unit factor. Geometry is
+in the input CRS. The file is written as ``.<stem>.partial-<pid>.gpkg`` and renamed when
+complete; on any exception the temporaries are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyogrio.raw
+import shapely
+from affine import Affine
+from pyproj import CRS as ProjCRS
+from pyproj import Transformer
+from rasterio.features import rasterize, shapes
+from shapely.geometry import Polygon, shape
+from shapely.geometry.polygon import orient
+
+from gfmcli.contract import ClassInfo
+from gfmcli.errors import OutputError
+from gfmcli.io.paths import partial_path
+from gfmcli.io.writer import CLASS_NODATA
+
+LAYER = "classes"
+FLUSH_FEATURES = 5000
+
+
+class _Groups:
+    """Union-find over polygon ids, each id owning a list of pixel-space parts."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+        self.parts: dict[int, list[Polygon]] = {}
+        self.class_of: dict[int, int] = {}
+        self._next = 0
+
+    def add(self, polygon: Polygon, class_id: int) -> int:
+        gid = self._next
+        self._next += 1
+        self.parent[gid] = gid
+        self.parts[gid] = [polygon]
+        self.class_of[gid] = class_id
+        return gid
+
+    def find(self, gid: int) -> int:
+        root = gid
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[gid] != root:
+            self.parent[gid], gid = root, self.parent[gid]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+            self.parts[ra].extend(self.parts.pop(rb))
+
+    def adopt(self, class_id: int, parts: list[Polygon]) -> int:
+        gid = self.add(parts[0], class_id)
+        self.parts[gid] = parts
+        return gid
+
+    def pop(self, root: int) -> tuple[int, list[Polygon]]:
+        return self.class_of[root], self.parts.pop(root)
+
+
+class PolygonWriter:
+    """Write a class map, fed as row blocks top to bottom, as dissolved polygons to GPKG.
+
+    ``classes`` names the ids (unknown ids are called ``"class <id>"``); pixels equal to
+    ``nodata`` are not polygonised. Use as a context manager; without ``finalize()`` nothing
+    is left on disk.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        crs: Any,
+        classes: Sequence[ClassInfo],
+        *,
+        nodata: int = CLASS_NODATA,
+    ) -> None:
+        self.path = Path(path)
+        self._partial = partial_path(self.path)
+        self._crs_wkt = crs.to_wkt()
+        self._names = {c.id: c.name for c in classes}
+        self._nodata = nodata
+        self._groups = _Groups()
+        self._next_row = 0
+        self._transform: Affine | None = None
+        self._seam_classes: np.ndarray | None = None
+        self._seam_labels: np.ndarray | None = None
+        self._buffer: list[tuple[int, Polygon]] = []
+        self._written = 0
+        self._area = _area_function(ProjCRS.from_wkt(self._crs_wkt))
+
+    def add_rows(self, row_off: int, block: np.ndarray, transform: Affine) -> None:
+        """Polygonise rows ``row_off .. row_off + len(block)`` of the map.
+
+        ``transform`` is the whole map's transform (the same on every call); blocks must come
+        in order without gaps and with the same width.
+        """
+        if row_off != self._next_row:
+            raise ValueError(f"rows must arrive in order: expected {self._next_row}, got {row_off}")
+        if self._transform is None:
+            self._transform = transform
+        elif transform != self._transform:
+            raise ValueError("every block must come with the map's transform")
+        block = np.ascontiguousarray(block, dtype=np.uint8)
+        top, bottom = row_off, row_off + block.shape[0]
+        groups = self._groups
+        at_top, at_bottom = [], []
+        found = shapes(
+            block,
+            mask=block != self._nodata,
+            connectivity=4,
+            transform=Affine.translation(0, row_off),
+        )
+        for geometry, value in found:
+            polygon = shape(geometry)
+            gid = groups.add(polygon, int(value))
+            if polygon.bounds[1] == top:
+                at_top.append((polygon, gid))
+            if polygon.bounds[3] == bottom:
+                at_bottom.append((polygon, gid))
+        if self._seam_labels is not None and at_top:
+            first_row = _label_row(at_top, top, block.shape[1])
+            same = (first_row >= 0) & (self._seam_labels >= 0) & (block[0] == self._seam_classes)
+            for old, fresh in set(zip(self._seam_labels[same], first_row[same], strict=True)):
+                groups.union(int(old), int(fresh))
+        open_roots = {groups.find(gid) for _, gid in at_bottom}
+        for root in list(groups.parts):
+            if root not in open_roots:
+                self._complete(root)
+        # Start the next block with a fresh union-find holding only the open groups, so memory
+        # is bounded by what touches the seam, not by everything polygonised so far.
+        self._groups = _Groups()
+        renamed = {root: self._groups.adopt(*groups.pop(root)) for root in open_roots}
+        labels = _label_row(at_bottom, bottom - 1, block.shape[1])
+        lookup = {gid: renamed[groups.find(gid)] for _, gid in at_bottom}
+        self._seam_labels = np.array([lookup.get(int(g), -1) for g in labels], np.int64)
+        self._seam_classes = block[-1].copy()
+        self._next_row = bottom
+        if len(self._buffer) >= FLUSH_FEATURES:
+            self._flush()
+
+    def _complete(self, root: int) -> None:
+        class_id, parts = self._groups.pop(root)
+        merged = parts[0] if len(parts) == 1 else shapely.union_all(parts).simplify(0)
+        self._buffer.append((class_id, merged))
+
+    def _flush(self) -> None:
+        if not self._buffer and self._written:
+            return
+        transform = self._transform or Affine.identity()
+        matrix = np.array([[transform.a, transform.b], [transform.d, transform.e]])
+        shift = np.array([transform.c, transform.f])
+        geometries = [
+            shapely.transform(p, lambda xy: xy @ matrix.T + shift) for _, p in self._buffer
+        ]
+        ids = np.array([c for c, _ in self._buffer], dtype=np.int32)
+        names = np.array([self._names.get(c, f"class {c}") for c in ids], dtype=object)
+        areas = np.array([self._area(g) for g in geometries], dtype=np.float64)
+        try:
+            pyogrio.raw.write(
+                self._partial,
+                np.array([shapely.to_wkb(g) for g in geometries], dtype=object),
+                [ids, names, areas],
+                ["class_id", "class_name", "area_m2"],
+                layer=LAYER,
+                driver="GPKG",
+                geometry_type="Polygon",
+                crs=self._crs_wkt,
+                append=self._written > 0,
+            )
+        except Exception as exc:
+            raise OutputError(f"{self.path}: writing polygons failed ({exc})") from exc
+        self._written += len(self._buffer)
+        self._buffer = []
+
+    def finalize(self) -> Path:
+        """Close the open seam, write the rest and rename the GeoPackage into place."""
+        try:
+            for root in list(self._groups.parts):
+                self._complete(root)
+            self._flush()
+            if not self._written:
+                self._flush()
+            os.replace(self._partial, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Delete the temporary GeoPackage (and SQLite journals); the final path is untouched."""
+        for path in self._partial.parent.glob(self._partial.name + "*"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def __enter__(self) -> PolygonWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
+def _label_row(polygons: list[tuple[Polygon, int]], row: int, width: int) -> np.ndarray:
+    """For each pixel of map row ``row``, the id paired with the polygon covering it, else -1.
+
+    Pixel-space polygons have integer vertices, so burning pixel centres is exact.
+    """
+    if not polygons:
+        return np.full(width, -1, np.int64)
+    labels = rasterize(
+        polygons, out_shape=(1, width), transform=Affine.translation(0, row), fill=-1, dtype="int32"
+    )
+    return labels[0].astype(np.int64)
+
+
+def _area_function(crs: ProjCRS) -> Any:
+    """Area in m² of a polygon in ``crs`` coordinates: geodesic, or planar when no ellipsoid."""
+    geodetic = crs.geodetic_crs
+    if geodetic is None:
+        factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+        return lambda polygon: polygon.area * factor**2
+    geod = geodetic.get_geod()
+    to_lonlat = Transformer.from_crs(crs, geodetic, always_xy=True)
+
+    def area(polygon: Polygon) -> float:
+        lonlat = shapely.transform(polygon, lambda xy: np.column_stack(to_lonlat.transform(*xy.T)))
+        return abs(geod.geometry_area_perimeter(orient(lonlat, 1.0))[0])
+
+    return area
