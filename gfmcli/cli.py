@@ -21,7 +21,10 @@ log = logging.getLogger("gfmcli")
 
 # Subcommands, imported only when used: name -> "module:attribute". One module per command
 # (gfmcli/commands/<name>.py), registered here once it works end to end.
-COMMANDS: dict[str, str] = {"tile": "gfmcli.commands.tile:tile"}
+COMMANDS: dict[str, str] = {
+    "tile": "gfmcli.commands.tile:tile",
+    "pretrain": "gfmcli.commands.pretrain:pretrain",
+}
 
 
 class GfmGroup(click.Group):

@@ -92,9 +92,15 @@ class PretrainModelConfig:
     name: str = "less_vit_tiny"
     mask_ratio: float = 0.75
     channel_mask_ratio: float = 0.5
-    decoder_dim: int = 0
-    decoder_depth: int = 0
+    decoder_dim: int = 512
+    decoder_depth: int = 8
+    decoder_heads: int = 16
     drop_path: float = 0.0
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    patch_size: int | None = None
+    attention: str | None = field(default=None, metadata=_choice("less", "full"))
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,11 @@ class FinetuneModelConfig:
     name: str = "less_vit_tiny"
     mode: str = field(default="full", metadata=_choice("full", "linear_probe"))
     drop_path: float = 0.0
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    patch_size: int | None = None
+    attention: str | None = field(default=None, metadata=_choice("less", "full"))
 
 
 @dataclass(frozen=True)
@@ -192,6 +203,18 @@ class FinetuneConfig:
     optim: FinetuneOptimConfig = FinetuneOptimConfig()
     train: FinetuneTrainConfig = FinetuneTrainConfig()
     classes: tuple[ClassConfig, ...] = ()
+
+
+ARCHITECTURE_KEYS = ("embed_dim", "depth", "num_heads", "patch_size", "attention")
+
+
+def encoder_overrides(model: PretrainModelConfig | FinetuneModelConfig) -> dict[str, Any]:
+    """The encoder settings given in ``[model]`` (registry defaults for the rest)."""
+    out: dict[str, Any] = {"drop_path_rate": model.drop_path}
+    for key in ARCHITECTURE_KEYS:
+        if getattr(model, key) is not None:
+            out[key] = getattr(model, key)
+    return out
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -289,9 +312,9 @@ class _Context:
                     self.fail(dotted, f"missing required key {dotted!r}")
                 continue
             value = self.convert(hints[name], raw[name], dotted)
-            if "choices" in fld.metadata and value not in fld.metadata["choices"]:
-                choices = ", ".join(fld.metadata["choices"])
-                self.fail(dotted, f"{dotted} = {value!r} is not one of {choices}")
+            choices = fld.metadata.get("choices")
+            if choices and value is not None and value not in choices:
+                self.fail(dotted, f"{dotted} = {value!r} is not one of {', '.join(choices)}")
             if fld.metadata.get("path") and value is not None:
                 value = self.resolve(value)
             values[name] = value

@@ -1,0 +1,47 @@
+"""``gfm pretrain``: Hyper-MAE pretraining configured by a TOML file."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from gfmcli.commands._train_options import collect_overrides, train_options
+
+
+@click.command(name="pretrain")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="TOML configuration (see docs/config.md).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in output.dir exactly.")
+@train_options
+@click.pass_context
+def pretrain(ctx, config_path, resume, **options) -> None:
+    """Pretrain a LESS ViT encoder with Hyper-MAE on chip folders from `gfm tile`.
+
+    Runs on one CPU as it is; under `torchrun --nproc_per_node N gfm pretrain ...` it trains
+    with DDP (NCCL on GPUs, gloo on CPUs). Rank 0 writes OUTPUT/last.pt, OUTPUT/config.toml
+    and OUTPUT/metrics.jsonl.
+    """
+    from gfmcli.config import PretrainConfig, load_config
+    from gfmcli.train.pretrain import pretrain as run_pretrain
+
+    overrides = collect_overrides(options, steps_key="train.steps")
+    if ctx.obj and ctx.obj.get("quiet"):
+        overrides["train.progress"] = False
+    cfg = load_config(config_path, PretrainConfig, overrides)
+    command = shlex.join(["gfm", *sys.argv[1:]])
+    result = run_pretrain(cfg, resume=resume, command=command)
+    if result.checkpoint.exists():
+        click.echo(
+            f"pretrained {result.steps} steps, final loss {result.final_loss:.4f}, "
+            f"{result.chips_per_second:.1f} chips/s -> {result.checkpoint}",
+            err=True,
+        )

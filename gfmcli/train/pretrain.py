@@ -1,0 +1,299 @@
+"""``gfm pretrain``: Hyper-MAE on chip folders, resumable exactly, on one CPU or many GPUs.
+
+Recipe (less_vit.md §2.5): AdamW (0.9, 0.95), weight decay 0.05 on weights only, warmup + cosine,
+gradient clipping 1.0, gradient accumulation, bf16/fp16 autocast on CUDA (fp32 on the CPU unless
+asked). The loss is the Hyper-MAE loss over hidden tokens with each band's *own* modality (no
+hard-coded "last two bands are radar", §5.2), restricted to valid pixels so nodata padding at
+raster edges is never a reconstruction target.
+
+Exact resume: ``last.pt`` carries the encoder (as a ``pretrain`` GfmModel checkpoint that
+``gfm finetune`` loads), the decoder, the optimizer, the step and micro-batch counters and, per
+rank, the torch/numpy/python RNG states and the masking generator. The data order is a pure
+function of (seed, epoch) and the position, so N steps straight equal N/2 + resume + N/2
+bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from gfmcli.config import PretrainConfig, config_to_dict, encoder_overrides
+from gfmcli.contract import ModelContract
+from gfmcli.engine.devices import autocast_context
+from gfmcli.errors import InputError
+from gfmcli.train import distributed as D
+from gfmcli.train.datasets import ChipDataset, GroupedBatchSampler, collate, open_chip_folder
+from gfmcli.train.optim import build_optimizer, lr_at, set_lr
+from gfmcli.train.run import (
+    CHECKPOINT,
+    METRICS,
+    MetricsLog,
+    check_resume_config,
+    contract_bands,
+    model_inputs,
+    prepare_run_dir,
+    save_config,
+)
+
+log = logging.getLogger(__name__)
+
+# Settings that must not change between a run and its resumption (train.steps may grow).
+RESUME_KEYS = [
+    "model", "data.chips", "data.batch_size", "data.splits", "data.augment", "optim", "train.seed",
+]  # fmt: skip
+
+
+@dataclass
+class PretrainResult:
+    """Summary of a pretraining run (for the CLI's last line and for tests)."""
+
+    steps: int
+    final_loss: float
+    seconds: float
+    chips_per_second: float
+    checkpoint: Path
+
+
+def masked_mae_loss(out: Any, valid: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Hyper-MAE loss over hidden tokens, each token's error averaged over its valid pixels and
+    tokens without valid pixels left out. Equals ``out.loss`` when every pixel is valid."""
+    b, n = valid.shape[0], out.pred.shape[2]
+    v = valid.float().reshape(b, valid.shape[1] // patch_size, patch_size, -1, patch_size)
+    v = v.permute(0, 1, 3, 2, 4).reshape(b, 1, n, patch_size * patch_size)
+    sq = (out.pred.float() - out.target.float()).pow(2)
+    count = v.sum(-1)
+    err = (sq * v).sum(-1) / count.clamp_min(1)  # (B, C, N)
+    has = (count > 0).float().expand_as(err)
+    pos_terms, chan_terms = [], []
+    for rows in (~out.is_radar, out.is_radar):
+        if not bool(rows.any()):
+            continue
+        e, w = err[:, rows], has[:, rows]
+        pos = w * out.position_mask[:, None, :].float()
+        chan = w * out.channel_mask[:, rows, None].float()
+        pos_terms.append((e * pos).sum() / pos.sum().clamp_min(1))
+        chan_terms.append((e * chan).sum() / chan.sum().clamp_min(1))
+    return torch.stack(pos_terms).mean() + torch.stack(chan_terms).mean()
+
+
+def pretrain(cfg: PretrainConfig, *, resume: bool = False, command: str = "") -> PretrainResult:
+    """Run (or resume) the pretraining described by ``cfg``; see the module docstring."""
+    ctx = D.init_distributed(cfg.train.device)
+    try:
+        return _Pretrainer(cfg, ctx, resume, command).run()
+    finally:
+        D.shutdown(ctx)
+
+
+class _Pretrainer:
+    def __init__(self, cfg: PretrainConfig, ctx: D.DistContext, resume: bool, command: str):
+        from gfmcli.model.mae import HyperMAE
+        from gfmcli.model.tasks import build_model, model_config_for
+
+        self.cfg, self.ctx, self.command = cfg, ctx, command
+        self.out = Path(cfg.output.dir)
+        self.folders = [open_chip_folder(p) for p in cfg.data.chips]
+        self.dataset = ChipDataset(
+            self.folders, cfg.data.splits, augment=cfg.data.augment, seed=cfg.train.seed
+        )
+        if len(self.dataset) == 0:
+            raise InputError(
+                f"no chips in split(s) {', '.join(cfg.data.splits)} of {', '.join(cfg.data.chips)}"
+            )
+        self.sampler = GroupedBatchSampler(
+            self.dataset.group_of, cfg.data.batch_size, shuffle=True, drop_last=True,
+            seed=cfg.train.seed, rank=ctx.rank, world_size=ctx.world_size,
+        )  # fmt: skip
+        if len(self.sampler) == 0:
+            raise InputError(
+                f"{len(self.dataset)} chip(s) make no full batch of {cfg.data.batch_size} per "
+                f"process ({ctx.world_size} process(es)); lower data.batch_size"
+            )
+        if ctx.is_main:
+            prepare_run_dir(self.out, resume=resume, overwrite=cfg.output.overwrite)
+        D.barrier(ctx)
+        torch.manual_seed(cfg.train.seed)
+        model_config = model_config_for(
+            cfg.model.name, "pretrain", encoder_overrides=encoder_overrides(cfg.model)
+        )
+        self.model = build_model(model_config)
+        self.mae = HyperMAE(
+            self.model.encoder,
+            decoder_depth=cfg.model.decoder_depth,
+            decoder_dim=cfg.model.decoder_dim,
+            decoder_heads=cfg.model.decoder_heads,
+            mask_ratio=cfg.model.mask_ratio,
+            channel_mask_ratio=cfg.model.channel_mask_ratio,
+        ).to(ctx.device)
+        self.optimizer = build_optimizer(self.mae, cfg.optim)
+        self.generator = torch.Generator(device=ctx.device)
+        self.generator.manual_seed(cfg.train.seed * 1009 + ctx.rank)
+        self.autocast = autocast_context(ctx.device, cfg.train.precision)
+        fp16 = getattr(self.autocast, "fast_dtype", None) == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.step = self.micro = 0
+        self.chips_seen = 0
+        if resume:
+            self._restore()
+        self.net = self.mae
+        if ctx.distributed:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.mae, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )  # fmt: skip
+        self.log = MetricsLog(self.out / METRICS, ctx.is_main)
+
+    def _restore(self) -> None:
+        from gfmcli.model.checkpoint import read_checkpoint, set_rng_state
+
+        data = read_checkpoint(self.out / CHECKPOINT)
+        extra = data.extra
+        if data.contract.task != "pretrain" or "decoder" not in extra:
+            raise InputError(f"{self.out / CHECKPOINT}: not a gfm pretraining checkpoint")
+        check_resume_config(extra["config"], config_to_dict(self.cfg), RESUME_KEYS)
+        self.mae.load_state_dict({**data.state_dict, **extra["decoder"]}, strict=True)
+        self.optimizer.load_state_dict(extra["optimizer"])
+        self.step, self.micro = int(extra["step"]), int(extra["micro"])
+        self.chips_seen = int(extra.get("chips_seen", 0))
+        states = extra["rng"]
+        if len(states) != self.ctx.world_size:
+            log.warning(
+                "resuming with %d process(es), saved with %d: the random streams differ",
+                self.ctx.world_size, len(states),
+            )  # fmt: skip
+        state = states[self.ctx.rank % len(states)]
+        set_rng_state(state["global"])
+        self.generator.set_state(state["generator"])
+
+    def run(self) -> PretrainResult:
+        cfg, ctx = self.cfg, self.ctx
+        loader = DataLoader(
+            self.dataset, batch_sampler=self.sampler, collate_fn=collate,
+            num_workers=cfg.data.num_workers, generator=torch.Generator(),
+        )  # fmt: skip
+        per_epoch = len(self.sampler)
+        total = cfg.train.steps
+        accumulate = cfg.optim.accumulate
+        bar = _progress(total, self.step, cfg.train.progress and ctx.is_main)
+        started, window_loss, loss = time.perf_counter(), [], float("nan")
+        start_step, start_chips = self.step, self.chips_seen
+        self.mae.train()
+        while self.step < total:
+            epoch, position = divmod(self.micro, per_epoch)
+            self.sampler.set_epoch(epoch, position)
+            self.dataset.set_epoch(epoch)
+            for batch in loader:
+                window_loss.append(self._micro_step(batch, accumulate))
+                self.micro += 1
+                self.chips_seen += batch["image"].shape[0] * ctx.world_size
+                if self.micro % accumulate:
+                    continue
+                grad_norm = self._optimizer_step(total)
+                loss = self._reduce_mean(sum(window_loss) / len(window_loss))
+                window_loss = []
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if self.step % cfg.train.log_every == 0 or self.step == total:
+                    self.log.write({
+                        "step": self.step, "epoch": epoch, "loss": loss,
+                        "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+                        "chips": self.chips_seen,
+                        "seconds": round(time.perf_counter() - started, 3),
+                    })  # fmt: skip
+                if self.step % cfg.train.checkpoint_every == 0 or self.step == total:
+                    self._checkpoint()
+                if self.step >= total:
+                    break
+        bar.close()
+        seconds = time.perf_counter() - started
+        chips = self.chips_seen - start_chips
+        result = PretrainResult(
+            self.step, loss, seconds, chips / seconds if seconds > 0 else 0.0,
+            self.out / CHECKPOINT,
+        )  # fmt: skip
+        if ctx.is_main:
+            self.log.write({"summary": True, "steps": self.step, "final_loss": loss,
+                            "seconds": round(seconds, 3), "steps_done": self.step - start_step,
+                            "chips_per_second": result.chips_per_second})  # fmt: skip
+        return result
+
+    def _micro_step(self, batch: dict[str, Any], accumulate: int) -> float:
+        group = self.dataset.groups[batch["group"]]
+        inputs = model_inputs(batch, group, self.ctx.device)
+        valid = batch["valid"].to(self.ctx.device)
+        sync = (self.micro + 1) % accumulate == 0
+        context = self.net.no_sync() if self.ctx.distributed and not sync else nullcontext()
+        with context:
+            with self.autocast:
+                out = self.net(**inputs, generator=self.generator)
+            loss = masked_mae_loss(out, valid, self.mae.encoder.patch_size)
+            self.scaler.scale(loss / accumulate).backward()
+        return float(loss.detach())
+
+    def _optimizer_step(self, total: int) -> float:
+        set_lr(self.optimizer, lr_at(self.step, total, self.cfg.optim))
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.mae.parameters() if p.grad is not None]
+        clip = self.cfg.optim.grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def _reduce_mean(self, value: float) -> float:
+        if not self.ctx.distributed:
+            return value
+        total = D.all_reduce_sum(torch.tensor([value], dtype=torch.float64), self.ctx)
+        return float(total.item()) / self.ctx.world_size
+
+    def _checkpoint(self) -> None:
+        from gfmcli.model.checkpoint import rng_state, save_checkpoint
+
+        state = {"global": rng_state(), "generator": self.generator.get_state()}
+        states = D.gather_objects(state, self.ctx)
+        if not self.ctx.is_main:
+            return
+        folder = self.folders[0]
+        contract = ModelContract(
+            model_name=self.cfg.model.name,
+            model_config=self.model.config,
+            task="pretrain",
+            sensor="+".join(dict.fromkeys(f.meta["sensor"] for f in self.folders)),
+            bands=contract_bands(self.folders),
+            gsd=float(folder.meta["gsd"]),
+            patch_size=self.model.patch_size,
+            provenance={
+                "command": self.command,
+                "config": config_to_dict(self.cfg),
+                "chips": [str(f.path) for f in self.folders],
+                "steps": self.step,
+            },
+        )
+        decoder = {k: v for k, v in self.mae.state_dict().items() if not k.startswith("encoder.")}
+        extra = {
+            "decoder": decoder,
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "micro": self.micro,
+            "chips_seen": self.chips_seen,
+            "rng": states,
+            "config": config_to_dict(self.cfg),
+        }
+        save_checkpoint(self.out / CHECKPOINT, self.model, contract, extra)
+        save_config(self.out, self.cfg)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", disable=not enabled, leave=False)
