@@ -7,11 +7,11 @@ GDAL's COG driver (overviews, compression, 512 x 512 tiles, BigTIFF when safer),
 with rio-cogeo and renames it into place. Any exception, Ctrl-C included, removes the
 temporaries, so a final path that exists is always complete and valid.
 
-Measured on this machine for a 3072 x 3072 x 3 float32 raster (``/tmp/cogbench/bench2.py``,
-see docs/formats.md): staging ZSTD-1 then the COG driver took 3.9 s + 4.1 s with a peak of 238 MB
-on disk; building overviews in the staged file and copying with ``COPY_SRC_OVERVIEWS`` (rio-cogeo's
-way) took 3.9 s + 5.8 s and 227 MB; an uncompressed staged file needed 7.3 s to finalise and
-263-267 MB. Hence ZSTD-1 staging and the COG driver.
+Measured in the 2-core sandbox for a 3072 x 3072 x 3 float32 raster (docs/formats.md):
+staging ZSTD-1 then the COG driver took 3.9 s + 4.1 s with a peak of 238 MB on disk; building
+overviews in the staged file and copying with ``COPY_SRC_OVERVIEWS`` (rio-cogeo's way) took
+3.9 s + 5.8 s and 227 MB; an uncompressed staged file needed 7.3 s to finalise and 263-267 MB.
+Hence ZSTD-1 staging and the COG driver.
 
 Output conventions (docs/formats.md): class maps are uint8 with nodata 255, an embedded colour
 table and category names (in ``<map>.tif.aux.xml``, GDAL's PAM sidecar for GeoTIFF, written
