@@ -22,8 +22,11 @@ log = logging.getLogger("gfmcli")
 # Subcommands, imported only when used: name -> "module:attribute". One module per command
 # (gfmcli/commands/<name>.py), registered here once it works end to end.
 COMMANDS: dict[str, str] = {
+    "predict": "gfmcli.commands.predict:predict",
+    "embed": "gfmcli.commands.embed:embed",
     "tile": "gfmcli.commands.tile:tile",
     "pretrain": "gfmcli.commands.pretrain:pretrain",
+    "finetune": "gfmcli.commands.finetune:finetune",
 }
 
 

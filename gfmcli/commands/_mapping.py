@@ -1,0 +1,175 @@
+"""What ``gfm predict`` and ``gfm embed`` share: inputs -> jobs -> one library call -> report.
+
+Results go to stdout (one written output path per line, or the dry-run table), progress bars
+and the summary to stderr, errors as ``gfm: error: ...`` lines. Exit code: 0 when every input
+succeeded or was skipped, the error's own code when a run stops at a failure, 1 when
+``--keep-going`` went past failures (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from gfmcli.errors import EXIT_PARTIAL_FAILURE, InputError
+
+
+@dataclass(frozen=True)
+class MappingRequest:
+    """The parsed options of ``predict``/``embed``."""
+
+    kind: str
+    inputs: tuple[str, ...]
+    output: str
+    model: str
+    fmt: str | None
+    suffix: str
+    device: str
+    overwrite: bool
+    keep_going: bool
+    dry_run: bool
+    quiet: bool
+    options: Any  # gfmcli.engine.runner.MapOptions (imported lazily)
+
+
+class _Bars:
+    """tqdm bars on stderr: the overall file count and the current file's windows."""
+
+    def __init__(self, total_files: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._enabled = enabled
+        self._files = tqdm(
+            total=total_files,
+            unit="file",
+            desc="files",
+            position=0,
+            disable=not enabled,
+            file=sys.stderr,
+        )
+        self._windows = None
+
+    def file_started(self, job, total_windows: int) -> None:
+        if self._windows is not None:
+            self._windows.close()
+        self._windows = self._tqdm(
+            total=total_windows,
+            unit="win",
+            desc=job.output.name,
+            position=1,
+            leave=False,
+            disable=not self._enabled,
+            file=sys.stderr,
+        )
+
+    def windows_done(self, count: int) -> None:
+        if self._windows is not None:
+            self._windows.update(count)
+
+    def file_finished(self, result) -> None:
+        if self._windows is not None:
+            self._windows.close()
+            self._windows = None
+        self._files.update(1)
+        if result.status == "failed":
+            self._files.write(f"gfm: error: {result.message}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self._windows is not None:
+            self._windows.close()
+        self._files.close()
+
+
+def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
+    """Expand inputs, load the model, run (or plan) every job and report; exits via ``ctx``."""
+    from gfmcli.engine.jobs import Job, plan_jobs, run_jobs
+    from gfmcli.engine.ranks import rank_info
+    from gfmcli.io.paths import expand_inputs_lenient, plan_outputs
+    from gfmcli.model.checkpoint import load_model
+
+    started = time.perf_counter()
+    quiet = request.quiet or bool(ctx.obj and ctx.obj.get("quiet"))
+    stdin = click.get_text_stream("stdin") if "-" in request.inputs else None
+    inputs, problems = expand_inputs_lenient(list(request.inputs), stdin=stdin)
+    if problems and not request.keep_going:
+        raise InputError(problems[0][1])
+    for _, message in problems:
+        click.echo(f"gfm: error: {message}", err=True)
+    if not inputs:
+        raise click.UsageError("no input rasters found in the given paths")
+    pairs = plan_outputs(inputs, request.output, request.fmt, suffix=request.suffix)
+    jobs = [Job(str(src), out, out.suffix.lstrip(".").replace("tiff", "tif")) for src, out in pairs]
+    model, contract = load_model(request.model)
+    if request.dry_run:
+        _print_plans(
+            plan_jobs(
+                jobs, contract, request.options, kind=request.kind, overwrite=request.overwrite
+            )
+        )
+        return
+    ranks = rank_info()
+    bars = _Bars(len(jobs), enabled=not quiet and ranks.is_main)
+    try:
+        results = run_jobs(
+            jobs,
+            model,
+            contract,
+            request.options,
+            kind=request.kind,
+            device=request.device,
+            overwrite=request.overwrite,
+            keep_going=request.keep_going,
+            ranks=ranks,
+            command_line=["gfm", *sys.argv[1:]],
+            progress=bars,
+        )
+    finally:
+        bars.close()
+    if ranks.is_main:
+        _report(request.kind, results, len(problems), time.perf_counter() - started, quiet)
+    failed = len(problems) + sum(r.status == "failed" for r in results)
+    if failed:
+        ctx.exit(EXIT_PARTIAL_FAILURE)
+
+
+def _report(kind: str, results: Sequence[Any], problems: int, seconds: float, quiet: bool) -> None:
+    for result in results:
+        if result.status == "written":
+            for path in result.outputs:
+                click.echo(str(path))
+    written = [r for r in results if r.status == "written"]
+    skipped = sum(r.status == "skipped" for r in results)
+    failed = problems + sum(r.status == "failed" for r in results)
+    pixels = sum(r.pixels for r in written)
+    rate = f", {pixels / seconds / 1e6:.2f} Mpx/s" if written and seconds > 0 else ""
+    if not quiet:
+        click.echo(
+            f"gfm {kind}: {len(written)} written, {skipped} skipped (exist), {failed} failed "
+            f"in {seconds:.1f} s{rate}",
+            err=True,
+        )
+
+
+def _print_plans(plans: Sequence[Any]) -> None:
+    from gfmcli.engine.runner import FilePlan
+
+    for plan in plans:
+        if isinstance(plan, FilePlan):
+            click.echo(
+                f"{plan.input} -> {plan.output}  {plan.width}x{plan.height} px, "
+                f"{len(plan.bands)} bands ({','.join(plan.bands)}), GSD {plan.gsd_m:.3g} m, "
+                f"{plan.windows} windows ({plan.grid} grid), "
+                f"est. peak memory {plan.peak_memory_bytes / 2**20:.0f} MiB"
+            )
+            for warning in plan.warnings:
+                click.echo(f"  warning: {warning}")
+        elif plan.status == "skipped":
+            click.echo(f"{plan.input} -> {plan.outputs[0]}  skip: {plan.message}")
+        else:
+            click.echo(f"{plan.input} -> (error) {plan.message}")

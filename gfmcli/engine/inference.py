@@ -1,0 +1,141 @@
+"""Model replicas on devices: batches of normalised windows in, per-pixel or per-patch arrays out.
+
+One :class:`DevicePool` holds one replica of the model per device (the model itself for the first
+device, deep copies for the others) and one worker thread per device, so that every visible GPU
+works on the windows of one raster. Batches are dispatched round-robin and their results are
+handed back **in submission order**, which keeps the blend order (and so the map) independent of
+the device count. Torch releases the GIL inside its kernels, so the workers, the reader thread and
+the writer thread run side by side.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gfmcli.engine.devices import autocast_context
+from gfmcli.model.tasks import GfmModel
+
+MODES = ("probabilities", "values", "embeddings")
+
+
+@dataclass(frozen=True)
+class BandInputs:
+    """How a window's bands split into the encoder's optical and radar inputs."""
+
+    optical: tuple[int, ...]
+    radar: tuple[int, ...]
+    optical_wavelengths: tuple[float, ...]
+    radar_wavelengths: tuple[float, ...]
+    gsd: float
+
+    @classmethod
+    def from_bands(
+        cls, wavelengths: Iterable[float], modalities: Iterable[str], gsd: float
+    ) -> BandInputs:
+        wavelengths, modalities = list(wavelengths), list(modalities)
+        optical = tuple(i for i, m in enumerate(modalities) if m != "radar")
+        radar = tuple(i for i, m in enumerate(modalities) if m == "radar")
+        return cls(
+            optical,
+            radar,
+            tuple(wavelengths[i] for i in optical),
+            tuple(wavelengths[i] for i in radar),
+            float(gsd),
+        )
+
+
+def _forward(model: GfmModel, batch: torch.Tensor, bands: BandInputs, mode: str) -> torch.Tensor:
+    optical = batch[:, list(bands.optical)] if bands.optical else None
+    radar = batch[:, list(bands.radar)] if bands.radar else None
+    kwargs: dict[str, Any] = {
+        "wavelengths": bands.optical_wavelengths if optical is not None else None,
+        "gsd": bands.gsd,
+        "radar": radar,
+        "radar_wavelengths": bands.radar_wavelengths if radar is not None else None,
+    }
+    if mode == "embeddings":
+        return model.embed(optical, **kwargs)
+    out = model(optical, **kwargs)
+    if mode == "probabilities":
+        out = torch.softmax(out.float(), dim=1)
+    return out
+
+
+class DevicePool:
+    """Model replicas, one per device, each fed by its own worker thread."""
+
+    def __init__(self, model: GfmModel, devices: list[torch.device], precision: str) -> None:
+        if not devices:
+            raise ValueError("DevicePool needs at least one device")
+        model.eval()
+        self.devices = devices
+        self.model = model.to(devices[0])
+        self._replicas = [self.model]
+        self._replicas += [copy.deepcopy(model).to(device) for device in devices[1:]]
+        self._autocast = [autocast_context(device, precision) for device in devices]
+        self._executors = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gfm-{device}")
+            for device in devices
+        ]
+
+    def close(self) -> None:
+        for executor in self._executors:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> DevicePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, slot: int, batch: np.ndarray, bands: BandInputs, mode: str) -> np.ndarray:
+        device = self.devices[slot]
+        with torch.inference_mode(), self._autocast[slot]:
+            tensor = torch.from_numpy(batch).to(device, non_blocking=True)
+            out = _forward(self._replicas[slot], tensor, bands, mode)
+        return out.float().cpu().numpy()
+
+    def map_ordered(
+        self,
+        items: Iterable[Any],
+        batch_of: Callable[[Any], np.ndarray | None],
+        bands: BandInputs,
+        mode: str,
+        max_in_flight: int | None = None,
+    ) -> Iterator[tuple[Any, np.ndarray | None]]:
+        """Yield ``(item, output)`` for every item, in the items' order.
+
+        ``batch_of(item)`` gives the (B, C, h, w) float32 input of an item, or None for items
+        that need no model call (their output is None). At most ``max_in_flight`` batches (two per
+        device by default) are queued, so memory stays bounded whatever the raster size.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        limit = max_in_flight or 2 * len(self.devices)
+        pending: deque[tuple[Any, Future | None]] = deque()
+        turn = 0
+        for item in items:
+            batch = batch_of(item)
+            future = None
+            if batch is not None:
+                slot = turn % len(self.devices)
+                turn += 1
+                future = self._executors[slot].submit(self._run, slot, batch, bands, mode)
+            pending.append((item, future))
+            while len(pending) > limit:
+                yield _resolve(pending.popleft())
+        while pending:
+            yield _resolve(pending.popleft())
+
+
+def _resolve(entry: tuple[Any, Future | None]) -> tuple[Any, np.ndarray | None]:
+    item, future = entry
+    return item, None if future is None else future.result()

@@ -1,0 +1,153 @@
+"""Many inputs, one model: resume, keep-going, device pool and ranks for ``predict``/``embed``.
+
+:func:`run_jobs` is the library entry point behind both commands. It loads the model once,
+puts a replica on every device, and maps each input in turn; an input whose output already
+exists is skipped (resume) unless ``overwrite``; a failing input either stops the run (the
+error propagates) or, with ``keep_going``, is recorded and the next one starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from gfmcli.contract import ModelContract
+from gfmcli.engine.devices import resolve_devices
+from gfmcli.engine.inference import DevicePool
+from gfmcli.engine.ranks import ProcessGroup, RankInfo, device_spec_for_rank, shard
+from gfmcli.engine.runner import FilePlan, FileResult, MapOptions, map_file, plan_file
+from gfmcli.errors import GfmError
+from gfmcli.io.paths import should_skip_existing, stale_partials
+from gfmcli.model.tasks import GfmModel
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the output it maps to (``fmt`` is ``tif`` or ``gpkg``)."""
+
+    input: str
+    output: Path
+    fmt: str
+
+
+class Progress(Protocol):
+    """What the CLI shows while jobs run (tqdm bars); the library only calls these."""
+
+    def file_started(self, job: Job, total_windows: int) -> None: ...
+    def windows_done(self, count: int) -> None: ...
+    def file_finished(self, result: FileResult) -> None: ...
+
+
+class _Silent:
+    def file_started(self, job: Job, total_windows: int) -> None:
+        pass
+
+    def windows_done(self, count: int) -> None:
+        pass
+
+    def file_finished(self, result: FileResult) -> None:
+        pass
+
+
+def plan_jobs(
+    jobs: Sequence[Job],
+    contract: ModelContract,
+    options: MapOptions,
+    *,
+    kind: str,
+    overwrite: bool,
+) -> list[FilePlan | FileResult]:
+    """``--dry-run``: check every input against the contract and plan it; no model call.
+
+    Inputs that would be skipped come back as ``skipped`` results, bad inputs as ``failed``.
+    """
+    plans: list[FilePlan | FileResult] = []
+    for job in jobs:
+        if should_skip_existing(job.output, overwrite):
+            plans.append(_skipped(job))
+            continue
+        try:
+            plans.append(plan_file(job.input, job.output, job.fmt, contract, options, kind))
+        except GfmError as exc:
+            plans.append(_failed(job, exc))
+    return plans
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    model: GfmModel,
+    contract: ModelContract,
+    options: MapOptions,
+    *,
+    kind: str,
+    device: str = "auto",
+    overwrite: bool = False,
+    keep_going: bool = False,
+    ranks: RankInfo | None = None,
+    command_line: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> list[FileResult]:
+    """Map every job (this rank's share of them under torchrun); results of all ranks in order.
+
+    Without ``keep_going`` the first GfmError propagates (outputs already written stay; the
+    failing one leaves nothing behind). With it, failures are returned as ``failed`` results.
+    """
+    ranks = ranks or RankInfo()
+    progress = progress or _Silent()
+    devices = resolve_devices(device_spec_for_rank(device, ranks))
+    mine = shard(list(jobs), ranks)
+    results: list[FileResult] = []
+    with ProcessGroup(ranks) as group, DevicePool(model, devices, options.precision) as pool:
+        for job in mine:
+            if should_skip_existing(job.output, overwrite):
+                result = _skipped(job)
+            else:
+                result = _map_one(
+                    job, pool, contract, options, kind, command_line, progress, keep_going
+                )
+            results.append(result)
+            progress.file_finished(result)
+        return group.gather(results)
+
+
+def _map_one(
+    job: Job,
+    pool: DevicePool,
+    contract: ModelContract,
+    options: MapOptions,
+    kind: str,
+    command_line: Sequence[str],
+    progress: Progress,
+    keep_going: bool,
+) -> FileResult:
+    for stale in stale_partials(job.output):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    try:
+        return map_file(
+            job.input,
+            job.output,
+            job.fmt,
+            pool,
+            contract,
+            options,
+            kind=kind,
+            command_line=command_line,
+            on_plan=lambda total: progress.file_started(job, total),
+            on_windows=progress.windows_done,
+        )
+    except GfmError as exc:
+        if not keep_going:
+            raise
+        return _failed(job, exc)
+
+
+def _skipped(job: Job) -> FileResult:
+    return FileResult(job.input, (job.output,), "skipped", "output exists; --overwrite to redo it")
+
+
+def _failed(job: Job, exc: GfmError) -> FileResult:
+    return FileResult(job.input, (), "failed", str(exc), exit_code=exc.exit_code)

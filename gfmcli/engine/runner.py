@@ -1,0 +1,405 @@
+"""``predict`` and ``embed`` for one raster: the only place that knows every stage.
+
+Data flow (threads in brackets)::
+
+    [reader]  open -> band contract -> windows in plan order -> WindowBatch   (engine.batching)
+    [devices] normalised batches -> probabilities / embeddings, in order     (engine.inference)
+    [main]    blend into the bounded StripMosaic, pop finished row blocks     (engine.mosaic)
+    [writer]  row blocks -> staged COG / GeoPackage -> validate -> rename     (engine.sinks)
+
+Memory is bounded by the window size, the batch size and the raster *width*, never its height:
+the reader runs at most ``PREFETCH`` batches ahead, the devices hold two batches each, the
+mosaic holds one window of rows and the writer queue ``WRITE_QUEUE`` finished blocks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gfmcli.contract import ModelContract
+from gfmcli.engine.batching import WindowBatch, background, iter_batches
+from gfmcli.engine.inference import BandInputs, DevicePool
+from gfmcli.engine.mosaic import StripMosaic
+from gfmcli.engine.sinks import (
+    ClassMapSink,
+    EmbeddingRasterSink,
+    PolygonSink,
+    Sink,
+    ValueMapSink,
+    abort_quietly,
+)
+from gfmcli.engine.tiling import WindowPlan, plan_windows
+from gfmcli.errors import InputError, ModelError
+from gfmcli.io.bands import BandMapping, resolve_bands
+from gfmcli.io.reader import RasterSource, is_all_nodata, open_raster, probe_units, read_window
+from gfmcli.io.writer import RasterGrid, check_writable, provenance_tags
+
+PREFETCH = 2
+WRITE_QUEUE = 4
+PREDICT_TASKS = ("segmentation", "regression")
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """How to cut, run and write one raster; the CLI builds it from its options."""
+
+    window: int = 512
+    overlap: int = 64
+    batch_size: int = 2
+    precision: str = "auto"
+    sensor: str | None = None
+    bands: tuple[str, ...] | None = None
+    probabilities: bool = False
+    embedding_precision: str = "float32"
+    creation_options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """What a run will do with one input (also what ``--dry-run`` prints)."""
+
+    input: str
+    output: Path
+    fmt: str
+    height: int
+    width: int
+    bands: tuple[str, ...]
+    gsd_m: float
+    windows: int
+    grid: str
+    peak_memory_bytes: int
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input: ``status`` is ``written``, ``skipped`` or ``failed``."""
+
+    input: str
+    outputs: tuple[Path, ...]
+    status: str
+    message: str = ""
+    windows: int = 0
+    empty_windows: int = 0
+    pixels: int = 0
+    seconds: float = 0.0
+    exit_code: int = 0
+
+
+ProgressFn = Callable[[int], None]
+
+
+def _task_mode(kind: str, contract: ModelContract, path: str) -> str:
+    if kind == "embed":
+        return "embeddings"
+    if contract.task not in PREDICT_TASKS:
+        raise ModelError(
+            f"{path}: model {contract.model_name!r} is a {contract.task} checkpoint and makes no "
+            "map; pass a segmentation or regression model with --model (or use gfm embed)"
+        )
+    return "probabilities" if contract.task == "segmentation" else "values"
+
+
+def _open_checked(
+    path: str, contract: ModelContract, options: MapOptions
+) -> tuple[RasterSource, BandMapping]:
+    src = open_raster(path)
+    try:
+        mapping = resolve_bands(
+            src,
+            contract,
+            sensor=options.sensor,
+            bands=list(options.bands) if options.bands else None,
+        )
+        if is_all_nodata(src, mapping):
+            raise InputError(
+                f"{path}: every pixel is nodata (checked on a decimated sample); nothing to map. "
+                "Check the nodata value or the file"
+            )
+    except BaseException:
+        src.close()
+        raise
+    return src, mapping
+
+
+def _plan(src: RasterSource, contract: ModelContract, options: MapOptions, kind: str) -> WindowPlan:
+    patch = contract.patch_size
+    if kind == "embed":
+        if options.window % patch or options.overlap % patch:
+            raise InputError(
+                f"window {options.window} and overlap {options.overlap} must be multiples of the "
+                f"patch size {patch} for embeddings (one output pixel per patch)"
+            )
+        return plan_windows(
+            math.ceil(src.height / patch),
+            math.ceil(src.width / patch),
+            options.window // patch,
+            options.overlap // patch,
+        )
+    return plan_windows(
+        src.height,
+        src.width,
+        options.window,
+        options.overlap,
+        multiple_of=patch,
+        block_shape=src.block_shape,
+    )
+
+
+def estimate_peak_memory(
+    contract: ModelContract, plan: WindowPlan, bands: int, options: MapOptions, kind: str
+) -> int:
+    """A generous estimate of the run's peak resident memory in bytes (documented in docs/cli.md).
+
+    Sum of: the interpreter with torch and GDAL loaded (~450 MB), the model's weights, the
+    reader's prefetched batches, the devices' batches and their activations (about eight
+    D-wide float32 tensors of (C+1)(N+1) tokens per window), the mosaic (one window of rows over
+    the width, twice for popped blocks) and GDAL's block cache for the staged output.
+    """
+    config = contract.model_config.get("encoder", {}).get("overrides", {})
+    dim = int(config.get("embed_dim", 192))
+    depth = int(config.get("depth", 6))
+    patch = contract.patch_size
+    cell = patch if kind == "embed" else 1
+    pixels = (plan.window * cell) ** 2
+    tokens = (bands + 1) * (pixels // patch**2 + 1)
+    batch_inputs = (PREFETCH + 2) * options.batch_size * bands * pixels * 4
+    activations = options.batch_size * tokens * dim * 4 * 8
+    weights = 12 * depth * dim * dim * 4 + 4_000_000
+    channels = dim if kind == "embed" else max(contract.num_classes, 1)
+    mosaic = 2 * (channels + 1) * plan.window * plan.width * 4
+    writer = (WRITE_QUEUE + 1) * mosaic // 2 + 512 * plan.width * channels * 4
+    return 450_000_000 + weights + batch_inputs + activations + mosaic + writer
+
+
+def plan_file(
+    path: str,
+    output: Path,
+    fmt: str,
+    contract: ModelContract,
+    options: MapOptions,
+    kind: str = "predict",
+) -> FilePlan:
+    """Open and check one input against the contract and plan its windows, without the model."""
+    _task_mode(kind, contract, path)
+    src, mapping = _open_checked(path, contract, options)
+    with src:
+        plan = _plan(src, contract, options, kind)
+        return FilePlan(
+            input=path,
+            output=output,
+            fmt=fmt,
+            height=src.height,
+            width=src.width,
+            bands=tuple(mapping.names),
+            gsd_m=mapping.gsd_m,
+            windows=len(plan),
+            grid="patch" if kind == "embed" else "pixel",
+            peak_memory_bytes=estimate_peak_memory(
+                contract, plan, len(mapping.bands), options, kind
+            ),
+            warnings=tuple(mapping.warnings) + tuple(probe_units(src, mapping)),
+        )
+
+
+def _make_sink(
+    kind: str,
+    mode: str,
+    output: Path,
+    fmt: str,
+    src: RasterSource,
+    model_dim: int,
+    contract: ModelContract,
+    options: MapOptions,
+    tags: Mapping[str, Any],
+) -> Sink:
+    grid = RasterGrid.of(src)
+    if kind == "embed":
+        if fmt != "tif":
+            raise InputError(f"{output}: embeddings are written as GeoTIFF (.tif)")
+        return EmbeddingRasterSink(
+            output,
+            grid,
+            patch_size=contract.patch_size,
+            dim=model_dim,
+            precision=options.embedding_precision,
+            tags=tags,
+            creation_options=options.creation_options,
+        )
+    if mode == "values":
+        names = [c.name for c in contract.classes] or [f"value {i}" for i in range(model_dim)]
+        return ValueMapSink(
+            output, grid, names, tags=tags, creation_options=options.creation_options
+        )
+    if fmt == "gpkg":
+        return PolygonSink(output, grid, contract.classes)
+    return ClassMapSink(
+        output,
+        grid,
+        contract.classes,
+        probabilities=options.probabilities,
+        tags=tags,
+        creation_options=options.creation_options,
+    )
+
+
+def map_file(
+    path: str,
+    output: Path,
+    fmt: str,
+    pool: DevicePool,
+    contract: ModelContract,
+    options: MapOptions,
+    *,
+    kind: str = "predict",
+    command_line: Sequence[str] = (),
+    on_windows: ProgressFn | None = None,
+    on_plan: Callable[[int], None] | None = None,
+) -> FileResult:
+    """Map (or embed) one raster into ``output``; returns what was done.
+
+    Raises GfmError subclasses for bad inputs or outputs; on any exception no output file is
+    left behind. ``on_plan(total_windows)`` and ``on_windows(n)`` report progress.
+    """
+    started = time.perf_counter()
+    mode = _task_mode(kind, contract, path)
+    check_writable(output)
+    src, mapping = _open_checked(path, contract, options)
+    with src:
+        plan = _plan(src, contract, options, kind)
+        if on_plan is not None:
+            on_plan(len(plan))
+        model = pool.model
+        channels = model.embed_dim if kind == "embed" else _output_channels(contract, model)
+        tags = provenance_tags(
+            contract,
+            command_line,
+            {
+                "GFM_INPUT": path,
+                "GFM_BANDS": ",".join(mapping.names),
+                "GFM_GSD_M": f"{mapping.gsd_m:.6g}",
+                "GFM_WINDOW": str(options.window),
+                "GFM_OVERLAP": str(options.overlap),
+                "GFM_BLEND": "raised-cosine",
+            },
+        )
+        bands = BandInputs.from_bands(mapping.wavelengths, mapping.modalities, mapping.gsd_m)
+        sink: Sink | None = None
+        try:
+            sink = _make_sink(kind, mode, output, fmt, src, channels, contract, options, tags)
+            empty = _run(
+                src,
+                mapping,
+                plan,
+                pool,
+                bands,
+                mode,
+                channels,
+                sink,
+                options.batch_size,
+                cell=contract.patch_size if kind == "embed" else 1,
+                on_windows=on_windows,
+            )
+            outputs = sink.finalize()
+        except BaseException:
+            abort_quietly(sink)
+            raise
+    return FileResult(
+        input=path,
+        outputs=tuple(outputs),
+        status="written",
+        windows=len(plan),
+        empty_windows=empty,
+        pixels=src.height * src.width,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _output_channels(contract: ModelContract, model: Any) -> int:
+    head = model.config.get("head") or {}
+    count = int(head.get("num_outputs", contract.num_classes))
+    if contract.task == "segmentation" and count != contract.num_classes:
+        raise ModelError(
+            f"model {contract.model_name!r}: the head has {count} outputs but the contract lists "
+            f"{contract.num_classes} classes; the checkpoint is inconsistent, retrain or re-export"
+        )
+    return count
+
+
+def _run(
+    src: RasterSource,
+    mapping: BandMapping,
+    plan: WindowPlan,
+    pool: DevicePool,
+    bands: BandInputs,
+    mode: str,
+    channels: int,
+    sink: Sink,
+    batch_size: int,
+    *,
+    cell: int,
+    on_windows: ProgressFn | None,
+) -> int:
+    """Stream ``plan`` through reader, devices, mosaic and writer; returns the empty windows."""
+    mosaic = StripMosaic(channels, plan)
+    batches = background(
+        iter_batches(plan, lambda w: read_window(src, w, mapping), batch_size, cell=cell),
+        maxsize=PREFETCH,
+    )
+    writes: deque[Future] = deque()
+    empty = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gfm-writer") as writer:
+        try:
+            for batch, output in pool.map_ordered(batches, _batch_data, bands, mode):
+                empty += _blend(mosaic, batch, output, cell)
+                for block in mosaic.pop_ready():
+                    writes.append(writer.submit(sink.write, block))
+                while len(writes) > WRITE_QUEUE or (writes and writes[0].done()):
+                    writes.popleft().result()
+                if on_windows is not None:
+                    on_windows(len(batch.tiles))
+            for block in mosaic.finish():
+                writes.append(writer.submit(sink.write, block))
+            while writes:
+                writes.popleft().result()
+        finally:
+            batches.close()
+            for future in writes:
+                future.cancel()
+    return empty
+
+
+def _batch_data(batch: WindowBatch) -> np.ndarray | None:
+    return batch.data
+
+
+def _blend(mosaic: StripMosaic, batch: WindowBatch, output: np.ndarray | None, cell: int) -> int:
+    """Hand a batch's tiles to the mosaic in plan order; returns how many were empty."""
+    row = 0
+    for tile, valid, is_empty in zip(batch.tiles, batch.valid, batch.empty, strict=True):
+        if is_empty:
+            mosaic.skip(tile)
+            continue
+        pred = output[row]
+        row += 1
+        if pred.shape[1:] != valid.shape:
+            raise ModelError(
+                f"the model returned {pred.shape[1:]} outputs per window, expected {valid.shape}; "
+                "window sizes must be multiples of the patch size"
+            )
+        mosaic.add(tile, pred, valid)
+    return sum(batch.empty)
+
+
+def with_defaults(options: MapOptions, **changes: Any) -> MapOptions:
+    """``options`` with ``changes`` applied (None values ignored), for CLI overrides."""
+    return replace(options, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,185 @@
+"""Where blended row blocks go: class maps, probabilities, polygons, embeddings, vector tables.
+
+A sink receives the finished :class:`~gfmcli.engine.mosaic.RowBlock` objects of one raster, top
+to bottom, on the writer thread, and owns the staged output files behind them:
+``write(block)`` for every block, then ``finalize()`` (atomic rename, returns the final paths) or
+``abort()`` (removes every temporary). Sinks know arrays and writers, never the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from gfmcli.contract import ClassInfo
+from gfmcli.engine.mosaic import RowBlock
+from gfmcli.io.vector import PolygonWriter
+from gfmcli.io.writer import (
+    RasterGrid,
+    StagedRasterWriter,
+    class_map_writer,
+    embedding_writer,
+    probabilities_path,
+    probability_writer,
+    quantise_probabilities,
+)
+
+
+class Sink(Protocol):
+    def write(self, block: RowBlock) -> None: ...
+    def finalize(self) -> list[Path]: ...
+    def abort(self) -> None: ...
+
+
+class ClassMapSink:
+    """uint8 class COG (and optionally the uint8 probabilities COG beside it)."""
+
+    def __init__(
+        self,
+        path: Path,
+        grid: RasterGrid,
+        classes: Sequence[ClassInfo],
+        *,
+        probabilities: bool,
+        tags: Mapping[str, Any],
+        creation_options: Mapping[str, str],
+    ) -> None:
+        self._ids = np.array([c.id for c in classes], dtype=np.uint8)
+        self._writers: list[StagedRasterWriter] = []
+        try:
+            self._classes = class_map_writer(
+                path, grid, classes, tags=tags, creation_options=creation_options
+            )
+            self._writers.append(self._classes)
+            self._probs = None
+            if probabilities:
+                self._probs = probability_writer(
+                    probabilities_path(path),
+                    grid,
+                    classes,
+                    tags=tags,
+                    creation_options=creation_options,
+                )
+                self._writers.append(self._probs)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, block: RowBlock) -> None:
+        indices, _ = block.classify()
+        valid = block.wsum > 0
+        ids = np.where(valid, self._ids[np.minimum(indices, len(self._ids) - 1)], indices)
+        window = (block.row_off, 0, block.rows, block.wsum.shape[1])
+        self._classes.write(window, ids)
+        if self._probs is not None:
+            self._probs.write(window, quantise_probabilities(block.probabilities(0.0), valid))
+
+    def finalize(self) -> list[Path]:
+        return [writer.finalize() for writer in self._writers]
+
+    def abort(self) -> None:
+        for writer in self._writers:
+            writer.abort()
+
+
+class ValueMapSink:
+    """float32 COG of blended per-pixel values (regression heads), NaN where nodata."""
+
+    def __init__(
+        self,
+        path: Path,
+        grid: RasterGrid,
+        names: Sequence[str],
+        *,
+        tags: Mapping[str, Any],
+        creation_options: Mapping[str, str],
+    ) -> None:
+        self._writer = StagedRasterWriter(
+            path,
+            grid,
+            count=len(names),
+            dtype="float32",
+            nodata=float("nan"),
+            overview_resampling="average",
+            compress="ZSTD",
+            predictor=True,
+            band_descriptions=list(names),
+            tags=tags,
+            creation_options=creation_options,
+        )
+
+    def write(self, block: RowBlock) -> None:
+        window = (block.row_off, 0, block.rows, block.wsum.shape[1])
+        self._writer.write(window, block.probabilities(np.nan))
+
+    def finalize(self) -> list[Path]:
+        return [self._writer.finalize()]
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
+class PolygonSink:
+    """Class polygons, dissolved across block seams, in a GeoPackage."""
+
+    def __init__(self, path: Path, grid: RasterGrid, classes: Sequence[ClassInfo]) -> None:
+        self._ids = np.array([c.id for c in classes], dtype=np.uint8)
+        self._transform = grid.transform
+        self._writer = PolygonWriter(path, grid.crs, classes)
+
+    def write(self, block: RowBlock) -> None:
+        indices, _ = block.classify()
+        ids = np.where(block.wsum > 0, self._ids[np.minimum(indices, len(self._ids) - 1)], indices)
+        self._writer.add_rows(block.row_off, ids, self._transform)
+
+    def finalize(self) -> list[Path]:
+        return [self._writer.finalize()]
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
+class EmbeddingRasterSink:
+    """Per-patch embeddings as a multi-band COG on the patch grid."""
+
+    def __init__(
+        self,
+        path: Path,
+        grid: RasterGrid,
+        *,
+        patch_size: int,
+        dim: int,
+        precision: str,
+        tags: Mapping[str, Any],
+        creation_options: Mapping[str, str],
+    ) -> None:
+        self._writer = embedding_writer(
+            path,
+            grid,
+            patch_size=patch_size,
+            dim=dim,
+            precision=precision,
+            tags=tags,
+            creation_options=creation_options,
+        )
+
+    def write(self, block: RowBlock) -> None:
+        window = (block.row_off, 0, block.rows, block.wsum.shape[1])
+        self._writer.write(window, block.probabilities(np.nan))
+
+    def finalize(self) -> list[Path]:
+        return [self._writer.finalize()]
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
+def abort_quietly(sink: Sink | None) -> None:
+    """Abort ``sink`` without letting a cleanup error hide the error that caused it."""
+    if sink is not None:
+        with contextlib.suppress(Exception):
+            sink.abort()

@@ -1,0 +1,127 @@
+"""Shared click options and parameter types, defined once so every command speaks alike.
+
+Option names match the fields of the library's option dataclasses (``--window`` ->
+``MapOptions.window``), so the CLI, TOML files and the Python API share one vocabulary.
+"""
+
+from __future__ import annotations
+
+import click
+
+from gfmcli.engine.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MODEL,
+    DEFAULT_OVERLAP,
+    DEFAULT_WINDOW,
+)
+
+
+class KeyValueType(click.ParamType):
+    """``KEY=VAL`` (GDAL creation options and the like)."""
+
+    name = "KEY=VAL"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        key, sep, val = str(value).partition("=")
+        if not sep or not key:
+            self.fail(f"{value!r} is not KEY=VAL", param, ctx)
+        return key.strip(), val.strip()
+
+
+class BandListType(click.ParamType):
+    """A comma-separated list of band names: ``B02,B03,B04,B08``."""
+
+    name = "BANDS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        names = tuple(part.strip() for part in str(value).split(",") if part.strip())
+        if not names:
+            self.fail("give at least one band name, e.g. B02,B03,B04", param, ctx)
+        return names
+
+
+inputs_arg = click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+output_opt = click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=True, file_okay=True),
+    help="Output file (one input) or folder (several inputs; created if missing).",
+)
+model_opt = click.option(
+    "-m",
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Checkpoint path, or the name of shipped weights in weights/.",
+)
+sensor_opt = click.option(
+    "--sensor",
+    default=None,
+    help="The input's sensor (see `gfm sensors`), when band descriptions do not say it.",
+)
+bands_opt = click.option(
+    "--bands",
+    type=BandListType(),
+    default=None,
+    help="The input's bands in file order by the sensor's band names, e.g. B02,B03,B04,B08.",
+)
+window_opt = click.option(
+    "--window",
+    type=click.IntRange(min=1),
+    default=DEFAULT_WINDOW,
+    show_default=True,
+    help="Window size in pixels (a multiple of the model's patch size).",
+)
+overlap_opt = click.option(
+    "--overlap",
+    type=click.IntRange(min=0),
+    default=DEFAULT_OVERLAP,
+    show_default=True,
+    help="Overlap between neighbouring windows in pixels; blended with a cosine ramp.",
+)
+batch_size_opt = click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Windows per model call (per device).",
+)
+device_opt = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto, cpu, cuda (every visible GPU), cuda:N or cuda:0,1.",
+)
+precision_opt = click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="auto = bf16/fp16 autocast on CUDA, fp32 on the CPU.",
+)
+creation_opt = click.option(
+    "--co",
+    "creation_options",
+    type=KeyValueType(),
+    multiple=True,
+    help="GDAL creation option for the COG driver, e.g. --co COMPRESS=ZSTD (repeatable).",
+)
+overwrite_opt = click.option(
+    "--overwrite", is_flag=True, help="Redo outputs that exist (default: skip them, resume)."
+)
+keep_going_opt = click.option(
+    "--keep-going",
+    is_flag=True,
+    help="Go on past a failing input; the exit code is 1 if any failed.",
+)
+dry_run_opt = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check inputs and print outputs, windows and estimated peak memory; run nothing.",
+)
+quiet_opt = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
