@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,7 @@ from affine import Affine
 from pyproj import CRS as ProjCRS
 from pyproj import Transformer
 from rasterio.features import rasterize, shapes
-from shapely.geometry import Polygon, shape
-from shapely.geometry.polygon import orient
+from shapely.geometry import Polygon
 
 from gfmcli.contract import ClassInfo
 from gfmcli.errors import OutputError
@@ -133,20 +132,11 @@ class PolygonWriter:
         block = np.ascontiguousarray(block, dtype=np.uint8)
         top, bottom = row_off, row_off + block.shape[0]
         groups = self._groups
-        at_top, at_bottom = [], []
-        found = shapes(
-            block,
-            mask=block != self._nodata,
-            connectivity=4,
-            transform=Affine.translation(0, row_off),
-        )
-        for geometry, value in found:
-            polygon = shape(geometry)
-            gid = groups.add(polygon, int(value))
-            if polygon.bounds[1] == top:
-                at_top.append((polygon, gid))
-            if polygon.bounds[3] == bottom:
-                at_bottom.append((polygon, gid))
+        polygons, values = _polygonise(block, row_off, self._nodata)
+        bounds = shapely.bounds(polygons)
+        gids = [groups.add(p, int(v)) for p, v in zip(polygons, values, strict=True)]
+        at_top = [(polygons[i], gids[i]) for i in np.flatnonzero(bounds[:, 1] == top)]
+        at_bottom = [(polygons[i], gids[i]) for i in np.flatnonzero(bounds[:, 3] == bottom)]
         if self._seam_labels is not None and at_top:
             first_row = _label_row(at_top, top, block.shape[1])
             same = (first_row >= 0) & (self._seam_labels >= 0) & (block[0] == self._seam_classes)
@@ -179,16 +169,15 @@ class PolygonWriter:
         transform = self._transform or Affine.identity()
         matrix = np.array([[transform.a, transform.b], [transform.d, transform.e]])
         shift = np.array([transform.c, transform.f])
-        geometries = [
-            shapely.transform(p, lambda xy: xy @ matrix.T + shift) for _, p in self._buffer
-        ]
+        pixel_space = np.array([p for _, p in self._buffer], dtype=object)
+        geometries = shapely.transform(pixel_space, lambda xy: xy @ matrix.T + shift)
         ids = np.array([c for c, _ in self._buffer], dtype=np.int32)
-        names = np.array([self._names.get(c, f"class {c}") for c in ids], dtype=object)
-        areas = np.array([self._area(g) for g in geometries], dtype=np.float64)
+        names = np.array([self._names.get(int(c), f"class {c}") for c in ids], dtype=object)
+        areas = self._area(geometries)
         try:
             pyogrio.raw.write(
                 self._partial,
-                np.array([shapely.to_wkb(g) for g in geometries], dtype=object),
+                shapely.to_wkb(geometries),
                 [ids, names, areas],
                 ["class_id", "class_name", "area_m2"],
                 layer=LAYER,
@@ -242,17 +231,61 @@ def _label_row(polygons: list[tuple[Polygon, int]], row: int, width: int) -> np.
     return labels[0].astype(np.int64)
 
 
-def _area_function(crs: ProjCRS) -> Any:
-    """Area in m² of a polygon in ``crs`` coordinates: geodesic, or planar when no ellipsoid."""
+def _polygonise(block: np.ndarray, row_off: int, nodata: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-space polygons (x = column, y = row) of a block and their class ids."""
+    coords: list[np.ndarray] = []
+    ring_ends, polygon_ends, values = [0], [0], []
+    total = 0
+    found = shapes(
+        block, mask=block != nodata, connectivity=4, transform=Affine.translation(0, row_off)
+    )
+    for geometry, value in found:
+        for ring in geometry["coordinates"]:
+            points = np.asarray(ring, dtype=np.float64)
+            coords.append(points)
+            total += len(points)
+            ring_ends.append(total)
+        polygon_ends.append(len(ring_ends) - 1)
+        values.append(int(value))
+    if not values:
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+    polygons = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON,
+        np.concatenate(coords),
+        (np.asarray(ring_ends), np.asarray(polygon_ends)),
+    )
+    return polygons, np.asarray(values, dtype=np.int64)
+
+
+def _area_function(crs: ProjCRS) -> Callable[[np.ndarray], np.ndarray]:
+    """Areas in m² of an array of polygons in ``crs`` coordinates.
+
+    Geodesic (each ring on the ellipsoid, holes subtracted), or planar times the squared unit
+    factor for a CRS without an ellipsoid.
+    """
     geodetic = crs.geodetic_crs
     if geodetic is None:
         factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-        return lambda polygon: polygon.area * factor**2
+        return lambda polygons: shapely.area(polygons) * factor**2
     geod = geodetic.get_geod()
     to_lonlat = Transformer.from_crs(crs, geodetic, always_xy=True)
 
-    def area(polygon: Polygon) -> float:
-        lonlat = shapely.transform(polygon, lambda xy: np.column_stack(to_lonlat.transform(*xy.T)))
-        return abs(geod.geometry_area_perimeter(orient(lonlat, 1.0))[0])
+    def areas(polygons: np.ndarray) -> np.ndarray:
+        if len(polygons) == 0:
+            return np.zeros(0)
+        lonlat = shapely.transform(
+            polygons, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1]))
+        )
+        rings, owner = shapely.get_rings(lonlat, return_index=True)
+        coords = shapely.get_coordinates(rings)
+        ends = np.cumsum(shapely.get_num_coordinates(rings))
+        ring_area = np.empty(len(rings))
+        start = 0
+        for i, end in enumerate(ends):
+            ring_area[i] = abs(geod.polygon_area_perimeter(*coords[start:end].T)[0])
+            start = end
+        exterior = np.r_[True, owner[1:] != owner[:-1]]
+        signed = np.where(exterior, ring_area, -ring_area)
+        return np.bincount(owner, weights=signed, minlength=len(polygons))
 
-    return area
+    return areas
