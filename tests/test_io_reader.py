@@ -7,6 +7,7 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp
+from rasterio.windows import Window
 
 from gfmcli.errors import InputError
 from gfmcli.io.bands import BandMapping, MappedBand
@@ -111,6 +112,8 @@ def test_read_window_matches_naive_normalisation_and_pads_edges(tmp_path, make_r
         assert valid[:7, 5:].all() and not valid[7:].any() and not valid[:, :5].any()
         np.testing.assert_allclose(out[:, :7, 5:], full[:, 30:, :15], rtol=1e-5, atol=1e-5)
         assert (out[:, 7:] == 0).all() and (out[:, :, :5] == 0).all()
+        same, _ = read_window(src, Window(col_off=-5, row_off=30, width=20, height=16), mapping)
+        np.testing.assert_array_equal(same, out)
         out, valid = read_window(src, (100, 100, 8, 8), mapping)
         assert not valid.any() and not out.any()
 

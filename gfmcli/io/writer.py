@@ -270,8 +270,12 @@ def _write_aux_xml(path: Path, names: Sequence[str]) -> None:
         ET.SubElement(categories, "Category").text = name
     final = path.with_name(path.name + ".aux.xml")
     staged = partial_path(final)
-    ET.ElementTree(root).write(staged, encoding="UTF-8", xml_declaration=False)
-    os.replace(staged, final)
+    try:
+        ET.ElementTree(root).write(staged, encoding="UTF-8", xml_declaration=False)
+        os.replace(staged, final)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
 
 
 def _check_class_ids(path: str | Path, classes: Sequence[ClassInfo]) -> None:
