@@ -157,3 +157,13 @@ def test_gsd_far_from_contract_warns(tmp_path, make_raster):
 
 def mapping_gsd(warning: str) -> float:
     return float(warning.split("(")[1].split("x")[0])
+
+
+def test_sibling_product_selects_model_bands_with_its_own_offset(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=12)
+    with open_raster(path) as src:
+        mapping = resolve_bands(src, _contract(), sensor="sentinel2-l2a-pre2022")
+    assert not mapping.cross_sensor and mapping.sensor == "sentinel2-l2a-pre2022"
+    assert mapping.indexes == [2, 3, 4, 8]
+    assert {(b.scale, b.offset) for b in mapping.bands} == {(1e-4, 0.0)}
+    assert mapping.bands[0].mean == S2_STATS["B02"][0]

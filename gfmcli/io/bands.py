@@ -19,7 +19,9 @@ expected and how to fix it. It never guesses band order. The rules, also in docs
 
 2. **Against the contract.** When the input sensor is the contract's sensor, the model's bands
    are picked from the file by identity (extra bands and any order are fine; missing ones are an
-   error listing them) and normalised with the contract's mean/std/scale/offset. Otherwise
+   error listing them) and normalised with the contract's mean/std/scale/offset. A sibling
+   product with the same band table (Sentinel-2 L1C for an L2A model, or a pre-2022 baseline)
+   is treated the same way except that scale/offset come from its own sensor entry. Otherwise
    (cross-sensor: a LESS ViT takes any band set by wavelength) every identified band is used
    with its own wavelength; mean/std come from the contract band of the same modality with the
    nearest wavelength when within 60 nm, else are interpolated linearly in wavelength between
@@ -214,6 +216,18 @@ def _identify(
     )
 
 
+def _same_band_table(spec: SensorSpec, contract: ModelContract) -> bool:
+    """True when ``spec`` has every model band by name and wavelength (a sibling product)."""
+    for info in contract.bands:
+        try:
+            band = spec.band(info.name)
+        except SensorError:
+            return False
+        if abs(band.wavelength_nm - info.wavelength_nm) >= 1.0:
+            return False
+    return True
+
+
 def _same_sensor_bands(
     src: RasterSource, contract: ModelContract, spec: SensorSpec, found: list[_FileBand]
 ) -> list[tuple[_FileBand, BandInfo]]:
@@ -301,7 +315,8 @@ def resolve_bands(
     found = _identify(src, spec, sensor is not None, bands)
     contract_spec = _sensor_or_none(contract.sensor)
     contract_sensor = contract_spec.name if contract_spec else contract.sensor
-    cross = spec is None or spec.name != contract_sensor
+    same_sensor = spec is not None and spec.name == contract_sensor
+    cross = not (same_sensor or (spec is not None and _same_band_table(spec, contract)))
     warnings = list(src.warnings)
     if not found:
         raise BandContractError(f"{src.path}: no band could be identified; pass --bands")
@@ -324,7 +339,8 @@ def resolve_bands(
     mapped = []
     if not cross:
         for band, info in _same_sensor_bands(src, contract, spec, found):
-            s, o = scaling(band, (info.scale, info.offset))
+            own = (info.scale, info.offset) if same_sensor else (spec.scale, spec.offset)
+            s, o = scaling(band, own)
             mapped.append(
                 MappedBand(band.index, band.name, info.wavelength_nm, info.modality, s, o,
                            info.mean, info.std, nodata(band))
