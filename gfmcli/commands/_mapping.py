@@ -95,7 +95,7 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
 
     started = time.perf_counter()
     quiet = request.quiet or bool(ctx.obj and ctx.obj.get("quiet"))
-    stdin = click.get_text_stream("stdin") if "-" in request.inputs else None
+    stdin = sys.stdin if "-" in request.inputs else None
     inputs, problems = expand_inputs_lenient(list(request.inputs), stdin=stdin)
     if problems and not request.keep_going:
         raise InputError(problems[0][1])
