@@ -115,13 +115,18 @@ def value_noise(shape: tuple[int, int], cell: float, rng: np.random.Generator) -
     def axis(n: int) -> tuple[np.ndarray, np.ndarray]:
         pos = (np.arange(n, dtype=np.float32) + 0.5) / np.float32(cell) + np.float32(rng.random())
         i0 = pos.astype(np.intp)
-        t = pos - i0
+        t = pos - i0.astype(np.float32)
         return i0, t * t * (3.0 - 2.0 * t)
 
     i0, ty = axis(h)
     j0, tx = axis(w)
     rows = grid[:, j0] * (1.0 - tx) + grid[:, j0 + 1] * tx
-    return rows[i0] * (1.0 - ty)[:, None] + rows[i0 + 1] * ty[:, None]
+    out = rows[i0]
+    out *= (1.0 - ty)[:, None]
+    below = rows[i0 + 1]
+    below *= ty[:, None]
+    out += below
+    return out
 
 
 def fractal_noise(
@@ -130,7 +135,9 @@ def fractal_noise(
     """Fractal noise: octaves of value noise, each half the size and amplitude."""
     total = value_noise(shape, cell, rng)
     for k in range(1, octaves):
-        total += 0.5**k * value_noise(shape, cell / 2**k, rng)
+        octave = value_noise(shape, cell / 2**k, rng)
+        octave *= np.float32(0.5**k)
+        total += octave
     return total
 
 
@@ -156,13 +163,16 @@ def _stands(shape, res, cell_m, rng) -> tuple[np.ndarray, int]:
     """Irregular cells (a jittered grid warped by noise) of about ``cell_m``: stand/patch ids."""
     x, y = _coords(shape, res)
     warp = 0.35 * cell_m
-    wx = x + warp * value_noise(shape, cell_m / res, rng)
-    wy = y + warp * value_noise(shape, cell_m / res, rng)
     cols = int(shape[1] * res / cell_m) + 4
     rows = int(shape[0] * res / cell_m) + 4
-    ix = np.clip((wx / cell_m).astype(np.intp) + 1, 0, cols - 1)
-    iy = np.clip((wy / cell_m).astype(np.intp) + 1, 0, rows - 1)
-    return iy * cols + ix, rows * cols
+    wx = (x + warp * value_noise(shape, cell_m / res, rng)) / np.float32(cell_m)
+    ix = np.clip(wx.astype(np.int32) + 1, 0, cols - 1)
+    del wx
+    wy = (y + warp * value_noise(shape, cell_m / res, rng)) / np.float32(cell_m)
+    ids = np.clip(wy.astype(np.int32) + 1, 0, rows - 1) * np.int32(cols)
+    del wy
+    ids += ix
+    return ids, rows * cols
 
 
 def _parcels(shape, res, table: _Objects, rng) -> np.ndarray:
@@ -173,16 +183,20 @@ def _parcels(shape, res, table: _Objects, rng) -> np.ndarray:
     diag = float(np.hypot(*shape) * res)
     cuts_u = _cuts(-diag, diag, 80.0, 300.0, rng)
     cuts_v = _cuts(-diag, diag + 600.0, 100.0, 500.0, rng)
-    strip = np.searchsorted(cuts_u, u)
+    strip = np.searchsorted(cuts_u, u).astype(np.int32)
+    del u
     shift = rng.uniform(0, 500.0, len(cuts_u) + 1).astype(np.float32)
-    field = np.searchsorted(cuts_v, v + shift[strip])
+    v += shift[strip]
     n_fields = len(cuts_v) + 1
     kinds = rng.choice(
         [KIND_ID["crop"], KIND_ID["grass"], KIND_ID["soil"]],
         size=(len(cuts_u) + 1) * n_fields,
         p=[0.55, 0.27, 0.18],
     )
-    return table.add(kinds) + strip * n_fields + field
+    strip *= np.int32(n_fields)
+    strip += np.searchsorted(cuts_v, v).astype(np.int32)
+    strip += np.int32(table.add(kinds))
+    return strip
 
 
 def _paint_patches(objects, shape, res, table, rng, kind, cell_m, cover, stand_m) -> np.ndarray:
@@ -254,19 +268,58 @@ def _town(objects, shape, res, table, rng) -> None:
 
 
 def _line_band(shape, res, rng, angle, offset, amplitudes, wavelengths):
-    """Across-line distance (m) to a wiggly line and the along-line coordinate, full grid."""
+    """Across-line distance (m) to a wiggly line and the along-line coordinate, full grid.
+
+    The line is ``t = offset + sum(a sin(2 pi s / wl + phase))`` in a frame rotated by
+    ``angle``; dividing by sqrt(1 + slope^2) turns the vertical offset into a normal distance.
+    Computed in place: these are the largest temporaries of the map."""
     x, y = _coords(shape, res)
     cx, cy = shape[1] * res / 2, shape[0] * res / 2
-    s = (x - cx) * np.float32(np.cos(angle)) + (y - cy) * np.float32(np.sin(angle))
-    t = (y - cy) * np.float32(np.cos(angle)) - (x - cx) * np.float32(np.sin(angle))
-    centre = np.full_like(s, offset)
+    cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+    s = (x - cx) * cos + (y - cy) * sin
+    t = (y - cy) * cos - (x - cx) * sin
+    t -= np.float32(offset)
     slope = np.zeros_like(s)
+    arg = np.empty_like(s)
+    wave = np.empty_like(s)
     for amp, wl in zip(amplitudes, wavelengths, strict=True):
-        phase = rng.uniform(0, 2 * np.pi)
         k = np.float32(2 * np.pi / wl)
-        centre = centre + np.float32(amp) * np.sin(k * s + phase)
-        slope = slope + np.float32(amp) * k * np.cos(k * s + phase)
-    return np.abs(t - centre) / np.sqrt(1.0 + slope * slope), s
+        np.multiply(s, k, out=arg)
+        arg += np.float32(rng.uniform(0, 2 * np.pi))
+        np.sin(arg, out=wave)
+        wave *= np.float32(amp)
+        t -= wave
+        np.cos(arg, out=wave)
+        wave *= np.float32(amp) * k
+        slope += wave
+    del arg, wave
+    np.abs(t, out=t)
+    slope *= slope
+    slope += 1.0
+    np.sqrt(slope, out=slope)
+    t /= slope
+    return t, s
+
+
+def _rural_road(objects, shape, res, table: _Objects, rng) -> None:
+    """A gently curving road 6-10 m wide across the scene, in 300 m segments."""
+    h_m, w_m = shape[0] * res, shape[1] * res
+    dist, along = _line_band(
+        shape, res, rng, rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * min(h_m, w_m),
+        (rng.uniform(5.0, 40.0),), (rng.uniform(800.0, 3000.0),),
+    )  # fmt: skip
+    on_road = dist < rng.uniform(3.0, 5.0)
+    segment = ((along[on_road] + 2 * (h_m + w_m)) / 300.0).astype(np.int32)
+    base = table.add(np.full(int(4 * (h_m + w_m) / 300.0) + 2, KIND_ID["pavement"]))
+    objects[on_road] = base + segment
+
+
+def _to_uint8(field: np.ndarray, centre: float, scale: float) -> np.ndarray:
+    """``centre + scale * field`` clipped to 0..255 as uint8, in place on ``field``."""
+    field *= np.float32(scale)
+    field += np.float32(centre)
+    np.clip(field, 0, 255, out=field)
+    return field.astype(np.uint8)
 
 
 def simulate_landcover(
@@ -294,7 +347,7 @@ def simulate_landcover(
     res = float(resolution_m)
     h_m, w_m = shape[0] * res, shape[1] * res
     table = _Objects()
-    objects = _parcels(shape, res, table, rng).astype(np.int32)
+    objects = _parcels(shape, res, table, rng)
     _paint_patches(objects, shape, res, table, rng, "grass", 400.0, 0.15, 250.0)
     _paint_patches(objects, shape, res, table, rng, "soil", 300.0, 0.06, 200.0)
     forest = _paint_patches(objects, shape, res, table, rng, "tree", 600.0, 0.28, 150.0)
@@ -308,41 +361,39 @@ def simulate_landcover(
     amplitudes = (rng.uniform(50.0, 200.0), rng.uniform(10.0, 60.0))
     wavelengths = (rng.uniform(600.0, 2000.0), rng.uniform(150.0, 400.0))
     dist, along = _line_band(shape, res, rng, angle, offset, amplitudes, wavelengths)
-    half_width = rng.uniform(8.0, 30.0) * (1.0 + 0.25 * np.sin(along / 700.0))
+    dist /= np.float32(rng.uniform(8.0, 30.0)) * (1.0 + 0.25 * np.sin(along / 700.0))
+    river = dist < 1.0  # dist is now in half-widths of the river
     segment = ((along + 2 * (h_m + w_m)) / 400.0).astype(np.int32)
+    del along
     n_segments = int(4 * (h_m + w_m) / 400.0) + 2
     if rng.random() < 0.7:
-        riparian = dist < half_width + rng.uniform(10.0, 30.0)
+        riparian = dist < rng.uniform(1.5, 3.0)
         objects[riparian] = table.add(np.full(n_segments, KIND_ID["tree"])) + segment[riparian]
+    del dist
+    river_segment = segment[river]
+    del segment
     _town(objects, shape, res, table, rng)
     for _ in range(rng.integers(1, 3)):
-        road_dist, road_along = _line_band(
-            shape, res, rng, rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * min(h_m, w_m),
-            (rng.uniform(5.0, 40.0),), (rng.uniform(800.0, 3000.0),),
-        )  # fmt: skip
-        on_road = road_dist < rng.uniform(3.0, 5.0)
-        seg = ((road_along + 2 * (h_m + w_m)) / 300.0).astype(np.int32)
-        base = table.add(np.full(int(4 * (h_m + w_m) / 300.0) + 2, KIND_ID["pavement"]))
-        objects[on_road] = base + seg[on_road]
+        _rural_road(objects, shape, res, table, rng)
     for _ in range(rng.integers(1, 4)):
         radius = rng.uniform(60.0, min(600.0, max(80.0, 0.15 * min(h_m, w_m))))
         centre = (rng.uniform(0, h_m), rng.uniform(0, w_m))
         window, mask = _blob(shape, res, centre, radius, rng)
         objects[window][mask] = table.add(np.array([KIND_ID["lake"]]))
-    river = dist < half_width
-    objects[river] = table.add(np.full(n_segments, KIND_ID["river"])) + segment[river]
-    mix = np.tanh(fractal_noise(shape, 60.0 / res, rng, octaves=2))
-    texture = 0.7 * fractal_noise(shape, 20.0 / res, rng, octaves=2) + 0.5 * rng.standard_normal(
-        shape, dtype=np.float32
-    )
+    objects[river] = table.add(np.full(n_segments, KIND_ID["river"])) + river_segment
+    mix = _to_uint8(np.tanh(fractal_noise(shape, 60.0 / res, rng, octaves=2)), 127.5, 127.5)
+    texture = fractal_noise(shape, 20.0 / res, rng, octaves=2)
+    texture *= np.float32(0.7)
+    texture += np.float32(0.5) * rng.standard_normal(shape, dtype=np.float32)
+    texture = _to_uint8(texture, 128.0, 40.0)
     # Layers reserve ids generously; keep only the objects that are visible, numbered 0..n-1.
     used = np.bincount(objects.ravel(), minlength=table.count) > 0
     renumber = (np.cumsum(used) - 1).astype(np.int32)
     return LandCoverMap(
         objects=renumber[objects],
         object_kind=table.kind_array()[used],
-        mix=np.clip(127.5 + 127.5 * mix, 0, 255).astype(np.uint8),
-        texture=np.clip(128.0 + 40.0 * texture, 0, 255).astype(np.uint8),
+        mix=mix,
+        texture=texture,
         resolution_m=res,
         origin=(float(origin[0]), float(origin[1])),
         crs=crs,

@@ -248,8 +248,11 @@ def _render_optical(landcover, sensor, gsd, shape, rng, haze, illumination, nois
                 sigma = noise * (0.002 + 0.005 * np.abs(layer))
                 layer = layer + sigma * rng.standard_normal(layer.shape, dtype=np.float32)
             image[band] = _to_grid(layer, native, gsd, shape)
-    dn = np.rint((image - sensor.offset) / sensor.scale)
-    return np.clip(dn, 1, np.iinfo(np.uint16).max).astype(np.uint16)
+    image -= np.float32(sensor.offset)  # in place: the stack is the largest array here
+    image /= np.float32(sensor.scale)
+    np.rint(image, out=image)
+    np.clip(image, 1, np.iinfo(np.uint16).max, out=image)
+    return image.astype(np.uint16)
 
 
 def _render_radar(landcover, sensor, gsd, shape, rng, noise):
