@@ -161,6 +161,7 @@ class FinetuneModelConfig:
     name: str = "less_vit_tiny"
     mode: str = field(default="full", metadata=_choice("full", "linear_probe"))
     drop_path: float = 0.0
+    head_width: int | None = None
     embed_dim: int | None = None
     depth: int | None = None
     num_heads: int | None = None

@@ -308,6 +308,7 @@ class _ChipWriter:
             if self.labellers is None
             else ("regression" if self.options.regression else "classes"),
             "classes": self._classes(),
+            "class_ids_present": sorted(self.class_ids),
             "ignore_index": IGNORE_INDEX,
             "split": {
                 "fractions": list(self.options.fractions),
