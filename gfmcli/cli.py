@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "tile": "gfmcli.commands.tile:tile",
     "pretrain": "gfmcli.commands.pretrain:pretrain",
     "finetune": "gfmcli.commands.finetune:finetune",
+    "finetune": "gfmcli.commands.finetune:finetune",
 }
 
 
