@@ -27,7 +27,6 @@ COMMANDS: dict[str, str] = {
     "tile": "gfmcli.commands.tile:tile",
     "pretrain": "gfmcli.commands.pretrain:pretrain",
     "finetune": "gfmcli.commands.finetune:finetune",
-    "finetune": "gfmcli.commands.finetune:finetune",
 }
 
 
