@@ -87,7 +87,7 @@ def simulate_scene(
     ``nodata_fraction`` cuts a slanted swath edge off the east side. Returns the written paths
     keyed ``<sensor>`` and ``<sensor>_labels``; the same arguments write the same bytes.
     """
-    specs = [get_sensor(name) for name in sensors]
+    specs = [get_sensor(name) for name in ([sensors] if isinstance(sensors, str) else sensors)]
     if not specs:
         raise SimulatorError("no sensors given; name at least one, e.g. 'sentinel2-l2a'")
     _check_crs(crs)
