@@ -79,6 +79,8 @@ def test_landcover_rejects_bad_sizes():
         simulate_landcover(0.0, 100.0, 5.0)
     with pytest.raises(SimulatorError, match="too large"):
         simulate_landcover(1e6, 1e6, 1.0)
+    with pytest.raises(SimulatorError, match="seed"):
+        simulate_landcover(100.0, 100.0, 5.0, seed=-1)
 
 
 def test_render_is_deterministic_and_seed_changes_only_the_acquisition(landcover, s2):
@@ -146,9 +148,7 @@ def test_pixels_mix_their_cells_as_a_naive_loop_does():
     spec = get_sensor("vnir4")
     rendering = render(lc, spec, gsd=4.0, noise=0.0, illumination=0.0, haze=0.0)
     library = load_library()
-    spectra = sample_object_spectra(
-        library, lc.object_kind, np.random.SeedSequence([lc.seed, 1])
-    ).astype(np.float64)
+    spectra = sample_object_spectra(library, lc.object_kind, [lc.seed, 1]).astype(np.float64)
     values = spectra @ band_response(spec.bands, library.wavelengths_nm).T.astype(np.float64)
     amp = np.array([_TEXTURE[k] for k in KINDS])
     expected = np.zeros((4, 20, 15))
@@ -263,3 +263,27 @@ def test_missing_earthlib_names_the_install_command(monkeypatch):
         assert isinstance(info.value, GfmError)
     finally:
         load_library.cache_clear()
+
+
+def test_haze_brightens_blue_more_than_nir(landcover):
+    options = {"noise": 0.0, "illumination": 0.0}
+    clear = _physical(render(landcover, "sentinel2-l2a", haze=0.0, **options))
+    hazy = _physical(render(landcover, "sentinel2-l2a", haze=0.05, **options))
+    lift = (hazy - clear).mean(axis=(1, 2))
+    blue, red, nir = (
+        get_sensor("sentinel2-l2a").band_names.index(b) for b in ("B02", "B04", "B08")
+    )
+    assert lift[blue] > lift[red] > lift[nir] > 0
+
+
+def test_spectra_pools_and_object_spectra_are_reproducible():
+    library = load_library()
+    assert library.wavelengths_nm[0] == 400.0 and library.wavelengths_nm[-1] == 2450.0
+    assert len(library.pool("bare")) > 4000 and len(library.pool("dense_canopy")) > 1000
+    kinds = np.arange(len(KINDS)).repeat(3)
+    first = sample_object_spectra(library, kinds, 9)
+    assert np.array_equal(first, sample_object_spectra(library, kinds, 9))
+    assert not np.array_equal(first, sample_object_spectra(library, kinds, 10))
+    assert first.shape == (27, 2, 180) and first.min() >= 0.0 and first.max() <= 1.0
+    roofs = kinds == KINDS.index("roof")
+    assert np.array_equal(first[roofs, 0], first[roofs, 1])  # one material per roof

@@ -337,6 +337,8 @@ def simulate_landcover(
     """
     if not (height_m > 0 and width_m > 0 and resolution_m > 0):
         raise SimulatorError("scene height, width and resolution must be positive metres")
+    if seed < 0:
+        raise SimulatorError(f"seed must be a non-negative integer, got {seed}")
     shape = (max(1, round(height_m / resolution_m)), max(1, round(width_m / resolution_m)))
     if shape[0] * shape[1] > 120_000_000:
         raise SimulatorError(

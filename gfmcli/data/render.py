@@ -216,9 +216,7 @@ def _rng(landcover: LandCoverMap, sensor: SensorSpec, seed: int) -> np.random.Ge
 
 def _render_optical(landcover, sensor, gsd, shape, rng, haze, illumination, noise):
     library = load_library()
-    spectra = sample_object_spectra(
-        library, landcover.object_kind, np.random.SeedSequence([landcover.seed, 1])
-    )
+    spectra = sample_object_spectra(library, landcover.object_kind, [landcover.seed, 1])
     toa = "l1c" in sensor.name
     response = band_response(sensor.bands, library.wavelengths_nm, toa=toa)
     values = spectra @ response.T  # (n_objects, 2, n_bands)
@@ -295,6 +293,8 @@ def render(
     gsd = float(spec.gsd if gsd is None else gsd)
     if gsd <= 0:
         raise SimulatorError(f"GSD must be positive metres, got {gsd}")
+    if seed < 0:
+        raise SimulatorError(f"seed must be a non-negative integer, got {seed}")
     if not 0.0 <= nodata_fraction < 1.0:
         raise SimulatorError(f"nodata_fraction must be in [0, 1), got {nodata_fraction}")
     shape = grid_shape(landcover, gsd)

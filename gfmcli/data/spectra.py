@@ -16,6 +16,7 @@ the renderer blends the two per pixel with a smooth field, so a parcel varies in
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,7 +196,7 @@ def _draw(library: SpectralLibrary, kind: str, n: int, rng: np.random.Generator)
 
 
 def sample_object_spectra(
-    library: SpectralLibrary, kinds: np.ndarray, seed: int | np.random.SeedSequence
+    library: SpectralLibrary, kinds: np.ndarray, seed: int | Sequence[int]
 ) -> np.ndarray:
     """Two spectra per object, shape (n_objects, 2, n_wavelengths), float32 in [0, 1].
 
@@ -205,7 +206,7 @@ def sample_object_spectra(
     kinds = np.asarray(kinds)
     out = np.zeros((len(kinds), 2, len(library.wavelengths_nm)), dtype=np.float32)
     for kind_id, kind in enumerate(KINDS):
-        rng = np.random.default_rng([*np.atleast_1d(_entropy(seed)), kind_id])
+        rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), kind_id])
         members = np.flatnonzero(kinds == kind_id)
         if members.size == 0:
             continue
@@ -214,9 +215,3 @@ def sample_object_spectra(
         out[members, 0] = first
         out[members, 1] = second
     return np.clip(out, 0.0, 1.0)
-
-
-def _entropy(seed: int | np.random.SeedSequence) -> int | list[int]:
-    if isinstance(seed, np.random.SeedSequence):
-        return seed.generate_state(4).tolist()
-    return int(seed)
