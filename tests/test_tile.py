@@ -286,3 +286,21 @@ def test_rasters_with_different_band_sets_are_rejected(make_raster, tmp_path):
     b = make_raster(tmp_path, "b.tif", count=2, height=40, width=40, dtype="float32")
     result = run(a, b, "-o", tmp_path / "c", "--sensor", "vnir4", "--size", "32")
     assert result.exit_code == 3
+
+
+def test_one_label_file_per_raster(make_raster, tmp_path):
+    a = vnir(make_raster, tmp_path, "a.tif", height=64, width=64)
+    b = vnir(make_raster, tmp_path, "b.tif", height=64, width=64, seed=1)
+    la = write_label_raster(tmp_path / "la", make_raster, values=(1, 2))
+    lb = write_label_raster(tmp_path / "lb", make_raster, values=(3, 3))
+    out = tmp_path / "chips"
+    args = ("--sensor", "vnir4", "--size", "32")
+    result = run(a, b, "--labels", la, "--labels", lb, "-o", out, *args)
+    assert result.exit_code == 0, result.output
+    by_source: dict[str, set[int]] = {}
+    for chip in meta(out)["chips"]:
+        by_source.setdefault(Path(chip["source"]).name, set()).add(chip["class"])
+    assert by_source == {"a.tif": {1, 2}, "b.tif": {3}}
+    assert meta(out)["class_ids_present"] == [1, 2, 3]
+    result = run(a, b, "--labels", la, "--labels", lb, "--labels", la, "-o", tmp_path / "x", *args)
+    assert result.exit_code == 3 and "3 label files for 2 rasters" in result.output

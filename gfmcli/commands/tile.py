@@ -36,7 +36,9 @@ def _load_classes(value: str | None) -> tuple[dict, ...]:
 @click.option(
     "--labels",
     type=click.Path(path_type=Path),
-    help="Label raster (class ids) or vector file (GPKG/GeoJSON/Shapefile).",
+    multiple=True,
+    help="Label raster (class ids) or vector file (GPKG/GeoJSON/Shapefile); once for all "
+    "rasters or once per raster, in order.",
 )
 @click.option(
     "--label-column",
@@ -137,15 +139,12 @@ def tile(
         regression=regression,
         overwrite=overwrite,
     )
-    source = None
-    if labels is not None:
-        source = LabelSource(
-            Path(labels), label_column, {c["name"]: c["id"] for c in classes}, regression=regression
-        )
+    names = {c["name"]: c["id"] for c in classes}
+    sources = [LabelSource(Path(p), label_column, names, regression=regression) for p in labels]
     total = _count_chips(rasters, options.size, options.stride, chip_starts)
     quiet = bool(ctx.obj and ctx.obj.get("quiet"))
     with tqdm(total=total, unit="chip", disable=quiet or None, leave=False) as bar:
-        result = run_tile(list(rasters), out_dir, options, source, progress=bar.update)
+        result = run_tile(list(rasters), out_dir, options, sources or None, progress=bar.update)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.written.items()))
     click.echo(
         f"{result.total} chips ({counts}) -> {out_dir}; skipped {result.skipped_invalid} with "

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,10 +84,20 @@ def tile(
     rasters: list[Path],
     out_dir: Path,
     options: TileOptions,
-    labels: LabelSource | None = None,
+    labels: LabelSource | Sequence[LabelSource] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> TileResult:
-    """Write chips of ``rasters`` (one band set) and optional ``labels`` to ``out_dir``."""
+    """Write chips of ``rasters`` (one band set) and optional ``labels`` to ``out_dir``.
+
+    ``labels`` is one label source for every raster, or one per raster in the same order.
+    """
+    if isinstance(labels, LabelSource):
+        labels = [labels] * len(rasters)
+    if labels is not None and len(labels) != len(rasters):
+        raise InputError(
+            f"{len(labels)} label files for {len(rasters)} rasters; give one label file for "
+            "all rasters or one per raster, in the same order"
+        )
     if options.size <= 0 or options.stride <= 0:
         raise InputError("--size and --stride must be positive")
     if not rasters:
@@ -172,8 +182,12 @@ class _ChipWriter:
         self.records: list[dict] = []
         self.class_ids: set[int] = set()
         self.known = {int(c["id"]) for c in options.classes}
-        self.labellers = [labels.open_for(src) for src in sources] if labels else None
-        self.label_path = labels.path if labels else None
+        self.labellers = (
+            [label.open_for(src) for label, src in zip(labels, sources, strict=True)]
+            if labels
+            else None
+        )
+        self.label_paths = [label.path for label in labels] if labels else []
 
     def add(self, chip: GridChip, split: str) -> None:
         size, src = self.options.size, self.sources[chip.source]
@@ -241,14 +255,15 @@ class _ChipWriter:
             "crs": src.crs.to_string() if src.crs else None,
         }
         if label is not None:
-            record.update(self._write_label(stem, label, profile))
+            record.update(self._write_label(chip.source, stem, label, profile))
         self.records.append(record)
         self.result.written[split] = self.result.written.get(split, 0) + 1
         name = str(self.paths[chip.source])
         self.result.per_source[name] = self.result.per_source.get(name, 0) + 1
         (self.stats if split == "train" else self.fallback_stats).update(image, valid)
 
-    def _write_label(self, stem: str, label: np.ndarray, profile: dict) -> dict:
+    def _write_label(self, source: int, stem: str, label: np.ndarray, profile: dict) -> dict:
+        label_path = self.label_paths[source]
         rel = f"labels/{stem}.tif"
         labelled = np.isfinite(label)
         extra = {"label": rel, "labelled_fraction": round(float(labelled.mean()), 6)}
@@ -263,14 +278,14 @@ class _ChipWriter:
         bad = (values != np.round(values)) | (values < 0) | (values >= IGNORE_INDEX)
         if bad.any():
             raise InputError(
-                f"{self.label_path}: label values must be integer class ids 0-254 "
+                f"{label_path}: label values must be integer class ids 0-254 "
                 f"(found {values[bad][0]:g}); use --regression for numeric targets"
             )
         ids = np.unique(values).astype(int)
         unknown = sorted(set(ids.tolist()) - self.known) if self.known else []
         if unknown:
             raise InputError(
-                f"{self.label_path}: class id(s) {', '.join(map(str, unknown))} are not in the "
+                f"{label_path}: class id(s) {', '.join(map(str, unknown))} are not in the "
                 f"class list ({', '.join(str(c) for c in sorted(self.known))}); fix the labels "
                 "or add the classes to --classes"
             )
