@@ -287,3 +287,17 @@ def test_spectra_pools_and_object_spectra_are_reproducible():
     assert first.shape == (27, 2, 180) and first.min() >= 0.0 and first.max() <= 1.0
     roofs = kinds == KINDS.index("roof")
     assert np.array_equal(first[roofs, 0], first[roofs, 1])  # one material per roof
+
+
+def test_value_noise_is_smooth_with_the_requested_feature_size():
+    from gfmcli.data.noise import fractal_noise, value_noise
+
+    field = value_noise((200, 300), 20.0, np.random.default_rng(0))
+    assert field.shape == (200, 300) and field.dtype == np.float32
+    assert 0.3 < field.std() < 1.2
+    step = np.abs(np.diff(field, axis=1)).mean()
+    assert step < 0.1 * field.std()  # neighbours 1/20 of a feature apart barely differ
+    coarse = value_noise((200, 300), 80.0, np.random.default_rng(0))
+    assert np.abs(np.diff(coarse, axis=1)).mean() < step
+    again = fractal_noise((50, 60), 10.0, np.random.default_rng(3))
+    assert np.array_equal(again, fractal_noise((50, 60), 10.0, np.random.default_rng(3)))

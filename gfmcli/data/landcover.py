@@ -22,6 +22,7 @@ import numpy as np
 from affine import Affine
 
 from gfmcli.contract import ClassInfo
+from gfmcli.data.noise import fractal_noise, value_noise
 from gfmcli.data.spectra import KIND_ID, KINDS
 from gfmcli.errors import ConfigError
 
@@ -105,43 +106,8 @@ class _Objects:
         return np.concatenate(self.kinds)
 
 
-def value_noise(shape: tuple[int, int], cell: float, rng: np.random.Generator) -> np.ndarray:
-    """Smooth random field (unit-variance lattice, smoothstep interpolation) of feature size
-    ``cell`` pixels; separable, so it costs a few passes over the output."""
-    cell = max(cell, 1.0)
-    h, w = shape
-    grid = rng.standard_normal((int(h / cell) + 3, int(w / cell) + 3)).astype(np.float32)
-
-    def axis(n: int) -> tuple[np.ndarray, np.ndarray]:
-        pos = (np.arange(n, dtype=np.float32) + 0.5) / np.float32(cell) + np.float32(rng.random())
-        i0 = pos.astype(np.intp)
-        t = pos - i0.astype(np.float32)
-        return i0, t * t * (3.0 - 2.0 * t)
-
-    i0, ty = axis(h)
-    j0, tx = axis(w)
-    rows = grid[:, j0] * (1.0 - tx) + grid[:, j0 + 1] * tx
-    out = rows[i0]
-    out *= (1.0 - ty)[:, None]
-    below = rows[i0 + 1]
-    below *= ty[:, None]
-    out += below
-    return out
-
-
-def fractal_noise(
-    shape: tuple[int, int], cell: float, rng: np.random.Generator, octaves: int = 3
-) -> np.ndarray:
-    """Fractal noise: octaves of value noise, each half the size and amplitude."""
-    total = value_noise(shape, cell, rng)
-    for k in range(1, octaves):
-        octave = value_noise(shape, cell / 2**k, rng)
-        octave *= np.float32(0.5**k)
-        total += octave
-    return total
-
-
 def _quantile(field: np.ndarray, q: float) -> float:
+    """Quantile of a subsample: thresholds need not be exact, and a full sort is slow."""
     step = max(1, int(np.sqrt(field.size / 65536)))
     return float(np.quantile(field[::step, ::step], q))
 
@@ -224,6 +190,8 @@ def _blob(shape, res, centre, radius, rng) -> tuple[tuple[slice, slice], np.ndar
 
 
 def _town(objects, shape, res, table, rng) -> None:
+    """A town: a noisy blob holding a rotated street grid; each block is built up (roofs on
+    lots, set back from the street, with paved or green yards), a park or a plaza."""
     h_m, w_m = shape[0] * res, shape[1] * res
     radius = max(150.0, rng.uniform(0.12, 0.25) * min(h_m, w_m))
     centre = (rng.uniform(0.3, 0.7) * h_m, rng.uniform(0.3, 0.7) * w_m)
@@ -314,6 +282,43 @@ def _rural_road(objects, shape, res, table: _Objects, rng) -> None:
     objects[on_road] = base + segment
 
 
+def _burn_scar(objects, forest, shape, res, table: _Objects, rng) -> None:
+    """A burned blob of 80-300 m radius, where it overlaps forest."""
+    radius = rng.uniform(80.0, 300.0)
+    centre = (rng.uniform(0, shape[0] * res), rng.uniform(0, shape[1] * res))
+    window, mask = _blob(shape, res, centre, radius, rng)
+    objects[window][mask & forest[window]] = table.add(np.array([KIND_ID["burned"]]))
+
+
+def _lake(objects, shape, res, table: _Objects, rng) -> None:
+    """A noisy blob of water, at most 600 m in radius and smaller in small scenes."""
+    h_m, w_m = shape[0] * res, shape[1] * res
+    radius = rng.uniform(60.0, min(600.0, max(80.0, 0.15 * min(h_m, w_m))))
+    centre = (rng.uniform(0, h_m), rng.uniform(0, w_m))
+    window, mask = _blob(shape, res, centre, radius, rng)
+    objects[window][mask] = table.add(np.array([KIND_ID["lake"]]))
+
+
+def _river(objects, shape, res, table: _Objects, rng) -> tuple[np.ndarray, np.ndarray, int]:
+    """Paint riparian trees (70 % of scenes) now; return the river's mask, its 400 m segment
+    ids and the segment count, to paint the water after the layers it crosses."""
+    h_m, w_m = shape[0] * res, shape[1] * res
+    angle = rng.uniform(0, np.pi)
+    offset = rng.uniform(-0.25, 0.25) * min(h_m, w_m)
+    amplitudes = (rng.uniform(50.0, 200.0), rng.uniform(10.0, 60.0))
+    wavelengths = (rng.uniform(600.0, 2000.0), rng.uniform(150.0, 400.0))
+    dist, along = _line_band(shape, res, rng, angle, offset, amplitudes, wavelengths)
+    dist /= np.float32(rng.uniform(8.0, 30.0)) * (1.0 + 0.25 * np.sin(along / 700.0))
+    river = dist < 1.0  # dist is now in half-widths of the river
+    segment = ((along + 2 * (h_m + w_m)) / 400.0).astype(np.int32)
+    del along
+    n_segments = int(4 * (h_m + w_m) / 400.0) + 2
+    if rng.random() < 0.7:
+        riparian = dist < rng.uniform(1.5, 3.0)
+        objects[riparian] = table.add(np.full(n_segments, KIND_ID["tree"])) + segment[riparian]
+    return river, segment[river], n_segments
+
+
 def _to_uint8(field: np.ndarray, centre: float, scale: float) -> np.ndarray:
     """``centre + scale * field`` clipped to 0..255 as uint8, in place on ``field``."""
     field *= np.float32(scale)
@@ -347,41 +352,21 @@ def simulate_landcover(
         )
     rng = np.random.default_rng(seed)
     res = float(resolution_m)
-    h_m, w_m = shape[0] * res, shape[1] * res
     table = _Objects()
     objects = _parcels(shape, res, table, rng)
     _paint_patches(objects, shape, res, table, rng, "grass", 400.0, 0.15, 250.0)
     _paint_patches(objects, shape, res, table, rng, "soil", 300.0, 0.06, 200.0)
     forest = _paint_patches(objects, shape, res, table, rng, "tree", 600.0, 0.28, 150.0)
     if rng.random() < 0.5:
-        radius = rng.uniform(80.0, 300.0)
-        centre = (rng.uniform(0, h_m), rng.uniform(0, w_m))
-        window, mask = _blob(shape, res, centre, radius, rng)
-        objects[window][mask & forest[window]] = table.add(np.array([KIND_ID["burned"]]))
-    angle = rng.uniform(0, np.pi)
-    offset = rng.uniform(-0.25, 0.25) * min(h_m, w_m)
-    amplitudes = (rng.uniform(50.0, 200.0), rng.uniform(10.0, 60.0))
-    wavelengths = (rng.uniform(600.0, 2000.0), rng.uniform(150.0, 400.0))
-    dist, along = _line_band(shape, res, rng, angle, offset, amplitudes, wavelengths)
-    dist /= np.float32(rng.uniform(8.0, 30.0)) * (1.0 + 0.25 * np.sin(along / 700.0))
-    river = dist < 1.0  # dist is now in half-widths of the river
-    segment = ((along + 2 * (h_m + w_m)) / 400.0).astype(np.int32)
-    del along
-    n_segments = int(4 * (h_m + w_m) / 400.0) + 2
-    if rng.random() < 0.7:
-        riparian = dist < rng.uniform(1.5, 3.0)
-        objects[riparian] = table.add(np.full(n_segments, KIND_ID["tree"])) + segment[riparian]
-    del dist
-    river_segment = segment[river]
-    del segment
+        _burn_scar(objects, forest, shape, res, table, rng)
+    del forest
+    river, river_segment, n_segments = _river(objects, shape, res, table, rng)
     _town(objects, shape, res, table, rng)
     for _ in range(rng.integers(1, 3)):
         _rural_road(objects, shape, res, table, rng)
     for _ in range(rng.integers(1, 4)):
-        radius = rng.uniform(60.0, min(600.0, max(80.0, 0.15 * min(h_m, w_m))))
-        centre = (rng.uniform(0, h_m), rng.uniform(0, w_m))
-        window, mask = _blob(shape, res, centre, radius, rng)
-        objects[window][mask] = table.add(np.array([KIND_ID["lake"]]))
+        _lake(objects, shape, res, table, rng)
+    # Last, so the river runs through everything (bridges are below 10 m anyway).
     objects[river] = table.add(np.full(n_segments, KIND_ID["river"])) + river_segment
     mix = _to_uint8(np.tanh(fractal_noise(shape, 60.0 / res, rng, octaves=2)), 127.5, 127.5)
     texture = fractal_noise(shape, 20.0 / res, rng, octaves=2)

@@ -23,7 +23,7 @@ import numpy as np
 from affine import Affine
 
 from gfmcli.data.landcover import LANDCOVER_CLASSES, LandCoverMap, SimulatorError
-from gfmcli.data.landcover import value_noise as _noise
+from gfmcli.data.noise import value_noise
 from gfmcli.data.spectra import KINDS, load_library, sample_object_spectra
 from gfmcli.sensors import RADAR, BandSpec, SensorSpec, get_sensor
 
@@ -223,9 +223,9 @@ def _render_optical(landcover, sensor, gsd, shape, rng, haze, illumination, nois
     amp = np.array([_TEXTURE[k] for k in KINDS], dtype=np.float32)
     # Illumination and haze vary smoothly over the ground: one field each, sampled per band grid.
     field_cell = 800.0 / gsd
-    light = 1.0 + illumination * np.clip(_noise(shape, field_cell, rng), -2, 2)
+    light = 1.0 + illumination * np.clip(value_noise(shape, field_cell, rng), -2, 2)
     haze = (0.03 if toa else 0.0) if haze is None else haze
-    thickness = haze * np.clip(1.0 + 0.5 * _noise(shape, field_cell, rng), 0.2, 2.0)
+    thickness = haze * np.clip(1.0 + 0.5 * value_noise(shape, field_cell, rng), 0.2, 2.0)
     image = np.empty((len(sensor.bands), *shape), dtype=np.float32)
     for native in sorted({max(b.gsd, gsd) for b in sensor.bands}):
         group = [i for i, b in enumerate(sensor.bands) if max(b.gsd, gsd) == native]
