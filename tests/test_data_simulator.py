@@ -280,6 +280,7 @@ def test_spectra_pools_and_object_spectra_are_reproducible():
     library = load_library()
     assert library.wavelengths_nm[0] == 400.0 and library.wavelengths_nm[-1] == 2450.0
     assert len(library.pool("bare")) > 4000 and len(library.pool("dense_canopy")) > 1000
+    assert not library.pool("bare").flags.writeable  # the per-process cache cannot be altered
     kinds = np.arange(len(KINDS)).repeat(3)
     first = sample_object_spectra(library, kinds, 9)
     assert np.array_equal(first, sample_object_spectra(library, kinds, 9))

@@ -85,7 +85,11 @@ def load_library() -> SpectralLibrary:
             f"earthlib's library has no spectra for pool(s) {', '.join(empty)}; "
             "upgrade it: pip install -U earthlib"
         )
-    return SpectralLibrary(np.round(centres, 3), pools)
+    # The cached arrays are shared by every caller in the process: make them immutable.
+    wavelengths = np.round(centres, 3)
+    for array in (wavelengths, *pools.values()):
+        array.setflags(write=False)
+    return SpectralLibrary(wavelengths, pools)
 
 
 # --- open water --------------------------------------------------------------------------------
