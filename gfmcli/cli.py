@@ -24,6 +24,8 @@ log = logging.getLogger("gfmcli")
 COMMANDS: dict[str, str] = {
     "predict": "gfmcli.commands.predict:predict",
     "embed": "gfmcli.commands.embed:embed",
+    "sensors": "gfmcli.commands.sensors:sensors",
+    "simulate": "gfmcli.commands.simulate:simulate",
     "tile": "gfmcli.commands.tile:tile",
     "pretrain": "gfmcli.commands.pretrain:pretrain",
     "finetune": "gfmcli.commands.finetune:finetune",
