@@ -268,7 +268,7 @@ def test_unwritable_output_fails_before_work(checkpoint, scene, tmp_path):
 def test_interrupted_write_leaves_nothing(checkpoint, scene, tmp_path, monkeypatch):
     from gfmcli.engine import sinks
 
-    def explode(self, block):
+    def explode(self, payload):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sinks.ClassMapSink, "write", explode)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import rasterio
+
 from gfmcli.contract import ModelContract
 from gfmcli.engine.devices import resolve_devices
 from gfmcli.engine.inference import DevicePool
@@ -22,6 +24,10 @@ from gfmcli.engine.runner import FilePlan, FileResult, MapOptions, map_file, pla
 from gfmcli.errors import GfmError
 from gfmcli.io.paths import should_skip_existing, stale_partials
 from gfmcli.model.tasks import GfmModel
+
+# GDAL's block cache defaults to 5% of RAM and fills up as a long run reads and writes blocks,
+# which would make memory grow with the raster; 256 MB is plenty for windowed streaming.
+GDAL_CACHE_MB = 256
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,11 @@ def run_jobs(
     devices = resolve_devices(device_spec_for_rank(device, ranks))
     mine = shard(list(jobs), ranks)
     results: list[FileResult] = []
-    with ProcessGroup(ranks) as group, DevicePool(model, devices, options.precision) as pool:
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
+        ProcessGroup(ranks) as group,
+        DevicePool(model, devices, options.precision) as pool,
+    ):
         for job in mine:
             if should_skip_existing(job.output, overwrite):
                 result = _skipped(job)

@@ -362,13 +362,13 @@ def _run(
             for batch, output in pool.map_ordered(batches, _batch_data, bands, mode):
                 empty += _blend(mosaic, batch, output, cell)
                 for block in mosaic.pop_ready():
-                    writes.append(writer.submit(sink.write, block))
+                    writes.append(writer.submit(sink.write, sink.encode(block)))
                 while len(writes) > WRITE_QUEUE or (writes and writes[0].done()):
                     writes.popleft().result()
                 if on_windows is not None:
                     on_windows(len(batch.tiles))
             for block in mosaic.finish():
-                writes.append(writer.submit(sink.write, block))
+                writes.append(writer.submit(sink.write, sink.encode(block)))
             while writes:
                 writes.popleft().result()
         finally:

@@ -1,9 +1,12 @@
 """Where blended row blocks go: class maps, probabilities, polygons, embeddings, vector tables.
 
-A sink receives the finished :class:`~gfmcli.engine.mosaic.RowBlock` objects of one raster, top
-to bottom, on the writer thread, and owns the staged output files behind them:
-``write(block)`` for every block, then ``finalize()`` (atomic rename, returns the final paths) or
-``abort()`` (removes every temporary). Sinks know arrays and writers, never the model.
+A sink owns the staged output files of one raster. For every finished
+:class:`~gfmcli.engine.mosaic.RowBlock`, top to bottom, the blend thread calls ``encode(block)``,
+which turns the float accumulator into the compact arrays to store (uint8 classes are 4 K times
+smaller than the K float32 sums, so the writer queue stays small even for very wide rasters),
+and the writer thread calls ``write(payload)``; then ``finalize()`` (atomic rename, returns the
+final paths) or ``abort()`` (removes every temporary). Sinks know arrays and writers, never the
+model.
 """
 
 from __future__ import annotations
@@ -28,9 +31,16 @@ from gfmcli.io.writer import (
     quantise_probabilities,
 )
 
+Window = tuple[int, int, int, int]
+
+
+def _window(block: RowBlock) -> Window:
+    return (block.row_off, 0, block.rows, block.wsum.shape[1])
+
 
 class Sink(Protocol):
-    def write(self, block: RowBlock) -> None: ...
+    def encode(self, block: RowBlock) -> Any: ...
+    def write(self, payload: Any) -> None: ...
     def finalize(self) -> list[Path]: ...
     def abort(self) -> None: ...
 
@@ -69,14 +79,18 @@ class ClassMapSink:
             self.abort()
             raise
 
-    def write(self, block: RowBlock) -> None:
-        indices, _ = block.classify()
-        valid = block.wsum > 0
-        ids = np.where(valid, self._ids[np.minimum(indices, len(self._ids) - 1)], indices)
-        window = (block.row_off, 0, block.rows, block.wsum.shape[1])
-        self._classes.write(window, ids)
+    def encode(self, block: RowBlock) -> tuple[Window, np.ndarray, np.ndarray | None]:
+        ids = _class_ids(block, self._ids)
+        probs = None
         if self._probs is not None:
-            self._probs.write(window, quantise_probabilities(block.probabilities(0.0), valid))
+            probs = quantise_probabilities(block.probabilities(0.0), block.wsum > 0)
+        return _window(block), ids, probs
+
+    def write(self, payload: tuple[Window, np.ndarray, np.ndarray | None]) -> None:
+        window, ids, probs = payload
+        self._classes.write(window, ids)
+        if self._probs is not None and probs is not None:
+            self._probs.write(window, probs)
 
     def finalize(self) -> list[Path]:
         return [writer.finalize() for writer in self._writers]
@@ -112,9 +126,11 @@ class ValueMapSink:
             creation_options=creation_options,
         )
 
-    def write(self, block: RowBlock) -> None:
-        window = (block.row_off, 0, block.rows, block.wsum.shape[1])
-        self._writer.write(window, block.probabilities(np.nan))
+    def encode(self, block: RowBlock) -> tuple[Window, np.ndarray]:
+        return _window(block), block.probabilities(np.nan)
+
+    def write(self, payload: tuple[Window, np.ndarray]) -> None:
+        self._writer.write(*payload)
 
     def finalize(self) -> list[Path]:
         return [self._writer.finalize()]
@@ -131,10 +147,12 @@ class PolygonSink:
         self._transform = grid.transform
         self._writer = PolygonWriter(path, grid.crs, classes)
 
-    def write(self, block: RowBlock) -> None:
-        indices, _ = block.classify()
-        ids = np.where(block.wsum > 0, self._ids[np.minimum(indices, len(self._ids) - 1)], indices)
-        self._writer.add_rows(block.row_off, ids, self._transform)
+    def encode(self, block: RowBlock) -> tuple[int, np.ndarray]:
+        return block.row_off, _class_ids(block, self._ids)
+
+    def write(self, payload: tuple[int, np.ndarray]) -> None:
+        row_off, ids = payload
+        self._writer.add_rows(row_off, ids, self._transform)
 
     def finalize(self) -> list[Path]:
         return [self._writer.finalize()]
@@ -167,15 +185,23 @@ class EmbeddingRasterSink:
             creation_options=creation_options,
         )
 
-    def write(self, block: RowBlock) -> None:
-        window = (block.row_off, 0, block.rows, block.wsum.shape[1])
-        self._writer.write(window, block.probabilities(np.nan))
+    def encode(self, block: RowBlock) -> tuple[Window, np.ndarray]:
+        return _window(block), block.probabilities(np.nan)
+
+    def write(self, payload: tuple[Window, np.ndarray]) -> None:
+        self._writer.write(*payload)
 
     def finalize(self) -> list[Path]:
         return [self._writer.finalize()]
 
     def abort(self) -> None:
         self._writer.abort()
+
+
+def _class_ids(block: RowBlock, ids: np.ndarray) -> np.ndarray:
+    """uint8 class ids of the block's argmax (model output index -> contract class id)."""
+    indices, _ = block.classify()
+    return np.where(block.wsum > 0, ids[np.minimum(indices, len(ids) - 1)], indices)
 
 
 def abort_quietly(sink: Sink | None) -> None:
