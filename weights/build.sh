@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Rebuild weights/landcover-tiny.pt from nothing but gfm's own commands (see weights/README.md).
+#
+#   bash weights/build.sh            # about 30-40 minutes on 2 CPU cores
+#
+# Scratch data goes to weights/build/ (ignored by git). Deterministic for a given machine and
+# torch build: scene seeds 1..N (training) and the chip split seed are fixed.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+build="$here/build"
+scenes="${SCENES:-16}"
+gfm="${GFM:-gfm}"
+
+rm -rf "$build"
+mkdir -p "$build/scenes"
+start=$(date +%s)
+
+echo "== simulate $scenes scenes of 5.12 km for Sentinel-2 L2A, Landsat 8, EnMAP and Sentinel-1"
+for seed in $(seq 1 "$scenes"); do
+  "$gfm" simulate -o "$build/scenes/s$seed" --size-m 5120 --seed "$seed" \
+    --sensor sentinel2-l2a --sensor landsat8 --sensor enmap --sensor sentinel1 >/dev/null
+done
+
+echo "== tile"
+s2=() s2_labels=() l8=() enmap=() s1=()
+for seed in $(seq 1 "$scenes"); do
+  d="$build/scenes/s$seed"
+  s2+=("$d/sentinel2-l2a.tif"); s2_labels+=(--labels "$d/sentinel2-l2a_labels.tif")
+  l8+=("$d/landsat8.tif"); enmap+=("$d/enmap.tif"); s1+=("$d/sentinel1.tif")
+done
+"$gfm" tile "${s2[@]}" "${s2_labels[@]}" --sensor sentinel2-l2a --classes landcover \
+  --size 64 --seed 0 -o "$build/chips/s2"
+"$gfm" tile "${l8[@]}" --sensor landsat8 --size 32 --min-labelled 0 -o "$build/chips/l8"
+"$gfm" tile "${enmap[@]}" --sensor enmap --size 32 --min-labelled 0 -o "$build/chips/enmap"
+"$gfm" tile "${s1[@]}" --sensor sentinel1 --size 64 --min-labelled 0 -o "$build/chips/s1"
+
+echo "== pretrain"
+"$gfm" pretrain --config "$here/pretrain.toml"
+echo "== finetune"
+"$gfm" finetune --config "$here/finetune.toml"
+"$gfm" finetune --config "$here/finetune.toml" --evaluate
+
+cp "$build/runs/finetune/best.pt" "$here/landcover-tiny.pt"
+cp "$build/runs/finetune/test_metrics.json" "$here/landcover-tiny.test-metrics.json"
+echo "== done in $(( $(date +%s) - start )) s"
+sha256sum "$here/landcover-tiny.pt"
