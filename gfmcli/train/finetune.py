@@ -59,6 +59,7 @@ from gfmcli.train.run import (
     METRICS,
     MetricsLog,
     contract_bands,
+    json_safe,
     model_inputs,
     prepare_run_dir,
     save_config,
@@ -329,7 +330,9 @@ class _Finetuner:
                 break
         seconds = time.perf_counter() - started
         if ctx.is_main:
-            (self.out / "val_metrics.json").write_text(json.dumps(best_scores, indent=1) + "\n")
+            (self.out / "val_metrics.json").write_text(
+                json.dumps(json_safe(best_scores), indent=1) + "\n"
+            )
         return FinetuneResult(
             epoch,
             best_epoch,
@@ -424,7 +427,7 @@ class _Finetuner:
                 "chips": [str(f.path) for f in self.folders],
                 "epoch": epoch,
                 "selected_on": f"validation {self.metric}",
-                "val_scores": _brief(scores),
+                "val_scores": json_safe(_brief(scores)),
                 "pretrained": self.cfg.model.pretrained,
                 "pretrained_provenance": (
                     self.pretrained_contract.provenance if self.pretrained_contract else None
@@ -482,7 +485,7 @@ def evaluate(
     }
     output = Path(output or Path(cfg.output.dir) / f"{split}_metrics.json")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(scores, indent=1) + "\n")
+    output.write_text(json.dumps(json_safe(scores), indent=1) + "\n")
     return scores
 
 

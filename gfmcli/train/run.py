@@ -8,6 +8,7 @@ The run folder (``output.dir``) holds ``last.pt`` (the latest checkpoint, with r
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -73,9 +74,21 @@ class MetricsLog:
             return
         try:
             with self.path.open("a") as handle:
-                handle.write(json.dumps(record, allow_nan=True) + "\n")
+                handle.write(json.dumps(json_safe(record)) + "\n")
         except OSError as exc:
             raise OutputError(f"cannot append to {self.path}: {exc}") from exc
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf floats replaced by None, so every file is strict JSON (an undefined
+    IoU of a class absent from truth and prediction is written as null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def contract_bands(folders: list[ChipFolder]) -> tuple[BandInfo, ...]:
