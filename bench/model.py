@@ -1,6 +1,7 @@
 """Benchmark: LESS attention vs full spatial-spectral attention, same config (not a test).
 
-    python bench/model.py [--models less_vit_tiny,less_vit_small] [--budget 60] [--reps 3]
+    python bench/model.py [--models less_vit_tiny,less_vit_small] [--budget 60] [--reps 5]
+                          [--threads 1]
 
 For every model, band count C in {4, 13, 64, 202} and window 128x128 / 256x256 it runs the LESS
 encoder and its full-attention twin (``attention="full"``) with batch 1 under
@@ -16,6 +17,10 @@ Method:
   used because glibc may keep freed memory mapped, which would hide later peaks. On CUDA:
   ``torch.cuda.max_memory_allocated`` minus the allocation before the forward.
 - Time: median of ``--reps`` further forwards (1 when a forward is estimated above 10 s).
+- Threads: ``--threads`` (default 1) torch threads per child. On a shared machine two OpenMP
+  threads competing with other jobs for two cores stall at every barrier and make timings
+  erratic (seconds for a 50 ms forward); one thread gives stable single-core numbers and
+  comparable ratios.
 - Before running, a case is estimated from its matmul FLOPs and the measured matmul rate of
   this machine, and from the size of the attention-score matrix (h x T^2 floats, T tokens) a
   non-fused attention would need; cases above ``--budget`` seconds or ``--max-gb`` are skipped
@@ -77,9 +82,11 @@ def _rss_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def run_case(name: str, attention: str, bands: int, size: int, reps: int) -> dict:
+def run_case(name: str, attention: str, bands: int, size: int, reps: int, threads: int) -> dict:
     """Child-process body: build, measure the first forward's peak memory, then time ``reps``."""
     from gfmcli.model import create_model
+
+    torch.set_num_threads(threads)  # this child process only
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
@@ -117,18 +124,19 @@ def main() -> None:
     parser.add_argument("--models", default="less_vit_tiny")
     parser.add_argument("--budget", type=float, default=60.0, help="max estimated s per forward")
     parser.add_argument("--max-gb", type=float, default=8.0, help="max attention-score memory")
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--case", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per case")
+    parser.add_argument("--case", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        name, attention, bands, size, reps = args.case
-        print(json.dumps(run_case(name, attention, int(bands), int(size), int(reps))))
+        name, attention, bands, size, reps, threads = args.case
+        result = run_case(name, attention, int(bands), int(size), int(reps), int(threads))
+        print(json.dumps(result))
         return
 
+    torch.set_num_threads(args.threads)
     rate = _matmul_gflops()
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul {rate:.0f} GFLOP/s"
-    )
+    print(f"torch {torch.__version__}, {args.threads} threads, matmul {rate:.0f} GFLOP/s")
     print(f"load average at start: {os.getloadavg()}")
     print("| model | C | window | LESS s | LESS peak MB | full s | full peak MB | time full/LESS "
           "| mem full/LESS |")  # fmt: skip
@@ -146,7 +154,10 @@ def main() -> None:
                     reps = args.reps if est_s < 10 else 1
                     cmd = [sys.executable, __file__, "--case", name, attention, str(bands)]
                     child = subprocess.run(
-                        [*cmd, str(size), str(reps)], capture_output=True, text=True, check=True
+                        [*cmd, str(size), str(reps), str(args.threads)],
+                        capture_output=True,
+                        text=True,
+                        check=True,
                     )
                     row[attention] = json.loads(child.stdout.strip().splitlines()[-1])
                 print(_format_row(name, bands, size, row), flush=True)
