@@ -79,7 +79,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="gfm")
+    cli(prog_name="gfm", obj={"argv": sys.argv[1:]})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -126,7 +126,7 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
             overwrite=request.overwrite,
             keep_going=request.keep_going,
             ranks=ranks,
-            command_line=["gfm", *sys.argv[1:]],
+            command_line=_command_line(ctx),
             progress=bars,
         )
     finally:
@@ -136,6 +136,15 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
     failed = len(problems) + sum(r.status == "failed" for r in results)
     if failed:
         ctx.exit(EXIT_PARTIAL_FAILURE)
+
+
+def _command_line(ctx: click.Context) -> list[str]:
+    """The command as typed (console script), else rebuilt from the parsed options."""
+    argv = (ctx.obj or {}).get("argv")
+    if argv is not None:
+        return ["gfm", *argv]
+    options = [f"--{name.replace('_', '-')}={value}" for name, value in ctx.params.items()]
+    return [*ctx.command_path.split(), *options]
 
 
 def _report(kind: str, results: Sequence[Any], problems: int, seconds: float, quiet: bool) -> None:
