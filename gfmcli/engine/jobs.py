@@ -26,8 +26,9 @@ from gfmcli.io.paths import should_skip_existing, stale_partials
 from gfmcli.model.tasks import GfmModel
 
 # GDAL's block cache defaults to 5% of RAM and fills up as a long run reads and writes blocks,
-# which would make memory grow with the raster; 256 MB is plenty for windowed streaming.
-GDAL_CACHE_MB = 256
+# which would make memory grow with the raster; 64 MB holds a row of 512-px blocks of a
+# 16k-wide 4-band input plus the staged output blocks, all a streaming run re-reads.
+GDAL_CACHE_MB = 64
 
 
 @dataclass(frozen=True)
