@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from types import MappingProxyType
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from gfmcli.errors import ModelError
+
+if TYPE_CHECKING:
+    from gfmcli.model.embedding import TokenGridEncoder
 
 ATTENTION_KINDS = ("less", "full")
 POS_CHAN_COMBINE = ("mean", "sum")
@@ -123,7 +125,7 @@ def get_config(name: str, **overrides: object) -> EncoderConfig:
     return dataclasses.replace(_CONFIGS[name], **overrides)
 
 
-def create_model(name: str, **overrides: object) -> nn.Module:
+def create_model(name: str, **overrides: object) -> TokenGridEncoder:
     """Build the named encoder; ``overrides`` replace config fields (e.g. ``attention="full"``).
 
     Build under ``with torch.device("meta"):`` to get shapes and parameter counts without
