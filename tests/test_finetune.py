@@ -165,3 +165,28 @@ def test_unknown_class_weight_name(tmp_path, chips):
     config.write_text(text)
     result = run("-c", config)
     assert result.exit_code == 7 and "shiny" in result.output
+
+
+def test_regression_end_to_end(tmp_path):
+    import numpy as np
+    from conftest import _write_raster
+
+    from gfmcli.train.chips import TileOptions, tile
+    from gfmcli.train.labels import LabelSource
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(1000, 4000, (4, 64, 96)).astype("uint16")
+    raster = _write_raster(tmp_path, "img.tif", data=data, nodata=0)
+    target = (data[2] / 1000.0).astype("float32")  # a target the red band explains
+    labels = _write_raster(tmp_path, "height.tif", data=target, dtype="float32")
+    chips = tmp_path / "chips"
+    options = TileOptions(size=32, stride=32, sensor="vnir4", block=1, regression=True,
+                          fractions=(0.5, 0.25, 0.25))  # fmt: skip
+    tile([raster], chips, options, LabelSource(labels, regression=True))
+    config = write_config(tmp_path, chips, task="regression", epochs=1)
+    result = run("-c", config)
+    assert result.exit_code == 0, result.output
+    log = epochs_logged(tmp_path / "out")
+    assert log[0]["rmse"] > 0 and "r2" in log[0]["val"]
+    _, contract = load_checkpoint(tmp_path / "out" / "best.pt")
+    assert contract.task == "regression" and contract.classes == ()
