@@ -78,3 +78,23 @@ def collect_overrides(options: dict[str, Any], steps_key: str) -> dict[str, Any]
             value = text  # a bare word is a string
         overrides[key.strip()] = value
     return overrides
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as the user typed it (for provenance): ``sys.argv`` when run as ``gfm``,
+    else (called from Python, e.g. tests) the command path and its parsed options."""
+    import shlex
+    import sys
+
+    if ctx.find_root().info_name == "gfm" and len(sys.argv) > 1:
+        return shlex.join(["gfm", *sys.argv[1:]])
+    parts = [ctx.command_path]
+    flags = {p.name: max(p.opts, key=len) for p in ctx.command.params if p.opts}
+    for name, value in ctx.params.items():
+        if value in (None, False, ()):
+            continue
+        flag = flags.get(name, "--" + name.replace("_", "-"))
+        values = value if isinstance(value, tuple) else (value,)
+        for item in values:
+            parts.append(flag if item is True else f"{flag} {shlex.quote(str(item))}")
+    return " ".join(parts)

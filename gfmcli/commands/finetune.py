@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import click
 
-from gfmcli.commands._train_options import collect_overrides, train_options
+from gfmcli.commands._train_options import collect_overrides, command_line, train_options
 
 
 @click.command(name="finetune")
@@ -62,7 +60,7 @@ def finetune(ctx, config_path, evaluate, checkpoint, split_name, metrics_path, *
         }
         click.echo(json.dumps({"split": scores["split"], **brief}))
         return
-    command = shlex.join(["gfm", *sys.argv[1:]])
+    command = command_line(ctx)
     result = run_finetune(cfg, command=command)
     click.echo(
         f"best epoch {result.best_epoch}/{result.epochs}: validation {result.metric} "

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 import click
 
-from gfmcli.commands._train_options import collect_overrides, train_options
+from gfmcli.commands._train_options import collect_overrides, command_line, train_options
 
 
 @click.command(name="pretrain")
@@ -37,7 +35,7 @@ def pretrain(ctx, config_path, resume, **options) -> None:
     if ctx.obj and ctx.obj.get("quiet"):
         overrides["train.progress"] = False
     cfg = load_config(config_path, PretrainConfig, overrides)
-    command = shlex.join(["gfm", *sys.argv[1:]])
+    command = command_line(ctx)
     result = run_pretrain(cfg, resume=resume, command=command)
     if result.checkpoint.exists():
         click.echo(
