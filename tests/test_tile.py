@@ -304,3 +304,9 @@ def test_one_label_file_per_raster(make_raster, tmp_path):
     assert meta(out)["class_ids_present"] == [1, 2, 3]
     result = run(a, b, "--labels", la, "--labels", lb, "--labels", la, "-o", tmp_path / "x", *args)
     assert result.exit_code == 3 and "3 label files for 2 rasters" in result.output
+
+
+def test_raster_without_crs_is_an_input_error(make_raster, tmp_path):
+    src = make_raster(tmp_path, "nocrs.tif", count=4, height=40, width=40, crs=None)
+    result = run(src, "-o", tmp_path / "c", "--sensor", "vnir4", "--size", "32")
+    assert result.exit_code == 3 and "no CRS" in result.output

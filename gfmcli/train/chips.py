@@ -126,6 +126,12 @@ def tile(
 def _tile_into(rasters, staging, options, labels, progress):
     sources = [rasterio.open(p) for p in rasters]
     try:
+        for path, src in zip(rasters, sources, strict=True):
+            if src.crs is None:
+                raise InputError(
+                    f"{path}: the raster has no CRS, so its chips could not be placed; assign "
+                    f"one, e.g. gdal_edit -a_srs EPSG:32632 {path}"
+                )
         chip_bands = _common_bands(sources, rasters, options)
         grid = [
             GridChip(i, r, c)
