@@ -2,14 +2,15 @@
 # End-to-end demonstration: simulate -> tile -> pretrain -> finetune -> evaluate -> predict.
 #
 #   bash examples/train-demo.sh            # full demo (a few minutes on 2 CPU cores)
-#   DEMO_SCENES=2 DEMO_STEPS=4 DEMO_EPOCHS=1 bash examples/train-demo.sh   # smoke run
+#   DEMO_SCENES=3 DEMO_STEPS=4 DEMO_EPOCHS=1 bash examples/train-demo.sh   # smoke run
 #
-# Everything is written under demo/ in the repository root (the TOML files in examples/ point
-# there); rerunning replaces it. Needs the `simulate` extra (earthlib).
+# Everything is written under demo/ in the repository root (where the TOML files in examples/
+# point), or under DEMO_DIR (paths are then passed as overrides); rerunning replaces it.
+# Needs the `simulate` extra (earthlib).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-demo="$root/demo"
+demo="${DEMO_DIR:-$root/demo}"
 scenes="${DEMO_SCENES:-6}"
 steps="${DEMO_STEPS:-60}"
 epochs="${DEMO_EPOCHS:-6}"
@@ -33,15 +34,19 @@ for seed in $(seq 1 "$scenes"); do
   s1+=("$demo/scenes/scene$seed/sentinel1.tif")
 done
 "$gfm" tile "${s2[@]}" "${s2_labels[@]}" --sensor sentinel2-l2a --classes landcover --size 64 \
-  -o "$demo/chips/s2"
-"$gfm" tile "${s1[@]}" --sensor sentinel1 --size 64 --min-labelled 0 -o "$demo/chips/s1"
+  --block-size 2 -o "$demo/chips/s2"
+"$gfm" tile "${s1[@]}" --sensor sentinel1 --size 64 --min-labelled 0 --block-size 2 \
+  -o "$demo/chips/s1"
 
 echo "== pretrain (Hyper-MAE on optical and radar chips)"
-"$gfm" pretrain --config "$here/pretrain.toml" --steps "$steps"
+"$gfm" pretrain --config "$here/pretrain.toml" --steps "$steps" -o "$demo/runs/pretrain" \
+  --set "data.chips=[\"$demo/chips/s2\", \"$demo/chips/s1\"]"
 
 echo "== finetune (land-cover segmentation, best epoch on validation)"
-"$gfm" finetune --config "$here/finetune.toml" --steps "$epochs"
-"$gfm" finetune --config "$here/finetune.toml" --evaluate
+finetune=(--config "$here/finetune.toml" -o "$demo/runs/finetune"
+  --set "data.chips=[\"$demo/chips/s2\"]" --set "model.pretrained=\"$demo/runs/pretrain/last.pt\"")
+"$gfm" finetune "${finetune[@]}" --steps "$epochs"
+"$gfm" finetune "${finetune[@]}" --evaluate
 
 echo "== predict the held-out scene"
 "$gfm" predict "$demo/scenes/holdout/sentinel2-l2a.tif" --model "$demo/runs/finetune/best.pt" \

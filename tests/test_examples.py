@@ -1,0 +1,87 @@
+"""The shell examples in examples/ run as documented (shortened where they train)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import rasterio
+from test_predict import _tiny_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+BIN = Path(sys.executable).parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The environment with this interpreter's scripts (gfm) first on PATH."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
+def _gfm() -> str:
+    found = shutil.which("gfm", path=str(BIN)) or shutil.which("gfm")
+    if found is None:  # pragma: no cover - the package is installed for the tests
+        pytest.skip("the gfm console script is not installed")
+    return found
+
+
+def test_train_demo_runs_end_to_end_shortened(tmp_path):
+    demo = tmp_path / "demo"
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / "train-demo.sh")],
+        env=_env(DEMO_DIR=str(demo), DEMO_SCENES="3", DEMO_STEPS="2", DEMO_EPOCHS="1", GFM=_gfm()),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((demo / "runs" / "finetune" / "test_metrics.json").read_text())
+    assert metrics["split"] == "test" and 0.0 <= metrics["overall_accuracy"] <= 1.0
+    with rasterio.open(demo / "maps" / "holdout.tif") as src:
+        assert src.dtypes[0] == "uint8" and src.colormap(1)
+    assert (demo / "runs" / "pretrain" / "config.toml").exists()
+
+
+def test_cron_script_is_idempotent_and_locked(tmp_path):
+    inbox, out = tmp_path / "inbox", tmp_path / "maps"
+    inbox.mkdir()
+    model = _tiny_checkpoint(tmp_path / "tiny.pt")
+    script = str(EXAMPLES / "cron-regional-mapping.sh")
+    env = _env(GFM_MODEL=str(model))
+
+    proc = subprocess.run(["bash", script, str(inbox), str(out)], env=env, timeout=300)
+    assert proc.returncode == 0, "an empty inbox is not a failure"
+
+    shutil.copy(EXAMPLES / "data" / "s2-l2a-example.tif", inbox / "scene.tif")
+    (inbox / "broken.tif").write_text("not a raster")
+    proc = subprocess.run(["bash", script, str(inbox), str(out)], env=env, timeout=600)
+    assert proc.returncode == 1, "a failed scene makes the run fail (cron mails it)"
+    assert (out / "scene.tif").exists() and not (out / "broken.tif").exists()
+    logs = list((out / "logs").glob("*.log"))
+    assert len(logs) == 1 and "broken.tif" in logs[0].read_text()
+
+    (inbox / "broken.tif").unlink()
+    first = (out / "scene.tif").stat().st_mtime_ns
+    proc = subprocess.run(["bash", script, str(inbox), str(out)], env=env, timeout=300)
+    assert proc.returncode == 0
+    assert (out / "scene.tif").stat().st_mtime_ns == first, "done scenes are not redone"
+
+    lockfile = out / ".gfm-cron.lock"
+    holder = subprocess.Popen(["flock", str(lockfile), "sleep", "60"])
+    try:
+        for _ in range(200):  # wait until the holder has the lock
+            if subprocess.run(["flock", "-n", str(lockfile), "true"]).returncode != 0:
+                break
+            time.sleep(0.05)
+        proc = subprocess.run(["bash", script, str(inbox), str(out)], env=env, timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 0
+    assert "another run holds" in logs[0].read_text()
