@@ -255,9 +255,10 @@ def _same_sensor_bands(
 
 
 def _interpolated(
-    band: _FileBand, candidates: list[BandInfo], warnings: list[str], path: str
+    band: _FileBand, candidates: list[BandInfo], far: list[_FileBand]
 ) -> tuple[float, float]:
-    """Mean/std for a cross-sensor band from the contract bands of its modality."""
+    """Mean/std for a cross-sensor band from the contract bands of its modality; bands far from
+    every model band are appended to ``far`` (reported once, together)."""
     ordered = sorted(candidates, key=lambda c: c.wavelength_nm)
     nearest = min(ordered, key=lambda c: abs(c.wavelength_nm - band.wavelength_nm))
     if abs(nearest.wavelength_nm - band.wavelength_nm) <= NORMALISATION_TOLERANCE_NM:
@@ -271,11 +272,7 @@ def _interpolated(
         lo, hi = ordered[right - 1], ordered[right]
         t = (band.wavelength_nm - lo.wavelength_nm) / (hi.wavelength_nm - lo.wavelength_nm)
         mean, std = lo.mean + t * (hi.mean - lo.mean), lo.std + t * (hi.std - lo.std)
-    warnings.append(
-        f"{path}: band {band.index} ({band.name}, {band.wavelength_nm:g} nm) is more than "
-        f"{NORMALISATION_TOLERANCE_NM:g} nm from every model band; its normalisation is "
-        "interpolated from the neighbouring model bands"
-    )
+    far.append(band)
     return mean, std
 
 
@@ -283,6 +280,7 @@ def _cross_sensor_bands(
     src: RasterSource, contract: ModelContract, found: list[_FileBand], warnings: list[str]
 ) -> list[tuple[_FileBand, float, float]]:
     result = []
+    far: list[_FileBand] = []
     for band in found:
         candidates = [c for c in contract.bands if c.modality == band.modality]
         if not candidates:
@@ -291,8 +289,16 @@ def _cross_sensor_bands(
                 f"{contract.model_name} has no {band.modality} band; drop it with --bands or "
                 "use a matching model"
             )
-        mean, std = _interpolated(band, candidates, warnings, src.path)
+        mean, std = _interpolated(band, candidates, far)
         result.append((band, mean, std))
+    if far:
+        listed = ", ".join(f"{b.name} ({b.wavelength_nm:g} nm)" for b in far[:3])
+        more = f" and {len(far) - 3} more" if len(far) > 3 else ""
+        warnings.append(
+            f"{src.path}: {len(far)} band(s) are more than {NORMALISATION_TOLERANCE_NM:g} nm "
+            f"from every model band: {listed}{more}; their normalisation is interpolated from "
+            "the neighbouring model bands"
+        )
     return result
 
 
