@@ -424,3 +424,28 @@ def test_torchrun_splits_inputs_over_ranks(checkpoint, scene, tmp_path):
     assert sorted(p.name for p in out.glob("*.tif")) == ["s0.tif", "s1.tif", "s2.tif"]
     # Rank 0 reports every output once, gathered from both ranks.
     assert sorted(proc.stdout.split()) == sorted(str(out / f"s{i}.tif") for i in range(3))
+
+
+def test_embed_gpkg_vectors_are_window_means_of_the_patch_embeddings(checkpoint, scene, tmp_path):
+    import geopandas as gpd
+
+    src = scene()
+    common = ["-m", str(checkpoint), str(src), "--window", "32", "--overlap", "0"]
+    assert _invoke("embed", *common, "-o", str(tmp_path / "e.tif")).exit_code == 0
+    result = _invoke("embed", *common, "-o", str(tmp_path / "e.gpkg"))
+    assert result.exit_code == 0, result.output
+    frame = gpd.read_file(tmp_path / "e.gpkg")
+    with rasterio.open(tmp_path / "e.tif") as d, rasterio.open(src) as s:
+        grid = d.read()
+        assert frame.crs == s.crs
+        assert tuple(frame.total_bounds) == pytest.approx(tuple(s.bounds))
+    columns = [c for c in frame.columns if c.startswith("e")]
+    assert len(columns) == 24
+    assert len(frame) == 3 * 3  # patch grid 5 x 6, windows of 2 x 2 patches, edge-flush
+    # Windows of the first row overlap no other window, so the COG holds their raw embeddings.
+    for row in frame[frame["row_off"] == 0].itertuples():
+        r, c = row.row_off // 16, row.col_off // 16
+        patch = grid[:, r : r + 2, c : c + 2].reshape(24, -1)
+        expected = np.nanmean(patch, axis=1)
+        got = np.array([getattr(row, name) for name in columns])
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

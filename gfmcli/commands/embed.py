@@ -27,6 +27,21 @@ from gfmcli.commands._mapping import MappingRequest, run_mapping
     show_default=True,
     help="Stored precision of the embeddings (float16 halves the size).",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tif", "gpkg"]),
+    default=None,
+    help="tif: per-patch embedding COG; gpkg: one pooled vector per window with its footprint. "
+    "Default from the -o extension, else tif.",
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["mean", "cls"]),
+    default="mean",
+    show_default=True,
+    help="GeoPackage vectors: mean of the window's valid patch embeddings, or the global [CLS].",
+)
 @opt.creation_opt
 @opt.overwrite_opt
 @opt.keep_going_opt
@@ -46,6 +61,8 @@ def embed(
     device,
     precision,
     embedding_precision,
+    fmt,
+    pool,
     creation_options,
     overwrite,
     keep_going,
@@ -58,10 +75,12 @@ def embed(
     Examples:
       gfm embed scene.tif -o scene.emb.tif
       gfm embed scenes/ -o embeddings/ --dtype float16
+      gfm embed scene.tif -o chips.gpkg --window 256 --overlap 0 --pool mean
+      gfm embed scene.tif -o chips.gpkg --window 256 --overlap 0 --pool mean
 
     Overlapping windows are blended on the patch grid like predictions; --window and
     --overlap must be multiples of the model's patch size. In folder mode outputs are named
-    <stem>.emb.tif.
+    <stem>.emb.tif (or <stem>.emb.gpkg).
     """
     from gfmcli.engine.runner import MapOptions
 
@@ -72,7 +91,7 @@ def embed(
             inputs=inputs,
             output=output,
             model=model,
-            fmt="tif",
+            fmt=fmt,
             suffix=".emb",
             device=device,
             overwrite=overwrite,
@@ -87,6 +106,7 @@ def embed(
                 sensor=sensor,
                 bands=bands,
                 embedding_precision=embedding_precision,
+                pool=pool,
                 creation_options=dict(creation_options),
             ),
         ),

@@ -23,7 +23,7 @@ import torch
 from gfmcli.engine.devices import autocast_context
 from gfmcli.model.tasks import GfmModel
 
-MODES = ("probabilities", "values", "embeddings")
+MODES = ("probabilities", "values", "embeddings", "cls")
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ def _forward(model: GfmModel, batch: torch.Tensor, bands: BandInputs, mode: str)
         "radar": radar,
         "radar_wavelengths": bands.radar_wavelengths if radar is not None else None,
     }
-    if mode == "embeddings":
-        return model.embed(optical, **kwargs)
+    if mode in ("embeddings", "cls"):
+        return model.embed(optical, **kwargs, pool="none" if mode == "embeddings" else "cls")
     out = model(optical, **kwargs)
     if mode == "probabilities":
         out = torch.softmax(out.float(), dim=1)

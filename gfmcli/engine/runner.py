@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from gfmcli.engine.mosaic import StripMosaic
 from gfmcli.engine.sinks import (
     ClassMapSink,
     EmbeddingRasterSink,
+    EmbeddingVectorSink,
     PolygonSink,
     Sink,
     ValueMapSink,
@@ -60,6 +61,7 @@ class MapOptions:
     bands: tuple[str, ...] | None = None
     probabilities: bool = False
     embedding_precision: str = "float32"
+    pool: str = "mean"
     creation_options: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -223,9 +225,11 @@ def _make_sink(
     tags: Mapping[str, Any],
 ) -> Sink:
     grid = RasterGrid.of(src)
+    if kind == "embed" and fmt == "gpkg":
+        return EmbeddingVectorSink(
+            output, grid, patch_size=contract.patch_size, dim=model_dim, pool=options.pool
+        )
     if kind == "embed":
-        if fmt != "tif":
-            raise InputError(f"{output}: embeddings are written as GeoTIFF (.tif)")
         return EmbeddingRasterSink(
             output,
             grid,
@@ -296,14 +300,19 @@ def map_file(
         sink: Sink | None = None
         try:
             sink = _make_sink(kind, mode, output, fmt, src, channels, contract, options, tags)
+            assembler: Assembler = (
+                VectorAssembler()
+                if kind == "embed" and fmt == "gpkg"
+                else MosaicAssembler(channels, plan, sink)
+            )
             empty = _run(
                 src,
                 mapping,
                 plan,
                 pool,
                 bands,
-                mode,
-                channels,
+                "cls" if kind == "embed" and fmt == "gpkg" and options.pool == "cls" else mode,
+                assembler,
                 sink,
                 options.batch_size,
                 cell=contract.patch_size if kind == "embed" else 1,
@@ -342,15 +351,14 @@ def _run(
     pool: DevicePool,
     bands: BandInputs,
     mode: str,
-    channels: int,
+    assembler: Assembler,
     sink: Sink,
     batch_size: int,
     *,
     cell: int,
     on_windows: ProgressFn | None,
 ) -> int:
-    """Stream ``plan`` through reader, devices, mosaic and writer; returns the empty windows."""
-    mosaic = StripMosaic(channels, plan)
+    """Stream ``plan`` through reader, devices, assembler and writer; returns empty windows."""
     batches = background(
         iter_batches(plan, lambda w: read_window(src, w, mapping), batch_size, cell=cell),
         maxsize=PREFETCH,
@@ -360,15 +368,15 @@ def _run(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gfm-writer") as writer:
         try:
             for batch, output in pool.map_ordered(batches, _batch_data, bands, mode):
-                empty += _blend(mosaic, batch, output, cell)
-                for block in mosaic.pop_ready():
-                    writes.append(writer.submit(sink.write, sink.encode(block)))
+                empty += sum(batch.empty)
+                for payload in assembler.take(batch, output):
+                    writes.append(writer.submit(sink.write, payload))
                 while len(writes) > WRITE_QUEUE or (writes and writes[0].done()):
                     writes.popleft().result()
                 if on_windows is not None:
                     on_windows(len(batch.tiles))
-            for block in mosaic.finish():
-                writes.append(writer.submit(sink.write, sink.encode(block)))
+            for payload in assembler.finish():
+                writes.append(writer.submit(sink.write, payload))
             while writes:
                 writes.popleft().result()
         finally:
@@ -382,22 +390,63 @@ def _batch_data(batch: WindowBatch) -> np.ndarray | None:
     return batch.data
 
 
-def _blend(mosaic: StripMosaic, batch: WindowBatch, output: np.ndarray | None, cell: int) -> int:
-    """Hand a batch's tiles to the mosaic in plan order; returns how many were empty."""
+class Assembler(Protocol):
+    """Turns each batch's model outputs into the payloads its sink writes, in plan order."""
+
+    def take(self, batch: WindowBatch, output: np.ndarray | None) -> list[Any]: ...
+    def finish(self) -> list[Any]: ...
+
+
+class MosaicAssembler:
+    """Blends windows into the bounded mosaic and encodes every finished row block."""
+
+    def __init__(self, channels: int, plan: WindowPlan, sink: Sink) -> None:
+        self._mosaic = StripMosaic(channels, plan)
+        self._sink = sink
+
+    def take(self, batch: WindowBatch, output: np.ndarray | None) -> list[Any]:
+        for tile, valid, pred in _tile_outputs(batch, output):
+            if pred is None:
+                self._mosaic.skip(tile)
+                continue
+            if pred.shape[1:] != valid.shape:
+                raise ModelError(
+                    f"the model returned {pred.shape[1:]} outputs per window, expected "
+                    f"{valid.shape}; window sizes must be multiples of the patch size"
+                )
+            self._mosaic.add(tile, pred, valid)
+        return [self._sink.encode(block) for block in self._mosaic.pop_ready()]
+
+    def finish(self) -> list[Any]:
+        return [self._sink.encode(block) for block in self._mosaic.finish()]
+
+
+class VectorAssembler:
+    """One pooled embedding per non-empty window: the mean over its valid patches, or the
+    global [CLS] token (``cls`` mode outputs (B, D) already)."""
+
+    def take(self, batch: WindowBatch, output: np.ndarray | None) -> list[Any]:
+        rows = []
+        for tile, valid, pred in _tile_outputs(batch, output):
+            if pred is None:
+                continue
+            vector = pred if pred.ndim == 1 else pred[:, valid].mean(axis=1)
+            rows.append((tile, vector.astype(np.float32), float(valid.mean())))
+        return [rows] if rows else []
+
+    def finish(self) -> list[Any]:
+        return []
+
+
+def _tile_outputs(batch: WindowBatch, output: np.ndarray | None):
+    """``(tile, valid, output or None)`` for each tile of a batch, in plan order."""
     row = 0
     for tile, valid, is_empty in zip(batch.tiles, batch.valid, batch.empty, strict=True):
         if is_empty:
-            mosaic.skip(tile)
+            yield tile, valid, None
             continue
-        pred = output[row]
+        yield tile, valid, output[row]
         row += 1
-        if pred.shape[1:] != valid.shape:
-            raise ModelError(
-                f"the model returned {pred.shape[1:]} outputs per window, expected {valid.shape}; "
-                "window sizes must be multiples of the patch size"
-            )
-        mosaic.add(tile, pred, valid)
-    return sum(batch.empty)
 
 
 def with_defaults(options: MapOptions, **changes: Any) -> MapOptions:

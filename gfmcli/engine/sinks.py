@@ -12,6 +12,7 @@ model.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +21,8 @@ import numpy as np
 
 from gfmcli.contract import ClassInfo
 from gfmcli.engine.mosaic import RowBlock
+from gfmcli.errors import OutputError
+from gfmcli.io.paths import partial_path
 from gfmcli.io.vector import PolygonWriter
 from gfmcli.io.writer import (
     RasterGrid,
@@ -196,6 +199,60 @@ class EmbeddingRasterSink:
 
     def abort(self) -> None:
         self._writer.abort()
+
+
+class EmbeddingVectorSink:
+    """One pooled embedding per window, with the window's footprint, in a GeoPackage layer
+    ``embeddings``: ``row_off``/``col_off`` (pixels), ``valid_fraction`` and ``e000...``."""
+
+    def __init__(self, path: Path, grid: RasterGrid, *, patch_size: int, dim: int, pool: str):
+        self.path = Path(path)
+        self._partial = partial_path(self.path)
+        self._grid = grid
+        self._patch = patch_size
+        self._columns = [f"e{i:03d}" for i in range(dim)]
+        self._pool = pool
+        self._written = 0
+
+    def encode(self, block: RowBlock) -> Any:  # pragma: no cover - vectors come per window
+        raise TypeError("EmbeddingVectorSink takes per-window vectors, not row blocks")
+
+    def write(self, payload: list[tuple[Any, np.ndarray, float]]) -> None:
+        import geopandas as gpd
+        from shapely.geometry import box
+
+        rows, geoms = [], []
+        t = self._grid.transform
+        for tile, vector, valid_fraction in payload:
+            r0, c0 = tile.row_off * self._patch, tile.col_off * self._patch
+            r1 = min(r0 + tile.height * self._patch, self._grid.height)
+            c1 = min(c0 + tile.width * self._patch, self._grid.width)
+            (x0, y0), (x1, y1) = t * (c0, r0), t * (c1, r1)
+            geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+            rows.append(
+                {
+                    "row_off": r0,
+                    "col_off": c0,
+                    "valid_fraction": valid_fraction,
+                    "pool": self._pool,
+                    **dict(zip(self._columns, vector.tolist(), strict=True)),
+                }
+            )
+        frame = gpd.GeoDataFrame(rows, geometry=geoms, crs=self._grid.crs)
+        frame.to_file(
+            self._partial, layer="embeddings", driver="GPKG", mode="a" if self._written else "w"
+        )
+        self._written += len(rows)
+
+    def finalize(self) -> list[Path]:
+        if not self._written:
+            raise OutputError(f"{self.path}: no window had valid pixels; nothing to write")
+        os.replace(self._partial, self.path)
+        return [self.path]
+
+    def abort(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._partial.unlink()
 
 
 def _class_ids(block: RowBlock, ids: np.ndarray) -> np.ndarray:
