@@ -125,3 +125,28 @@ dry_run_opt = click.option(
     help="Check inputs and print outputs, windows and estimated peak memory; run nothing.",
 )
 quiet_opt = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+
+
+def mapping_options(command):
+    """The options ``predict`` and ``embed`` share, in help order (inputs to run control)."""
+    for decorator in reversed(
+        (
+            inputs_arg,
+            output_opt,
+            model_opt,
+            sensor_opt,
+            bands_opt,
+            window_opt,
+            overlap_opt,
+            batch_size_opt,
+            device_opt,
+            precision_opt,
+            creation_opt,
+            overwrite_opt,
+            keep_going_opt,
+            dry_run_opt,
+            quiet_opt,
+        )
+    ):
+        command = decorator(command)
+    return command

@@ -36,7 +36,7 @@ def _tiny_checkpoint(path: Path, task: str = "segmentation") -> Path:
     config = model_config_for(
         "less_vit_tiny",
         task,
-        num_outputs=len(CLASSES) if task == "segmentation" else None,
+        num_outputs={"segmentation": len(CLASSES), "regression": 2}.get(task),
         encoder_overrides={"embed_dim": 24, "depth": 1, "num_heads": 3},
     )
     model = build_model(config)
@@ -449,3 +449,26 @@ def test_embed_gpkg_vectors_are_window_means_of_the_patch_embeddings(checkpoint,
         expected = np.nanmean(patch, axis=1)
         got = np.array([getattr(row, name) for name in columns])
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_regression_model_writes_float_values(tmp_path, scene):
+    model = _tiny_checkpoint(tmp_path / "reg.pt", task="regression")
+    out = tmp_path / "values.tif"
+    result = _invoke(
+        "predict",
+        "-m",
+        str(model),
+        str(scene()),
+        "-o",
+        str(out),
+        "--window",
+        "32",
+        "--overlap",
+        "8",
+    )
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as d:
+        values = d.read()
+        assert d.count == 2 and d.dtypes[0] == "float32"
+    assert np.isnan(values[:, :10, :12]).all()
+    assert np.isfinite(values[:, 10:, 12:]).all()

@@ -18,6 +18,19 @@ import click
 
 from gfmcli.errors import EXIT_PARTIAL_FAILURE, InputError
 
+# Parsed options that steer the run; every other option is a field of MapOptions.
+_RUN_KEYS = (
+    "inputs",
+    "output",
+    "model",
+    "fmt",
+    "device",
+    "overwrite",
+    "keep_going",
+    "dry_run",
+    "quiet",
+)
+
 
 @dataclass(frozen=True)
 class MappingRequest:
@@ -35,6 +48,16 @@ class MappingRequest:
     dry_run: bool
     quiet: bool
     options: Any  # gfmcli.engine.runner.MapOptions (imported lazily)
+
+    @classmethod
+    def from_params(cls, kind: str, suffix: str, params: dict[str, Any]) -> MappingRequest:
+        """Split click's parsed ``params`` into run settings and ``MapOptions`` fields."""
+        from gfmcli.engine.runner import MapOptions
+
+        params = dict(params)
+        run = {key: params.pop(key) for key in _RUN_KEYS}
+        params["creation_options"] = dict(params.get("creation_options", ()))
+        return cls(kind=kind, suffix=suffix, options=MapOptions(**params), **run)
 
 
 class _Bars:

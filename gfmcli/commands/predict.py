@@ -9,16 +9,7 @@ from gfmcli.commands._mapping import MappingRequest, run_mapping
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@opt.inputs_arg
-@opt.output_opt
-@opt.model_opt
-@opt.sensor_opt
-@opt.bands_opt
-@opt.window_opt
-@opt.overlap_opt
-@opt.batch_size_opt
-@opt.device_opt
-@opt.precision_opt
+@opt.mapping_options
 @click.option(
     "--format",
     "fmt",
@@ -31,32 +22,8 @@ from gfmcli.commands._mapping import MappingRequest, run_mapping
     is_flag=True,
     help="Also write MAP.probs.tif: one uint8 band per class, percent (0-100), nodata 255.",
 )
-@opt.creation_opt
-@opt.overwrite_opt
-@opt.keep_going_opt
-@opt.dry_run_opt
-@opt.quiet_opt
 @click.pass_context
-def predict(
-    ctx: click.Context,
-    inputs,
-    output,
-    model,
-    sensor,
-    bands,
-    window,
-    overlap,
-    batch_size,
-    device,
-    precision,
-    fmt,
-    probabilities,
-    creation_options,
-    overwrite,
-    keep_going,
-    dry_run,
-    quiet,
-) -> None:
+def predict(ctx: click.Context, **params) -> None:
     """Map INPUT rasters (files, folders, globs, '-' for paths on stdin) to class maps.
 
     \b
@@ -69,31 +36,4 @@ def predict(
     Writes a Cloud-Optimized GeoTIFF (uint8 classes, nodata 255, colour table, class names,
     provenance tags) or a GeoPackage of class polygons. Existing outputs are skipped.
     """
-    from gfmcli.engine.runner import MapOptions
-
-    run_mapping(
-        ctx,
-        MappingRequest(
-            kind="predict",
-            inputs=inputs,
-            output=output,
-            model=model,
-            fmt=fmt,
-            suffix="",
-            device=device,
-            overwrite=overwrite,
-            keep_going=keep_going,
-            dry_run=dry_run,
-            quiet=quiet,
-            options=MapOptions(
-                window=window,
-                overlap=overlap,
-                batch_size=batch_size,
-                precision=precision,
-                sensor=sensor,
-                bands=bands,
-                probabilities=probabilities,
-                creation_options=dict(creation_options),
-            ),
-        ),
-    )
+    run_mapping(ctx, MappingRequest.from_params("predict", "", params))

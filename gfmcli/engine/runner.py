@@ -31,18 +31,23 @@ from gfmcli.engine.inference import BandInputs, DevicePool
 from gfmcli.engine.mosaic import StripMosaic
 from gfmcli.engine.sinks import (
     ClassMapSink,
-    EmbeddingRasterSink,
     EmbeddingVectorSink,
+    FloatRasterSink,
     PolygonSink,
     Sink,
-    ValueMapSink,
     abort_quietly,
 )
 from gfmcli.engine.tiling import WindowPlan, plan_windows
 from gfmcli.errors import InputError, ModelError
 from gfmcli.io.bands import BandMapping, resolve_bands
 from gfmcli.io.reader import RasterSource, is_all_nodata, open_raster, probe_units, read_window
-from gfmcli.io.writer import RasterGrid, check_writable, provenance_tags
+from gfmcli.io.writer import (
+    RasterGrid,
+    StagedRasterWriter,
+    check_writable,
+    embedding_writer,
+    provenance_tags,
+)
 
 PREFETCH = 2
 WRITE_QUEUE = 4
@@ -230,19 +235,33 @@ def _make_sink(
             output, grid, patch_size=contract.patch_size, dim=model_dim, pool=options.pool
         )
     if kind == "embed":
-        return EmbeddingRasterSink(
-            output,
-            grid,
-            patch_size=contract.patch_size,
-            dim=model_dim,
-            precision=options.embedding_precision,
-            tags=tags,
-            creation_options=options.creation_options,
+        return FloatRasterSink(
+            embedding_writer(
+                output,
+                grid,
+                patch_size=contract.patch_size,
+                dim=model_dim,
+                precision=options.embedding_precision,
+                tags=tags,
+                creation_options=options.creation_options,
+            )
         )
     if mode == "values":
         names = [c.name for c in contract.classes] or [f"value {i}" for i in range(model_dim)]
-        return ValueMapSink(
-            output, grid, names, tags=tags, creation_options=options.creation_options
+        return FloatRasterSink(
+            StagedRasterWriter(
+                output,
+                grid,
+                count=len(names),
+                dtype="float32",
+                nodata=float("nan"),
+                overview_resampling="average",
+                compress="ZSTD",
+                predictor=True,
+                band_descriptions=names,
+                tags=tags,
+                creation_options=options.creation_options,
+            )
         )
     if fmt == "gpkg":
         return PolygonSink(output, grid, contract.classes)

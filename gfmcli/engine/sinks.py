@@ -28,7 +28,6 @@ from gfmcli.io.writer import (
     RasterGrid,
     StagedRasterWriter,
     class_map_writer,
-    embedding_writer,
     probabilities_path,
     probability_writer,
     quantise_probabilities,
@@ -103,31 +102,12 @@ class ClassMapSink:
             writer.abort()
 
 
-class ValueMapSink:
-    """float32 COG of blended per-pixel values (regression heads), NaN where nodata."""
+class FloatRasterSink:
+    """Blended float values as they are (regression outputs, embeddings), NaN where nodata,
+    into one staged raster writer (``StagedRasterWriter`` or ``embedding_writer``)."""
 
-    def __init__(
-        self,
-        path: Path,
-        grid: RasterGrid,
-        names: Sequence[str],
-        *,
-        tags: Mapping[str, Any],
-        creation_options: Mapping[str, str],
-    ) -> None:
-        self._writer = StagedRasterWriter(
-            path,
-            grid,
-            count=len(names),
-            dtype="float32",
-            nodata=float("nan"),
-            overview_resampling="average",
-            compress="ZSTD",
-            predictor=True,
-            band_descriptions=list(names),
-            tags=tags,
-            creation_options=creation_options,
-        )
+    def __init__(self, writer: StagedRasterWriter) -> None:
+        self._writer = writer
 
     def encode(self, block: RowBlock) -> tuple[Window, np.ndarray]:
         return _window(block), block.probabilities(np.nan)
@@ -156,43 +136,6 @@ class PolygonSink:
     def write(self, payload: tuple[int, np.ndarray]) -> None:
         row_off, ids = payload
         self._writer.add_rows(row_off, ids, self._transform)
-
-    def finalize(self) -> list[Path]:
-        return [self._writer.finalize()]
-
-    def abort(self) -> None:
-        self._writer.abort()
-
-
-class EmbeddingRasterSink:
-    """Per-patch embeddings as a multi-band COG on the patch grid."""
-
-    def __init__(
-        self,
-        path: Path,
-        grid: RasterGrid,
-        *,
-        patch_size: int,
-        dim: int,
-        precision: str,
-        tags: Mapping[str, Any],
-        creation_options: Mapping[str, str],
-    ) -> None:
-        self._writer = embedding_writer(
-            path,
-            grid,
-            patch_size=patch_size,
-            dim=dim,
-            precision=precision,
-            tags=tags,
-            creation_options=creation_options,
-        )
-
-    def encode(self, block: RowBlock) -> tuple[Window, np.ndarray]:
-        return _window(block), block.probabilities(np.nan)
-
-    def write(self, payload: tuple[Window, np.ndarray]) -> None:
-        self._writer.write(*payload)
 
     def finalize(self) -> list[Path]:
         return [self._writer.finalize()]
