@@ -39,7 +39,8 @@ from gfmcli.errors import ModelError
 
 @dataclass(frozen=True, eq=False)
 class RowBlock:
-    """Finished raster rows ``[row_off, row_off + rows)`` over the full width, not yet divided.
+    """Finished raster rows ``[row_off, row_off + rows)``, not yet divided, starting at raster
+    column ``col_off`` (0 for a whole-width block; a stripe's columns otherwise).
 
     ``acc`` (K, rows, W) holds weighted sums of probabilities, ``wsum`` (rows, W) the weight sums;
     ``wsum == 0`` marks nodata (no valid window covered the pixel). ``wsum`` doubles as a
@@ -49,6 +50,7 @@ class RowBlock:
     row_off: int
     acc: np.ndarray
     wsum: np.ndarray
+    col_off: int = 0
 
     @property
     def rows(self) -> int:
@@ -60,6 +62,15 @@ class RowBlock:
         out = np.empty_like(self.acc)
         blend.normalize(self.acc, self.wsum, out, np.float32(nodata))
         return out
+
+    def columns(self, start: int, stop: int, col_off: int) -> RowBlock:
+        """Columns ``start:stop`` of this block (contiguous copies), placed at ``col_off``."""
+        return RowBlock(
+            self.row_off,
+            np.ascontiguousarray(self.acc[:, :, start:stop]),
+            np.ascontiguousarray(self.wsum[:, start:stop]),
+            col_off,
+        )
 
     def classify(self, nodata: int = 255) -> tuple[np.ndarray, np.ndarray]:
         """uint8 ``(classes, confidence)`` of shape (rows, W); see :func:`blend.argmax_classes`.

@@ -28,7 +28,7 @@ import numpy as np
 from gfmcli.contract import ModelContract
 from gfmcli.engine.batching import WindowBatch, background, iter_batches
 from gfmcli.engine.inference import BandInputs, DevicePool
-from gfmcli.engine.mosaic import StripMosaic
+from gfmcli.engine.mosaic import RowBlock, StripMosaic
 from gfmcli.engine.sinks import (
     ClassMapSink,
     EmbeddingVectorSink,
@@ -52,6 +52,36 @@ from gfmcli.io.writer import (
 PREFETCH = 2
 WRITE_QUEUE = 4
 PREDICT_TASKS = ("segmentation", "regression")
+# Rasters wider than this are mapped in vertical stripes of this many owned columns (a multiple
+# of the 512-px output block), so the blend accumulator never spans more than a stripe.
+STRIPE_WIDTH = 4096
+
+
+@dataclass(frozen=True)
+class Stripe:
+    """Columns ``[own_start, own_stop)`` of the output come from windows planned over the
+    wider region ``[col_off, col_off + width)``; the halo gives owned pixels near the stripe
+    edge the same spatial context and blending as anywhere else."""
+
+    col_off: int
+    width: int
+    own_start: int
+    own_stop: int
+
+
+def plan_stripes(width: int, overlap: int, stripe_width: int | None = None) -> list[Stripe]:
+    """One stripe for rasters up to ``stripe_width + 2 * overlap`` wide, else vertical stripes
+    that own ``stripe_width`` (default ``STRIPE_WIDTH``) columns each and read ``overlap``
+    columns beyond on both sides."""
+    stripe_width = stripe_width or STRIPE_WIDTH
+    if width <= stripe_width + 2 * overlap:
+        return [Stripe(0, width, 0, width)]
+    stripes = []
+    for start in range(0, width, stripe_width):
+        stop = min(start + stripe_width, width)
+        lo, hi = max(0, start - overlap), min(width, stop + overlap)
+        stripes.append(Stripe(lo, hi - lo, start, stop))
+    return stripes
 
 
 @dataclass(frozen=True)
@@ -138,7 +168,11 @@ def _open_checked(
     return src, mapping
 
 
-def _plan(src: RasterSource, contract: ModelContract, options: MapOptions, kind: str) -> WindowPlan:
+def _plans(
+    src: RasterSource, contract: ModelContract, options: MapOptions, kind: str
+) -> list[tuple[Stripe, WindowPlan]]:
+    """The window plans of a raster: on the patch grid for embeddings (one stripe: that grid is
+    a patch size smaller per side), per vertical stripe on the pixel grid for maps."""
     patch = contract.patch_size
     if kind == "embed":
         if options.window % patch or options.overlap % patch:
@@ -146,20 +180,28 @@ def _plan(src: RasterSource, contract: ModelContract, options: MapOptions, kind:
                 f"window {options.window} and overlap {options.overlap} must be multiples of the "
                 f"patch size {patch} for embeddings (one output pixel per patch)"
             )
-        return plan_windows(
+        width = math.ceil(src.width / patch)
+        plan = plan_windows(
             math.ceil(src.height / patch),
-            math.ceil(src.width / patch),
+            width,
             options.window // patch,
             options.overlap // patch,
         )
-    return plan_windows(
-        src.height,
-        src.width,
-        options.window,
-        options.overlap,
-        multiple_of=patch,
-        block_shape=src.block_shape,
-    )
+        return [(Stripe(0, width, 0, width), plan)]
+    return [
+        (
+            stripe,
+            plan_windows(
+                src.height,
+                stripe.width,
+                options.window,
+                options.overlap,
+                multiple_of=patch,
+                block_shape=src.block_shape,
+            ),
+        )
+        for stripe in plan_stripes(src.width, options.overlap)
+    ]
 
 
 def estimate_peak_memory(
@@ -200,7 +242,8 @@ def plan_file(
     _task_mode(kind, contract, path)
     src, mapping = _open_checked(path, contract, options)
     with src:
-        plan = _plan(src, contract, options, kind)
+        plans = _plans(src, contract, options, kind)
+        plan = plans[0][1]
         return FilePlan(
             input=path,
             output=output,
@@ -209,8 +252,8 @@ def plan_file(
             width=src.width,
             bands=tuple(mapping.names),
             gsd_m=mapping.gsd_m,
-            windows=len(plan),
-            grid="patch" if kind == "embed" else "pixel",
+            windows=sum(len(p) for _, p in plans),
+            grid="patch" if kind == "embed" else f"pixel, {len(plans)} stripe(s)",
             peak_memory_bytes=estimate_peak_memory(
                 contract, plan, len(mapping.bands), options, kind
             ),
@@ -298,9 +341,10 @@ def map_file(
     check_writable(output)
     src, mapping = _open_checked(path, contract, options)
     with src:
-        plan = _plan(src, contract, options, kind)
+        plans = _plans(src, contract, options, kind)
+        windows = sum(len(plan) for _, plan in plans)
         if on_plan is not None:
-            on_plan(len(plan))
+            on_plan(windows)
         model = pool.model
         channels = model.embed_dim if kind == "embed" else _output_channels(contract, model)
         tags = provenance_tags(
@@ -319,24 +363,27 @@ def map_file(
         sink: Sink | None = None
         try:
             sink = _make_sink(kind, mode, output, fmt, src, channels, contract, options, tags)
-            assembler: Assembler = (
-                VectorAssembler()
-                if kind == "embed" and fmt == "gpkg"
-                else MosaicAssembler(channels, plan, sink)
-            )
-            empty = _run(
-                src,
-                mapping,
-                plan,
-                pool,
-                bands,
-                "cls" if kind == "embed" and fmt == "gpkg" and options.pool == "cls" else mode,
-                assembler,
-                sink,
-                options.batch_size,
-                cell=contract.patch_size if kind == "embed" else 1,
-                on_windows=on_windows,
-            )
+            empty = 0
+            for stripe, plan in plans:
+                assembler: Assembler = (
+                    VectorAssembler()
+                    if kind == "embed" and fmt == "gpkg"
+                    else MosaicAssembler(channels, plan, sink, stripe)
+                )
+                empty += _run(
+                    src,
+                    mapping,
+                    plan,
+                    pool,
+                    bands,
+                    "cls" if kind == "embed" and fmt == "gpkg" and options.pool == "cls" else mode,
+                    assembler,
+                    sink,
+                    options.batch_size,
+                    cell=contract.patch_size if kind == "embed" else 1,
+                    col_off=stripe.col_off,
+                    on_windows=on_windows,
+                )
             outputs = sink.finalize()
         except BaseException:
             abort_quietly(sink)
@@ -345,7 +392,7 @@ def map_file(
         input=path,
         outputs=tuple(outputs),
         status="written",
-        windows=len(plan),
+        windows=windows,
         empty_windows=empty,
         pixels=src.height * src.width,
         seconds=time.perf_counter() - started,
@@ -375,13 +422,17 @@ def _run(
     batch_size: int,
     *,
     cell: int,
+    col_off: int,
     on_windows: ProgressFn | None,
 ) -> int:
-    """Stream ``plan`` through reader, devices, assembler and writer; returns empty windows."""
-    batches = background(
-        iter_batches(plan, lambda w: read_window(src, w, mapping), batch_size, cell=cell),
-        maxsize=PREFETCH,
-    )
+    """Stream ``plan`` (whose column 0 is raster column ``col_off``) through reader, devices,
+    assembler and writer; returns the number of empty windows."""
+
+    def read(window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        row, col, height, width = window
+        return read_window(src, (row, col + col_off, height, width), mapping)
+
+    batches = background(iter_batches(plan, read, batch_size, cell=cell), maxsize=PREFETCH)
     writes: deque[Future] = deque()
     empty = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gfm-writer") as writer:
@@ -417,11 +468,20 @@ class Assembler(Protocol):
 
 
 class MosaicAssembler:
-    """Blends windows into the bounded mosaic and encodes every finished row block."""
+    """Blends windows into the bounded mosaic and encodes the owned columns of every finished
+    row block."""
 
-    def __init__(self, channels: int, plan: WindowPlan, sink: Sink) -> None:
+    def __init__(self, channels: int, plan: WindowPlan, sink: Sink, stripe: Stripe) -> None:
         self._mosaic = StripMosaic(channels, plan)
         self._sink = sink
+        self._stripe = stripe
+
+    def _encode(self, blocks: list[RowBlock]) -> list[Any]:
+        s = self._stripe
+        start, stop = s.own_start - s.col_off, s.own_stop - s.col_off
+        if (start, stop) != (0, s.width):
+            blocks = [block.columns(start, stop, s.own_start) for block in blocks]
+        return [self._sink.encode(block) for block in blocks]
 
     def take(self, batch: WindowBatch, output: np.ndarray | None) -> list[Any]:
         for tile, valid, pred in _tile_outputs(batch, output):
@@ -434,10 +494,10 @@ class MosaicAssembler:
                     f"{valid.shape}; window sizes must be multiples of the patch size"
                 )
             self._mosaic.add(tile, pred, valid)
-        return [self._sink.encode(block) for block in self._mosaic.pop_ready()]
+        return self._encode(self._mosaic.pop_ready())
 
     def finish(self) -> list[Any]:
-        return [self._sink.encode(block) for block in self._mosaic.finish()]
+        return self._encode(self._mosaic.finish())
 
 
 class VectorAssembler:

@@ -25,6 +25,7 @@ from gfmcli.errors import OutputError
 from gfmcli.io.paths import partial_path
 from gfmcli.io.vector import PolygonWriter
 from gfmcli.io.writer import (
+    CLASS_NODATA,
     RasterGrid,
     StagedRasterWriter,
     class_map_writer,
@@ -37,7 +38,7 @@ Window = tuple[int, int, int, int]
 
 
 def _window(block: RowBlock) -> Window:
-    return (block.row_off, 0, block.rows, block.wsum.shape[1])
+    return (block.row_off, block.col_off, block.rows, block.wsum.shape[1])
 
 
 class Sink(Protocol):
@@ -123,24 +124,56 @@ class FloatRasterSink:
 
 
 class PolygonSink:
-    """Class polygons, dissolved across block seams, in a GeoPackage."""
+    """Class polygons, dissolved across window and stripe seams, in a GeoPackage.
+
+    Blocks may arrive stripe by stripe (see ``engine.runner``), while polygonising needs whole
+    rows top to bottom: the class ids go to a hidden uint8 GeoTIFF first (a few MB even for
+    very large maps) and ``finalize`` streams it, 512 full-width rows at a time, through
+    :class:`~gfmcli.io.vector.PolygonWriter`.
+    """
 
     def __init__(self, path: Path, grid: RasterGrid, classes: Sequence[ClassInfo]) -> None:
+        import rasterio
+
         self._ids = np.array([c.id for c in classes], dtype=np.uint8)
-        self._transform = grid.transform
+        self._grid = grid
         self._writer = PolygonWriter(path, grid.crs, classes)
+        self._staged = partial_path(path, ".ids")  # a GeoTIFF, whatever the name ends in
+        self._dataset = rasterio.open(
+            self._staged, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
+            dtype="uint8", nodata=CLASS_NODATA, crs=grid.crs, transform=grid.transform,
+            tiled=True, blockxsize=512, blockysize=512, compress="ZSTD", zstd_level=1,
+            bigtiff="IF_SAFER",
+        )  # fmt: skip
 
-    def encode(self, block: RowBlock) -> tuple[int, np.ndarray]:
-        return block.row_off, _class_ids(block, self._ids)
+    def encode(self, block: RowBlock) -> tuple[Window, np.ndarray]:
+        return _window(block), _class_ids(block, self._ids)
 
-    def write(self, payload: tuple[int, np.ndarray]) -> None:
-        row_off, ids = payload
-        self._writer.add_rows(row_off, ids, self._transform)
+    def write(self, payload: tuple[Window, np.ndarray]) -> None:
+        from rasterio.windows import Window as RioWindow
+
+        (row_off, col_off, height, width), ids = payload
+        self._dataset.write(ids, 1, window=RioWindow(col_off, row_off, width, height))
 
     def finalize(self) -> list[Path]:
-        return [self._writer.finalize()]
+        import rasterio
+        from rasterio.windows import Window as RioWindow
+
+        self._dataset.close()
+        with rasterio.open(self._staged) as ids:
+            for row in range(0, ids.height, 512):
+                rows = min(512, ids.height - row)
+                block = ids.read(1, window=RioWindow(0, row, ids.width, rows))
+                self._writer.add_rows(row, block, self._grid.transform)
+        path = self._writer.finalize()
+        self._staged.unlink()
+        return [path]
 
     def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._dataset.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._staged.unlink()
         self._writer.abort()
 
 
