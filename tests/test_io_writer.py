@@ -210,3 +210,46 @@ def test_embeddings_on_the_patch_grid(tmp_path, precision):
             assert src.tags(1, ns="IMAGE_STRUCTURE").get("NBITS") == "16"
     tolerance = 1e-3 if precision == "float16" else 0
     np.testing.assert_allclose(stored, values, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("size", [(512, 600), (1024, 1100)])
+def test_one_tile_wide_maps_are_valid_cogs(tmp_path, size):
+    """rio-cogeo calls an image (or overview) exactly one 512 tile wide "not tiled"."""
+    width, height = size
+    grid = RasterGrid(width, height, GRID.crs, GRID.transform)
+    path = tmp_path / "map.tif"
+    data = (np.arange(width * height).reshape(height, width) % 3).astype("uint8")
+    with class_map_writer(path, grid, CLASSES) as out:
+        out.write((0, 0, height, width), data)
+        out.finalize()
+    with rasterio.open(path) as src:
+        assert src.block_shapes[0] == (512, 512)
+        np.testing.assert_array_equal(src.read(1), data)
+        overviews = src.overviews(1)
+    assert writer_module._tiff_ifds_tiled(path) == [True] * (1 + len(overviews))
+    _, errors, _ = cog_validate(str(path), quiet=True)
+    assert any("not tiled" in e for e in errors)  # the false positive this guards against
+    assert writer_module._real_cog_errors(path, errors) == []
+
+
+def test_embeddings_on_a_one_tile_wide_patch_grid(tmp_path):
+    grid = RasterGrid(512 * 4, 600 * 4, GRID.crs, GRID.transform)
+    path = tmp_path / "emb.tif"
+    values = np.random.default_rng(1).normal(size=(2, 600, 512)).astype("float32")
+    with embedding_writer(path, grid, patch_size=4, dim=2) as out:
+        out.write((0, 0, 600, 512), values)
+        out.finalize()
+    with rasterio.open(path) as src:
+        np.testing.assert_array_equal(src.read(), values)
+
+
+def test_not_tiled_errors_stay_for_striped_files(tmp_path):
+    path = tmp_path / "strips.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=512, height=600, count=1,
+                       dtype="uint8", blockysize=512) as dst:  # fmt: skip
+        dst.write(np.zeros((1, 600, 512), "uint8"))
+    assert writer_module._tiff_ifds_tiled(path) == [False]
+    error = "The file is greater than 512xH or 512xW, but is not tiled"
+    assert writer_module._real_cog_errors(path, [error]) == [error]
+    (tmp_path / "text.tif").write_text("not a tiff")
+    assert writer_module._real_cog_errors(tmp_path / "text.tif", [error]) == [error]
