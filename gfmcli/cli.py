@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 
 import click
@@ -77,8 +78,15 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     ctx.obj.update(verbose=verbose, quiet=quiet, debug=debug)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a job scheduler, torchrun stopping its workers) ends a run like Ctrl-C: the
+    staged temporaries are removed and no half-written output is left."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="gfm", obj={"argv": sys.argv[1:]})
 
 

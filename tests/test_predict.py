@@ -472,3 +472,86 @@ def test_regression_model_writes_float_values(tmp_path, scene):
         assert d.count == 2 and d.dtypes[0] == "float32"
     assert np.isnan(values[:, :10, :12]).all()
     assert np.isfinite(values[:, 10:, 12:]).all()
+
+
+def test_rerun_with_probabilities_completes_the_job(checkpoint, scene, tmp_path):
+    src, out = scene(), tmp_path / "map.tif"
+    assert _predict(checkpoint, str(src), "-o", str(out)).exit_code == 0
+    result = _predict(checkpoint, str(src), "-o", str(out), "--probabilities")
+    assert result.exit_code == 0 and result.output.split() == [
+        str(out),
+        str(tmp_path / "map.probs.tif"),
+    ]
+    assert (tmp_path / "map.probs.tif").exists()
+
+
+def test_odd_inputs_are_reported_as_warnings(checkpoint, make_raster, tmp_path):
+    # Reflectance floats in 0..0.5 while the S2 L2A contract expects DN x 10000.
+    data = np.random.default_rng(1).uniform(0.02, 0.4, (4, 40, 40)).astype("float32")
+    src = make_raster(tmp_path, "refl.tif", data=data, dtype="float32", descriptions=BANDS)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "-m",
+            str(checkpoint),
+            str(src),
+            "-o",
+            str(tmp_path / "m.tif"),
+            "--window",
+            "32",
+            "--overlap",
+            "8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "gfm: warning:" in result.stderr and "refl.tif" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("task", "extra", "words"),
+    [
+        ("regression", ["-o", "values.gpkg"], "GeoTIFF"),
+        ("segmentation", ["-o", "map.gpkg", "--probabilities"], "--probabilities"),
+    ],
+)
+def test_output_options_the_model_cannot_honour_are_refused(scene, tmp_path, task, extra, words):
+    model = _tiny_checkpoint(tmp_path / f"{task}.pt", task=task)
+    extra = [str(tmp_path / e) if e.endswith(".gpkg") else e for e in extra]
+    result = CliRunner().invoke(cli, ["-q", "predict", "-m", str(model), str(scene()), *extra])
+    assert result.exit_code == 3, result.output
+    assert words in result.stderr
+    assert not list(tmp_path.glob("*.gpkg"))
+
+
+def test_a_model_failure_is_one_line_and_keep_going_goes_on(
+    checkpoint, scene, tmp_path, monkeypatch
+):
+    from gfmcli.engine import inference
+
+    def out_of_memory(model, batch, bands, mode):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(inference, "_forward", out_of_memory)
+    a, b = scene("a.tif"), scene("b.tif")
+    result = _predict(checkpoint, str(a), str(b), "-o", str(tmp_path / "maps"), "--keep-going")
+    assert result.exit_code == 1
+    assert result.stderr.count("out of memory") == 2 and "smaller --window" in result.stderr
+    result = _predict(checkpoint, str(a), "-o", str(tmp_path / "one.tif"))
+    assert result.exit_code == 4 and "Traceback" not in result.output
+
+
+def test_dry_run_exit_code_says_whether_inputs_would_fail(checkpoint, scene, tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not a raster")
+    result = _predict(
+        checkpoint,
+        str(scene()),
+        str(bad),
+        "-o",
+        str(tmp_path / "maps"),
+        "--dry-run",
+        "--keep-going",
+    )
+    assert result.exit_code == 1
+    assert "(error)" in result.output and "bad.tif" in result.output

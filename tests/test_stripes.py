@@ -96,3 +96,21 @@ def test_striped_map_matches_the_unstriped_map(checkpoint, make_raster, tmp_path
         assert len(striped) == len(whole), "regions crossing stripe seams are dissolved"
         assert striped["area_m2"].sum() == pytest.approx(whole["area_m2"].sum())
         assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_runs_of_empty_windows_do_not_pile_up_in_one_batch():
+    from gfmcli.engine.batching import iter_batches
+    from gfmcli.engine.tiling import plan_windows
+
+    plan = plan_windows(64 * 40, 64, 64, 0)
+
+    def read(window):
+        row = window[0]
+        valid = np.full((64, 64), row >= 64 * 38)  # only the last two windows hold data
+        return np.zeros((1, 64, 64), np.float32), valid
+
+    batches = list(iter_batches(plan, read, batch_size=2))
+    assert max(len(b.tiles) for b in batches) <= 4 * 2 + 8
+    assert sum(len(b.tiles) for b in batches) == 40
+    assert all(v is None for b in batches for v, e in zip(b.valid, b.empty, strict=True) if e)
+    assert batches[-1].data.shape == (2, 1, 64, 64)

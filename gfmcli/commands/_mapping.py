@@ -100,6 +100,8 @@ class _Bars:
             self._windows.close()
             self._windows = None
         self._files.update(1)
+        for warning in result.warnings:
+            self._files.write(f"gfm: warning: {warning}", file=sys.stderr)
         if result.status == "failed":
             self._files.write(f"gfm: error: {result.message}", file=sys.stderr)
 
@@ -130,11 +132,12 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
     jobs = [Job(str(src), out, out.suffix.lstrip(".").replace("tiff", "tif")) for src, out in pairs]
     model, contract = load_model(request.model)
     if request.dry_run:
-        _print_plans(
-            plan_jobs(
-                jobs, contract, request.options, kind=request.kind, overwrite=request.overwrite
-            )
+        plans = plan_jobs(
+            jobs, contract, request.options, kind=request.kind, overwrite=request.overwrite
         )
+        _print_plans(plans)
+        if problems or any(getattr(plan, "status", "") == "failed" for plan in plans):
+            ctx.exit(EXIT_PARTIAL_FAILURE)
         return
     ranks = rank_info()
     bars = _Bars(len(jobs), enabled=not quiet and ranks.is_main)
@@ -154,8 +157,11 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
         )
     finally:
         bars.close()
-    if ranks.is_main:
-        _report(request.kind, results, len(problems), time.perf_counter() - started, quiet)
+    order = {job.input: i for i, job in enumerate(jobs)}
+    results = sorted(results, key=lambda r: order.get(r.input, len(order)))
+    if not ranks.is_main:
+        return  # rank 0 reports for everyone and carries the exit code (torchrun watches it)
+    _report(request.kind, results, len(problems), time.perf_counter() - started, quiet)
     failed = len(problems) + sum(r.status == "failed" for r in results)
     if failed:
         ctx.exit(EXIT_PARTIAL_FAILURE)

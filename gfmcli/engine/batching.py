@@ -26,12 +26,13 @@ ReadFn = Callable[[tuple[int, int, int, int]], tuple[np.ndarray, np.ndarray]]
 class WindowBatch:
     """Consecutive plan tiles: ``data`` stacks the non-empty ones, ``valid`` masks all of them.
 
-    ``valid[i]`` is the (h, w) validity of ``tiles[i]`` on the plan's grid; ``empty[i]`` says the
-    tile had no valid pixel and is absent from ``data`` (which is None if every tile is empty).
+    ``valid[i]`` is the (h, w) validity of ``tiles[i]`` on the plan's grid, or None when
+    ``empty[i]``: the tile had no valid pixel and is absent from ``data`` (which is None if every
+    tile is empty).
     """
 
     tiles: tuple[Tile, ...]
-    valid: tuple[np.ndarray, ...]
+    valid: tuple[np.ndarray | None, ...]
     empty: tuple[bool, ...]
     data: np.ndarray | None
 
@@ -55,8 +56,11 @@ def iter_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
+    # Runs of empty windows (an ocean, a swath edge) close a batch too, so a batch never holds
+    # more than this many tiles whatever the nodata area.
+    max_tiles = 4 * batch_size + 8
     tiles: list[Tile] = []
-    valids: list[np.ndarray] = []
+    valids: list[np.ndarray | None] = []
     empty: list[bool] = []
     arrays: list[np.ndarray] = []
     for tile in plan.tiles:
@@ -64,12 +68,13 @@ def iter_batches(
         data, valid = read(window)
         is_empty = not valid.any()
         tiles.append(tile)
-        valids.append(_patch_valid(valid, cell))
+        valids.append(None if is_empty else _patch_valid(valid, cell))
         empty.append(is_empty)
         if not is_empty:
             arrays.append(data)
-        if len(arrays) == batch_size:
-            yield WindowBatch(tuple(tiles), tuple(valids), tuple(empty), np.stack(arrays))
+        if len(arrays) == batch_size or len(tiles) >= max_tiles:
+            data = np.stack(arrays) if arrays else None
+            yield WindowBatch(tuple(tiles), tuple(valids), tuple(empty), data)
             tiles, valids, empty, arrays = [], [], [], []
     if tiles:
         data = np.stack(arrays) if arrays else None

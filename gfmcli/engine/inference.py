@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from gfmcli.engine.devices import autocast_context
+from gfmcli.errors import ModelError
 from gfmcli.model.tasks import GfmModel
 
 MODES = ("probabilities", "values", "embeddings", "cls")
@@ -98,10 +99,18 @@ class DevicePool:
 
     def _run(self, slot: int, batch: np.ndarray, bands: BandInputs, mode: str) -> np.ndarray:
         device = self.devices[slot]
-        with torch.inference_mode(), self._autocast[slot]:
-            tensor = torch.from_numpy(batch).to(device, non_blocking=True)
-            out = _forward(self._replicas[slot], tensor, bands, mode)
-        return out.float().cpu().numpy()
+        try:
+            with torch.inference_mode(), self._autocast[slot]:
+                tensor = torch.from_numpy(batch).to(device, non_blocking=True)
+                out = _forward(self._replicas[slot], tensor, bands, mode)
+            return out.float().cpu().numpy()
+        except (RuntimeError, MemoryError) as exc:  # out of memory, device failure
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"the model failed on a batch of {batch.shape[0]} window(s) of "
+                f"{batch.shape[2]}x{batch.shape[3]} px on {device} ({first[:200]}); "
+                "try a smaller --window or --batch-size"
+            ) from exc
 
     def map_ordered(
         self,

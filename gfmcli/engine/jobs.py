@@ -20,7 +20,14 @@ from gfmcli.contract import ModelContract
 from gfmcli.engine.devices import resolve_devices
 from gfmcli.engine.inference import DevicePool
 from gfmcli.engine.ranks import ProcessGroup, RankInfo, device_spec_for_rank, shard
-from gfmcli.engine.runner import FilePlan, FileResult, MapOptions, map_file, plan_file
+from gfmcli.engine.runner import (
+    FilePlan,
+    FileResult,
+    MapOptions,
+    map_file,
+    output_paths,
+    plan_file,
+)
 from gfmcli.errors import GfmError
 from gfmcli.io.paths import should_skip_existing, stale_partials
 from gfmcli.model.tasks import GfmModel
@@ -73,7 +80,7 @@ def plan_jobs(
     """
     plans: list[FilePlan | FileResult] = []
     for job in jobs:
-        if should_skip_existing(job.output, overwrite):
+        if _complete(job, options, kind, overwrite):
             plans.append(_skipped(job))
             continue
         try:
@@ -113,7 +120,7 @@ def run_jobs(
         DevicePool(model, devices, options.precision) as pool,
     ):
         for job in mine:
-            if should_skip_existing(job.output, overwrite):
+            if _complete(job, options, kind, overwrite):
                 result = _skipped(job)
             else:
                 result = _map_one(
@@ -154,6 +161,12 @@ def _map_one(
         if not keep_going:
             raise
         return _failed(job, exc)
+
+
+def _complete(job: Job, options: MapOptions, kind: str, overwrite: bool) -> bool:
+    """True when every output of ``job`` exists (resume skips it); a partial set is redone."""
+    paths = output_paths(job.output, job.fmt, options, kind)
+    return all(should_skip_existing(path, overwrite) for path in paths)
 
 
 def _skipped(job: Job) -> FileResult:

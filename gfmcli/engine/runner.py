@@ -46,6 +46,7 @@ from gfmcli.io.writer import (
     StagedRasterWriter,
     check_writable,
     embedding_writer,
+    probabilities_path,
     provenance_tags,
 )
 
@@ -130,6 +131,7 @@ class FileResult:
     pixels: int = 0
     seconds: float = 0.0
     exit_code: int = 0
+    warnings: tuple[str, ...] = ()
 
 
 ProgressFn = Callable[[int], None]
@@ -144,6 +146,21 @@ def _task_mode(kind: str, contract: ModelContract, path: str) -> str:
             "map; pass a segmentation or regression model with --model (or use gfm embed)"
         )
     return "probabilities" if contract.task == "segmentation" else "values"
+
+
+def check_outputs(kind: str, mode: str, fmt: str, options: MapOptions, path: str) -> None:
+    """Refuse output options the model or format cannot honour (before any pixel is read)."""
+    if mode == "values" and fmt != "tif":
+        raise InputError(f"{path}: a regression model writes values as GeoTIFF; use -o NAME.tif")
+    if options.probabilities and (mode != "probabilities" or fmt != "tif"):
+        raise InputError(f"{path}: --probabilities needs a segmentation model and a .tif output")
+
+
+def output_paths(output: Path, fmt: str, options: MapOptions, kind: str) -> tuple[Path, ...]:
+    """Every file a job writes: the main output, plus ``.probs.tif`` with --probabilities."""
+    if kind == "predict" and fmt == "tif" and options.probabilities:
+        return (output, probabilities_path(output))
+    return (output,)
 
 
 def _open_checked(
@@ -220,14 +237,21 @@ def estimate_peak_memory(
     patch = contract.patch_size
     cell = patch if kind == "embed" else 1
     pixels = (plan.window * cell) ** 2
-    tokens = (bands + 1) * (pixels // patch**2 + 1)
+    patches = pixels // patch**2 + 1
+    tokens = (bands + 1) * patches
     batch_inputs = (PREFETCH + 2) * options.batch_size * bands * pixels * 4
-    activations = options.batch_size * tokens * dim * 4 * 8
+    activations = options.batch_size * tokens * dim * 4 * 12
+    # Dense heads run convolutions at full resolution: about 160 float32 maps per pixel alive
+    # at once; the Perception Field Mask is a (N+1)^2 boolean matrix per call.
+    head = 0 if kind == "embed" else options.batch_size * 160 * pixels * 4
+    attention_mask = 2 * patches**2
     weights = 12 * depth * dim * dim * 4 + 4_000_000
     channels = dim if kind == "embed" else max(contract.num_classes, 1)
     mosaic = 2 * (channels + 1) * plan.window * plan.width * 4
     writer = (WRITE_QUEUE + 1) * mosaic // 2 + 512 * plan.width * channels * 4
-    return 450_000_000 + weights + batch_inputs + activations + mosaic + writer
+    return (
+        450_000_000 + weights + batch_inputs + activations + head + attention_mask + mosaic + writer
+    )
 
 
 def plan_file(
@@ -239,7 +263,7 @@ def plan_file(
     kind: str = "predict",
 ) -> FilePlan:
     """Open and check one input against the contract and plan its windows, without the model."""
-    _task_mode(kind, contract, path)
+    check_outputs(kind, _task_mode(kind, contract, path), fmt, options, path)
     src, mapping = _open_checked(path, contract, options)
     with src:
         plans = _plans(src, contract, options, kind)
@@ -257,7 +281,7 @@ def plan_file(
             peak_memory_bytes=estimate_peak_memory(
                 contract, plan, len(mapping.bands), options, kind
             ),
-            warnings=tuple(mapping.warnings) + tuple(probe_units(src, mapping)),
+            warnings=_warnings(src, mapping),
         )
 
 
@@ -338,9 +362,11 @@ def map_file(
     """
     started = time.perf_counter()
     mode = _task_mode(kind, contract, path)
+    check_outputs(kind, mode, fmt, options, path)
     check_writable(output)
     src, mapping = _open_checked(path, contract, options)
     with src:
+        warnings = _warnings(src, mapping)
         plans = _plans(src, contract, options, kind)
         windows = sum(len(plan) for _, plan in plans)
         if on_plan is not None:
@@ -396,7 +422,13 @@ def map_file(
         empty_windows=empty,
         pixels=src.height * src.width,
         seconds=time.perf_counter() - started,
+        warnings=warnings,
     )
+
+
+def _warnings(src: RasterSource, mapping: BandMapping) -> tuple[str, ...]:
+    """Everything odd but usable about an input: band mapping notes and unit checks."""
+    return tuple(dict.fromkeys((*mapping.warnings, *probe_units(src, mapping))))
 
 
 def _output_channels(contract: ModelContract, model: Any) -> int:

@@ -96,7 +96,8 @@ class ClassMapSink:
             self._probs.write(window, probs)
 
     def finalize(self) -> list[Path]:
-        return [writer.finalize() for writer in self._writers]
+        # The main map is renamed last: its existence means the whole job is complete (resume).
+        return [writer.finalize() for writer in reversed(self._writers)][::-1]
 
     def abort(self) -> None:
         for writer in self._writers:

@@ -314,8 +314,8 @@ def resolve_bands(
     """Map ``src``'s bands onto ``contract``'s inputs (rules in the module docstring).
 
     ``scale``/``offset`` override every other scaling source (for files already converted to
-    reflectance, say). Raises BandContractError or SensorError; warnings are logged and kept in
-    the result.
+    reflectance, say). Raises BandContractError or SensorError; warnings are kept in the result
+    (the runner reports them).
     """
     spec = get_sensor(sensor) if sensor else _sensor_or_none(contract.sensor)
     found = _identify(src, spec, sensor is not None, bands)
@@ -365,8 +365,6 @@ def resolve_bands(
             f"{src.path}: pixels are {src.gsd_m:.3g} m but model {contract.model_name} was "
             f"trained at {contract.gsd:g} m ({ratio:.1f}x apart); results may be poor"
         )
-    for text in warnings[len(src.warnings) :]:
-        logger.warning(text)
     return BandMapping(
         bands=tuple(mapped),
         sensor=spec.name if spec else "",
