@@ -253,3 +253,52 @@ def test_not_tiled_errors_stay_for_striped_files(tmp_path):
     assert writer_module._real_cog_errors(path, [error]) == [error]
     (tmp_path / "text.tif").write_text("not a tiff")
     assert writer_module._real_cog_errors(tmp_path / "text.tif", [error]) == [error]
+
+
+def test_gdal_errors_name_the_creation_option_and_leave_nothing(tmp_path):
+    path = tmp_path / "map.tif"
+    small = RasterGrid(30, 20, GRID.crs, GRID.transform)
+    with (
+        pytest.raises(OutputError, match=r"map.tif: writing the COG failed .*BLOCKSIZE=100"),
+        class_map_writer(path, small, CLASSES, creation_options={"blocksize": "100"}) as out,
+    ):
+        out.write((0, 0, 20, 30), np.ones((20, 30), "uint8"))
+        out.finalize()
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_full_disk_while_staging_is_an_output_error(tmp_path):
+    path = tmp_path / "map.tif"
+    os.symlink("/dev/full", writer_module.partial_path(path, ".staged"))
+    with (
+        pytest.raises(OutputError, match=r"map\.tif"),
+        class_map_writer(path, GRID, CLASSES) as out,
+    ):
+        out.write((0, 0, GRID.height, GRID.width), _class_data())
+        out.finalize()
+    assert _files(tmp_path) == []
+
+
+def test_failed_block_write_says_no_space(tmp_path):
+    class FullDisk:
+        """The staged dataset as seen when the disk fills up mid-run."""
+
+        def __init__(self, dataset):
+            self.dataset, self.closed = dataset, False
+
+        def write(self, *args, **kwargs):
+            raise rasterio.errors.RasterioIOError("Write failed: No space left on device")
+
+        def close(self):
+            self.closed = True
+            self.dataset.close()
+
+    path = tmp_path / "map.tif"
+    with (
+        pytest.raises(OutputError, match="no space left on"),
+        class_map_writer(path, GRID, CLASSES) as out,
+    ):
+        out._dataset = FullDisk(out._dataset)
+        out.write((0, 0, 10, GRID.width), np.zeros((10, GRID.width), "uint8"))
+    assert _files(tmp_path) == []

@@ -24,11 +24,13 @@ are float32 (or float16-precision) multi-band on the patch grid.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import re
 import shlex
+import shutil
 import struct
 import tempfile
 import xml.etree.ElementTree as ET
@@ -42,6 +44,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
@@ -54,6 +57,10 @@ from gfmcli.io.paths import partial_path
 CLASS_NODATA = 255
 PROBABILITY_NODATA = 255
 BLOCK = 512
+# What GDAL raises through rasterio: RasterioError (an OSError), or CPLE_* for driver errors
+# such as a creation option it refuses ("Bad value 100 for TileWidth").
+_GDAL_ERRORS = (RasterioError, CPLE_BaseError, OSError)
+_LOW_SPACE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,7 @@ class StagedRasterWriter:
         self._staged = partial_path(self.path, ".staged")
         self._cog = partial_path(self.path)
         self._category_names = list(category_names or [])
+        self._user_options = {k.upper(): str(v) for k, v in (creation_options or {}).items()}
         self._cog_options = {
             "COMPRESS": compress,
             "PREDICTOR": "YES" if predictor else "NO",
@@ -146,7 +154,7 @@ class StagedRasterWriter:
             "OVERVIEWS": "IGNORE_EXISTING",
             "BIGTIFF": "IF_SAFER",
             **({"NBITS": str(nbits)} if nbits else {}),
-            **{k.upper(): str(v) for k, v in (creation_options or {}).items()},
+            **self._user_options,
         }
         profile = {
             "driver": "GTiff",
@@ -177,9 +185,9 @@ class StagedRasterWriter:
                 self._dataset.scales = tuple(scales)
             if tags:
                 self._dataset.update_tags(**_tag_strings(tags))
-        except (RasterioError, OSError) as exc:
+        except _GDAL_ERRORS as exc:
             self.abort()
-            raise OutputError(f"{self.path}: cannot create the output ({exc})") from exc
+            raise self._failure("cannot create the output", exc) from exc
 
     def write(self, window: Any, array: np.ndarray) -> None:
         """Write ``array`` (``(count, h, w)``, or ``(h, w)`` for one band) at ``window``.
@@ -199,18 +207,21 @@ class StagedRasterWriter:
             or (col_off + width > self.grid.width)
         ):
             raise ValueError(f"window {(row_off, col_off, height, width)} is outside the grid")
-        self._dataset.write(
-            array.astype(self.dtype, copy=False), window=Window(col_off, row_off, width, height)
-        )
+        try:
+            self._dataset.write(
+                array.astype(self.dtype, copy=False), window=Window(col_off, row_off, width, height)
+            )
+        except _GDAL_ERRORS as exc:
+            raise self._failure("writing the staged raster", exc) from exc
 
     def finalize(self) -> Path:
         """Build the COG, validate it and rename it to ``path``; returns ``path``."""
         try:
-            self._dataset.close()
             try:
+                self._dataset.close()
                 rasterio.shutil.copy(self._staged, self._cog, driver="COG", **self._cog_options)
-            except (RasterioError, OSError) as exc:
-                raise OutputError(f"{self.path}: writing the COG failed ({exc})") from exc
+            except _GDAL_ERRORS as exc:
+                raise self._failure("writing the COG", exc) from exc
             _, errors, _ = cog_validate(str(self._cog), quiet=True)
             errors = _real_cog_errors(self._cog, errors)
             if errors:
@@ -223,6 +234,27 @@ class StagedRasterWriter:
             raise
         self._remove(self._staged)
         return self.path
+
+    def _failure(self, action: str, exc: BaseException) -> OutputError:
+        """One line for a GDAL/OS failure: a full disk, or the creation option GDAL refused."""
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        folder = self.path.resolve().parent
+        try:
+            low_space = shutil.disk_usage(folder).free < _LOW_SPACE
+        except OSError:
+            low_space = False
+        if low_space or getattr(exc, "errno", None) == errno.ENOSPC or "no space" in text.lower():
+            return OutputError(
+                f"{self.path}: {action} failed: no space left on {folder}; free some space or "
+                "choose another -o"
+            )
+        suspects = [
+            f"{key}={value}"
+            for key, value in self._user_options.items()
+            if key.lower() in text.lower() or re.search(rf"\b{re.escape(value)}\b", text)
+        ]
+        hint = f"; check the creation option {suspects[0]}" if suspects else ""
+        return OutputError(f"{self.path}: {action} failed ({text}){hint}")
 
     def abort(self) -> None:
         """Close and delete every temporary; the final path is left untouched."""
