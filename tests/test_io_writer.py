@@ -302,3 +302,23 @@ def test_failed_block_write_says_no_space(tmp_path):
         out._dataset = FullDisk(out._dataset)
         out.write((0, 0, 10, GRID.width), np.zeros((10, GRID.width), "uint8"))
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("failing", ["map.tif", "map.tif.aux.xml"])
+def test_sidecar_appears_only_with_the_map(tmp_path, monkeypatch, failing):
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.path.basename(dst) == failing:
+            raise PermissionError(13, "Permission denied")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(writer_module.os, "replace", replace)
+    path = tmp_path / "map.tif"
+    with (
+        pytest.raises(OutputError, match="Permission denied"),
+        class_map_writer(path, GRID, CLASSES) as out,
+    ):
+        out.write((0, 0, GRID.height, GRID.width), _class_data())
+        out.finalize()
+    assert _files(tmp_path) == []

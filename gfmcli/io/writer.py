@@ -15,10 +15,10 @@ overviews in the staged file and copying with ``COPY_SRC_OVERVIEWS`` (rio-cogeo'
 Hence ZSTD-1 staging and the COG driver.
 
 Output conventions (docs/formats.md): class maps are uint8 with nodata 255, an embedded colour
-table and category names (in ``<map>.tif.aux.xml``, GDAL's PAM sidecar for GeoTIFF, written
-atomically too, plus ``CLASS_<id>`` band metadata inside the file); probabilities are a second
-uint8 file, one band per class, in percent (0..100, nodata 255, band scale 0.01); embeddings
-are float32 (or float16-precision) multi-band on the patch grid.
+table and category names (in ``<map>.tif.aux.xml``, GDAL's PAM sidecar for GeoTIFF, staged
+and renamed right after the map, plus ``CLASS_<id>`` band metadata inside the file);
+probabilities are a second uint8 file, one band per class, in percent (0..100, nodata 255,
+band scale 0.01); embeddings are float32 (or float16-precision) multi-band on the patch grid.
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ class StagedRasterWriter:
         self.dtype = dtype
         self._staged = partial_path(self.path, ".staged")
         self._cog = partial_path(self.path)
+        self._aux = self.path.with_name(self.path.name + ".aux.xml")
+        self._aux_staged = partial_path(self._aux)
         self._category_names = list(category_names or [])
         self._user_options = {k.upper(): str(v) for k, v in (creation_options or {}).items()}
         self._cog_options = {
@@ -227,13 +229,36 @@ class StagedRasterWriter:
             if errors:
                 raise ValidationFailed(f"{self.path}: not a valid COG: {'; '.join(errors)}")
             if self._category_names:
-                _write_aux_xml(self.path, self._category_names)
-            os.replace(self._cog, self.path)
+                try:
+                    _write_aux_xml(self._aux_staged, self._category_names)
+                except OSError as exc:
+                    raise self._failure("writing the category names", exc) from exc
+            self._rename_into_place()
         except BaseException:
             self.abort()
             raise
         self._remove(self._staged)
         return self.path
+
+    def _rename_into_place(self) -> None:
+        """Rename the COG, then its sidecar right after, so the sidecar never exists alone.
+
+        If the sidecar's rename fails the new map goes too: a map without its category names
+        would be taken as complete by a resumed run.
+        """
+        try:
+            os.replace(self._cog, self.path)
+        except OSError as exc:
+            raise self._failure("renaming the finished COG into place", exc) from exc
+        if not self._category_names:
+            return
+        try:
+            os.replace(self._aux_staged, self._aux)
+        except BaseException as exc:
+            self.path.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise self._failure(f"renaming {self._aux.name} into place", exc) from exc
+            raise
 
     def _failure(self, action: str, exc: BaseException) -> OutputError:
         """One line for a GDAL/OS failure: a full disk, or the creation option GDAL refused."""
@@ -262,7 +287,7 @@ class StagedRasterWriter:
         if dataset is not None and not dataset.closed:
             with contextlib.suppress(Exception):
                 dataset.close()
-        for base in (self._staged, self._cog):
+        for base in (self._staged, self._cog, self._aux_staged):
             self._remove(base)
 
     @staticmethod
@@ -350,20 +375,17 @@ def _tiff_ifds_tiled(path: Path) -> list[bool]:
 
 
 def _write_aux_xml(path: Path, names: Sequence[str]) -> None:
-    """GDAL's PAM sidecar with the category names (gdalinfo "Categories", QGIS legends)."""
+    """GDAL's PAM sidecar with the category names (gdalinfo "Categories", QGIS legends).
+
+    Written to ``path``, a temporary that the writer renames to ``<map>.tif.aux.xml`` right
+    after the map itself.
+    """
     root = ET.Element("PAMDataset")
     band = ET.SubElement(root, "PAMRasterBand", band="1")
     categories = ET.SubElement(band, "CategoryNames")
     for name in names:
         ET.SubElement(categories, "Category").text = name
-    final = path.with_name(path.name + ".aux.xml")
-    staged = partial_path(final)
-    try:
-        ET.ElementTree(root).write(staged, encoding="UTF-8", xml_declaration=False)
-        os.replace(staged, final)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
+    ET.ElementTree(root).write(path, encoding="UTF-8", xml_declaration=False)
 
 
 def _check_class_ids(path: str | Path, classes: Sequence[ClassInfo]) -> None:
