@@ -11,7 +11,7 @@ from rasterio.windows import Window
 
 from gfmcli.errors import InputError
 from gfmcli.io.bands import BandMapping, MappedBand
-from gfmcli.io.reader import is_all_nodata, open_raster, probe_units, read_window
+from gfmcli.io.reader import is_all_nodata, open_raster, probe_units, read_window, scan_windows
 
 
 def _mapping(indexes, *, scale=1e-4, offset=0.0, mean=0.2, std=0.1, nodata=None, radar=False):
@@ -173,3 +173,31 @@ def test_all_nodata_and_probe_units(tmp_path, make_raster):
     with open_raster(linear) as src:
         (warning,) = probe_units(src, _mapping([1], scale=1.0, radar=True))
         assert "linear power" in warning
+
+
+def test_a_few_valid_rows_between_probe_samples_are_found(tmp_path, make_raster):
+    data = np.zeros((1, 2000, 2000), dtype="uint16")
+    data[0, 1003:1006, 500:520] = 1234  # 3 rows the 512-px probe (rows 4i+2) skips
+    path = make_raster(tmp_path, "sparse.tif", data=data, nodata=0)
+    with open_raster(path) as src:
+        assert not is_all_nodata(src, _mapping([1], nodata=0))
+    data[0, 1003:1006] = 0
+    empty = make_raster(tmp_path, "empty.tif", data=data, nodata=0, blocksize=256)
+    with open_raster(empty) as src:
+        assert is_all_nodata(src, _mapping([1], nodata=0))
+
+
+@pytest.mark.parametrize("blocksize", [None, 256])
+def test_scan_windows_tile_the_raster_in_bounded_reads(tmp_path, make_raster, monkeypatch,
+                                                       blocksize):  # fmt: skip
+    monkeypatch.setattr("gfmcli.io.reader.SCAN_VALUES", 300_000)
+    path = make_raster(tmp_path, "r.tif", count=3, height=700, width=5000, dtype="uint8",
+                       blocksize=blocksize)  # fmt: skip
+    covered = np.zeros((700, 5000), dtype=int)
+    with open_raster(path) as src:
+        block_h = src.dataset.block_shapes[0][0]
+        for w in scan_windows(src, 3):
+            assert w.width * w.height * 3 <= 300_000 or w.height == 1
+            assert w.row_off % min(block_h, w.height) == 0
+            covered[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] += 1
+    assert (covered == 1).all()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 GSD_ANISOTROPY_WARN = 1.25
 PROBE_SIZE = 512
+SCAN_VALUES = 1 << 23  # values per read when scanning a raster the probe found empty (~16 MB u16)
 
 
 class RasterSource:
@@ -278,15 +280,34 @@ def _probe(src: RasterSource, mapping: BandMapping) -> tuple[np.ndarray, np.ndar
     return raw, _validity(raw, mapping, mask)
 
 
-def is_all_nodata(src: RasterSource, mapping: BandMapping) -> bool:
-    """True when a decimated sample of the raster holds no valid pixel.
+def scan_windows(src: RasterSource, bands: int) -> Iterator[Window]:
+    """Windows tiling the whole raster, block-aligned, each at most ~SCAN_VALUES values."""
+    block_h, block_w = src.dataset.block_shapes[0]
+    cols = min(src.width, max(block_w, 4096 // block_w * block_w))
+    rows = max(1, SCAN_VALUES // (cols * bands))
+    rows = min(src.height, rows // block_h * block_h if rows >= block_h else rows)
+    for row in range(0, src.height, rows):
+        for col in range(0, src.width, cols):
+            yield Window(col, row, min(cols, src.width - col), min(rows, src.height - row))
 
-    The sample is at most 512 pixels a side (nearest resampling, overviews used when present), so
-    a valid area smaller than the decimation step can be missed; callers skip such a raster with
-    a message rather than failing.
+
+def is_all_nodata(src: RasterSource, mapping: BandMapping) -> bool:
+    """True when no pixel of the raster is valid.
+
+    A decimated probe (at most 512 pixels a side, overviews used when present) answers quickly
+    for almost every raster; only when it finds nothing is the full resolution scanned, window
+    by window (:func:`scan_windows`, bounded memory), stopping at the first valid pixel, so a
+    few valid rows between the probe's samples are never declared empty.
     """
     _, valid = _probe(src, mapping)
-    return not valid.any()
+    if valid.any():
+        return False
+    indexes = [band.index for band in mapping.bands]
+    for window in scan_windows(src, len(indexes)):
+        raw, mask = _read_raw(src, indexes, window, None)
+        if _validity(raw, mapping, mask).any():
+            return False
+    return True
 
 
 def probe_units(src: RasterSource, mapping: BandMapping) -> list[str]:
