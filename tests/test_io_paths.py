@@ -120,3 +120,32 @@ def test_stale_partials_only_lists_dead_writers(tmp_path):
         p.write_bytes(b"x")
     assert stale_partials(final) == [theirs]
     assert os.getpid() != dead_pid
+
+
+def test_uncreatable_folder_and_folders_at_output_paths(tmp_path):
+    (a,) = _touch(tmp_path, "in/u16.tif")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=r"a_file/sub: cannot create the output folder"):
+        plan_outputs([a], blocker / "sub")
+    if Path("/proc/self").is_dir():
+        with pytest.raises(OutputError, match="/proc/x"):
+            plan_outputs([a], "/proc/x")
+    (tmp_path / "out" / "u16.tif").mkdir(parents=True)
+    with pytest.raises(OutputError, match=r"u16\.tif: is a folder"):
+        plan_outputs([a], tmp_path / "out")
+    with pytest.raises(OutputError, match=r"u16\.tif: is a folder"):
+        should_skip_existing(tmp_path / "out" / "u16.tif", overwrite=True)
+
+
+@pytest.mark.parametrize("name", ["map.png", "out.cog", "scene.JP2"])
+def test_single_input_with_another_extension_is_refused(tmp_path, name):
+    (a,) = _touch(tmp_path, "in/a.tif")
+    with pytest.raises(OutputError, match=r"unsupported output extension \.\w+; use \.tif"):
+        plan_outputs([a], tmp_path / name)
+    assert not (tmp_path / name).exists()
+    (b,) = _touch(tmp_path, "in/b.tif")
+    assert plan_outputs([a, b], tmp_path / name)[0][1] == tmp_path / name / "a.tif"
+    assert plan_outputs([a], tmp_path / "run-v1.5") == [(a, tmp_path / "run-v1.5" / "a.tif")]
+    (tmp_path / "existing.d").mkdir()
+    assert plan_outputs([a], tmp_path / "existing.d") == [(a, tmp_path / "existing.d" / "a.tif")]

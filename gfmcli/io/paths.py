@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -30,6 +31,8 @@ OUTPUT_FORMATS = {".tif": "tif", ".tiff": "tif", ".gpkg": "gpkg"}
 _GDAL_PREFIXES = ("/vsi", "vsi")
 _GLOB_CHARS = set("*?[")
 _PARTIAL_MARK = ".partial-"
+# A suffix that reads as a file extension (".png", ".cog", ".jp2"), not a folder name like "v1.5".
+_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,4}")
 
 
 def _is_gdal_path(arg: str) -> bool:
@@ -179,11 +182,19 @@ def plan_outputs(
       ``<stem><suffix>.<fmt>`` in it (``fmt`` defaults to ``tif``; ``suffix`` lets ``embed``
       write ``scene.emb.tif`` style names). Several inputs always need a folder.
 
-    InputError when two inputs share a stem; OutputError when an output equals its input or
-    when several inputs are given with a file name.
+    InputError when two inputs share a stem. OutputError when an output equals its input, when
+    several inputs are given with a file name, when one input is given a name with another
+    extension (``-o map.png`` would silently become a folder), when the folder cannot be created,
+    or when a planned output file is an existing folder (all before any compute).
     """
     out = Path(output).expanduser()
     looks_like_file = out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir()
+    unknown_extension = _EXTENSION.fullmatch(out.suffix) and not looks_like_file
+    if len(inputs) == 1 and unknown_extension and not out.is_dir():
+        raise OutputError(
+            f"{output}: unsupported output extension {out.suffix}; use .tif or .gpkg, or a "
+            "folder name without extension"
+        )
     if looks_like_file:
         if len(inputs) != 1:
             raise OutputError(
@@ -208,11 +219,25 @@ def plan_outputs(
                 )
             seen[stem] = item
             pairs.append((item, out / f"{stem}{suffix}.{ext}"))
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"{out}: cannot create the output folder ({exc.strerror or exc}); choose another -o"
+            ) from exc
     for item, target in pairs:
+        _check_not_folder(target)
         if _same_file(item, target):
             raise OutputError(f"{target}: output would overwrite its input; choose another -o")
     return pairs
+
+
+def _check_not_folder(target: Path) -> None:
+    if target.is_dir():
+        raise OutputError(
+            f"{target}: is a folder, so the output file cannot be written there; rename or "
+            "remove that folder, or choose another -o"
+        )
 
 
 def partial_path(final: str | Path, tag: str = "", pid: int | None = None) -> Path:
@@ -258,6 +283,8 @@ def should_skip_existing(path: str | Path, overwrite: bool) -> bool:
     """True when ``path`` is already complete and must be kept (resume), False to (re)write it.
 
     Writers only ever rename finished, validated files to their final name, so existence means
-    complete; temporaries of interrupted runs have other names and are not looked at.
+    complete; temporaries of interrupted runs have other names and are not looked at. A folder
+    at ``path`` is an OutputError: no file can ever be written there.
     """
+    _check_not_folder(Path(path))
     return not overwrite and Path(path).is_file()
