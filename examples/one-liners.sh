@@ -6,7 +6,7 @@ set -euo pipefail
 gfm predict examples/data/ -o maps/ --keep-going
 
 # Paths from find (or any list): one per line on stdin.
-find examples/data -name '*example.tif' | gfm predict - -o maps/
+find examples/data -maxdepth 1 -name '*.tif' | gfm predict - -o maps/
 
 # Class polygons instead of a raster, and a probabilities COG beside the map.
 gfm predict examples/data/s2-l2a-example.tif -o maps/example.gpkg

@@ -85,3 +85,64 @@ def test_cron_script_is_idempotent_and_locked(tmp_path):
         holder.wait()
     assert proc.returncode == 0
     assert "another run holds" in logs[0].read_text()
+
+
+def test_readme_quick_start_maps_the_example_scene_with_the_default_weights(tmp_path):
+    """The README's first command (after installing): `gfm predict examples/data/... -o map.tif`."""
+    readme = (ROOT / "README.md").read_text()
+    assert "gfm predict examples/data/s2-l2a-example.tif -o map.tif" in readme
+    proc = subprocess.run(
+        [_gfm(), "predict", "examples/data/s2-l2a-example.tif", "-o", str(tmp_path / "map.tif")],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with rasterio.open(tmp_path / "map.tif") as got:
+        classes = got.read(1)
+        assert "water" in (tmp_path / "map.tif.aux.xml").read_text()
+    with rasterio.open(EXAMPLES / "data" / "labels" / "s2-l2a-example_labels.tif") as truth:
+        labels = truth.read(1)
+    assert (classes == labels).mean() > 0.9, "the default weights map the example scene"
+
+
+def test_one_liners_run(tmp_path):
+    (tmp_path / "examples").symlink_to(EXAMPLES)
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / "one-liners.sh")],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    maps = tmp_path / "maps"
+    for name in (
+        "s2-l2a-example.tif",
+        "example.gpkg",
+        "example-probs.tif",
+        "example-probs.probs.tif",
+        "example.emb.tif",
+    ):
+        assert (maps / name).exists(), name
+
+
+@pytest.mark.skipif(shutil.which("gdalbuildvrt") is None, reason="GDAL command-line tools absent")
+def test_gdal_pipeline_runs(tmp_path):  # pragma: no cover - needs gdal-bin
+    proc = subprocess.run(
+        [
+            "bash",
+            str(EXAMPLES / "gdal-pipeline.sh"),
+            str(EXAMPLES / "data" / "s2-l2a-example.tif"),
+            str(tmp_path / "out"),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "out" / "water.geojson").exists()
