@@ -149,3 +149,11 @@ def test_single_input_with_another_extension_is_refused(tmp_path, name):
     assert plan_outputs([a], tmp_path / "run-v1.5") == [(a, tmp_path / "run-v1.5" / "a.tif")]
     (tmp_path / "existing.d").mkdir()
     assert plan_outputs([a], tmp_path / "existing.d") == [(a, tmp_path / "existing.d" / "a.tif")]
+
+
+def test_folders_and_globs_skip_gfms_own_outputs(tmp_path):
+    _touch(tmp_path, "a.tif", "a.probs.tif", "a.emb.tif", "b.EMB.TIFF", "a.emb.gpkg", "c.tif")
+    assert [Path(p).name for p in expand_inputs([str(tmp_path)])] == ["a.tif", "c.tif"]
+    assert [Path(p).name for p in expand_inputs([str(tmp_path / "a*")])] == ["a.tif"]
+    named = str(tmp_path / "a.emb.tif")
+    assert expand_inputs([named]) == [named]

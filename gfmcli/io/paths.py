@@ -40,8 +40,18 @@ def _is_gdal_path(arg: str) -> bool:
     return arg.startswith(_GDAL_PREFIXES) or "://" in arg
 
 
+# Names gfm itself writes beside its maps: probabilities and embeddings. A rerun over a folder
+# that also holds outputs (``gfm predict data -o data``) must not map those again.
+_OWN_OUTPUT_ENDINGS = (".probs.tif", ".probs.tiff", ".emb.tif", ".emb.tiff", ".emb.gpkg")
+
+
 def _is_hidden_or_partial(path: Path) -> bool:
     return path.name.startswith(".") or _PARTIAL_MARK in path.name
+
+
+def _is_skipped(path: Path) -> bool:
+    """Hidden files, writer temporaries and gfm's own probability/embedding outputs."""
+    return _is_hidden_or_partial(path) or path.name.lower().endswith(_OWN_OUTPUT_ENDINGS)
 
 
 def _folder_rasters(folder: Path, recursive: bool) -> list[str]:
@@ -49,7 +59,7 @@ def _folder_rasters(folder: Path, recursive: bool) -> list[str]:
     found = [
         p
         for p in folder.glob(pattern)
-        if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not _is_hidden_or_partial(p)
+        if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not _is_skipped(p)
     ]
     return [str(p) for p in sorted(found)]
 
@@ -94,13 +104,14 @@ def expand_inputs(
 
     * a file: itself (any extension: GDAL decides later whether it is a raster);
     * a folder: its ``*.tif``/``*.tiff``/``*.vrt`` files, sorted; subfolders only with
-      ``recursive``; hidden files and writer temporaries are skipped;
-    * a glob pattern: its matches, sorted;
+      ``recursive``; hidden files, writer temporaries and gfm's own side outputs
+      (``*.probs.tif``, ``*.emb.tif``, ``*.emb.gpkg``) are skipped;
+    * a glob pattern: its matches, sorted, with the same files skipped;
     * ``-``: paths read from ``stdin``, one per line (blank lines and ``#`` comments ignored);
     * a GDAL path (``/vsizip/...``, ``/vsicurl/...``, ``s3://...``): passed through untouched.
 
-    Raises InputError for the first argument that names nothing (a missing path, a pattern
-    without matches, an empty folder).
+    A file named explicitly is always taken, whatever its name. Raises InputError for the first
+    argument that names nothing (a missing path, a pattern without matches, an empty folder).
     """
     paths, problems = expand_inputs_lenient(args, stdin, recursive=recursive)
     if problems:
@@ -126,7 +137,7 @@ def _expand_one(arg: str, recursive: bool) -> list[str]:
         matches = sorted(
             m
             for m in glob.glob(str(path), recursive=recursive)
-            if Path(m).is_file() and not _is_hidden_or_partial(Path(m))
+            if Path(m).is_file() and not _is_skipped(Path(m))
         )
         if not matches:
             raise InputError(f"{arg}: pattern matches no file; check the pattern and quoting")
