@@ -114,7 +114,18 @@ def test_missing_truncated_text_and_foreign_files(tmp_path, saved):
     assert "truncated, corrupt" in _error(truncated)
     text = tmp_path / "notes.pt"
     text.write_text("these are not weights\n" * 20)
-    assert "truncated, corrupt" in _error(text)
+    assert "is not a gfm checkpoint (not a torch file)" in _error(text)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    assert "not a torch file" in _error(empty)
+    geotiff = tmp_path / "scene.tif"
+    geotiff.write_bytes(b"II*\x00\x08\x00\x00\x00" + bytes(64))
+    message = _error(geotiff)
+    assert "not a torch file" in message and "pickled" not in message
+    legacy = tmp_path / "legacy.pt"
+    torch.save(torch.load(good, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    assert legacy.read_bytes()[:1] == b"\x80"
+    assert read_checkpoint(legacy).contract == read_checkpoint(good).contract
     foreign = tmp_path / "plain_state_dict.pt"
     torch.save(model.state_dict(), foreign)
     assert "not a gfm checkpoint" in _error(foreign)

@@ -40,6 +40,8 @@ FORMAT_VERSION = 1
 SUFFIX = ".pt"
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
+# torch.save writes a zip archive (since torch 1.6) or, in the legacy format, a pickle stream.
+_TORCH_MAGICS = (b"PK\x03\x04", b"\x80")
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint {path} does not exist; check the path or the model name")
+    _check_torch_magic(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign/unsafe files
@@ -170,6 +173,21 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         raise ModelError(f"checkpoint {path}: {exc}") from exc
     extra = payload.get("extra") or {}
     return CheckpointData(contract, state_dict, extra, version)
+
+
+def _check_torch_magic(path: Path) -> None:
+    """ModelError for a file that is not a torch file at all (a text file, a GeoTIFF passed as
+    ``--model``), so it is not misdiagnosed by torch's unpickler as holding unsafe objects."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise ModelError(f"checkpoint {path} cannot be opened ({exc.strerror or exc})") from exc
+    if not head.startswith(_TORCH_MAGICS):
+        raise ModelError(
+            f"{path} is not a gfm checkpoint (not a torch file); pass a .pt file saved by gfm "
+            "or the name of a shipped model"
+        )
 
 
 def _load_failure(exc: Exception) -> str:
