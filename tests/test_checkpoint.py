@@ -268,3 +268,21 @@ def test_load_model_by_path_or_shipped_name(tmp_path, saved):
         load_model("tiny_cls", weights_dir=weights)
     with pytest.raises(ModelError, match="none are installed"):
         load_model("tiny_cls", weights_dir=tmp_path / "empty")
+
+
+def test_saved_checkpoint_is_readable_by_others(tmp_path):
+    import stat
+
+    from gfmcli.model.tasks import build_model, model_config_for
+
+    config = model_config_for(
+        "less_vit_tiny",
+        "embedding",
+        encoder_overrides={"embed_dim": 24, "depth": 1, "num_heads": 3},
+    )
+    model = build_model(config)
+    contract = ModelContract(
+        "less_vit_tiny", config, "embedding", "sentinel2-l2a", (BandInfo("B04", 664.6),), 10.0, 16
+    )
+    save_checkpoint(tmp_path / "m.pt", model, contract)
+    assert stat.S_IMODE((tmp_path / "m.pt").stat().st_mode) == 0o644

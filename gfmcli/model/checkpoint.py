@@ -124,6 +124,7 @@ def save_checkpoint(
         raise OutputError(f"cannot write checkpoint {path}: folder {path.parent} does not exist")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is shared like any other file
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()

@@ -30,6 +30,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; configs and logs are shared like other files
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)
