@@ -167,6 +167,7 @@ class FinetuneModelConfig:
     num_heads: int | None = None
     patch_size: int | None = None
     attention: str | None = field(default=None, metadata=_choice("less", "full"))
+    channel_embedding: str | None = field(default=None, metadata=_choice("wavelength", "index"))
 
 
 @dataclass(frozen=True)

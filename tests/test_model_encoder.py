@@ -266,3 +266,87 @@ def test_cpce_physical_position_wavelength_and_cls() -> None:
     b = without_p((2, 3), 160.0, wl, torch.device("cpu"), torch.float64)
     torch.testing.assert_close(a, b)  # 10 m x 16 px steps == 160 m steps without p
     assert with_p((2, 3), 10.0, wl, torch.device("cpu"), torch.float64) is a  # cached
+
+
+# --- channel_embedding="index": the ablation baseline that knows bands by position ------------
+
+
+def test_channel_embedding_is_validated() -> None:
+    assert get_config("less_vit_tiny").channel_embedding == "wavelength"
+    with pytest.raises(ModelError, match="channel_embedding"):
+        get_config("less_vit_tiny", channel_embedding="nm")
+
+
+def test_index_embedding_knows_bands_by_position_not_wavelength() -> None:
+    model = tiny(channel_embedding="index")
+    x, sar = torch.randn(2, 6, 32, 48), torch.randn(2, 2, 32, 48)
+    wl = torch.tensor(S2_WL[:6])
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    kw = {"gsd": 10.0, "radar": sar, "radar_wavelengths": [5500.0, 5700.0]}
+    ref = model(x, wavelengths=wl, **kw).tokens
+    # Permuting bands together with their wavelengths changes the global [CLS] ...
+    out = model(x[:, perm], wavelengths=wl[perm], **kw).tokens
+    assert not torch.allclose(out[:, 0, 0], ref[:, 0, 0], atol=1e-4)
+    # ... and the wavelength values themselves are ignored.
+    other = model(x, wavelengths=wl + 100.0, **{**kw, "radar_wavelengths": [1.0, 2.0]}).tokens
+    torch.testing.assert_close(other, ref)
+    grid = model.embed_tokens(x, wl, 10.0, sar, [5500.0, 5700.0])
+    assert grid.wavelengths == (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 1000.0, 1001.0)
+    # Same weights, wavelength CPCE: a different network function.
+    by_wl = tiny(channel_embedding="wavelength")
+    by_wl.load_state_dict(model.state_dict())
+    assert not torch.allclose(by_wl(x, wavelengths=wl, **kw).tokens, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["wavelength", "index"])
+def test_head_and_decoder_follow_channel_embedding(mode: str) -> None:
+    from gfmcli.model.mae import HyperMAE
+    from gfmcli.model.tasks import build_model, model_config_for
+
+    torch.manual_seed(0)
+    overrides = {**TINY, "channel_embedding": mode}
+    model = build_model(
+        model_config_for(
+            "less_vit_tiny", "segmentation", num_outputs=3, encoder_overrides=overrides
+        )
+    ).eval()
+    mae = HyperMAE(
+        "less_vit_tiny", decoder_depth=1, decoder_dim=32, decoder_heads=2, **overrides
+    ).eval()
+    x, wl = torch.randn(1, 4, 32, 32), torch.tensor(S2_WL[:4])
+    shifted = wl + 50.0
+    seg = [model(x, wavelengths=w, gsd=10.0) for w in (wl, shifted)]
+    # Same encoder tokens for both calls, so only the head's pixel branch can tell them apart.
+    head = [
+        model.head(model.encoder(x, wavelengths=wl, gsd=10.0).tokens, (4, 4), x, ids)
+        for ids in (wl, shifted)
+    ]
+    gen = [torch.Generator().manual_seed(1) for _ in range(2)]
+    loss = [mae(x, w, 10.0, generator=g).loss for w, g in zip((wl, shifted), gen, strict=True)]
+    if mode == "index":  # positions only: wavelengths change nothing anywhere
+        torch.testing.assert_close(seg[0], seg[1])
+        torch.testing.assert_close(loss[0], loss[1])
+    else:
+        assert not torch.allclose(seg[0], seg[1], atol=1e-5)
+        assert not torch.allclose(head[0], head[1], atol=1e-5)
+        assert not torch.allclose(loss[0], loss[1], atol=1e-6)
+
+
+def test_checkpoint_round_trip_keeps_channel_embedding(tmp_path) -> None:
+    from gfmcli.contract import BandInfo, ModelContract
+    from gfmcli.model.checkpoint import load_checkpoint, save_checkpoint
+    from gfmcli.model.tasks import build_model, model_config_for
+
+    overrides = {**TINY, "channel_embedding": "index"}
+    config = model_config_for(
+        "less_vit_tiny", "segmentation", num_outputs=2, encoder_overrides=overrides
+    )
+    model = build_model(config).eval()
+    assert model.config["encoder"]["overrides"]["channel_embedding"] == "index"
+    bands = tuple(BandInfo(f"B{i}", w) for i, w in enumerate(S2_WL[:4]))
+    contract = ModelContract("less_vit_tiny", model.config, "segmentation", "s2", bands, 10.0, 8)
+    save_checkpoint(tmp_path / "m.pt", model, contract)
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.encoder.cfg.channel_embedding == "index"
+    x, wl = torch.randn(1, 4, 16, 16), S2_WL[:4]
+    torch.testing.assert_close(loaded(x, wl, 10.0), model(x, wl, 10.0))

@@ -27,7 +27,7 @@ from torch import nn
 from gfmcli.errors import BandContractError, ModelError
 from gfmcli.model.layers import init_weights, layer_norm
 from gfmcli.model.pfm import PfmCache
-from gfmcli.model.registry import EncoderConfig
+from gfmcli.model.registry import RADAR_INDEX_OFFSET, EncoderConfig
 
 Wavelengths = torch.Tensor | Sequence[float]
 
@@ -157,7 +157,8 @@ class EncoderOutput(NamedTuple):
 
 
 class TokenGrid(NamedTuple):
-    """The embedded grid before the blocks (CPCE already added) and what produced it."""
+    """The embedded grid before the blocks (CPCE already added) and what produced it;
+    ``wavelengths`` are the band identifiers the CPCE used (``band_identifiers``)."""
 
     tokens: torch.Tensor
     grid_size: tuple[int, int]
@@ -179,6 +180,18 @@ def as_wavelengths(values: Wavelengths | None, count: int, what: str) -> tuple[f
     if not torch.isfinite(tensor).all():
         raise BandContractError(f"{what}: wavelengths must be finite numbers in nm")
     return tuple(tensor.tolist())
+
+
+def band_identifiers(
+    channel_embedding: str, optical: tuple[float, ...], radar: tuple[float, ...]
+) -> tuple[float, ...]:
+    """What identifies each band (optical then radar) to the channel embeddings: the wavelengths
+    in nm, or with ``channel_embedding="index"`` the band positions (optical 0..Co-1, radar
+    RADAR_INDEX_OFFSET+i), a baseline that knows bands only by where they sit in the stack."""
+    if channel_embedding == "index":
+        ids = [*range(len(optical)), *(RADAR_INDEX_OFFSET + i for i in range(len(radar)))]
+        return tuple(float(i) for i in ids)
+    return (*optical, *radar)
 
 
 def _as_gsd(gsd: object) -> float:
@@ -253,10 +266,10 @@ class TokenGridEncoder(nn.Module):
     ) -> TokenGrid:
         """Embed every band, build the [CLS] grid and add the CPCE. No masking happens here."""
         gsd = _as_gsd(gsd)
-        parts, wls = [], []
+        parts, wls = [], {"optical": (), "radar": ()}
         for data, wl, which in ((x, wavelengths, "optical"), (radar, radar_wavelengths, "radar")):
             if data is not None:
-                wls.append(as_wavelengths(wl, data.shape[1] if data.ndim == 4 else -1, which))
+                wls[which] = as_wavelengths(wl, data.shape[1] if data.ndim == 4 else -1, which)
                 parts.append(self._embed(data, which))
         if not parts:
             raise ModelError("no input: pass optical x, radar, or both")
@@ -278,7 +291,7 @@ class TokenGridEncoder(nn.Module):
         )
         body = torch.cat([self.band_cls_token.to(dtype).expand(b, c, d)[:, :, None], patches], 2)
         tokens = torch.cat([top, body], dim=1)
-        all_wl = tuple(v for wl in wls for v in wl)
+        all_wl = band_identifiers(self.cfg.channel_embedding, wls["optical"], wls["radar"])
         tokens = tokens + self.pos_chan_embed(grid_size, gsd, all_wl, tokens.device, dtype)
         num_optical = x.shape[1] if x is not None else 0
         return TokenGrid(tokens, grid_size, all_wl, num_optical, c - num_optical)

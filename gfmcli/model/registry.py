@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 ATTENTION_KINDS = ("less", "full")
 POS_CHAN_COMBINE = ("mean", "sum")
+CHANNEL_EMBEDDINGS = ("wavelength", "index")
+# With channel_embedding="index", radar band i is identified as this + i, apart from optical bands.
+RADAR_INDEX_OFFSET = 1000
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,12 @@ class EncoderConfig:
     ``pos_includes_patch_size=True`` multiplies the position by the patch size (patch index x p x
     GSD metres, as the paper describes); the authors' code omits p (False reproduces it).
     ``pos_chan_combine="mean"`` averages position and channel embeddings as the code does;
-    ``"sum"`` adds them. ``attention_radius`` is the Perception Field Mask radius in metres
-    (None disables it). ``init_values`` is the LayerScale init (None = no LayerScale).
+    ``"sum"`` adds them. ``channel_embedding="index"`` identifies bands by their position in the
+    stack instead of their wavelength (optical 0..Co-1, radar ``RADAR_INDEX_OFFSET``+i), in the
+    encoder, the Hyper-MAE decoder and the head's pixel branch: the ablation baseline that shows
+    what the wavelength embedding is worth across sensors. ``attention_radius`` is the Perception
+    Field Mask radius in metres (None disables it). ``init_values`` is the LayerScale init
+    (None = no LayerScale).
     """
 
     embed_dim: int = 768
@@ -45,6 +52,7 @@ class EncoderConfig:
     attention_radius: float | None = 640.0
     pos_includes_patch_size: bool = True
     pos_chan_combine: str = "mean"
+    channel_embedding: str = "wavelength"
     radar_embed: bool = True
     init_values: float | None = 1.0
     drop_path_rate: float = 0.0
@@ -72,6 +80,11 @@ class EncoderConfig:
             raise ModelError(
                 f"model config pos_chan_combine={self.pos_chan_combine!r}: "
                 f"use one of {POS_CHAN_COMBINE}"
+            )
+        if self.channel_embedding not in CHANNEL_EMBEDDINGS:
+            raise ModelError(
+                f"model config channel_embedding={self.channel_embedding!r}: "
+                f"use one of {CHANNEL_EMBEDDINGS}"
             )
         if self.attention_radius is not None and not self.attention_radius > 0:
             raise ModelError(

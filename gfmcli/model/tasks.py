@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gfmcli.errors import ModelError
+from gfmcli.model.embedding import band_identifiers
 from gfmcli.model.heads import (
     ClassificationHead,
     RegressionHead,
@@ -75,6 +76,12 @@ class GfmModel(nn.Module):
     def embed_dim(self) -> int:
         return int(self.encoder.embed_dim)
 
+    @property
+    def channel_embedding(self) -> str:
+        """How the encoder knows bands ("wavelength" or "index"), so the head knows them alike;
+        encoders whose config lacks the field (test stand-ins) use wavelengths."""
+        return getattr(self.encoder.cfg, "channel_embedding", "wavelength")
+
     def _encode(
         self,
         x: torch.Tensor | None,
@@ -101,8 +108,10 @@ class GfmModel(nn.Module):
         tokens, grid = self._encode(x, wavelengths, gsd, radar, radar_wavelengths)
         if self.head is None:
             return tokens_to_map(tokens[:, 0, 1:], grid)
-        pixels, pixel_wavelengths = _all_bands(x, wavelengths, radar, radar_wavelengths)
-        return self.head(tokens, grid, pixels, pixel_wavelengths)
+        pixels, band_ids = _all_bands(
+            x, wavelengths, radar, radar_wavelengths, self.channel_embedding
+        )
+        return self.head(tokens, grid, pixels, band_ids)
 
     def embed(
         self,
@@ -140,16 +149,26 @@ class GfmModel(nn.Module):
 
 
 def _all_bands(
-    x: torch.Tensor | None, wavelengths: object, radar: torch.Tensor | None, radar_wl: object
+    x: torch.Tensor | None,
+    wavelengths: object,
+    radar: torch.Tensor | None,
+    radar_wl: object,
+    channel_embedding: str = "wavelength",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optical then radar bands with their wavelengths, in the encoder's order, so the head's
-    pixel branch sees every band the encoder sees."""
+    """Optical then radar bands with their identifiers, in the encoder's order, so the head's
+    pixel branch sees every band the encoder sees and knows them the same way: by wavelength,
+    or by position when the encoder's ``channel_embedding`` is "index"."""
     parts = [(t, wl) for t, wl in ((x, wavelengths), (radar, radar_wl)) if t is not None]
     if not parts:
         raise ModelError("no input: pass optical x, radar, or both")
     pixels = torch.cat([t for t, _ in parts], dim=1)
-    wls = [torch.as_tensor(wl, dtype=torch.float32).reshape(-1) for _, wl in parts]
-    return pixels, torch.cat(wls)
+    wls = torch.cat([torch.as_tensor(wl, dtype=torch.float32).reshape(-1) for _, wl in parts])
+    if channel_embedding == "index":  # the encoder has already checked the wavelength count
+        n_optical = 0 if x is None else x.shape[1]
+        n_radar = 0 if radar is None else radar.shape[1]
+        ids = band_identifiers("index", (0.0,) * n_optical, (0.0,) * n_radar)
+        wls = torch.tensor(ids, dtype=torch.float32)
+    return pixels, wls
 
 
 def model_config_for(

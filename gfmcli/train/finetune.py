@@ -136,15 +136,20 @@ def build_task_model(cfg: FinetuneConfig, num_outputs: int):
     if cfg.model.head_width is not None and cfg.model.task != "classification":
         head = {"width": cfg.model.head_width, "min_width": min(32, cfg.model.head_width)}
     if cfg.model.pretrained is None:
+        overrides = encoder_overrides(cfg.model)
+        if cfg.model.channel_embedding is not None:  # ablation switch, fine-tuning only
+            overrides["channel_embedding"] = cfg.model.channel_embedding
         config = model_config_for(
             cfg.model.name,
             cfg.model.task,
             num_outputs=num_outputs,
-            encoder_overrides=encoder_overrides(cfg.model),
+            encoder_overrides=overrides,
             **head,
         )
         return build_model(config), None
-    given = [k for k in ARCHITECTURE_KEYS if getattr(cfg.model, k) is not None]
+    given = [
+        k for k in (*ARCHITECTURE_KEYS, "channel_embedding") if getattr(cfg.model, k) is not None
+    ]
     if given:
         raise ConfigError(
             f"model.{given[0]} cannot be set with model.pretrained: the architecture comes from "
@@ -368,6 +373,7 @@ class _Finetuner:
                 inputs["wavelengths"],
                 inputs.get("radar"),
                 inputs.get("radar_wavelengths"),
+                self.model.channel_embedding,
             )
             cached.append(
                 {
