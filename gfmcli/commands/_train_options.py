@@ -20,6 +20,16 @@ _OPTIONS = {
 }
 
 
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="TOML configuration (see docs/config.md).",
+)
+
+
 def train_options(func):
     """Add the shared override options to a command."""
 

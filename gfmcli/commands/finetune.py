@@ -7,18 +7,16 @@ from pathlib import Path
 
 import click
 
-from gfmcli.commands._train_options import collect_overrides, command_line, train_options
+from gfmcli.commands._train_options import (
+    collect_overrides,
+    command_line,
+    config_option,
+    train_options,
+)
 
 
 @click.command(name="finetune")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="TOML configuration (see docs/config.md).",
-)
+@config_option
 @click.option(
     "--evaluate", is_flag=True, help="Score a checkpoint on the test split instead of training."
 )

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from gfmcli.commands._train_options import collect_overrides, command_line, train_options
+from gfmcli.commands._train_options import (
+    collect_overrides,
+    command_line,
+    config_option,
+    train_options,
+)
 
 
 @click.command(name="pretrain")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="TOML configuration (see docs/config.md).",
-)
+@config_option
 @click.option("--resume", is_flag=True, help="Continue the run in output.dir exactly.")
 @train_options
 @click.pass_context
