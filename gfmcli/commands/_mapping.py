@@ -115,7 +115,7 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
     """Expand inputs, load the model, run (or plan) every job and report; exits via ``ctx``."""
     from gfmcli.engine.jobs import Job, plan_jobs, run_jobs
     from gfmcli.engine.ranks import rank_info
-    from gfmcli.io.paths import expand_inputs_lenient, plan_outputs
+    from gfmcli.io.paths import expand_inputs_lenient, output_format, plan_outputs
     from gfmcli.model.checkpoint import load_model
 
     started = time.perf_counter()
@@ -129,7 +129,7 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
     if not inputs:
         raise click.UsageError("no input rasters found in the given paths")
     pairs = plan_outputs(inputs, request.output, request.fmt, suffix=request.suffix)
-    jobs = [Job(str(src), out, out.suffix.lstrip(".").replace("tiff", "tif")) for src, out in pairs]
+    jobs = [Job(str(src), out, output_format(out)) for src, out in pairs]
     model, contract = load_model(request.model)
     if request.dry_run:
         plans = plan_jobs(

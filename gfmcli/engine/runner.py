@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -389,12 +389,13 @@ def map_file(
         sink: Sink | None = None
         try:
             sink = _make_sink(kind, mode, output, fmt, src, channels, contract, options, tags)
+            vectors = kind == "embed" and fmt == "gpkg"
+            run_mode = "cls" if vectors and options.pool == "cls" else mode
+            cell = contract.patch_size if kind == "embed" else 1
             empty = 0
             for stripe, plan in plans:
                 assembler: Assembler = (
-                    VectorAssembler()
-                    if kind == "embed" and fmt == "gpkg"
-                    else MosaicAssembler(channels, plan, sink, stripe)
+                    VectorAssembler() if vectors else MosaicAssembler(channels, plan, sink, stripe)
                 )
                 empty += _run(
                     src,
@@ -402,11 +403,11 @@ def map_file(
                     plan,
                     pool,
                     bands,
-                    "cls" if kind == "embed" and fmt == "gpkg" and options.pool == "cls" else mode,
+                    run_mode,
                     assembler,
                     sink,
                     options.batch_size,
-                    cell=contract.patch_size if kind == "embed" else 1,
+                    cell=cell,
                     col_off=stripe.col_off,
                     on_windows=on_windows,
                 )
@@ -558,8 +559,3 @@ def _tile_outputs(batch: WindowBatch, output: np.ndarray | None):
             continue
         yield tile, valid, output[row]
         row += 1
-
-
-def with_defaults(options: MapOptions, **changes: Any) -> MapOptions:
-    """``options`` with ``changes`` applied (None values ignored), for CLI overrides."""
-    return replace(options, **{k: v for k, v in changes.items() if v is not None})
