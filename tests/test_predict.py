@@ -12,8 +12,10 @@ import pytest
 import rasterio
 import torch
 from click.testing import CliRunner
+from rasterio._env import get_gdal_config
 from rio_cogeo.cogeo import cog_validate
 
+import gfmcli.engine.jobs as jobs
 from gfmcli.cli import cli
 from gfmcli.contract import BandInfo, ClassInfo, ModelContract
 from gfmcli.engine.inference import DevicePool
@@ -129,6 +131,33 @@ def test_map_does_not_depend_on_batch_size_or_device_count(checkpoint, scene, tm
             maps.append(d.read(1))
     assert np.array_equal(maps[0], maps[1])
     assert np.array_equal(maps[0], maps[2])
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_runs_read_under_a_block_cache_of_megabytes(
+    checkpoint, scene, tmp_path, monkeypatch, dry_run
+):
+    # GDAL's effective cache size, read back while a file is being mapped (or planned): an
+    # integer GDAL_CACHEMAX is bytes to rasterio, so 64 would leave GDAL a 64-byte cache.
+    seen: list[int] = []
+    name = "plan_file" if dry_run else "map_file"
+    real = getattr(jobs, name)
+
+    def spy(*args, **kwargs):
+        seen.append(int(get_gdal_config("GDAL_CACHEMAX")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, name, spy)
+    result = _predict(
+        checkpoint,
+        str(scene()),
+        "-o",
+        str(tmp_path / "map.tif"),
+        *(["--dry-run"] if dry_run else []),
+    )
+    assert result.exit_code == 0, result.output
+    assert seen == [jobs.GDAL_CACHE_BYTES]
+    assert jobs.GDAL_CACHE_BYTES >= 32 * 2**20
 
 
 def test_folder_mode_resume_and_overwrite(checkpoint, scene, tmp_path):

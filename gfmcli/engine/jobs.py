@@ -33,9 +33,17 @@ from gfmcli.io.paths import should_skip_existing, stale_partials
 from gfmcli.model.tasks import GfmModel
 
 # GDAL's block cache defaults to 5% of RAM and fills up as a long run reads and writes blocks,
-# which would make memory grow with the raster; 64 MB holds a row of 512-px blocks of a
+# which would make memory grow with the raster; 64 MiB holds a row of 512-px blocks of a
 # 16k-wide 4-band input plus the staged output blocks, all a streaming run re-reads.
-GDAL_CACHE_MB = 64
+# In bytes: rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64, which takes bytes (a
+# bare 64 gave GDAL a 64-byte cache, so every window decoded its blocks again), and refuses
+# strings such as "64MB".
+GDAL_CACHE_BYTES = 64 * 2**20
+
+
+def gdal_env() -> rasterio.Env:
+    """The GDAL settings every predict/embed run (and its dry run) reads and writes under."""
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -79,14 +87,15 @@ def plan_jobs(
     Inputs that would be skipped come back as ``skipped`` results, bad inputs as ``failed``.
     """
     plans: list[FilePlan | FileResult] = []
-    for job in jobs:
-        if _complete(job, options, kind, overwrite):
-            plans.append(_skipped(job))
-            continue
-        try:
-            plans.append(plan_file(job.input, job.output, job.fmt, contract, options, kind))
-        except GfmError as exc:
-            plans.append(_failed(job, exc))
+    with gdal_env():
+        for job in jobs:
+            if _complete(job, options, kind, overwrite):
+                plans.append(_skipped(job))
+                continue
+            try:
+                plans.append(plan_file(job.input, job.output, job.fmt, contract, options, kind))
+            except GfmError as exc:
+                plans.append(_failed(job, exc))
     return plans
 
 
@@ -115,7 +124,7 @@ def run_jobs(
     mine = shard(list(jobs), ranks)
     results: list[FileResult] = []
     with (
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
+        gdal_env(),
         ProcessGroup(ranks) as group,
         DevicePool(model, devices, options.precision) as pool,
     ):
