@@ -33,6 +33,9 @@ LANDCOVER_CLASSES: tuple[ClassInfo, ...] = (
     ClassInfo(3, "bare soil", (180, 140, 90)),
     ClassInfo(4, "built-up", (220, 30, 30)),
     ClassInfo(5, "burned", (60, 40, 40)),
+    ClassInfo(6, "cloud", (240, 240, 240)),
+    ClassInfo(7, "cloud shadow", (90, 90, 120)),
+    ClassInfo(8, "snow", (170, 230, 255)),
 )
 
 # The land-cover class of each spectral kind, indexed by kind id.
