@@ -12,6 +12,7 @@ from affine import Affine
 from click.testing import CliRunner
 
 from gfmcli.cli import cli
+from gfmcli.data.landcover import LANDCOVER_CLASSES
 from gfmcli.train.chips import chip_starts
 from gfmcli.train.split import GridChip, assign_splits
 
@@ -226,7 +227,7 @@ def test_vector_labels_in_another_crs(make_raster, tmp_path):
         hits += int((label == expected).sum())
         total += label.size
     assert hits / total > 0.98
-    assert len(meta(out)["classes"]) == 6
+    assert [c["name"] for c in meta(out)["classes"]] == [c.name for c in LANDCOVER_CLASSES]
 
 
 def test_unknown_label_class_is_an_input_error(make_raster, tmp_path):
