@@ -11,7 +11,14 @@ from rasterio.windows import Window
 
 from gfmcli.errors import InputError
 from gfmcli.io.bands import BandMapping, MappedBand
-from gfmcli.io.reader import is_all_nodata, open_raster, probe_units, read_window, scan_windows
+from gfmcli.io.reader import (
+    open_raster,
+    probe_raster,
+    read_window,
+    sample_windows,
+    scan_windows,
+    unit_warnings,
+)
 
 
 def _mapping(indexes, *, scale=1e-4, offset=0.0, mean=0.2, std=0.1, nodata=None, radar=False):
@@ -153,38 +160,114 @@ def test_internal_mask_and_alpha(tmp_path, make_raster):
     assert not valid[:, :2].any() and valid[:, 2:].all()
 
 
+def _units(src, mapping):
+    return unit_warnings(src, mapping, probe_raster(src, mapping))
+
+
+def _all_nodata(src, mapping):
+    return probe_raster(src, mapping).all_nodata
+
+
 def test_all_nodata_and_probe_units(tmp_path, make_raster):
     empty = make_raster(tmp_path, "empty.tif", data=np.zeros((2, 20, 30)), nodata=0)
     with open_raster(empty) as src:
-        assert is_all_nodata(src, _mapping([1, 2], nodata=0))
-        assert probe_units(src, _mapping([1, 2], nodata=0)) == []
+        assert _all_nodata(src, _mapping([1, 2], nodata=0))
+        assert _units(src, _mapping([1, 2], nodata=0)) == []
     dn = make_raster(tmp_path, "dn.tif", count=2, height=600, width=700)
     with open_raster(dn) as src:
-        assert not is_all_nodata(src, _mapping([1, 2]))
-        assert probe_units(src, _mapping([1, 2])) == []
-        warnings = probe_units(src, _mapping([1, 2], scale=1.0))
+        assert not _all_nodata(src, _mapping([1, 2]))
+        assert _units(src, _mapping([1, 2])) == []
+        warnings = _units(src, _mapping([1, 2], scale=1.0))
         assert len(warnings) == 2 and "look like digital numbers" in warnings[0]
     refl = make_raster(tmp_path, "refl.tif", count=2, dtype="float32")
     with open_raster(refl) as src:
-        (first, _) = probe_units(src, _mapping([1, 2]))
+        (first, _) = _units(src, _mapping([1, 2]))
         assert "already look like reflectance" in first
-        assert probe_units(src, _mapping([1, 2], scale=1.0)) == []
+        assert _units(src, _mapping([1, 2], scale=1.0)) == []
     linear = make_raster(tmp_path, "lin.tif", count=1, dtype="float32")
     with open_raster(linear) as src:
-        (warning,) = probe_units(src, _mapping([1], scale=1.0, radar=True))
+        (warning,) = _units(src, _mapping([1], scale=1.0, radar=True))
         assert "linear power" in warning
 
 
 def test_a_few_valid_rows_between_probe_samples_are_found(tmp_path, make_raster):
     data = np.zeros((1, 2000, 2000), dtype="uint16")
-    data[0, 1003:1006, 500:520] = 1234  # 3 rows the 512-px probe (rows 4i+2) skips
-    path = make_raster(tmp_path, "sparse.tif", data=data, nodata=0)
+    data[0, 1100:1103, 500:520] = 1234  # 3 rows no sampled block holds
+    path = make_raster(tmp_path, "sparse.tif", data=data, nodata=0, blocksize=256)
     with open_raster(path) as src:
-        assert not is_all_nodata(src, _mapping([1], nodata=0))
-    data[0, 1003:1006] = 0
+        mapping = _mapping([1], nodata=0)
+        assert probe_raster(src, mapping, scan=False).empty  # the sample misses them
+        probe = probe_raster(src, mapping)
+        assert probe.scanned and not probe.all_nodata
+        assert (probe.values == 1234).all() and probe.values.shape[1] > 0
+    data[0, 1100:1103] = 0
     empty = make_raster(tmp_path, "empty.tif", data=data, nodata=0, blocksize=256)
     with open_raster(empty) as src:
-        assert is_all_nodata(src, _mapping([1], nodata=0))
+        assert _all_nodata(src, _mapping([1], nodata=0))
+
+
+def _count_reads(monkeypatch) -> list[int]:
+    """Pixels (per band) each read of the reader asks GDAL for, in order."""
+    import gfmcli.io.reader as reader
+
+    pixels: list[int] = []
+    real = reader._read_raw
+
+    def counting(src, indexes, window, out_shape):
+        shape = out_shape or (window.height, window.width)
+        pixels.append(int(shape[0] * shape[1]))
+        return real(src, indexes, window, out_shape)
+
+    monkeypatch.setattr(reader, "_read_raw", counting)
+    return pixels
+
+
+@pytest.mark.parametrize("blocksize", [None, 128])
+def test_probe_reads_a_bounded_sparse_sample(tmp_path, make_raster, monkeypatch, blocksize):
+    rng = np.random.default_rng(1)
+    data = np.zeros((2, 3000, 3000), dtype="uint16")
+    dots = rng.random((3000, 3000)) < 0.01  # 1 % valid pixels, scattered
+    data[:, dots] = 2000
+    path = make_raster(tmp_path, "dots.tif", data=data, nodata=0, blocksize=blocksize)
+    pixels = _count_reads(monkeypatch)
+    with open_raster(path) as src:
+        windows = sample_windows(src)
+        probe = probe_raster(src, _mapping([1, 2], nodata=0))
+    assert not probe.scanned and probe.values.shape[1] > 0
+    assert (probe.values == 2000).all()
+    assert len(pixels) == len(windows) <= 64
+    assert sum(pixels) <= 64 * 256 * 256 < data[0].size / 2
+    rows = {w.row_off for w in windows}
+    assert max(rows) > 1500 > min(rows), "the sample spreads over the raster"
+
+
+def test_probe_of_a_huge_sparse_raster_is_bounded(tmp_path, monkeypatch):
+    # 100000 x 100000 px, no block written: what GDAL returns is nodata everywhere. The sample
+    # (what a dry run does) must cost the same as for a small raster.
+    path = tmp_path / "huge.tif"
+    profile = dict(driver="GTiff", width=100_000, height=100_000, count=3, dtype="uint16",
+                   crs="EPSG:32632", transform=Affine(10, 0, 500000, 0, -10, 5000000),
+                   nodata=0, tiled=True, blockxsize=512, blockysize=512, sparse_ok=True,
+                   bigtiff="yes")  # fmt: skip
+    with rasterio.open(path, "w", **profile):
+        pass
+    pixels = _count_reads(monkeypatch)
+    with open_raster(path) as src:
+        probe = probe_raster(src, _mapping([1, 2, 3], nodata=0), scan=False)
+    assert probe.empty and not probe.scanned and not probe.all_nodata
+    assert 4 <= len(pixels) <= 64 and sum(pixels) <= 64 * 256 * 256
+
+
+def test_probe_reads_overviews_when_they_are_small(tmp_path, make_raster, monkeypatch):
+    path = make_raster(tmp_path, "ov.tif", count=2, height=3000, width=2500, blocksize=256)
+    with rasterio.open(path, "r+") as dst:
+        dst.build_overviews([2, 4, 8])
+    pixels = _count_reads(monkeypatch)
+    with open_raster(path) as src:
+        probe = probe_raster(src, _mapping([1, 2]))
+    assert len(pixels) == 1 and pixels[0] <= 512 * 512
+    assert probe.values.shape[1] == pixels[0]  # every pixel valid, all of them in the probe
+    assert probe.values.min() >= 1000 and probe.values.max() < 4000
 
 
 @pytest.mark.parametrize("blocksize", [None, 256])

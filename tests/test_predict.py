@@ -584,3 +584,23 @@ def test_dry_run_exit_code_says_whether_inputs_would_fail(checkpoint, scene, tmp
     )
     assert result.exit_code == 1
     assert "(error)" in result.output and "bad.tif" in result.output
+
+
+def test_dry_run_of_an_empty_sample_warns_and_the_run_scans(checkpoint, make_raster, tmp_path):
+    # 1200 x 1200 of nodata with one valid 3 x 3 spot in a block row the probe's sample skips:
+    # the dry run reads only the sample (and warns), the run scans at full resolution, maps it.
+    data = np.zeros((4, 1200, 1200), dtype="uint16")
+    spot = make_raster(tmp_path, "spot.tif", data=data, nodata=0, descriptions=BANDS, blocksize=256)
+    with rasterio.open(spot, "r+") as dst:
+        dst.write(np.full((4, 3, 3), 2000, dtype="uint16"), window=((600, 603), (600, 603)))
+    empty = make_raster(tmp_path, "empty.tif", data=data, nodata=0, descriptions=BANDS)
+    out = tmp_path / "maps"
+    result = _predict(checkpoint, str(spot), str(empty), "-o", str(out), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("no valid pixel in a sample") == 2
+    result = _predict(checkpoint, str(spot), str(empty), "-o", str(out), "--keep-going")
+    assert result.exit_code == 1
+    assert "empty.tif: every pixel is nodata" in result.stderr
+    with rasterio.open(out / "spot.tif") as d:
+        classes = d.read(1)
+    assert (classes[600:603, 600:603] != 255).all() and (classes[:590] == 255).all()

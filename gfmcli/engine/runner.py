@@ -40,7 +40,14 @@ from gfmcli.engine.sinks import (
 from gfmcli.engine.tiling import WindowPlan, plan_windows
 from gfmcli.errors import InputError, ModelError
 from gfmcli.io.bands import BandMapping, resolve_bands
-from gfmcli.io.reader import RasterSource, is_all_nodata, open_raster, probe_units, read_window
+from gfmcli.io.reader import (
+    Probe,
+    RasterSource,
+    open_raster,
+    probe_raster,
+    read_window,
+    unit_warnings,
+)
 from gfmcli.io.writer import (
     RasterGrid,
     StagedRasterWriter,
@@ -164,8 +171,13 @@ def output_paths(output: Path, fmt: str, options: MapOptions, kind: str) -> tupl
 
 
 def _open_checked(
-    path: str, contract: ModelContract, options: MapOptions
-) -> tuple[RasterSource, BandMapping]:
+    path: str, contract: ModelContract, options: MapOptions, *, scan: bool = True
+) -> tuple[RasterSource, BandMapping, tuple[str, ...]]:
+    """Open ``path``, map its bands and probe it once; returns the warnings to report.
+
+    ``scan=False`` (dry runs) never reads the full resolution: a raster whose sample holds no
+    valid pixel gets a warning instead of the all-nodata error a run would give after its scan.
+    """
     src = open_raster(path)
     try:
         mapping = resolve_bands(
@@ -174,15 +186,16 @@ def _open_checked(
             sensor=options.sensor,
             bands=list(options.bands) if options.bands else None,
         )
-        if is_all_nodata(src, mapping):
+        probe = probe_raster(src, mapping, scan=scan)
+        if probe.all_nodata:
             raise InputError(
-                f"{path}: every pixel is nodata (checked on a decimated sample); nothing to map. "
+                f"{path}: every pixel is nodata (checked at full resolution); nothing to map. "
                 "Check the nodata value or the file"
             )
     except BaseException:
         src.close()
         raise
-    return src, mapping
+    return src, mapping, _warnings(src, mapping, probe)
 
 
 def _plans(
@@ -264,7 +277,7 @@ def plan_file(
 ) -> FilePlan:
     """Open and check one input against the contract and plan its windows, without the model."""
     check_outputs(kind, _task_mode(kind, contract, path), fmt, options, path)
-    src, mapping = _open_checked(path, contract, options)
+    src, mapping, warnings = _open_checked(path, contract, options, scan=False)
     with src:
         plans = _plans(src, contract, options, kind)
         plan = plans[0][1]
@@ -281,7 +294,7 @@ def plan_file(
             peak_memory_bytes=estimate_peak_memory(
                 contract, plan, len(mapping.bands), options, kind
             ),
-            warnings=_warnings(src, mapping),
+            warnings=warnings,
         )
 
 
@@ -364,9 +377,8 @@ def map_file(
     mode = _task_mode(kind, contract, path)
     check_outputs(kind, mode, fmt, options, path)
     check_writable(output)
-    src, mapping = _open_checked(path, contract, options)
+    src, mapping, warnings = _open_checked(path, contract, options)
     with src:
-        warnings = _warnings(src, mapping)
         plans = _plans(src, contract, options, kind)
         windows = sum(len(plan) for _, plan in plans)
         if on_plan is not None:
@@ -427,9 +439,15 @@ def map_file(
     )
 
 
-def _warnings(src: RasterSource, mapping: BandMapping) -> tuple[str, ...]:
+def _warnings(src: RasterSource, mapping: BandMapping, probe: Probe) -> tuple[str, ...]:
     """Everything odd but usable about an input: band mapping notes and unit checks."""
-    return tuple(dict.fromkeys((*mapping.warnings, *probe_units(src, mapping))))
+    found = [*mapping.warnings, *unit_warnings(src, mapping, probe)]
+    if probe.empty and not probe.scanned:
+        found.append(
+            f"{src.path}: no valid pixel in a sample of the raster; a run scans it at full "
+            "resolution and stops if every pixel is nodata"
+        )
+    return tuple(dict.fromkeys(found))
 
 
 def _output_channels(contract: ModelContract, model: Any) -> int:

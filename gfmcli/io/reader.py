@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,12 @@ if TYPE_CHECKING:
     from gfmcli.io.bands import BandMapping
 
 GSD_ANISOTROPY_WARN = 1.25
-PROBE_SIZE = 512
+PROBE_SIZE = 512  # decimated probe from overviews: at most this many px a side
+PROBE_OVERVIEW = 2048  # ... read from an overview at most this many px a side
+PROBE_PIXELS = 1 << 20  # sparse probe without overviews: about this many px decoded per band
+PROBE_WINDOWS = 64  # ... in at most this many windows
+PROBE_MIN_WINDOWS = 8  # ... and at least this many (unless the raster has fewer blocks)
+PROBE_WINDOW = 256  # ... taking at most this many px a side of each
 SCAN_VALUES = 1 << 23  # values per read when scanning a raster the probe found empty (~16 MB u16)
 
 
@@ -271,13 +277,69 @@ def read_window(
     return data, valid
 
 
-def _probe(src: RasterSource, mapping: BandMapping) -> tuple[np.ndarray, np.ndarray]:
-    """A decimated (at most PROBE_SIZE pixels a side) read of the used bands and its validity."""
-    step = max(1, math.ceil(max(src.height, src.width) / PROBE_SIZE))
-    out_shape = (max(1, src.height // step), max(1, src.width // step))
-    indexes = [band.index for band in mapping.bands]
-    raw, mask = _read_raw(src, indexes, Window(0, 0, src.width, src.height), out_shape)
-    return raw, _validity(raw, mapping, mask)
+@dataclass(frozen=True)
+class Probe:
+    """Valid pixels sampled from a raster: what the nodata and the units checks look at.
+
+    ``values`` holds the raw values of the used bands (mapping order) at the valid pixels found,
+    ``(C, n)``; ``scanned`` is True when the sample found none and the whole raster was then
+    scanned at full resolution, so an empty ``values`` means every pixel is nodata.
+    """
+
+    values: np.ndarray
+    scanned: bool
+
+    @property
+    def empty(self) -> bool:
+        return self.values.shape[1] == 0
+
+    @property
+    def all_nodata(self) -> bool:
+        """True only when a full-resolution scan found no valid pixel."""
+        return self.empty and self.scanned
+
+
+def _overview_step(src: RasterSource, index: int) -> int | None:
+    """Decimation of a read that GDAL answers from an overview of at most PROBE_OVERVIEW px a
+    side (it uses the coarsest overview not coarser than asked), or None when none is that small."""
+    longest = max(src.height, src.width)
+    small = [f for f in src.dataset.overviews(index) if longest / f <= PROBE_OVERVIEW]
+    if not small:
+        return None
+    return max(min(small), math.ceil(longest / PROBE_SIZE))
+
+
+def sample_windows(src: RasterSource) -> list[Window]:
+    """A bounded set of windows spread evenly over the raster, each made of whole blocks.
+
+    Reading costs whole blocks, so the sample decodes about PROBE_PIXELS pixels per band in
+    PROBE_MIN_WINDOWS to PROBE_WINDOWS units, whatever the raster's size. A unit is one block,
+    or for small blocks and strips as many as make about PROBE_WINDOW rows and columns (fewer
+    rows for very wide strips); each window is the centre of its unit, at most PROBE_WINDOW px a
+    side.
+    """
+    block_h, block_w = src.dataset.block_shapes[0]
+    unit_h = min(src.height, block_h * max(1, PROBE_WINDOW // block_h))
+    unit_w = min(src.width, block_w * max(1, PROBE_WINDOW // block_w))
+    budget = PROBE_PIXELS // PROBE_MIN_WINDOWS
+    if unit_h * unit_w > budget and unit_h > block_h:
+        unit_h = min(unit_h, block_h * max(1, budget // (block_h * unit_w)))
+    rows, cols = math.ceil(src.height / unit_h), math.ceil(src.width / unit_w)
+    fit = PROBE_PIXELS // (unit_h * unit_w)
+    wanted = min(PROBE_WINDOWS, max(PROBE_MIN_WINDOWS, fit), rows * cols)
+    n_rows = min(rows, wanted, max(1, round(math.sqrt(wanted * rows / cols))))
+    n_cols = min(cols, max(1, wanted // n_rows))
+    windows = []
+    for i in range(n_rows):
+        for j in range(n_cols):
+            row = int((i + 0.5) * rows / n_rows) * unit_h
+            col = int((j + 0.5) * cols / n_cols) * unit_w
+            height, width = min(unit_h, src.height - row), min(unit_w, src.width - col)
+            win_h, win_w = min(height, PROBE_WINDOW), min(width, PROBE_WINDOW)
+            windows.append(
+                Window(col + (width - win_w) // 2, row + (height - win_h) // 2, win_w, win_h)
+            )
+    return windows
 
 
 def scan_windows(src: RasterSource, bands: int) -> Iterator[Window]:
@@ -291,40 +353,55 @@ def scan_windows(src: RasterSource, bands: int) -> Iterator[Window]:
             yield Window(col, row, min(cols, src.width - col), min(rows, src.height - row))
 
 
-def is_all_nodata(src: RasterSource, mapping: BandMapping) -> bool:
-    """True when no pixel of the raster is valid.
-
-    A decimated probe (at most 512 pixels a side, overviews used when present) answers quickly
-    for almost every raster; only when it finds nothing is the full resolution scanned, window
-    by window (:func:`scan_windows`, bounded memory), stopping at the first valid pixel, so a
-    few valid rows between the probe's samples are never declared empty.
-    """
-    _, valid = _probe(src, mapping)
-    if valid.any():
-        return False
+def _valid_values(
+    src: RasterSource, mapping: BandMapping, window: Window, out_shape: tuple[int, int] | None
+) -> np.ndarray:
     indexes = [band.index for band in mapping.bands]
-    for window in scan_windows(src, len(indexes)):
-        raw, mask = _read_raw(src, indexes, window, None)
-        if _validity(raw, mapping, mask).any():
-            return False
-    return True
+    raw, mask = _read_raw(src, indexes, window, out_shape)
+    return raw[:, _validity(raw, mapping, mask)]
 
 
-def probe_units(src: RasterSource, mapping: BandMapping) -> list[str]:
-    """Warnings when a decimated sample's values look like the wrong units for the scaling.
+def probe_raster(src: RasterSource, mapping: BandMapping, *, scan: bool = True) -> Probe:
+    """One bounded look at the raster, shared by the nodata check and the units check.
+
+    With overviews small enough, a decimated read (at most PROBE_SIZE px a side) answered from
+    them; else the sparse block sample of :func:`sample_windows`. Either costs about the same
+    for a 1k or a 100k raster. Only when that finds no valid pixel, and ``scan`` is True, is
+    the full resolution read window by window (:func:`scan_windows`, bounded memory) up to the
+    first window with a valid pixel, so a few valid rows between the samples are never
+    declared empty (``--dry-run`` passes ``scan=False`` and stays quick).
+    """
+    full = Window(0, 0, src.width, src.height)
+    step = _overview_step(src, mapping.bands[0].index)
+    if step is not None:
+        shape = (max(1, src.height // step), max(1, src.width // step))
+        parts = [_valid_values(src, mapping, full, shape)]
+    else:
+        parts = [_valid_values(src, mapping, window, None) for window in sample_windows(src)]
+    values = np.concatenate(parts, axis=1)
+    if values.shape[1] or not scan:
+        return Probe(values, scanned=False)
+    for window in scan_windows(src, len(mapping.bands)):
+        values = _valid_values(src, mapping, window, None)
+        if values.shape[1]:
+            break
+    return Probe(values, scanned=True)
+
+
+def unit_warnings(src: RasterSource, mapping: BandMapping, probe: Probe) -> list[str]:
+    """Warnings when the probe's values look like the wrong units for the scaling.
 
     Optical bands should give reflectance (``DN * scale + offset`` mostly within 0..1.5): a
     median above 5 means digital numbers read as reflectance (scale missing); a median below
     0.002 with raw values within 0..2 means reflectance scaled again as if it were DN. Radar bands
     should be in dB: all values >= 0 suggests linear power. Returns ``[]`` when nothing is odd
-    (or nothing is valid; see :func:`is_all_nodata`).
+    (or the probe found no valid pixel).
     """
-    raw, valid = _probe(src, mapping)
-    if not valid.any():
+    if probe.empty:
         return []
     warnings = []
-    for layer, band in zip(raw, mapping.bands, strict=True):
-        values = layer[valid].astype(np.float64)
+    for layer, band in zip(probe.values, mapping.bands, strict=True):
+        values = layer.astype(np.float64)
         physical = values * band.scale + band.offset
         median = float(np.median(physical))
         where = f"{src.path} band {band.index} ({band.name})"
