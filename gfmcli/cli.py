@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "tile": "gfmcli.commands.tile:tile",
     "pretrain": "gfmcli.commands.pretrain:pretrain",
     "finetune": "gfmcli.commands.finetune:finetune",
+    "evaluate": "gfmcli.commands.evaluate:evaluate",
 }
 
 
