@@ -24,7 +24,8 @@ def test_every_pixel_covered_by_full_windows(height, width, window, overlap):
     plan = plan_windows(height, width, window, overlap)
     cover = np.zeros((height, width), dtype=int)
     for tile in plan.tiles:
-        assert (tile.height, tile.width) == (window, window)
+        assert (tile.height, tile.width) == (plan.window, plan.window)
+        assert plan.window == window or plan.window == max(height, width) < window
         assert tile.row_off >= 0 and tile.col_off >= 0
         cover[tile.row_off : tile.row_stop, tile.col_off : tile.col_stop] += 1
     assert cover.min() >= 1
@@ -33,6 +34,7 @@ def test_every_pixel_covered_by_full_windows(height, width, window, overlap):
 @pytest.mark.parametrize(("height", "width", "window", "overlap"), SIZES)
 def test_windows_stay_inside_when_raster_is_large_enough(height, width, window, overlap):
     plan = plan_windows(height, width, window, overlap)
+    window = plan.window
     for tile in plan.tiles:
         if height >= window:
             assert tile.row_stop <= height
@@ -42,6 +44,13 @@ def test_windows_stay_inside_when_raster_is_large_enough(height, width, window, 
             assert tile.col_stop <= width
         else:
             assert tile.col_off == 0
+
+
+def test_a_raster_smaller_than_the_window_gets_one_window_of_its_size():
+    plan = plan_windows(100, 101, 512, 64, multiple_of=16)
+    assert plan.window == 112 and len(plan) == 1 and plan.overlap <= 112 - 16
+    assert plan_windows(600, 101, 512, 64, multiple_of=16).window == 512  # taller than a window
+    assert plan_windows(32, 32, 512, 64, multiple_of=16).window == 32
 
 
 def test_offsets_stride_then_flush_edge():
@@ -68,8 +77,8 @@ def test_row_major_order_and_indices():
 
 
 def test_small_raster_gets_one_window_past_edge():
-    plan = plan_windows(1, 1, 16, 0)
-    assert plan.tiles == (Tile(0, 0, 0, 16, 16),)
+    plan = plan_windows(1, 1, 16, 0, multiple_of=8)
+    assert plan.tiles == (Tile(0, 0, 0, 8, 8),)
     assert plan.clip(plan.tiles[0]) == (1, 1)
     assert plan.edges(plan.tiles[0]) == (False, False, False, False)
 

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Rebuild weights/landcover-tiny.pt from nothing but gfm's own commands (see weights/README.md).
 #
-#   bash weights/build.sh            # about 30-40 minutes on 2 CPU cores
+#   bash weights/build.sh            # about 45-60 minutes on 2 CPU cores
+#
+# Stage 1 (simulate -> tile -> Hyper-MAE pretrain -> fine-tune) uses simulated scenes only; stage 2
+# (weights/train_landcover.py) fine-tunes that model on simulated scenes with atmospheres, clouds
+# and snow plus the permissively licensed real scenes of REALDATA (default ../shared/realdata;
+# see weights/README.md for which sources and why only those).
 #
 # Scratch data goes to weights/build/ (ignored by git). Deterministic for a given machine and
 # torch build: scene seeds 1..N (training) and the chip split seed are fixed.
@@ -10,6 +15,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 build="$here/build"
 scenes="${SCENES:-16}"
 gfm="${GFM:-gfm}"
+python="${PYTHON:-python3}"
+realdata="${REALDATA:-$here/../../shared/realdata}"
 
 rm -rf "$build"
 mkdir -p "$build/scenes"
@@ -40,7 +47,10 @@ echo "== finetune"
 "$gfm" finetune --config "$here/finetune.toml"
 "$gfm" finetune --config "$here/finetune.toml" --evaluate
 
-cp "$build/runs/finetune/best.pt" "$here/landcover-tiny.pt"
 cp "$build/runs/finetune/test_metrics.json" "$here/landcover-tiny.test-metrics.json"
+
+echo "== stage 2: simulated + permissive real scenes (weak labels, atmospheres, clouds, snow)"
+"$python" "$here/train_landcover.py" --init "$build/runs/finetune/best.pt" --realdata "$realdata" \
+  --steps 1500 --batch-size 8 --scenes 8 --seed 7 -o "$here/landcover-tiny.pt"
 echo "== done in $(( $(date +%s) - start )) s"
 sha256sum "$here/landcover-tiny.pt"

@@ -1,0 +1,368 @@
+"""Train gfm's default land-cover weights on simulated scenes plus permissive real scenes.
+
+Run by ``weights/build.sh`` after the Hyper-MAE pretraining and the simulated-scene fine-tuning
+(``landcover-sim.pt``): that model's encoder and head start this stage, whose data are
+
+- simulated scenes (``gfmcli.data``) for Sentinel-2 L2A, Landsat 8 and the EnMAP-like
+  spectrometer, each chip read as surface reflectance or, half the time, as top-of-atmosphere
+  reflectance with haze (``gfmcli.data.atmosphere``), with clouds, cloud shadows and snow
+  painted in and labelled;
+- the real scenes of ``../shared/realdata`` whose licences allow shipping weights trained on
+  them (ukis_csmask: Apache-2.0; eolearn_s2_slovenia: MIT; bigearthnet_s2: CDLA-Permissive-1.0),
+  with their labels as they are: exact classes where the source has them, and *sets* of
+  allowed classes where it does not ("clear land" is any land class; a BigEarthNet patch's
+  pixels are any class its CORINE labels map to). The loss is the negative log of the
+  probability mass the model puts on the allowed set, so a weak label teaches what it knows
+  and nothing more.
+
+Every batch holds one band set; Sentinel-2 chips are also shown as the 10-, 6- and 4-band
+subsets users keep, so the model learns to map with the bands a file has. Sources named with
+``--hold-out`` are left out (leave-one-source-out evaluation, docs/model-card.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+
+from gfmcli.contract import ModelContract
+from gfmcli.data.atmosphere import Atmosphere, add_clouds, add_snow, cloud_field, to_toa
+from gfmcli.data.landcover import LANDCOVER_CLASSES, simulate_landcover
+from gfmcli.data.render import render
+from gfmcli.model.checkpoint import load_model, save_checkpoint
+from gfmcli.model.tasks import build_model
+
+WATER, TREE, GRASS, BARE, BUILT, BURNED, CLOUD, SHADOW, SNOW = range(9)
+K = len(LANDCOVER_CLASSES)
+LAND = (TREE, GRASS, BARE, BUILT, BURNED)
+S2_NM = {"B01": 443, "B02": 490, "B03": 560, "B04": 665, "B05": 705, "B06": 740, "B07": 783,
+         "B08": 842, "B8A": 865, "B09": 945, "B10": 1375, "B11": 1610, "B12": 2190}  # fmt: skip
+# Subsets of Sentinel-2 that users keep (10-band stacks, 6-band, 4-band VNIR).
+S2_SUBSETS = (
+    ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"),
+    ("B02", "B03", "B04", "B08", "B11", "B12"),
+    ("B02", "B03", "B04", "B08"),
+)
+UKIS_NM = {
+    "sentinel2": [490, 560, 665, 842, 1610, 2190],
+    "landsat7": [485, 560, 660, 835, 1650, 2220],
+    "landsat5": [485, 560, 660, 830, 1650, 2215],
+}
+# BigEarthNet (CORINE 2018) labels -> the gfm classes they allow.
+CORINE = {
+    "Non-irrigated arable land": (GRASS, BARE),
+    "Pastures": (GRASS,),
+    "Complex cultivation patterns": (GRASS, BARE, TREE),
+    "Land principally occupied by agriculture, with significant areas of natural vegetation": (
+        GRASS, BARE, TREE),
+    "Broad-leaved forest": (TREE,),
+    "Coniferous forest": (TREE,),
+    "Mixed forest": (TREE,),
+    "Transitional woodland/shrub": (TREE, GRASS),
+    "Peatbogs": (GRASS, BARE, WATER),
+    "Water bodies": (WATER,),
+}  # fmt: skip
+
+
+def bits(*classes: int) -> int:
+    return sum(1 << c for c in classes)
+
+
+@dataclass
+class Pool:
+    """Chips of one source and band set: reflectance (N, C, H, W) and allowed-class bitmasks."""
+
+    name: str
+    images: np.ndarray
+    allowed: np.ndarray
+    wavelengths: list[float]
+    gsd: float
+    surface: bool  # surface reflectance (may be turned into TOA); False: already TOA
+    synthetic: bool  # labels exact enough to paint clouds and snow over
+    s2_names: tuple[str, ...] | None = None
+
+
+def chips_of(image: np.ndarray, allowed: np.ndarray, size: int, stride: int):
+    _, h, w = image.shape
+    ys = list(range(0, max(h - size, 0) + 1, stride)) or [0]
+    xs = list(range(0, max(w - size, 0) + 1, stride)) or [0]
+    if ys[-1] + size < h:
+        ys.append(h - size)
+    if xs[-1] + size < w:
+        xs.append(w - size)
+    for y in ys:
+        for x in xs:
+            a = allowed[y : y + size, x : x + size]
+            if (a != 0).mean() > 0.2:
+                yield image[:, y : y + size, x : x + size], a
+
+
+def label_bits(labels: np.ndarray) -> np.ndarray:
+    out = np.zeros(labels.shape, np.uint16)
+    for c in range(K):
+        out[labels == c] = 1 << c
+    return out
+
+
+def simulated_pools(scenes: int, seed0: int, size_m: float) -> list[Pool]:
+    pools = []
+    for sensor, chip in (("sentinel2-l2a", 64), ("landsat8", 48), ("enmap", 32)):
+        images, allowed = [], []
+        wl = None
+        for s in range(scenes):
+            lc = simulate_landcover(size_m, size_m, seed=seed0 + s)
+            r = render(lc, sensor, seed=s)
+            spec = r.sensor
+            refl = r.data.astype(np.float32) * spec.scale + spec.offset
+            wl = [b.wavelength_nm for b in spec.bands]
+            for img, a in chips_of(refl, label_bits(r.labels), chip, chip):
+                images.append(img)
+                allowed.append(a)
+        names = tuple(b.name for b in spec.bands) if sensor == "sentinel2-l2a" else None
+        pools.append(
+            Pool(f"sim {sensor}", np.stack(images), np.stack(allowed), wl, r.gsd, True, True, names)
+        )
+    return pools
+
+
+def real_pools(root: Path, hold_out: set[str]) -> list[Pool]:
+    pools = []
+    for name, nm in UKIS_NM.items():
+        if f"ukis-{name}" in hold_out:
+            continue
+        with rasterio.open(root / f"ukis_csmask/{name}.tif") as ds:
+            img = ds.read().astype(np.float32)
+        if name == "sentinel2":
+            img *= 1e-4
+        with rasterio.open(root / f"ukis_csmask/{name}_mask.tif") as ds:
+            mask = ds.read(1)
+        table = np.array([bits(SHADOW), bits(WATER), bits(SNOW), bits(*LAND), bits(CLOUD)])
+        allowed = table[np.clip(mask, 0, 4)].astype(np.uint16)
+        ims, als = zip(*chips_of(img, allowed, 64, 64), strict=True)
+        pools.append(Pool(f"ukis {name}", np.stack(ims), np.stack(als), nm, 30.0, False, False))
+    if "eolearn" not in hold_out:
+        with rasterio.open(root / "eolearn_s2_slovenia/lulc.tif") as ds:
+            lulc = ds.read(1)
+        table = np.zeros(256, np.uint16)
+        table[[1, 3]] = bits(GRASS)
+        table[2] = bits(TREE)
+        table[4] = bits(TREE, GRASS)
+        table[8] = bits(BUILT)
+        ims, als = [], []
+        for date in ("2015-07-11", "2015-08-30", "2015-09-09"):  # the three clear dates
+            with rasterio.open(root / f"eolearn_s2_slovenia/S2_L1C_{date}.tif") as ds:
+                img = ds.read().astype(np.float32) * 1e-4
+            for a, b in chips_of(img, table[lulc], 64, 36):
+                ims.append(a)
+                als.append(b)
+        pools.append(
+            Pool("eolearn", np.stack(ims), np.stack(als), list(S2_NM.values()), 10.0, False,
+                 False, tuple(S2_NM))
+        )  # fmt: skip
+    if "bigearthnet" not in hold_out:
+        ims, als = [], []
+        for folder in sorted((root / "bigearthnet_s2").iterdir()):
+            if not folder.is_dir():
+                continue
+            meta = json.loads((folder / "labels.json").read_text())
+            allowed_classes = {c for label in meta["labels"] for c in CORINE.get(label, ())}
+            if meta.get("seasonal_snow"):
+                allowed_classes.add(SNOW)
+            with rasterio.open(folder / f"{folder.name}.tif") as ds:
+                img = ds.read().astype(np.float32) * 1e-4
+            allowed = np.full(img.shape[1:], bits(*allowed_classes), np.uint16)
+            for a, b in chips_of(img, allowed, 64, 56):
+                ims.append(a)
+                als.append(b)
+        names = tuple(n for n in S2_NM if n != "B10")
+        pools.append(
+            Pool("bigearthnet", np.stack(ims), np.stack(als), [S2_NM[n] for n in names], 10.0,
+                 True, False, names)
+        )  # fmt: skip
+    return pools
+
+
+def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator):
+    """One batch: band subset, product level, clouds/snow, gain and noise, flips."""
+    images = pool.images[idx].copy()
+    allowed = pool.allowed[idx].copy()
+    wl = list(pool.wavelengths)
+    keep = list(range(len(wl)))
+    if pool.s2_names is not None and rng.random() < 0.55:
+        subset = S2_SUBSETS[rng.integers(len(S2_SUBSETS))]
+        keep = [i for i, n in enumerate(pool.s2_names) if n in subset]
+    elif len(wl) > 50 and rng.random() < 0.7:  # hyperspectral: a random subset of its bands
+        count = int(rng.integers(24, 96))
+        keep = sorted(rng.choice(len(wl), size=count, replace=False).tolist())
+    out_images, out_allowed = [], []
+    for img, al in zip(images, allowed, strict=True):
+        gsd = pool.gsd
+        if pool.synthetic and rng.random() < 0.1:
+            labels = np.where(al == 0, 255, np.log2(np.maximum(al, 1)).astype(np.uint8))
+            img, labels = add_snow(img, wl, rng, cover=rng.uniform(0.2, 0.9), gsd_m=gsd,
+                                   labels=labels, forbid=labels == WATER)  # fmt: skip
+            al = np.where(labels == 255, 0, 1 << labels.astype(np.uint16)).astype(np.uint16)
+        if pool.surface and rng.random() < 0.5:
+            haze = max(8.0, 1500.0 / gsd) if rng.random() < 0.5 else None
+            img = to_toa(img, wl, Atmosphere.draw(rng), rng if haze else None, haze)
+        if pool.synthetic and rng.random() < 0.4:
+            field = cloud_field(img.shape[1:], rng, gsd_m=gsd, cover=rng.uniform(0.05, 0.6),
+                                sun_elevation_deg=rng.uniform(25, 65))  # fmt: skip
+            labels = np.where(al == 0, 255, np.log2(np.maximum(al, 1)).astype(np.uint8))
+            img, labels = add_clouds(img, wl, field, rng, labels=labels)
+            al = np.where(labels == 255, 0, 1 << labels.astype(np.uint16)).astype(np.uint16)
+        gain = rng.uniform(0.93, 1.07, size=(img.shape[0], 1, 1)).astype(np.float32)
+        img = img * gain + rng.normal(0, 0.003, size=img.shape).astype(np.float32)
+        k = int(rng.integers(4))
+        img, al = np.rot90(img, k, axes=(1, 2)), np.rot90(al, k)
+        if rng.random() < 0.5:
+            img, al = img[:, :, ::-1], al[:, ::-1]
+        out_images.append(np.ascontiguousarray(img[keep]))
+        out_allowed.append(np.ascontiguousarray(al))
+    return np.stack(out_images), np.stack(out_allowed), [wl[i] for i in keep]
+
+
+def set_nll(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Weighted mean over labelled pixels of -log P(class in allowed set).
+
+    Pixels with one allowed class are weighted by the inverse square root of that class's
+    share of the batch (rare classes such as water in a cloud mask still teach), pixels with a
+    set of classes by 1.
+    """
+    shifts = torch.arange(logits.shape[1], device=logits.device)
+    mask = ((allowed[:, None].long() >> shifts[None, :, None, None]) & 1).bool()
+    valid = allowed != 0
+    total = torch.logsumexp(logits, dim=1)
+    inside = torch.logsumexp(logits.masked_fill(~mask, float("-inf")), dim=1)
+    single = mask.sum(1) == 1
+    weight = torch.ones_like(total)
+    n_single = max(int(single.sum()), 1)
+    for c in range(logits.shape[1]):
+        exact = single & mask[:, c]
+        count = int(exact.sum())
+        if count:
+            weight[exact] = min(10.0, (n_single / count / logits.shape[1]) ** 0.5)
+    loss = (total - inside) * weight
+    return loss[valid].sum() / weight[valid].sum()
+
+
+def normaliser(contract: ModelContract):
+    bands = sorted(
+        (b for b in contract.bands if b.modality == "optical"), key=lambda b: b.wavelength_nm
+    )
+    w = np.array([b.wavelength_nm for b in bands])
+    mu = np.array([b.mean for b in bands])
+    sd = np.array([b.std for b in bands])
+
+    def apply(images: np.ndarray, wl: list[float]) -> torch.Tensor:
+        m, s = np.interp(wl, w, mu), np.interp(wl, w, sd)
+        return torch.from_numpy(
+            ((images - m[None, :, None, None]) / s[None, :, None, None]).astype(np.float32)
+        )
+
+    return apply
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--init", required=True, help="checkpoint to start from")
+    parser.add_argument("--realdata", default="../shared/realdata")
+    parser.add_argument("-o", "--output", required=True)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--scenes", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--hold-out", default="", help="comma list: ukis-sentinel2, eolearn, ...")
+    parser.add_argument("--no-real", action="store_true", help="simulated scenes only")
+    parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    start = time.time()
+
+    init, contract = load_model(args.init)
+    config = json.loads(json.dumps(init.config))
+    config["head"]["num_outputs"] = K
+    if args.channel_embedding:
+        config["encoder"]["overrides"]["channel_embedding"] = args.channel_embedding
+    model = build_model(config)
+    state = init.state_dict()
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].shape == value.shape:
+            own[key] = value
+        elif key in own:  # the classifier grows from the old classes to the new ones
+            n = value.shape[0]
+            own[key][:n] = value
+    model.load_state_dict(own)
+
+    hold_out = {s for s in args.hold_out.split(",") if s}
+    pools = simulated_pools(args.scenes, 1000 + args.seed, 5120.0)
+    if not args.no_real:
+        pools += real_pools(Path(args.realdata), hold_out)
+    weights = {"sim sentinel2-l2a": 0.3, "sim landsat8": 0.12, "sim enmap": 0.1,
+               "ukis sentinel2": 0.1, "ukis landsat7": 0.1, "ukis landsat5": 0.1,
+               "eolearn": 0.13, "bigearthnet": 0.1}  # fmt: skip
+    p = np.array([weights[pool.name] for pool in pools])
+    p /= p.sum()
+    print({pool.name: len(pool.images) for pool in pools}, f"{time.time() - start:.0f}s")
+
+    norm = normaliser(contract)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    warm = max(1, args.steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return args.lr * (step + 1) / warm
+        t = (step - warm) / max(1, args.steps - warm)
+        return args.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+    model.train()
+    running = 0.0
+    for step in range(args.steps):
+        pool = pools[rng.choice(len(pools), p=p)]
+        bs = 4 if len(pool.wavelengths) > 50 else args.batch_size
+        idx = rng.choice(len(pool.images), size=bs, replace=len(pool.images) < bs)
+        images, allowed, wl = augment(pool, idx, rng)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        logits = model(norm(images, wl), wavelengths=tuple(wl), gsd=pool.gsd)
+        loss = set_nll(logits, torch.from_numpy(allowed.astype(np.int64)))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
+        if step % 50 == 0:
+            print(f"step {step} loss {running:.3f} {time.time() - start:.0f}s", flush=True)
+
+    model.eval()
+    provenance = dict(contract.provenance)
+    provenance.update(
+        {
+            "recipe": "weights/train_landcover.py",
+            "args": vars(args),
+            "init": str(args.init),
+            "sources": [pool.name for pool in pools],
+            "seconds": round(time.time() - start),
+        }
+    )
+    new_contract = dataclasses.replace(
+        contract, classes=LANDCOVER_CLASSES, model_config=model.config, provenance=provenance
+    )
+    save_checkpoint(args.output, model, new_contract)
+    print(f"saved {args.output} in {time.time() - start:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
