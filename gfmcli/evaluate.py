@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import warnings
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -60,6 +61,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 FILE_NODATA = "file"
 #: Edge in pixels of the square windows that rasters are read and polygons burnt in.
 WINDOW = 1024
+#: Largest joint (reference x map) value range counted with ``np.bincount``.
+BINCOUNT_LIMIT = 1 << 20
 #: Attribute names tried, in this order of preference, when no ``field`` is given.
 FIELD_CANDIDATES = ("class_id", "classid", "class", "label", "class_name", "classname")
 
@@ -313,7 +316,10 @@ def _open_raster(path: str, what: str) -> rasterio.DatasetReader:
     if not Path(path).exists() and not path.startswith("/vsi"):
         raise InputError(f"{path}: {what} file not found")
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():
+            # Rasters without georeferencing are compared by shape, on purpose (see above).
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"{path}: cannot open the {what} raster ({exc})") from exc
 
@@ -365,8 +371,21 @@ def _windows(height: int, width: int, size: int) -> Iterator[Window]:
 
 
 def _add_pairs(pairs: Counter, ref: np.ndarray, values: np.ndarray) -> None:
-    """Count (reference, map) value pairs of two equal-length 1-D integer arrays."""
+    """Count (reference, map) value pairs of two equal-length 1-D integer arrays.
+
+    Class ids span small ranges, so a bincount over the joint range does it (about 5x faster
+    than sorting); ``np.unique`` on packed 64-bit keys takes the rare wide ranges.
+    """
     if ref.size == 0:
+        return
+    ref_lo, ref_hi = int(ref.min()), int(ref.max())
+    map_lo, map_hi = int(values.min()), int(values.max())
+    span = map_hi - map_lo + 1
+    if (ref_hi - ref_lo + 1) * span <= BINCOUNT_LIMIT:
+        joint = (ref.astype(np.int64) - ref_lo) * span + (values.astype(np.int64) - map_lo)
+        counts = np.bincount(joint)
+        for key in np.flatnonzero(counts).tolist():
+            pairs[(key // span + ref_lo, key % span + map_lo)] += int(counts[key])
         return
     stacked = (ref.astype(np.int64) << 32) | (values.astype(np.int64) & 0xFFFFFFFF)
     keys, counts = np.unique(stacked, return_counts=True)

