@@ -127,6 +127,8 @@ def test_reference_on_a_finer_shifted_grid_is_resampled_onto_the_map(make_raster
     result = evaluate(path, ref, mapping=mapping, window=16)
     assert result.scored == 30 * 50, "only the covered part of the map is scored"
     assert result.overall_accuracy == 1.0
+    unlabelled = evaluate(path, ref, mapping=mapping, reference_nodata=None, window=16)
+    assert unlabelled.scored == 30 * 50, "beyond the reference is not 'labelled' without nodata"
 
 
 def test_reference_in_another_crs_is_reprojected(make_raster, tmp_path):
