@@ -315,7 +315,7 @@ def test_cli_as_a_real_process(make_raster, tmp_path):
         [sys.executable, "-m", "gfmcli.cli", "evaluate", str(path), "-r", str(path), "--json"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["overall_accuracy"] == 1.0
@@ -323,7 +323,7 @@ def test_cli_as_a_real_process(make_raster, tmp_path):
         [sys.executable, "-m", "gfmcli.cli", "evaluate", str(path), "-r", str(tmp_path / "x.gpkg")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert proc.returncode == 3 and proc.stderr.startswith("gfm: error: ")
     assert "Traceback" not in proc.stderr
