@@ -125,6 +125,13 @@ dry_run_opt = click.option(
     help="Check inputs and print outputs, windows and estimated peak memory; run nothing.",
 )
 quiet_opt = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+json_opt = click.option(
+    "--json",
+    "json_lines",
+    is_flag=True,
+    help="One JSON object per finished input on stdout (path, outputs, status, seconds, "
+    "pixels, warnings) instead of plain paths.",
+)
 
 
 def mapping_options(command):
@@ -146,6 +153,7 @@ def mapping_options(command):
             keep_going_opt,
             dry_run_opt,
             quiet_opt,
+            json_opt,
         )
     ):
         command = decorator(command)

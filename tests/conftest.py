@@ -95,3 +95,69 @@ def make_raster(tmp_path: Path) -> MakeRaster:
     ``_write_raster`` for every keyword.
     """
     return _write_raster
+
+
+# A tiny Sentinel-2 segmentation model (one encoder block of width 24) and a scene it takes, for
+# tests of the commands around mapping (--json, info, styles, GeoParquet, STAC).
+TINY_BANDS = ("B02", "B03", "B04", "B08")
+
+
+def _tiny_model(path: Path, task: str = "segmentation") -> Path:
+    import torch
+
+    from gfmcli.contract import BandInfo, ClassInfo, ModelContract
+    from gfmcli.model.checkpoint import save_checkpoint
+    from gfmcli.model.tasks import build_model, model_config_for
+    from gfmcli.sensors import get_sensor
+
+    classes = (
+        ClassInfo(0, "water", (0, 0, 255)),
+        ClassInfo(1, "trees", (0, 128, 0)),
+        ClassInfo(2, "other", (200, 200, 0)),
+    )
+    torch.manual_seed(0)
+    config = model_config_for(
+        "less_vit_tiny",
+        task,
+        num_outputs=len(classes) if task == "segmentation" else None,
+        encoder_overrides={"embed_dim": 24, "depth": 1, "num_heads": 3},
+    )
+    s2 = get_sensor("sentinel2-l2a")
+    bands = tuple(
+        BandInfo(b.name, b.wavelength_nm, "optical", 0.1, 0.05, s2.scale, s2.offset)
+        for b in s2.select(TINY_BANDS)
+    )
+    contract = ModelContract(
+        "less_vit_tiny",
+        config,
+        task,
+        "sentinel2-l2a",
+        bands,
+        10.0,
+        16,
+        classes if task == "segmentation" else (),
+        {"trained_on": "nothing (a test model)"},
+    )
+    save_checkpoint(path, build_model(config), contract)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny segmentation checkpoint (classes water, trees, other; bands B02,B03,B04,B08)."""
+    return _tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny.pt")
+
+
+@pytest.fixture
+def s2_scene(tmp_path: Path) -> Callable[..., Path]:
+    """``s2_scene(name, height=70, width=90, **make_raster kwargs)``: a four-band uint16 scene
+    with band descriptions B02,B03,B04,B08, nodata 0 and a nodata corner."""
+
+    def make(name: str = "scene.tif", height: int = 70, width: int = 90, **kwargs) -> Path:
+        rng = np.random.default_rng(len(name))
+        data = rng.integers(1000, 4000, (4, height, width)).astype("uint16")
+        data[:, :10, :12] = 0
+        kwargs.setdefault("descriptions", TINY_BANDS)
+        return _write_raster(tmp_path, name, data=data, nodata=0, **kwargs)
+
+    return make

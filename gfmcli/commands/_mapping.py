@@ -1,7 +1,8 @@
 """What ``gfm predict`` and ``gfm embed`` share: inputs -> jobs -> one library call -> report.
 
-Results go to stdout (one written output path per line, or the dry-run table), progress bars
-and the summary to stderr, errors as ``gfm: error: ...`` lines. Exit code: 0 when every input
+Results go to stdout (one written output path per line, or the dry-run table; with ``--json``
+one JSON object per finished input, see ``_report``), progress bars and the summary to stderr,
+errors as ``gfm: error: ...`` lines. Exit code: 0 when every input
 succeeded or was skipped, the error's own code when a run stops at a failure, 1 when
 ``--keep-going`` went past failures (docs/cli.md).
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 
+from gfmcli.commands._report import Reporter, echo_json, plan_record
 from gfmcli.errors import EXIT_PARTIAL_FAILURE, InputError
 
 # Parsed options that steer the run; every other option is a field of MapOptions.
@@ -29,6 +31,7 @@ _RUN_KEYS = (
     "keep_going",
     "dry_run",
     "quiet",
+    "json_lines",
 )
 
 
@@ -47,6 +50,7 @@ class MappingRequest:
     keep_going: bool
     dry_run: bool
     quiet: bool
+    json_lines: bool
     options: Any  # gfmcli.engine.runner.MapOptions (imported lazily)
 
     @classmethod
@@ -61,13 +65,18 @@ class MappingRequest:
 
 
 class _Bars:
-    """tqdm bars on stderr: the overall file count and the current file's windows."""
+    """tqdm bars on stderr: the overall file count and the current file's windows; hands each
+    finished input to the reporter."""
 
-    def __init__(self, total_files: int, enabled: bool) -> None:
+    def __init__(
+        self, total_files: int, enabled: bool, reporter: Reporter, keep_going: bool
+    ) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
         self._enabled = enabled
+        self._reporter = reporter
+        self._keep_going = keep_going
         self._files = tqdm(
             total=total_files,
             unit="file",
@@ -102,8 +111,10 @@ class _Bars:
         self._files.update(1)
         for warning in result.warnings:
             self._files.write(f"gfm: warning: {warning}", file=sys.stderr)
-        if result.status == "failed":
+        # Without --keep-going the error stops the run and the CLI prints it once, itself.
+        if result.status == "failed" and self._keep_going:
             self._files.write(f"gfm: error: {result.message}", file=sys.stderr)
+        self._reporter.finished(result)
 
     def close(self) -> None:
         if self._windows is not None:
@@ -121,7 +132,10 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
     started = time.perf_counter()
     quiet = request.quiet or bool(ctx.obj and ctx.obj.get("quiet"))
     stdin = sys.stdin if "-" in request.inputs else None
+    reporter = Reporter(request.kind, json_lines=request.json_lines, quiet=quiet)
     inputs, problems = expand_inputs_lenient(list(request.inputs), stdin=stdin)
+    for argument, message in problems[: None if request.keep_going else 1]:
+        reporter.problem(argument, message, InputError.exit_code)
     if problems and not request.keep_going:
         raise InputError(problems[0][1])
     for _, message in problems:
@@ -135,12 +149,12 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
         plans = plan_jobs(
             jobs, contract, request.options, kind=request.kind, overwrite=request.overwrite
         )
-        _print_plans(plans)
+        _print_plans(request.kind, plans, request.json_lines)
         if problems or any(getattr(plan, "status", "") == "failed" for plan in plans):
             ctx.exit(EXIT_PARTIAL_FAILURE)
         return
     ranks = rank_info()
-    bars = _Bars(len(jobs), enabled=not quiet and ranks.is_main)
+    bars = _Bars(len(jobs), not quiet and ranks.is_main, reporter, request.keep_going)
     try:
         results = run_jobs(
             jobs,
@@ -161,7 +175,7 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
     results = sorted(results, key=lambda r: order.get(r.input, len(order)))
     if not ranks.is_main:
         return  # rank 0 reports for everyone and carries the exit code (torchrun watches it)
-    _report(request.kind, results, len(problems), time.perf_counter() - started, quiet)
+    reporter.close(results, len(problems), time.perf_counter() - started)
     failed = len(problems) + sum(r.status == "failed" for r in results)
     if failed:
         ctx.exit(EXIT_PARTIAL_FAILURE)
@@ -176,29 +190,13 @@ def _command_line(ctx: click.Context) -> list[str]:
     return [*ctx.command_path.split(), *options]
 
 
-def _report(kind: str, results: Sequence[Any], problems: int, seconds: float, quiet: bool) -> None:
-    for result in results:
-        if result.status == "written":
-            for path in result.outputs:
-                click.echo(str(path))
-    written = [r for r in results if r.status == "written"]
-    skipped = sum(r.status == "skipped" for r in results)
-    failed = problems + sum(r.status == "failed" for r in results)
-    pixels = sum(r.pixels for r in written)
-    rate = f", {pixels / seconds / 1e6:.2f} Mpx/s" if written and seconds > 0 else ""
-    if not quiet:
-        click.echo(
-            f"gfm {kind}: {len(written)} written, {skipped} skipped (exist), {failed} failed "
-            f"in {seconds:.1f} s{rate}",
-            err=True,
-        )
-
-
-def _print_plans(plans: Sequence[Any]) -> None:
+def _print_plans(kind: str, plans: Sequence[Any], json_lines: bool) -> None:
     from gfmcli.engine.runner import FilePlan
 
     for plan in plans:
-        if isinstance(plan, FilePlan):
+        if json_lines:
+            echo_json(plan_record(kind, plan))
+        elif isinstance(plan, FilePlan):
             click.echo(
                 f"{plan.input} -> {plan.output}  {plan.width}x{plan.height} px, "
                 f"{len(plan.bands)} bands ({','.join(plan.bands)}), GSD {plan.gsd_m:.3g} m, "

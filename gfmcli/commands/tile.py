@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
+
+from gfmcli.commands._report import echo_json
 
 
 def _load_classes(value: str | None) -> tuple[dict, ...]:
@@ -90,6 +93,12 @@ def _load_classes(value: str | None) -> tuple[dict, ...]:
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the block assignment.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing chip folder.")
+@click.option(
+    "--json",
+    "json_lines",
+    is_flag=True,
+    help="One JSON object per input raster on stdout once the chip folder is final.",
+)
 @click.pass_context
 def tile(
     ctx,
@@ -110,14 +119,17 @@ def tile(
     buffer,
     seed,
     overwrite,
+    json_lines,
 ) -> None:
     """Cut RASTERS (one band set) into georeferenced chips with a spatially blocked split.
 
     Reads one chip window at a time; edge chips are padded with nodata, never dropped. Labels
-    in another CRS or grid are reprojected (nearest) onto each raster's grid.
+    in another CRS or grid are reprojected (nearest) onto each raster's grid. The chip folder
+    is staged and renamed when complete, so with --json every raster's line comes at the end.
     """
     from tqdm import tqdm
 
+    from gfmcli.errors import GfmError
     from gfmcli.train.chips import TileOptions, chip_starts
     from gfmcli.train.chips import tile as run_tile
     from gfmcli.train.labels import LabelSource
@@ -141,10 +153,27 @@ def tile(
     )
     names = {c["name"]: c["id"] for c in classes}
     sources = [LabelSource(Path(p), label_column, names, regression=regression) for p in labels]
-    total = _count_chips(rasters, options.size, options.stride, chip_starts)
+    sizes = _raster_sizes(rasters, options.size, options.stride, chip_starts)
+    clock = _RasterClock([candidates for candidates, _ in sizes])
     quiet = bool(ctx.obj and ctx.obj.get("quiet"))
-    with tqdm(total=total, unit="chip", disable=quiet or None, leave=False) as bar:
-        result = run_tile(list(rasters), out_dir, options, sources or None, progress=bar.update)
+    with tqdm(total=clock.total, unit="chip", disable=quiet or None, leave=False) as bar:
+
+        def progress(count: int) -> None:
+            bar.update(count)
+            clock.advance(count)
+
+        try:
+            result = run_tile(list(rasters), out_dir, options, sources or None, progress=progress)
+        except GfmError as exc:
+            if json_lines:  # the chip folder is all or nothing: no raster was tiled
+                for path, (candidates, pixels) in zip(rasters, sizes, strict=True):
+                    echo_json(_tile_record(path, [], "failed", 0.0, pixels, candidates, 0, exc))
+            raise
+    if json_lines:
+        for i, (path, (candidates, pixels)) in enumerate(zip(rasters, sizes, strict=True)):
+            chips = result.per_source.get(str(path), 0)
+            seconds = clock.seconds(i)
+            echo_json(_tile_record(path, [out_dir], "ok", seconds, pixels, candidates, chips))
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.written.items()))
     click.echo(
         f"{result.total} chips ({counts}) -> {out_dir}; skipped {result.skipped_invalid} with "
@@ -154,18 +183,62 @@ def tile(
     )
 
 
-def _count_chips(rasters, size, stride, chip_starts) -> int:
+def _raster_sizes(rasters, size, stride, chip_starts) -> list[tuple[int, int]]:
+    """``(candidate chips, pixels)`` of every raster, read from its header."""
     import rasterio
 
     from gfmcli.errors import InputError
 
-    total = 0
+    sizes = []
     for path in rasters:
         try:
             with rasterio.open(path) as src:
-                total += len(chip_starts(src.height, size, stride)) * len(
+                chips = len(chip_starts(src.height, size, stride)) * len(
                     chip_starts(src.width, size, stride)
                 )
+                sizes.append((chips, src.height * src.width))
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"{path}: cannot open raster ({exc})") from exc
-    return total
+    return sizes
+
+
+class _RasterClock:
+    """How long each raster's chips took: the library cuts raster after raster and reports
+    every candidate chip, so a raster ends when the running count passes its share."""
+
+    def __init__(self, candidates: list[int]) -> None:
+        self.total = sum(candidates)
+        self._ends = [sum(candidates[: i + 1]) for i in range(len(candidates))]
+        self._done = 0
+        self._marks = [time.perf_counter()]
+
+    def advance(self, count: int) -> None:
+        self._done += count
+        finished = len(self._marks) - 1  # rasters whose last chip has been cut
+        while finished < len(self._ends) and self._done >= self._ends[finished]:
+            self._marks.append(time.perf_counter())
+            finished += 1
+
+    def seconds(self, index: int) -> float:
+        if index + 1 >= len(self._marks):
+            return 0.0
+        return self._marks[index + 1] - self._marks[index]
+
+
+def _tile_record(path, outputs, status, seconds, pixels, candidates, chips, exc=None) -> dict:
+    """The ``--json`` record of one raster (the keys of predict/embed plus ``chips``)."""
+    record = {
+        "command": "tile",
+        "path": str(path),
+        "outputs": [str(p) for p in outputs],
+        "status": status,
+        "seconds": round(seconds, 3),
+        "pixels": pixels,
+        "windows": candidates,
+        "chips": chips,
+        "warnings": [],
+        "message": str(exc) if exc is not None else "",
+    }
+    if exc is not None:
+        record["exit_code"] = exc.exit_code
+    return record

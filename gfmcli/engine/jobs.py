@@ -168,6 +168,7 @@ def _map_one(
         )
     except GfmError as exc:
         if not keep_going:
+            progress.file_finished(_failed(job, exc))  # reported, then the run stops at it
             raise
         return _failed(job, exc)
 
