@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "predict": "gfmcli.commands.predict:predict",
     "embed": "gfmcli.commands.embed:embed",
     "sensors": "gfmcli.commands.sensors:sensors",
+    "models": "gfmcli.commands.models:models",
+    "info": "gfmcli.commands.info:info",
     "simulate": "gfmcli.commands.simulate:simulate",
     "tile": "gfmcli.commands.tile:tile",
     "pretrain": "gfmcli.commands.pretrain:pretrain",
