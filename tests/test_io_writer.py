@@ -94,7 +94,7 @@ def test_class_map_is_a_valid_cog_with_colours_names_and_tags(tmp_path):
             block = data[row : row + 256]
             out.write((row, 0, block.shape[0], GRID.width), block)
         assert out.finalize() == path
-    assert _files(tmp_path) == ["map.tif", "map.tif.aux.xml"]
+    assert _files(tmp_path) == ["map.qml", "map.tif", "map.tif.aux.xml"]
     assert cog_validate(str(path), quiet=True)[0]
     with rasterio.open(path) as src:
         assert (src.width, src.height, src.crs, src.transform) == (

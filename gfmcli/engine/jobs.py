@@ -25,6 +25,7 @@ from gfmcli.engine.runner import (
     FileResult,
     MapOptions,
     map_file,
+    missing_outputs_sidecars,
     output_paths,
     plan_file,
 )
@@ -89,7 +90,7 @@ def plan_jobs(
     plans: list[FilePlan | FileResult] = []
     with gdal_env():
         for job in jobs:
-            if _complete(job, options, kind, overwrite):
+            if _complete(job, options, kind, overwrite, contract):
                 plans.append(_skipped(job))
                 continue
             try:
@@ -129,7 +130,7 @@ def run_jobs(
         DevicePool(model, devices, options.precision) as pool,
     ):
         for job in mine:
-            if _complete(job, options, kind, overwrite):
+            if _complete(job, options, kind, overwrite, contract):
                 result = _skipped(job)
             else:
                 result = _map_one(
@@ -173,10 +174,15 @@ def _map_one(
         return _failed(job, exc)
 
 
-def _complete(job: Job, options: MapOptions, kind: str, overwrite: bool) -> bool:
-    """True when every output of ``job`` exists (resume skips it); a partial set is redone."""
+def _complete(
+    job: Job, options: MapOptions, kind: str, overwrite: bool, contract: ModelContract
+) -> bool:
+    """True when every output of ``job`` and its sidecars exist (resume skips it); a partial
+    set is redone."""
     paths = output_paths(job.output, job.fmt, options, kind)
-    return all(should_skip_existing(path, overwrite) for path in paths)
+    if not all(should_skip_existing(path, overwrite) for path in paths):
+        return False
+    return not missing_outputs_sidecars(job.output, job.fmt, options, kind, contract.task)
 
 
 def _skipped(job: Job) -> FileResult:

@@ -53,6 +53,7 @@ from gfmcli.io.writer import (
     StagedRasterWriter,
     check_writable,
     embedding_writer,
+    missing_sidecars,
     probabilities_path,
     provenance_tags,
 )
@@ -168,6 +169,19 @@ def output_paths(output: Path, fmt: str, options: MapOptions, kind: str) -> tupl
     if kind == "predict" and fmt == "tif" and options.probabilities:
         return (output, probabilities_path(output))
     return (output,)
+
+
+def missing_outputs_sidecars(
+    output: Path, fmt: str, options: MapOptions, kind: str, task: str
+) -> list[Path]:
+    """Sidecars (``.aux.xml``, ``.qml``) missing beside a job's existing gfm rasters; a job
+    with any is incomplete (killed between the renames) and is redone."""
+    if kind != "predict" or fmt != "tif" or task != "segmentation":
+        return []
+    missing = missing_sidecars(output, "class")
+    if options.probabilities:
+        missing += missing_sidecars(probabilities_path(output), "probabilities")
+    return missing
 
 
 def _open_checked(

@@ -23,7 +23,7 @@ from gfmcli.contract import ClassInfo
 from gfmcli.engine.mosaic import RowBlock
 from gfmcli.errors import OutputError
 from gfmcli.io.paths import partial_path
-from gfmcli.io.vector import PolygonWriter
+from gfmcli.io.vector import GPKG_OPTIONS, PolygonWriter
 from gfmcli.io.writer import (
     CLASS_NODATA,
     RasterGrid,
@@ -217,7 +217,11 @@ class EmbeddingVectorSink:
             )
         frame = gpd.GeoDataFrame(rows, geometry=geoms, crs=self._grid.crs)
         frame.to_file(
-            self._partial, layer="embeddings", driver="GPKG", mode="a" if self._written else "w"
+            self._partial,
+            layer="embeddings",
+            driver="GPKG",
+            mode="a" if self._written else "w",
+            **({} if self._written else {"dataset_options": GPKG_OPTIONS}),
         )
         self._written += len(rows)
 

@@ -44,6 +44,10 @@ from gfmcli.io.paths import partial_path
 from gfmcli.io.writer import CLASS_NODATA
 
 LAYER = "classes"
+# GeoPackage 1.2, not the 1.4 that pyogrio's GDAL writes by default: GDAL before 3.7 (Debian 12,
+# many QGIS LTR installs) warns "may only be partially supported" on every 1.4 file it opens,
+# and gfm's layers (features, one geometry column, no related tables) need nothing newer.
+GPKG_OPTIONS = {"VERSION": "1.2"}
 FLUSH_FEATURES = 5000
 
 
@@ -185,6 +189,7 @@ class PolygonWriter:
                 geometry_type="Polygon",
                 crs=self._crs_wkt,
                 append=self._written > 0,
+                **({} if self._written else {"dataset_options": GPKG_OPTIONS}),
             )
         except Exception as exc:
             raise OutputError(f"{self.path}: writing polygons failed ({exc})") from exc

@@ -53,6 +53,7 @@ from gfmcli import __version__
 from gfmcli.contract import ClassInfo, ModelContract
 from gfmcli.errors import OutputError, ValidationFailed
 from gfmcli.io.paths import partial_path
+from gfmcli.io.styles import class_map_style, probability_style, style_path
 
 CLASS_NODATA = 255
 PROBABILITY_NODATA = 255
@@ -134,6 +135,7 @@ class StagedRasterWriter:
         band_tags: Sequence[Mapping[str, str]] | None = None,
         colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
         category_names: Sequence[str] | None = None,
+        style: str | None = None,
         scales: Sequence[float] | None = None,
         tags: Mapping[str, Any] | None = None,
         creation_options: Mapping[str, str] | None = None,
@@ -144,9 +146,12 @@ class StagedRasterWriter:
         self.dtype = dtype
         self._staged = partial_path(self.path, ".staged")
         self._cog = partial_path(self.path)
-        self._aux = self.path.with_name(self.path.name + ".aux.xml")
-        self._aux_staged = partial_path(self._aux)
-        self._category_names = list(category_names or [])
+        # Sidecars (final path, text), staged beside the map and renamed right after it.
+        self._sidecars: list[tuple[Path, str]] = []
+        if category_names:
+            self._sidecars.append((aux_path(self.path), _aux_xml(category_names)))
+        if style is not None:
+            self._sidecars.append((style_path(self.path), style))
         self._user_options = {k.upper(): str(v) for k, v in (creation_options or {}).items()}
         self._cog_options = {
             "COMPRESS": compress,
@@ -228,11 +233,11 @@ class StagedRasterWriter:
             errors = _real_cog_errors(self._cog, errors)
             if errors:
                 raise ValidationFailed(f"{self.path}: not a valid COG: {'; '.join(errors)}")
-            if self._category_names:
+            for final, text in self._sidecars:
                 try:
-                    _write_aux_xml(self._aux_staged, self._category_names)
+                    partial_path(final).write_text(text, encoding="utf-8")
                 except OSError as exc:
-                    raise self._failure("writing the category names", exc) from exc
+                    raise self._failure(f"writing {final.name}", exc) from exc
             self._rename_into_place()
         except BaseException:
             self.abort()
@@ -241,24 +246,32 @@ class StagedRasterWriter:
         return self.path
 
     def _rename_into_place(self) -> None:
-        """Rename the COG, then its sidecar right after, so the sidecar never exists alone.
+        """Rename the COG, then its sidecars right after, so a sidecar never exists alone.
 
-        If the sidecar's rename fails the new map goes too: a map without its category names
-        would be taken as complete by a resumed run.
+        If a sidecar's rename fails the new map and the sidecars renamed so far go too. A
+        process killed between the renames leaves a map without some sidecar, which a resumed
+        run redoes (``missing_sidecars``).
         """
         try:
             os.replace(self._cog, self.path)
         except OSError as exc:
             raise self._failure("renaming the finished COG into place", exc) from exc
-        if not self._category_names:
-            return
-        try:
-            os.replace(self._aux_staged, self._aux)
-        except BaseException as exc:
-            self.path.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise self._failure(f"renaming {self._aux.name} into place", exc) from exc
-            raise
+        done: list[Path] = []
+        for final, _ in self._sidecars:
+            try:
+                os.replace(partial_path(final), final)
+            except BaseException as exc:
+                for path in (self.path, *done):
+                    path.unlink(missing_ok=True)
+                if isinstance(exc, OSError):
+                    raise self._failure(f"renaming {final.name} into place", exc) from exc
+                raise
+            done.append(final)
+
+    @property
+    def sidecars(self) -> list[Path]:
+        """The final paths of the files written beside the map (``.aux.xml``, ``.qml``)."""
+        return [final for final, _ in self._sidecars]
 
     def _failure(self, action: str, exc: BaseException) -> OutputError:
         """One line for a GDAL/OS failure: a full disk, or the creation option GDAL refused."""
@@ -287,7 +300,7 @@ class StagedRasterWriter:
         if dataset is not None and not dataset.closed:
             with contextlib.suppress(Exception):
                 dataset.close()
-        for base in (self._staged, self._cog, self._aux_staged):
+        for base in (self._staged, self._cog, *(partial_path(f) for f, _ in self._sidecars)):
             self._remove(base)
 
     @staticmethod
@@ -374,18 +387,50 @@ def _tiff_ifds_tiled(path: Path) -> list[bool]:
         return tiled
 
 
-def _write_aux_xml(path: Path, names: Sequence[str]) -> None:
+def aux_path(raster: str | Path) -> Path:
+    """GDAL's PAM sidecar of a raster: ``map.tif`` -> ``map.tif.aux.xml``."""
+    raster = Path(raster)
+    return raster.with_name(raster.name + ".aux.xml")
+
+
+def _aux_xml(names: Sequence[str]) -> str:
     """GDAL's PAM sidecar with the category names (gdalinfo "Categories", QGIS legends).
 
-    Written to ``path``, a temporary that the writer renames to ``<map>.tif.aux.xml`` right
-    after the map itself.
+    Staged by the writer and renamed to ``<map>.tif.aux.xml`` right after the map itself.
     """
     root = ET.Element("PAMDataset")
     band = ET.SubElement(root, "PAMRasterBand", band="1")
     categories = ET.SubElement(band, "CategoryNames")
     for name in names:
         ET.SubElement(categories, "Category").text = name
-    ET.ElementTree(root).write(path, encoding="UTF-8", xml_declaration=False)
+    return ET.tostring(root, encoding="unicode")
+
+
+def sidecar_paths(raster: str | Path, kind: str) -> list[Path]:
+    """The sidecars gfm writes beside a ``class`` map (``.aux.xml`` and ``.qml``) or a
+    ``probabilities`` file (``.qml``); other outputs have none."""
+    if kind == "class":
+        return [aux_path(raster), style_path(raster)]
+    if kind == "probabilities":
+        return [style_path(raster)]
+    return []
+
+
+def missing_sidecars(raster: str | Path, kind: str) -> list[Path]:
+    """Sidecars of an existing gfm raster that are not there (a run killed between renames).
+
+    Only files gfm made (``GFM_VERSION`` tag) count: a raster gfm did not write is never
+    redone, so it is never overwritten.
+    """
+    missing = [p for p in sidecar_paths(raster, kind) if not p.is_file()]
+    if not missing or not Path(raster).is_file():
+        return []
+    try:
+        with rasterio.open(raster) as src:
+            made_by_gfm = "GFM_VERSION" in src.tags()
+    except _GDAL_ERRORS:
+        return []
+    return missing if made_by_gfm else []
 
 
 def _check_class_ids(path: str | Path, classes: Sequence[ClassInfo]) -> None:
@@ -423,6 +468,7 @@ def class_map_writer(
         band_tags=[{f"CLASS_{c.id}": c.name for c in classes}],
         colormap=colormap,
         category_names=names,
+        style=class_map_style(classes, CLASS_NODATA),
         tags={**(tags or {}), "GFM_CLASSES": classes_json},
         creation_options=creation_options,
     )
@@ -460,6 +506,7 @@ def probability_writer(
         overview_resampling="average",
         predictor=True,
         band_descriptions=[f"probability of {c.name} (%)" for c in classes],
+        style=probability_style(classes),
         scales=[0.01] * len(classes),
         tags=tags,
         creation_options=creation_options,

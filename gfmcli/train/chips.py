@@ -30,6 +30,7 @@ import rasterio
 from rasterio.windows import Window
 
 from gfmcli.errors import InputError, OutputError
+from gfmcli.io.vector import GPKG_OPTIONS
 from gfmcli.train.bands import ChipBands, resolve_bands
 from gfmcli.train.labels import IGNORE_INDEX, LabelSource
 from gfmcli.train.split import GridChip, assign_splits
@@ -391,6 +392,6 @@ def _write_index(path: Path, records: list[dict], sensor: str) -> None:
 
     index = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
     try:
-        index.to_file(path, layer="chips", driver="GPKG")
+        index.to_file(path, layer="chips", driver="GPKG", dataset_options=GPKG_OPTIONS)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write chip index ({exc})") from exc
