@@ -9,6 +9,7 @@ torch), so I/O code can use it without importing the model.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,3 +115,12 @@ class ModelContract:
         except json.JSONDecodeError as exc:
             raise ModelError(f"the model contract is not valid JSON ({exc})") from exc
         return cls.from_dict(data)
+
+
+def contract_hash(contract: ModelContract) -> str:
+    """A short, stable identifier of a contract: sha256 of its canonical JSON, 16 hex digits.
+
+    Outputs record it (GeoParquet embeddings, ``gfm info``) so that rows made by different
+    checkpoints are never mixed up, even when the architecture name is the same.
+    """
+    return hashlib.sha256(contract.to_json().encode()).hexdigest()[:16]

@@ -18,20 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from gfmcli.contract import ModelContract
+from gfmcli.contract import ModelContract, contract_hash
 from gfmcli.errors import ModelError
 
 # torch.save writes a zip archive (or, in the legacy format, a pickle stream).
 _TORCH_MAGICS = (b"PK\x03\x04", b"\x80")
-
-
-def contract_hash(contract: ModelContract) -> str:
-    """A short, stable identifier of a contract: sha256 of its canonical JSON, 16 hex digits.
-
-    Outputs record it (GeoParquet embeddings) so rows made by different checkpoints are never
-    mixed up, even when the architecture name is the same.
-    """
-    return hashlib.sha256(contract.to_json().encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

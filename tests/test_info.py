@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from gfmcli.cli import cli
-from gfmcli.info import contract_hash, describe_checkpoint, shipped_models
+from gfmcli.contract import contract_hash
+from gfmcli.info import describe_checkpoint, shipped_models
 from gfmcli.model.checkpoint import default_weights_dir, list_weights, read_contract
 
 

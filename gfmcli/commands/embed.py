@@ -22,17 +22,18 @@ from gfmcli.commands._mapping import MappingRequest, run_mapping
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["tif", "gpkg"]),
+    type=click.Choice(["tif", "gpkg", "parquet"]),
     default=None,
-    help="tif: per-patch embedding COG; gpkg: one pooled vector per window with its footprint. "
-    "Default from the -o extension, else tif.",
+    help="tif: per-patch embedding COG; gpkg or parquet (GeoParquet): one pooled vector per "
+    "window with its footprint. Default from the -o extension, else tif.",
 )
 @click.option(
     "--pool",
     type=click.Choice(["mean", "cls"]),
     default="mean",
     show_default=True,
-    help="GeoPackage vectors: mean of the window's valid patch embeddings, or the global [CLS].",
+    help="Window vectors (gpkg, parquet): mean of the window's valid patch embeddings, or the "
+    "global [CLS].",
 )
 @click.pass_context
 def embed(ctx: click.Context, **params) -> None:
@@ -43,9 +44,10 @@ def embed(ctx: click.Context, **params) -> None:
       gfm embed scene.tif -o scene.emb.tif
       gfm embed scenes/ -o embeddings/ --dtype float16
       gfm embed scene.tif -o chips.gpkg --window 256 --overlap 0 --pool mean
+      gfm embed scenes/ -o embeddings/ --format parquet --overlap 0
 
     Overlapping windows are blended on the patch grid like predictions; --window and
     --overlap must be multiples of the model's patch size. In folder mode outputs are named
-    <stem>.emb.tif (or <stem>.emb.gpkg).
+    <stem>.emb.tif (or <stem>.emb.gpkg, <stem>.emb.parquet).
     """
     run_mapping(ctx, MappingRequest.from_params("embed", ".emb", params))

@@ -25,12 +25,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gfmcli.contract import ModelContract
+from gfmcli.contract import ModelContract, contract_hash
 from gfmcli.engine.batching import WindowBatch, background, iter_batches
 from gfmcli.engine.inference import BandInputs, DevicePool
 from gfmcli.engine.mosaic import RowBlock, StripMosaic
 from gfmcli.engine.sinks import (
     ClassMapSink,
+    EmbeddingParquetSink,
     EmbeddingVectorSink,
     FloatRasterSink,
     PolygonSink,
@@ -158,6 +159,10 @@ def _task_mode(kind: str, contract: ModelContract, path: str) -> str:
 
 def check_outputs(kind: str, mode: str, fmt: str, options: MapOptions, path: str) -> None:
     """Refuse output options the model or format cannot honour (before any pixel is read)."""
+    if fmt == "parquet" and kind != "embed":
+        raise InputError(
+            f"{path}: GeoParquet holds embedding vectors (gfm embed); maps are .tif or .gpkg"
+        )
     if mode == "values" and fmt != "tif":
         raise InputError(f"{path}: a regression model writes values as GeoTIFF; use -o NAME.tif")
     if options.probabilities and (mode != "probabilities" or fmt != "tif"):
@@ -324,6 +329,17 @@ def _make_sink(
     tags: Mapping[str, Any],
 ) -> Sink:
     grid = RasterGrid.of(src)
+    if kind == "embed" and fmt == "parquet":
+        return EmbeddingParquetSink(
+            output,
+            grid,
+            patch_size=contract.patch_size,
+            dim=model_dim,
+            pool=options.pool,
+            source=src.path,
+            model=contract.model_name,
+            contract_hash=contract_hash(contract),
+        )
     if kind == "embed" and fmt == "gpkg":
         return EmbeddingVectorSink(
             output, grid, patch_size=contract.patch_size, dim=model_dim, pool=options.pool
@@ -415,7 +431,7 @@ def map_file(
         sink: Sink | None = None
         try:
             sink = _make_sink(kind, mode, output, fmt, src, channels, contract, options, tags)
-            vectors = kind == "embed" and fmt == "gpkg"
+            vectors = kind == "embed" and fmt in ("gpkg", "parquet")
             run_mode = "cls" if vectors and options.pool == "cls" else mode
             cell = contract.patch_size if kind == "embed" else 1
             empty = 0

@@ -236,6 +236,50 @@ class EmbeddingVectorSink:
             self._partial.unlink()
 
 
+class EmbeddingParquetSink:
+    """One pooled embedding per window in a GeoParquet file (``gfmcli.io.geoparquet``): the
+    rows of each batch are buffered and written as row groups, so memory stays bounded."""
+
+    def __init__(
+        self,
+        path: Path,
+        grid: RasterGrid,
+        *,
+        patch_size: int,
+        dim: int,
+        pool: str,
+        source: str,
+        model: str,
+        contract_hash: str,
+    ) -> None:
+        from gfmcli.io.geoparquet import EmbeddingTableWriter
+
+        self._grid = grid
+        self._patch = patch_size
+        self._writer = EmbeddingTableWriter(
+            path, grid.crs, dim=dim, source=source, model=model,
+            contract_hash=contract_hash, pool=pool,
+        )  # fmt: skip
+
+    def encode(self, block: RowBlock) -> Any:  # pragma: no cover - vectors come per window
+        raise TypeError("EmbeddingParquetSink takes per-window vectors, not row blocks")
+
+    def write(self, payload: list[tuple[Any, np.ndarray, float]]) -> None:
+        from gfmcli.io.geoparquet import window_rows
+
+        g = self._grid
+        for box, window, valid, vector in window_rows(
+            payload, g.transform, g.height, g.width, self._patch
+        ):
+            self._writer.add(box, window, valid, vector)
+
+    def finalize(self) -> list[Path]:
+        return [self._writer.finalize()]
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
 def _class_ids(block: RowBlock, ids: np.ndarray) -> np.ndarray:
     """uint8 class ids of the block's argmax (model output index -> contract class id)."""
     indices, _ = block.classify()

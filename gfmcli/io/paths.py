@@ -27,7 +27,7 @@ from typing import TextIO
 from gfmcli.errors import InputError, OutputError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
-OUTPUT_FORMATS = {".tif": "tif", ".tiff": "tif", ".gpkg": "gpkg"}
+OUTPUT_FORMATS = {".tif": "tif", ".tiff": "tif", ".gpkg": "gpkg", ".parquet": "parquet"}
 _GDAL_PREFIXES = ("/vsi", "vsi")
 _GLOB_CHARS = set("*?[")
 _PARTIAL_MARK = ".partial-"
@@ -42,7 +42,14 @@ def _is_gdal_path(arg: str) -> bool:
 
 # Names gfm itself writes beside its maps: probabilities and embeddings. A rerun over a folder
 # that also holds outputs (``gfm predict data -o data``) must not map those again.
-_OWN_OUTPUT_ENDINGS = (".probs.tif", ".probs.tiff", ".emb.tif", ".emb.tiff", ".emb.gpkg")
+_OWN_OUTPUT_ENDINGS = (
+    ".probs.tif",
+    ".probs.tiff",
+    ".emb.tif",
+    ".emb.tiff",
+    ".emb.gpkg",
+    ".emb.parquet",
+)
 
 
 def _is_hidden_or_partial(path: Path) -> bool:
@@ -146,18 +153,19 @@ def _expand_one(arg: str, recursive: bool) -> list[str]:
 
 
 def output_format(path: str | Path, fmt: str | None = None) -> str:
-    """``"tif"`` or ``"gpkg"``: ``fmt`` if given, else from the extension (else OutputError)."""
+    """``"tif"``, ``"gpkg"`` or ``"parquet"``: ``fmt`` if given, else from the extension (else
+    OutputError); which formats a command takes is the runner's business."""
     if fmt is not None:
         fmt = fmt.lower().lstrip(".")
         fmt = "tif" if fmt == "tiff" else fmt
         if fmt not in set(OUTPUT_FORMATS.values()):
-            raise OutputError(f"unknown output format {fmt!r}; use tif or gpkg")
+            raise OutputError(f"unknown output format {fmt!r}; use tif, gpkg or parquet")
         return fmt
     suffix = Path(path).suffix.lower()
     if suffix not in OUTPUT_FORMATS:
         raise OutputError(
             f"{path}: cannot tell the output format from the extension; "
-            "end the name in .tif or .gpkg (or pass a format)"
+            "end the name in .tif, .gpkg or .parquet (or pass a format)"
         )
     return OUTPUT_FORMATS[suffix]
 
@@ -203,8 +211,8 @@ def plan_outputs(
     unknown_extension = _EXTENSION.fullmatch(out.suffix) and not looks_like_file
     if len(inputs) == 1 and unknown_extension and not out.is_dir():
         raise OutputError(
-            f"{output}: unsupported output extension {out.suffix}; use .tif or .gpkg, or a "
-            "folder name without extension"
+            f"{output}: unsupported output extension {out.suffix}; use .tif, .gpkg or "
+            ".parquet, or a folder name without extension"
         )
     if looks_like_file:
         if len(inputs) != 1:
