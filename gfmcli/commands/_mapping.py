@@ -13,12 +13,14 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
 from gfmcli.commands._report import Reporter, echo_json, plan_record
 from gfmcli.errors import EXIT_PARTIAL_FAILURE, InputError
+from gfmcli.io.stac import is_stac_path, open_inputs
 
 # Parsed options that steer the run; every other option is a field of MapOptions.
 _RUN_KEYS = (
@@ -123,27 +125,44 @@ class _Bars:
 
 
 def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
-    """Expand inputs, load the model, run (or plan) every job and report; exits via ``ctx``."""
-    from gfmcli.engine.jobs import Job, plan_jobs, run_jobs
-    from gfmcli.engine.ranks import rank_info
-    from gfmcli.io.paths import expand_inputs_lenient, output_format, plan_outputs
-    from gfmcli.model.checkpoint import load_model
+    """Expand inputs, load the model, run (or plan) every job and report; exits via ``ctx``.
+
+    STAC items among the inputs are opened first (their in-memory VRTs live until the end)."""
+    from gfmcli.io.paths import expand_inputs_lenient
 
     started = time.perf_counter()
     quiet = request.quiet or bool(ctx.obj and ctx.obj.get("quiet"))
     stdin = sys.stdin if "-" in request.inputs else None
     reporter = Reporter(request.kind, json_lines=request.json_lines, quiet=quiet)
     inputs, problems = expand_inputs_lenient(list(request.inputs), stdin=stdin)
+    items, item_problems = open_inputs(i for i in inputs if is_stac_path(i))
+    try:
+        _run_inputs(ctx, request, reporter, inputs, problems + item_problems, items, started, quiet)
+    finally:
+        for item in items:
+            item.close()
+
+
+def _run_inputs(ctx, request, reporter, inputs, problems, items, started, quiet) -> None:
+    """Plan and run the jobs of the expanded ``inputs`` (STAC items as their ``items``)."""
+    from gfmcli.engine.jobs import Job, plan_jobs, run_jobs
+    from gfmcli.engine.ranks import rank_info
+    from gfmcli.io.paths import output_format, plan_outputs
+    from gfmcli.model.checkpoint import load_model
+
+    stac = {item.path: item for item in items}
+    # Rasters in the order given, then the items in the order they were named.
+    gdal_paths = [i for i in inputs if not is_stac_path(i)] + list(stac)
     for argument, message in problems[: None if request.keep_going else 1]:
         reporter.problem(argument, message, InputError.exit_code)
     if problems and not request.keep_going:
         raise InputError(problems[0][1])
     for _, message in problems:
         click.echo(f"gfm: error: {message}", err=True)
-    if not inputs:
+    if not gdal_paths:
         raise click.UsageError("no input rasters found in the given paths")
-    pairs = plan_outputs(inputs, request.output, request.fmt, suffix=request.suffix)
-    jobs = [Job(str(src), out, output_format(out)) for src, out in pairs]
+    pairs = plan_outputs(gdal_paths, request.output, request.fmt, suffix=request.suffix)
+    jobs = [_job(Job, str(src), out, output_format(out), stac.get(str(src))) for src, out in pairs]
     model, contract = load_model(request.model)
     if request.dry_run:
         plans = plan_jobs(
@@ -171,7 +190,7 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
         )
     finally:
         bars.close()
-    order = {job.input: i for i, job in enumerate(jobs)}
+    order = {job.label: i for i, job in enumerate(jobs)}
     results = sorted(results, key=lambda r: order.get(r.input, len(order)))
     if not ranks.is_main:
         return  # rank 0 reports for everyone and carries the exit code (torchrun watches it)
@@ -179,6 +198,16 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
     failed = len(problems) + sum(r.status == "failed" for r in results)
     if failed:
         ctx.exit(EXIT_PARTIAL_FAILURE)
+
+
+def _job(job_class, source: str, output, fmt: str, item) -> Any:
+    """A job; a STAC item's keeps its in-memory VRT as the input GDAL opens, and is reported
+    by the item's location (``location#id`` for one item of a collection)."""
+    if item is None:
+        return job_class(source, output, fmt)
+    same = Path(item.location.split("?")[0]).stem == item.item_id
+    name = item.location if same else f"{item.location}#{item.item_id}"
+    return job_class(source, output, fmt, name=name, sensor=item.sensor, tags=item.tags)
 
 
 def _command_line(ctx: click.Context) -> list[str]:

@@ -9,8 +9,9 @@ error propagates) or, with ``keep_going``, is recorded and the next one starts.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -49,11 +50,29 @@ def gdal_env() -> rasterio.Env:
 
 @dataclass(frozen=True)
 class Job:
-    """One input and the output it maps to (``fmt`` is ``tif`` or ``gpkg``)."""
+    """One input and the output it maps to (``fmt`` is ``tif``, ``gpkg`` or ``parquet``).
+
+    ``name`` is what reports call the input when ``input`` is a path only GDAL needs to see
+    (a STAC item's in-memory VRT); ``sensor`` is the input's own sensor when it is known
+    without ``--sensor`` (from the item); ``tags`` are extra provenance tags of its outputs.
+    """
 
     input: str
     output: Path
     fmt: str
+    name: str | None = None
+    sensor: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.input
+
+    def options_for(self, options: MapOptions) -> MapOptions:
+        """The run's options with this input's own sensor when ``--sensor`` was not given."""
+        if self.sensor and not options.sensor and not options.bands:
+            return dataclasses.replace(options, sensor=self.sensor)
+        return options
 
 
 class Progress(Protocol):
@@ -94,7 +113,10 @@ def plan_jobs(
                 plans.append(_skipped(job))
                 continue
             try:
-                plans.append(plan_file(job.input, job.output, job.fmt, contract, options, kind))
+                plan = plan_file(
+                    job.input, job.output, job.fmt, contract, job.options_for(options), kind
+                )
+                plans.append(dataclasses.replace(plan, input=job.label))
             except GfmError as exc:
                 plans.append(_failed(job, exc))
     return plans
@@ -155,18 +177,20 @@ def _map_one(
         with contextlib.suppress(OSError):
             stale.unlink()
     try:
-        return map_file(
+        result = map_file(
             job.input,
             job.output,
             job.fmt,
             pool,
             contract,
-            options,
+            job.options_for(options),
             kind=kind,
             command_line=command_line,
             on_plan=lambda total: progress.file_started(job, total),
             on_windows=progress.windows_done,
+            extra_tags=job.tags,
         )
+        return dataclasses.replace(result, input=job.label)
     except GfmError as exc:
         if not keep_going:
             progress.file_finished(_failed(job, exc))  # reported, then the run stops at it
@@ -186,8 +210,8 @@ def _complete(
 
 
 def _skipped(job: Job) -> FileResult:
-    return FileResult(job.input, (job.output,), "skipped", "output exists; --overwrite to redo it")
+    return FileResult(job.label, (job.output,), "skipped", "output exists; --overwrite to redo it")
 
 
 def _failed(job: Job, exc: GfmError) -> FileResult:
-    return FileResult(job.input, (), "failed", str(exc), exit_code=exc.exit_code)
+    return FileResult(job.label, (), "failed", str(exc), exit_code=exc.exit_code)

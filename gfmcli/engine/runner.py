@@ -397,8 +397,11 @@ def map_file(
     command_line: Sequence[str] = (),
     on_windows: ProgressFn | None = None,
     on_plan: Callable[[int], None] | None = None,
+    extra_tags: Mapping[str, str] | None = None,
 ) -> FileResult:
     """Map (or embed) one raster into ``output``; returns what was done.
+
+    ``extra_tags`` are more provenance tags (a STAC item's links), added last.
 
     Raises GfmError subclasses for bad inputs or outputs; on any exception no output file is
     left behind. ``on_plan(total_windows)`` and ``on_windows(n)`` report progress.
@@ -425,6 +428,7 @@ def map_file(
                 "GFM_WINDOW": str(options.window),
                 "GFM_OVERLAP": str(options.overlap),
                 "GFM_BLEND": "raised-cosine",
+                **(extra_tags or {}),
             },
         )
         bands = BandInputs.from_bands(mapping.wavelengths, mapping.modalities, mapping.gsd_m)

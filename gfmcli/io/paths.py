@@ -62,13 +62,20 @@ def _is_skipped(path: Path) -> bool:
 
 
 def _folder_rasters(folder: Path, recursive: bool) -> list[str]:
+    """A folder's rasters and STAC item files; rasters that an item names as its assets are
+    left out (the item maps them together)."""
+    from gfmcli.io.stac import STAC_SUFFIXES, asset_files, looks_like_stac
+
     pattern = "**/*" if recursive else "*"
+    files = [p for p in folder.glob(pattern) if p.is_file() and not _is_skipped(p)]
+    items = [p for p in files if p.suffix.lower() in STAC_SUFFIXES and looks_like_stac(p)]
+    assets = set().union(*(asset_files(p) for p in items)) if items else set()
     found = [
         p
-        for p in folder.glob(pattern)
-        if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not _is_skipped(p)
+        for p in files
+        if p.suffix.lower() in RASTER_SUFFIXES and (not assets or p.resolve() not in assets)
     ]
-    return [str(p) for p in sorted(found)]
+    return [str(p) for p in sorted(found + items)]
 
 
 def _read_list(stream: TextIO | None) -> list[str]:
@@ -136,7 +143,7 @@ def _expand_one(arg: str, recursive: bool) -> list[str]:
         found = _folder_rasters(path, recursive)
         if not found:
             suffixes = "/".join(RASTER_SUFFIXES)
-            raise InputError(f"{arg}: folder holds no {suffixes} files")
+            raise InputError(f"{arg}: folder holds no {suffixes} files or STAC items")
         return found
     if path.exists():
         return [str(path)]
