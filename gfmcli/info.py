@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gfmcli.contract import ModelContract, contract_hash
-from gfmcli.errors import ModelError
+from gfmcli.errors import InputError, ModelError
 
 # torch.save writes a zip archive (or, in the legacy format, a pickle stream).
 _TORCH_MAGICS = (b"PK\x03\x04", b"\x80")
@@ -264,8 +264,10 @@ class ModelTimer:
 
 
 def classify_paths(paths: Sequence[str], weights_dir: str | Path | None = None) -> list[str]:
-    """``"checkpoint"`` or ``"raster"`` for each path: a file that starts like a torch file, a
-    ``.pt`` name or a shipped model's name is a checkpoint; anything else goes to GDAL."""
+    """``"checkpoint"``, ``"stac"`` or ``"raster"`` for each path: a file that starts like a
+    torch file, a ``.pt`` name or a shipped model's name is a checkpoint; a ``.json`` file or
+    STAC API item URL a STAC item; anything else goes to GDAL."""
+    from gfmcli.io.stac import is_stac_path
     from gfmcli.model.checkpoint import SUFFIX, default_weights_dir, list_weights
 
     folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
@@ -273,10 +275,46 @@ def classify_paths(paths: Sequence[str], weights_dir: str | Path | None = None) 
     kinds = []
     for item in paths:
         path = Path(item)
-        if path.is_file():
+        if is_stac_path(item) and not is_checkpoint_file(path):
+            kinds.append("stac")
+        elif path.is_file():
             kinds.append("checkpoint" if is_checkpoint_file(path) else "raster")
         elif path.suffix == SUFFIX or item in shipped:
             kinds.append("checkpoint")
         else:
             kinds.append("raster")
     return kinds
+
+
+def describe_stac(
+    location: str,
+    contract: ModelContract,
+    options: Any,
+    *,
+    model_name: str,
+    timing: Any | None = None,
+) -> list[RasterSummary]:
+    """:func:`describe_raster` for every item of a STAC Item or ItemCollection, each read
+    through its in-memory VRT with the sensor the item names (unless ``--sensor``/``--bands``)."""
+    import dataclasses
+
+    from gfmcli.io.stac import open_inputs
+
+    items, problems = open_inputs([location])
+    try:
+        if problems:
+            raise InputError(problems[0][1])
+        summaries = []
+        for item in items:
+            own = options
+            if item.sensor and not options.sensor and not options.bands:
+                own = dataclasses.replace(options, sensor=item.sensor)
+            summary = describe_raster(
+                item.path, contract, own, model_name=model_name, timing=timing
+            )
+            label = location if len(items) == 1 else f"{location}#{item.item_id}"
+            summaries.append(dataclasses.replace(summary, path=label))
+        return summaries
+    finally:
+        for item in items:
+            item.close()

@@ -319,3 +319,18 @@ def test_which_arguments_are_stac():
     )
     assert not is_stac_path("scene.tif") and not is_stac_path("/vsicurl/https://x/a.json")
     assert not is_stac_path("https://example.test/items/scene.tif")
+
+
+def test_info_describes_an_item_as_predict_reads_it(tiny_model, tmp_path):
+    item = _write_item(tmp_path / "item", "planetary-computer")
+    result = CliRunner().invoke(
+        cli,
+        ["-q", "info", str(item), "-m", str(tiny_model), "--no-timing", "--json"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["path"] == str(item) and record["sensor"] == "sentinel2-l2a"
+    assert [b["name"] for b in record["bands"]] == ["B02", "B03", "B04", "B08"]
+    assert record["bands"][0]["scale"] == pytest.approx(1e-4)
+    assert record["bands"][0]["offset"] == pytest.approx(-0.1)

@@ -45,7 +45,7 @@ def info(ctx: click.Context, paths, model, sensor, bands, window, overlap, batch
     from gfmcli.commands._report import echo_json
     from gfmcli.engine.runner import MapOptions
     from gfmcli.errors import GfmError
-    from gfmcli.info import classify_paths, describe_checkpoint, describe_raster
+    from gfmcli.info import classify_paths, describe_checkpoint, describe_raster, describe_stac
 
     options = MapOptions(
         window=window, overlap=overlap, batch_size=batch_size, precision=precision,
@@ -56,13 +56,15 @@ def info(ctx: click.Context, paths, model, sensor, bands, window, overlap, batch
     for path, kind in zip(paths, classify_paths(paths), strict=True):
         try:
             if kind == "checkpoint":
-                summary = describe_checkpoint(path)
+                summaries = [describe_checkpoint(path)]
             else:
                 if not loaded:
                     _load(loaded, model, device, precision, no_timing)
-                summary = describe_raster(
+                describe = describe_stac if kind == "stac" else describe_raster
+                found = describe(
                     path, loaded["contract"], options, model_name=model, timing=loaded["timer"]
                 )
+                summaries = found if isinstance(found, list) else [found]
         except GfmError as exc:
             if len(paths) == 1:
                 raise
@@ -72,12 +74,13 @@ def info(ctx: click.Context, paths, model, sensor, bands, window, overlap, batch
                            "exit_code": exc.exit_code})  # fmt: skip
             click.echo(f"gfm: error: {exc}", err=True)
             continue
-        if json_lines:
-            echo_json({**summary.to_dict(), "status": "ok"})
-        elif kind == "checkpoint":
-            _print_checkpoint(summary)
-        else:
-            _print_raster(summary)
+        for summary in summaries:
+            if json_lines:
+                echo_json({**summary.to_dict(), "status": "ok"})
+            elif kind == "checkpoint":
+                _print_checkpoint(summary)
+            else:
+                _print_raster(summary)
     if first_error is not None:
         ctx.exit(first_error.exit_code)
 
