@@ -102,7 +102,8 @@ precision_opt = click.option(
     type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
     default="auto",
     show_default=True,
-    help="auto = bf16/fp16 autocast on CUDA, fp32 on the CPU.",
+    help="auto = bf16/fp16 autocast on CUDA; on the CPU bf16 where it has AMX/AVX512-BF16, "
+    "else fp32.",
 )
 creation_opt = click.option(
     "--co",

@@ -7,7 +7,8 @@ import contextlib
 import pytest
 import torch
 
-from gfmcli.engine.devices import autocast_context, resolve_devices
+from gfmcli.engine import devices
+from gfmcli.engine.devices import autocast_context, inference_precision, resolve_devices
 from gfmcli.errors import InputError
 
 
@@ -69,6 +70,29 @@ def test_cpu_precisions():
         autocast_context(cpu, "fp16")
     with pytest.raises(InputError, match="unknown precision 'half'"):
         autocast_context(cpu, "half")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_inference_auto_on_the_cpu_is_bf16_where_the_cpu_has_it(monkeypatch, native):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert inference_precision(cpu, "auto") == ("bf16" if native else "fp32")
+    assert inference_precision(cpu, "fp32") == "fp32"  # always available
+    assert inference_precision(cpu, "bf16") == "bf16"
+    assert inference_precision(torch.device("cuda", 0), "auto") == "auto"
+    # training keeps fp32 on the CPU under auto
+    assert isinstance(autocast_context(cpu, "auto"), contextlib.nullcontext)
+
+
+def test_native_bf16_detection_follows_the_cpu_flags(monkeypatch):
+    devices.cpu_has_native_bf16.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert devices.cpu_has_native_bf16() is False
+    devices.cpu_has_native_bf16.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert devices.cpu_has_native_bf16() is True
+    devices.cpu_has_native_bf16.cache_clear()
 
 
 @pytest.mark.parametrize(

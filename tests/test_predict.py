@@ -111,13 +111,14 @@ def test_predict_writes_a_valid_cog_with_the_contract(checkpoint, scene, tmp_pat
     assert not [p for p in out.parent.iterdir() if ".partial-" in p.name]
 
 
-def test_map_does_not_depend_on_batch_size_or_device_count(checkpoint, scene, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_map_does_not_depend_on_batch_size_or_device_count(checkpoint, scene, tmp_path, precision):
     src = scene()
     model, contract = load_checkpoint(checkpoint)
     maps = []
     for batch_size, devices in ((1, 1), (3, 1), (2, 2)):
         out = tmp_path / f"map-{batch_size}-{devices}.tif"
-        options = MapOptions(window=32, overlap=8, batch_size=batch_size)
+        options = MapOptions(window=32, overlap=8, batch_size=batch_size, precision=precision)
         pool_devices = [torch.device("cpu")] * devices
         job = Job(str(src), out, "tif")
         if devices == 1:
@@ -125,7 +126,7 @@ def test_map_does_not_depend_on_batch_size_or_device_count(checkpoint, scene, tm
         else:
             from gfmcli.engine.runner import map_file
 
-            with DevicePool(model, pool_devices, "fp32") as pool:
+            with DevicePool(model, pool_devices, precision) as pool:
                 map_file(job.input, job.output, "tif", pool, contract, options)
         with rasterio.open(out) as d:
             maps.append(d.read(1))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gfmcli.engine.devices import autocast_context
+from gfmcli.engine.devices import autocast_context, inference_precision
 from gfmcli.errors import ModelError
 from gfmcli.model.tasks import GfmModel
 
@@ -81,7 +81,11 @@ class DevicePool:
         self.model = model.to(devices[0])
         self._replicas = [self.model]
         self._replicas += [copy.deepcopy(model).to(device) for device in devices[1:]]
-        self._autocast = [autocast_context(device, precision) for device in devices]
+        self.precisions = [inference_precision(device, precision) for device in devices]
+        self._autocast = [
+            autocast_context(device, resolved)
+            for device, resolved in zip(devices, self.precisions, strict=True)
+        ]
         self._executors = [
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gfm-{device}")
             for device in devices
