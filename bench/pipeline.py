@@ -1,22 +1,31 @@
-"""Benchmark the predict pipeline (not a test): memory vs raster size, pipeline vs model-only
-throughput, and COG written through gfm's staged writer vs GTiff + rio-cogeo.
+"""Benchmark the predict pipeline (not a test): the CLI as users run it, memory vs raster size,
+and COG written through gfm's staged writer vs GTiff + rio-cogeo.
 
 Usage::
 
-    python bench/pipeline.py                      # all three parts, default sizes
-    python bench/pipeline.py --sizes 1024 4096    # RSS part on fewer sizes
-    python bench/pipeline.py --parts rss          # one part
+    python bench/pipeline.py --parts cli --baseline 1e0b3d6 --with-fp32   # issue #10's table
+    python bench/pipeline.py --parts rss --sizes 1024 4096                # RSS part, fewer sizes
+    python bench/pipeline.py                                              # every part
 
 Parts:
 
+* ``cli``: wall time and peak RSS of whole ``gfm predict`` processes, start to exit (imports,
+  checkpoint, per-file setup and probes included), with the default options, on the 2048^2
+  12-band Sentinel-2 L2A scene of ``gfm simulate --size-m 20480 --seed 3`` (or ``--scene``)
+  and one checkpoint (default: the shipped weights). ``--baseline REV`` adds the same command
+  run from a temporary ``git worktree`` of REV (its own gfmcli, same checkpoint and scene);
+  variants alternate run by run (ABC CBA ABC) so a busy machine slows them alike, and the
+  median of ``--repeats`` is reported with the class-map agreement between trees. Then, in this
+  process on the same windows: model-only time (windows read beforehand, the same batches
+  through the same device pool and precision) and the decode-only floor (read and normalise
+  every window, no model, as the reader thread does). The model-only / whole-process ratio is
+  how busy the pipeline keeps the model. A full Sentinel-2 tile (10980^2) is projected by
+  pixel count.
 * ``rss``: peak resident memory of a real ``gfm predict`` subprocess (``os.wait4`` rusage) on
   generated 4-band uint16 rasters of N x N pixels. The rasters are smooth fields (compressible,
   so a 16k x 16k input is small on disk) written block by block. The encoder is reduced
   (D 48, depth 1) and so is the head (width 16), so that 16k^2 finishes in minutes on 2
   cores: memory flatness is a property of the pipeline, not of the model width.
-* ``throughput``: the real ``less_vit_tiny`` architecture (random weights) on a 2048^2 raster,
-  window 512, overlap 64: windows/s of the full pipeline (read, normalise, model, blend, write,
-  COG) vs windows/s of the model alone on the same number of same-size batches, same process.
 * ``cog``: a 4096^2 uint8 class map written (a) by gfm's staged writer (ZSTD-1 staging + GDAL
   COG driver + validation) and (b) as a DEFLATE GTiff then ``rio_cogeo.cog_translate``; time
   and peak disk (largest sum of file sizes present at once, sampled every 20 ms).
@@ -41,6 +50,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 BANDS = ("B02", "B03", "B04", "B08")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_checkpoint(path: Path, head: dict | None = None, **encoder) -> Path:
@@ -144,48 +154,178 @@ def part_rss(work: Path, sizes: list[int]) -> None:
         raster.unlink()
 
 
-def part_throughput(work: Path, size: int = 2048) -> None:
+def simulate_scene(work: Path, seed: int = 3, size_m: float = 20480.0) -> Path:
+    """The 2048^2 12-band Sentinel-2 L2A scene of issue #10: ``gfm simulate --size-m 20480``."""
+    out = work / "scene"
+    cmd = [sys.executable, "-m", "gfmcli.cli", "-q", "simulate", "-o", str(out)]
+    cmd += ["--size-m", str(size_m), "--seed", str(seed)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return out / "sentinel2-l2a.tif"
+
+
+def baseline_tree(work: Path, rev: str) -> Path:
+    """A detached ``git worktree`` of ``rev`` (removed again by :func:`drop_tree`)."""
+    tree = work / "baseline"
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return tree
+
+
+def drop_tree(tree: Path) -> None:
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def run_cli(
+    tree: Path, checkpoint: Path, raster: Path, out: Path, *extra: str
+) -> tuple[float, float]:
+    """(seconds, peak RSS MiB) of one whole ``gfm predict`` process, start to exit, run from
+    ``tree`` (the working directory comes first on ``sys.path``, so ``tree``'s gfmcli is the one
+    imported, not the installed one)."""
+    cmd = [sys.executable, "-m", "gfmcli.cli", "-q", "predict", "-m", str(checkpoint)]
+    cmd += [str(raster), "-o", str(out), "--overwrite", *extra]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"predict from {tree} failed: {proc.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def _read_plan(raster: Path, contract, options) -> tuple[list, object, float]:
+    """Every window of the run's plan read and normalised as the reader thread does it, the
+    batches of ``options.batch_size`` they make, and the seconds that took (decode floor)."""
+    from gfmcli.engine.runner import _plans
+    from gfmcli.io.bands import resolve_bands
+    from gfmcli.io.reader import open_raster, read_window
+
+    started = time.perf_counter()
+    windows = []
+    with open_raster(raster) as src:
+        mapping = resolve_bands(src, contract)
+        for stripe, plan in _plans(src, contract, options, "predict"):
+            for tile in plan.tiles:
+                row, col, height, width = tile.row_off, tile.col_off, tile.height, tile.width
+                data, _ = read_window(src, (row, col + stripe.col_off, height, width), mapping)
+                windows.append(data)
+    seconds = time.perf_counter() - started
+    size = options.batch_size
+    batches = [np.stack(windows[i : i + size]) for i in range(0, len(windows), size)]
+    return batches, mapping, seconds
+
+
+def model_and_decode(checkpoint: Path, raster: Path, precision: str) -> dict[str, float]:
+    """Model-only seconds over the plan's windows (read beforehand; same batches, same device
+    pool and precision as the CLI) and the decode-only floor, in this process."""
     from gfmcli.engine.inference import BandInputs, DevicePool
-    from gfmcli.engine.runner import MapOptions, map_file
-    from gfmcli.engine.tiling import plan_windows
+    from gfmcli.engine.runner import MapOptions
     from gfmcli.model.checkpoint import load_checkpoint
 
-    checkpoint = make_checkpoint(work / "tiny.pt")
-    raster = make_raster(work / "through.tif", size)
     model, contract = load_checkpoint(checkpoint)
-    options = MapOptions(window=512, overlap=64, batch_size=2)
-    plan = plan_windows(size, size, 512, 64, multiple_of=16)
-    with DevicePool(model, [torch.device("cpu")], "fp32") as pool:
-        # Warm-up on a small raster: Numba kernels load from cache, the PFM and CPCE caches
-        # fill, GDAL opens its drivers; the timed run then measures steady-state throughput.
-        warm = make_raster(work / "warm.tif", 512)
-        map_file(str(warm), work / "warm-map.tif", "tif", pool, contract, options)
-        started = time.perf_counter()
-        map_file(str(raster), work / "through-map.tif", "tif", pool, contract, options)
-        pipeline = time.perf_counter() - started
-        bands = BandInputs.from_bands(
-            [b.wavelength_nm for b in contract.bands], ["optical"] * 4, 10.0
-        )
-        rng = np.random.default_rng(0)
-        batches = [
-            rng.standard_normal((2, 4, 512, 512)).astype(np.float32) for _ in range(len(plan) // 2)
-        ]
+    options = MapOptions()
+    batches, mapping, decode = _read_plan(raster, contract, options)
+    bands = BandInputs.from_bands(mapping.wavelengths, mapping.modalities, mapping.gsd_m)
+    with DevicePool(model, [torch.device("cpu")], precision) as pool:
+        for _ in pool.map_ordered(batches[:1], lambda b: b, bands, "probabilities"):
+            pass  # warm-up: oneDNN primitives, PFM and CPCE caches
         started = time.perf_counter()
         for _ in pool.map_ordered(batches, lambda b: b, bands, "probabilities"):
             pass
-        model_only = (time.perf_counter() - started) * len(plan) / (2 * len(batches))
+        model_s = time.perf_counter() - started
+        resolved = pool.precisions[0]
+    windows = sum(len(b) for b in batches)
+    return {"model": model_s, "decode": decode, "windows": windows, "precision": resolved}
+
+
+def agreement(a: Path, b: Path) -> float:
+    with rasterio.open(a) as da, rasterio.open(b) as db:
+        x, y = da.read(1), db.read(1)
+    valid = (x != 255) | (y != 255)
+    return float((x == y)[valid].mean())
+
+
+def part_cli(work: Path, args: argparse.Namespace) -> None:
+    raster = Path(args.scene) if args.scene else simulate_scene(work)
+    checkpoint = Path(args.checkpoint)
+    with rasterio.open(raster) as src:
+        shape, count = src.shape, src.count
+    trees: dict[str, Path] = {"current": REPO}
+    variants = [("current", "current", ())]
+    if args.baseline:
+        trees["baseline"] = baseline_tree(work, args.baseline)
+        variants.insert(0, ("baseline", "baseline", ()))
+    if args.with_fp32:
+        variants.append(("current fp32", "current", ("--precision", "fp32")))
+    times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    rss: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    outs = {name: work / f"{name.replace(' ', '-')}.tif" for name, _, _ in variants}
+    try:
+        for i in range(args.repeats):
+            order = variants if i % 2 == 0 else variants[::-1]  # alternate: ABC CBA ABC
+            for name, tree, extra in order:
+                seconds, used, peak = run_cli(trees[tree], checkpoint, raster, outs[name], *extra)
+                times[name].append(seconds)
+                cpu[name].append(used)
+                rss[name].append(peak)
+                print(
+                    f"  run {i + 1} {name}: {seconds:.1f} s wall, {used:.1f} s CPU, "
+                    f"{peak:.0f} MiB, load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+    finally:
+        if "baseline" in trees:
+            drop_tree(trees["baseline"])
+    floor = model_and_decode(checkpoint, raster, "auto")
     print(
-        f"## Pipeline vs model-only ({size}^2 px, {len(plan)} windows of 512, overlap 64, "
-        "less_vit_tiny)"
+        f"## gfm predict as users run it ({shape[0]}x{shape[1]} px, {count} bands, "
+        f"{floor['windows']} windows of 512, {checkpoint.name}; median of {args.repeats})"
     )
-    print("| what | seconds | windows/s |")
-    print("|---|---|---|")
+    print("| what | wall s per run | median wall s | Mpx/s | median CPU s | peak RSS MiB |")
+    print("|---|---|---|---|---|---|")
+    pixels = shape[0] * shape[1]
+    medians = {}
+    for name, _, _ in variants:
+        med = float(np.median(times[name]))
+        medians[name] = med
+        runs = ", ".join(f"{t:.1f}" for t in times[name])
+        print(
+            f"| whole `gfm predict` process, {name} | {runs} | {med:.1f} | "
+            f"{pixels / med / 1e6:.2f} | {np.median(cpu[name]):.1f} | {max(rss[name]):.0f} |"
+        )
+    model_s, decode_s = floor["model"], floor["decode"]
+    print(f"| model only ({floor['precision']}), same windows, in process | | {model_s:.1f} | "
+          f"{pixels / model_s / 1e6:.2f} | | |")  # fmt: skip
+    print(f"| decode only (read + normalise), same windows | | {decode_s:.1f} | "
+          f"{pixels / decode_s / 1e6:.2f} | | |")  # fmt: skip
+    current = medians["current"]
+    print(f"pipeline keeps the model busy {100 * model_s / current:.0f}% of the process's time")
+    if "baseline" in medians:
+        print(
+            f"speed-up vs {args.baseline}: {medians['baseline'] / current:.2f}x wall, "
+            f"{np.median(cpu['baseline']) / np.median(cpu['current']):.2f}x CPU; class maps agree "
+            f"on {100 * agreement(outs['baseline'], outs['current']):.2f}% of pixels"
+        )
+    if "current fp32" in medians:
+        print(
+            f"current fp32 vs auto ({floor['precision']}): class maps agree on "
+            f"{100 * agreement(outs['current fp32'], outs['current']):.2f}% of pixels"
+        )
+    tile = 10980 * 10980 / pixels
     print(
-        f"| full pipeline (read, model, blend, write, COG) | {pipeline:.1f} | "
-        f"{len(plan) / pipeline:.2f} |"
+        f"projected full Sentinel-2 tile (10980^2, {count} bands): {tile:.1f} x {current:.1f} s "
+        f"= {tile * current / 60:.1f} min (process start-up counted {tile:.0f} times: an upper "
+        "bound)"
     )
-    print(f"| model only, same windows | {model_only:.1f} | {len(plan) / model_only:.2f} |")
-    print(f"Pipeline keeps the model busy {100 * model_only / pipeline:.0f}% of the time.")
 
 
 class DiskPeak:
@@ -277,19 +417,31 @@ def part_cog(work: Path, size: int = 4096) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--parts",
-        nargs="+",
-        default=["rss", "throughput", "cog"],
-        choices=["rss", "throughput", "cog"],
+        "--parts", nargs="+", default=["cli", "rss", "cog"], choices=["cli", "rss", "cog"]
     )
     parser.add_argument("--sizes", nargs="+", type=int, default=[1024, 4096, 16384])
+    parser.add_argument(
+        "--scene", help="cli part: input raster (default: gfm simulate --size-m 20480 --seed 3)"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=str(REPO / "weights" / "landcover-tiny.pt"),
+        help="cli part: checkpoint, the same for every tree (default: the default weights)",
+    )
+    parser.add_argument(
+        "--baseline", help="cli part: git revision to compare with (a temporary worktree)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="cli part: runs per variant")
+    parser.add_argument(
+        "--with-fp32", action="store_true", help="cli part: also time --precision fp32"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gfm-bench-"))
     try:
         if "rss" in args.parts:
             part_rss(work, args.sizes)
-        if "throughput" in args.parts:
-            part_throughput(work)
+        if "cli" in args.parts:
+            part_cli(work, args)
         if "cog" in args.parts:
             part_cog(work)
     finally:
