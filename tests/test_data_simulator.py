@@ -30,6 +30,9 @@ from gfmcli.errors import GfmError, OutputError
 from gfmcli.sensors import SensorSpec, get_sensor
 
 WATER, TREES, GRASS, BARE, BUILT = 0, 1, 2, 3, 4
+# Every acquisition and sensor effect off: renders are exact functions of the land cover.
+CLEAN = {"noise": 0.0, "illumination": 0.0, "haze": 0.0, "terrain": False, "glint": 0.0,
+         "blur": 0.0, "misregistration": 0.0, "gain_error": 0.0}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +118,9 @@ def test_s1_backscatter_water_dark_urban_bright(landcover):
     s1 = render(landcover, "sentinel1", seed=1)
     assert s1.data.dtype == np.float32 and s1.data.shape == (2, 144, 144)
     assert np.isfinite(s1.data).all()
-    for band in ("VV", "VH"):
-        assert _class_mean(s1, band, WATER) + 8 < _class_mean(s1, band, BUILT)
+    # Built-up blocks include their streets and gardens, so the margin is smaller in VH.
+    for band, margin in (("VV", 8), ("VH", 6)):
+        assert _class_mean(s1, band, WATER) + margin < _class_mean(s1, band, BUILT)
         assert _class_mean(s1, band, WATER) + 5 < _class_mean(s1, band, TREES)
     # VH (cross-pol) is weaker than VV everywhere on average.
     assert s1.data[1].mean() < s1.data[0].mean() - 4
@@ -146,9 +150,10 @@ def test_s2_coarse_bands_are_blocks_of_their_native_gsd(s2):
 def test_pixels_mix_their_cells_as_a_naive_loop_does():
     lc = simulate_landcover(80.0, 60.0, 2.0, seed=11)
     spec = get_sensor("vnir4")
-    rendering = render(lc, spec, gsd=4.0, noise=0.0, illumination=0.0, haze=0.0)
+    rendering = render(lc, spec, gsd=4.0, **CLEAN)
     library = load_library()
-    spectra = sample_object_spectra(library, lc.object_kind, [lc.seed, 1]).astype(np.float64)
+    spectra = sample_object_spectra(library, lc.object_kind, [lc.seed, 1], lc.season)
+    spectra = spectra.astype(np.float64)
     values = spectra @ band_response(spec.bands, library.wavelengths_nm).T.astype(np.float64)
     amp = np.array([_TEXTURE[k] for k in KINDS])
     expected = np.zeros((4, 20, 15))
@@ -168,9 +173,8 @@ def test_many_band_path_matches_the_few_band_path(landcover):
     enmap = get_sensor("enmap")
     assert len(enmap.bands) == 210
     few = SensorSpec("few", "first EnMAP bands", enmap.bands[:5], 30.0, scale=1e-4, nodata=0)
-    options = {"noise": 0.0, "illumination": 0.0, "haze": 0.0}
-    full = render(landcover, enmap, **options)
-    part = render(landcover, few, **options)
+    full = render(landcover, enmap, **CLEAN)
+    part = render(landcover, few, **CLEAN)
     assert full.data.shape == (210, 48, 48)
     assert np.abs(full.data[:5].astype(int) - part.data.astype(int)).max() <= 1
 
@@ -285,7 +289,7 @@ def test_spectra_pools_and_object_spectra_are_reproducible():
     first = sample_object_spectra(library, kinds, 9)
     assert np.array_equal(first, sample_object_spectra(library, kinds, 9))
     assert not np.array_equal(first, sample_object_spectra(library, kinds, 10))
-    assert first.shape == (27, 2, 180) and first.min() >= 0.0 and first.max() <= 1.0
+    assert first.shape == (3 * len(KINDS), 2, 180) and first.min() >= 0.0 and first.max() <= 1.0
     roofs = kinds == KINDS.index("roof")
     assert np.array_equal(first[roofs, 0], first[roofs, 1])  # one material per roof
 

@@ -27,10 +27,24 @@ import click
     default=0.0,
     help="Cut a nodata swath edge off this fraction of the scene.",
 )
+@click.option(
+    "--season",
+    type=click.Choice(["spring", "summer", "autumn", "winter"]),
+    default=None,
+    help="State of vegetation and fields (default: drawn from the seed).",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["surface", "toa"]),
+    default=None,
+    help="Product level: surface reflectance (L2A, C2 L2) or top of atmosphere (L1C, L1) "
+    "[default: toa for *l1c* sensors, else surface].",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 def simulate(
-    output, sensor_names, size_m, seed, crs, no_descriptions, nodata_fraction, overwrite
-) -> None:
+    output, sensor_names, size_m, seed, crs, no_descriptions, nodata_fraction, season, level,
+    overwrite,
+) -> None:  # fmt: skip
     """Simulate a landscape from measured spectra and write <sensor>.tif + <sensor>_labels.tif.
 
     \b
@@ -50,6 +64,8 @@ def simulate(
         with_descriptions=not no_descriptions,
         nodata_fraction=nodata_fraction,
         overwrite=overwrite,
+        season=season,
+        level=level,
     )
     for path in paths.values():
         click.echo(str(path))

@@ -13,6 +13,7 @@ from gfmcli.data.landcover import (
 )
 from gfmcli.data.render import (
     LABEL_NODATA,
+    LEVELS,
     Rendering,
     band_response,
     render,
@@ -22,6 +23,7 @@ from gfmcli.data.render import (
 from gfmcli.data.scene import DEFAULT_SENSORS, simulate_scene
 from gfmcli.data.spectra import (
     KINDS,
+    SEASONS,
     SimulatorDependencyError,
     SpectralLibrary,
     load_library,
@@ -35,6 +37,8 @@ __all__ = [
     "KIND_CLASS",
     "LABEL_NODATA",
     "LANDCOVER_CLASSES",
+    "LEVELS",
+    "SEASONS",
     "LandCoverMap",
     "Rendering",
     "SimulatorDependencyError",

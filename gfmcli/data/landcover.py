@@ -7,11 +7,14 @@ scene gives consistent images and labels at 3, 10, 20, 30 and 60 m, with mixed p
 an object boundary crosses a pixel.
 
 Layers, painted in this order (later ones cover earlier ones): agricultural parcels (strips of
-rectangular fields at a random orientation: crops, grass or bare soil), meadows, bare patches,
-forests (thresholded fractal noise cut into irregular stands), a burn scar, riparian trees, a
-town (a road grid with blocks of buildings, yards, parks and plazas), rural roads, lakes (noisy
-blobs) and a meandering river of varying width. Everything is vectorised numpy; the result
-depends only on the arguments.
+rectangular fields at a random orientation: crops, harvested stubble, grass or bare soil),
+meadows, bare patches, broadleaf and conifer forests (thresholded fractal noise cut into
+irregular stands), a burn scar, riparian trees, a town and villages (``gfmcli.data.urban``:
+streets, roofs, gardens, yards and shadows, labelled by block), a railway, rural roads, lakes
+(noisy blobs with shallow margins), narrow streams and a meandering river of varying width.
+The scene has a season (it changes vegetation and field spectra) and a sun position (it sets
+building shadows here and terrain shading in the renderer). Everything is vectorised numpy;
+the result depends only on the arguments.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import numpy as np
 from affine import Affine
 
 from gfmcli.contract import ClassInfo
+from gfmcli.data.layout import Objects, blob, blob_level, coords, cuts, line_band, quantile
 from gfmcli.data.noise import fractal_noise, value_noise
-from gfmcli.data.spectra import KIND_ID, KINDS
+from gfmcli.data.spectra import KIND_ID, KINDS, SEASONS
+from gfmcli.data.urban import TOWN_ZONES, VILLAGE_ZONES, paint_town
 from gfmcli.errors import ConfigError
 
 LANDCOVER_CLASSES: tuple[ClassInfo, ...] = (
@@ -41,7 +46,8 @@ LANDCOVER_CLASSES: tuple[ClassInfo, ...] = (
 # The land-cover class of each spectral kind, indexed by kind id.
 KIND_CLASS = np.array(
     [{"lake": 0, "river": 0, "tree": 1, "crop": 2, "grass": 2, "soil": 3, "roof": 4,
-      "pavement": 4, "burned": 5}[kind] for kind in KINDS],
+      "pavement": 4, "burned": 5, "shadow": 4, "rail": 4, "flatroof": 4, "concrete": 4,
+      "conifer": 1, "stubble": 2, "shallow": 0}[kind] for kind in KINDS],
     dtype=np.uint8,
 )  # fmt: skip
 
@@ -56,16 +62,26 @@ class LandCoverMap:
 
     ``mix`` (0-255) blends each object's two spectra per pixel and ``texture`` (128 = 1.0) scales
     brightness per pixel: within-object variation that is the same for every sensor.
+    ``object_class`` is each object's label class, which is its kind's class except where a
+    layer labels a larger unit (a garden lawn is built-up with its block). ``season`` sets the
+    vegetation's state; the sun (degrees, azimuth clockwise from north) casts the shadows and
+    shades the terrain, whose relief (``relief_m``, about the range of heights) the renderer
+    lays out from ``seed``.
     """
 
     objects: np.ndarray
     object_kind: np.ndarray
+    object_class: np.ndarray
     mix: np.ndarray
     texture: np.ndarray
     resolution_m: float
     origin: tuple[float, float]
     crs: str
     seed: int
+    season: str = "summer"
+    sun_elevation_deg: float = 45.0
+    sun_azimuth_deg: float = 160.0
+    relief_m: float = 0.0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -80,10 +96,6 @@ class LandCoverMap:
         return self.objects.shape[1] * self.resolution_m
 
     @property
-    def object_class(self) -> np.ndarray:
-        return KIND_CLASS[self.object_kind]
-
-    @property
     def classes(self) -> np.ndarray:
         """The class raster at the base resolution (uint8, ids of ``LANDCOVER_CLASSES``)."""
         return self.object_class[self.objects]
@@ -92,45 +104,9 @@ class LandCoverMap:
         return Affine(gsd, 0.0, self.origin[0], 0.0, -gsd, self.origin[1])
 
 
-class _Objects:
-    """Growing object table: each layer reserves a block of ids with their kinds."""
-
-    def __init__(self) -> None:
-        self.kinds: list[np.ndarray] = []
-        self.count = 0
-
-    def add(self, kinds: np.ndarray) -> int:
-        base = self.count
-        self.kinds.append(np.asarray(kinds, dtype=np.uint8))
-        self.count += len(kinds)
-        return base
-
-    def kind_array(self) -> np.ndarray:
-        return np.concatenate(self.kinds)
-
-
-def _quantile(field: np.ndarray, q: float) -> float:
-    """Quantile of a subsample: thresholds need not be exact, and a full sort is slow."""
-    step = max(1, int(np.sqrt(field.size / 65536)))
-    return float(np.quantile(field[::step, ::step], q))
-
-
-def _coords(shape: tuple[int, int], res: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates in metres from the top-left corner (x right, y down)."""
-    y = ((np.arange(shape[0], dtype=np.float32) + 0.5) * res)[:, None]
-    x = ((np.arange(shape[1], dtype=np.float32) + 0.5) * res)[None, :]
-    return x, y
-
-
-def _cuts(lo: float, hi: float, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
-    """Boundaries from ``lo`` to beyond ``hi`` with random spacings in [low, high)."""
-    n = int((hi - lo) / low) + 2
-    return lo + np.cumsum(rng.uniform(low, high, n)).astype(np.float32)
-
-
 def _stands(shape, res, cell_m, rng) -> tuple[np.ndarray, int]:
     """Irregular cells (a jittered grid warped by noise) of about ``cell_m``: stand/patch ids."""
-    x, y = _coords(shape, res)
+    x, y = coords(shape, res)
     warp = 0.35 * cell_m
     cols = int(shape[1] * res / cell_m) + 4
     rows = int(shape[0] * res / cell_m) + 4
@@ -144,23 +120,35 @@ def _stands(shape, res, cell_m, rng) -> tuple[np.ndarray, int]:
     return ids, rows * cols
 
 
-def _parcels(shape, res, table: _Objects, rng) -> np.ndarray:
-    x, y = _coords(shape, res)
+# Parcel kinds by season: crops, harvested stubble, grass, bare (ploughed or fallow).
+_PARCEL_KINDS = ("crop", "stubble", "grass", "soil")
+_PARCEL_SHARES = {
+    "spring": (0.45, 0.0, 0.27, 0.28),
+    "summer": (0.47, 0.08, 0.27, 0.18),
+    "autumn": (0.25, 0.22, 0.25, 0.28),
+    "winter": (0.35, 0.10, 0.30, 0.25),
+}
+# Sun elevation range (degrees) at a mid-latitude morning overpass, by season.
+_SUN_ELEVATION = {"spring": (35, 55), "summer": (50, 65), "autumn": (25, 45), "winter": (15, 28)}
+
+
+def _parcels(shape, res, table: Objects, rng, season: str) -> np.ndarray:
+    x, y = coords(shape, res)
     theta = rng.uniform(0, np.pi)
     u = x * np.float32(np.cos(theta)) + y * np.float32(np.sin(theta))
     v = y * np.float32(np.cos(theta)) - x * np.float32(np.sin(theta))
     diag = float(np.hypot(*shape) * res)
-    cuts_u = _cuts(-diag, diag, 80.0, 300.0, rng)
-    cuts_v = _cuts(-diag, diag + 600.0, 100.0, 500.0, rng)
+    cuts_u = cuts(-diag, diag, 80.0, 300.0, rng)
+    cuts_v = cuts(-diag, diag + 600.0, 100.0, 500.0, rng)
     strip = np.searchsorted(cuts_u, u).astype(np.int32)
     del u
     shift = rng.uniform(0, 500.0, len(cuts_u) + 1).astype(np.float32)
     v += shift[strip]
     n_fields = len(cuts_v) + 1
     kinds = rng.choice(
-        [KIND_ID["crop"], KIND_ID["grass"], KIND_ID["soil"]],
+        [KIND_ID[k] for k in _PARCEL_KINDS],
         size=(len(cuts_u) + 1) * n_fields,
-        p=[0.55, 0.27, 0.18],
+        p=_PARCEL_SHARES[season],
     )
     strip *= np.int32(n_fields)
     strip += np.searchsorted(cuts_v, v).astype(np.int32)
@@ -168,114 +156,73 @@ def _parcels(shape, res, table: _Objects, rng) -> np.ndarray:
     return strip
 
 
-def _paint_patches(objects, shape, res, table, rng, kind, cell_m, cover, stand_m) -> np.ndarray:
-    """Cover the top ``cover`` fraction of a fractal field with stands of one kind."""
+def _paint_patches(
+    objects, shape, res, table, rng, kind, cell_m, cover, stand_m, other=None, share=0.0
+) -> np.ndarray:
+    """Cover the top ``cover`` fraction of a fractal field with stands of one kind (a ``share``
+    of the stands of kind ``other``)."""
     field = fractal_noise(shape, cell_m / res, rng)
-    mask = field > _quantile(field, 1.0 - cover)
+    mask = field > quantile(field, 1.0 - cover)
     ids, n = _stands(shape, res, stand_m, rng)
-    base = table.add(np.full(n, KIND_ID[kind]))
+    kinds = np.full(n, KIND_ID[kind])
+    if other is not None:
+        kinds[rng.random(n) < share] = KIND_ID[other]
+    base = table.add(kinds)
     objects[mask] = base + ids[mask]
     return mask
 
 
-def _blob(shape, res, centre, radius, rng) -> tuple[tuple[slice, slice], np.ndarray]:
-    """A noisy round blob: its bounding window and its mask inside that window."""
-    cy, cx = centre
-    reach = 1.6 * radius / res
-    r0, r1 = max(0, int(cy / res - reach)), min(shape[0], int(cy / res + reach) + 1)
-    c0, c1 = max(0, int(cx / res - reach)), min(shape[1], int(cx / res + reach) + 1)
-    window = (slice(r0, r1), slice(c0, c1))
-    sub = (max(r1 - r0, 1), max(c1 - c0, 1))
-    x, y = _coords(sub, res)
-    dist = np.hypot(x + c0 * res - cx, y + r0 * res - cy) / radius
-    mask = dist + 0.3 * fractal_noise(sub, radius / res, rng, octaves=2) < 1.0
-    return window, mask[: r1 - r0, : c1 - c0]
-
-
-def _town(objects, shape, res, table, rng) -> None:
-    """A town: a noisy blob holding a rotated street grid; each block is built up (roofs on
-    lots, set back from the street, with paved or green yards), a park or a plaza."""
+def _settlements(objects, shape, res, table, rng, sun) -> None:
+    """A town of 150 m to a quarter of the scene in radius, and a village (80-250 m) per 8 km^2
+    on average: street grids of blocks (``gfmcli.data.urban``)."""
     h_m, w_m = shape[0] * res, shape[1] * res
     radius = max(150.0, rng.uniform(0.12, 0.25) * min(h_m, w_m))
     centre = (rng.uniform(0.3, 0.7) * h_m, rng.uniform(0.3, 0.7) * w_m)
-    window, mask = _blob(shape, res, centre, radius, rng)
-    x, y = _coords(shape, res)
-    x, y = x[:, window[1]] - np.float32(centre[1]), y[window[0], :] - np.float32(centre[0])
-    phi = rng.uniform(0, np.pi / 2)
-    p = x * np.float32(np.cos(phi)) + y * np.float32(np.sin(phi))
-    q = y * np.float32(np.cos(phi)) - x * np.float32(np.sin(phi))
-    reach = 2.3 * radius  # the blob's window spans 1.6 radius each way; its diagonal 2.3
-    road_w = rng.uniform(8.0, 14.0)
-    cuts_p = np.concatenate([[-reach - 140.0], _cuts(-reach, reach, 60.0, 140.0, rng)])
-    cuts_q = np.concatenate([[-reach - 140.0], _cuts(-reach, reach, 60.0, 140.0, rng)])
-    ip = np.searchsorted(cuts_p, p, side="right") - 1
-    iq = np.searchsorted(cuts_q, q, side="right") - 1
-    lp, lq = p - cuts_p[ip], q - cuts_q[iq]
-    block = ip * len(cuts_q) + iq
-    n_blocks = len(cuts_p) * len(cuts_q)
-    road = (lp < road_w) | (lq < road_w)
-    setback = rng.uniform(3.0, 7.0)
-    lot_m = rng.uniform(12.0, 30.0)
-    max_lots = 16
-    in_lot = (lp - road_w - setback) / lot_m
-    lot = np.minimum(in_lot.astype(np.intp), max_lots - 1)
-    # Buildings stand back from the road and 2 m apart from each other.
-    gap = (in_lot - np.floor(in_lot)) * lot_m > 2.0
-    inner = (lp >= road_w + setback) & (lq >= road_w + setback) & gap
-    # Block use: 75 % buildings (yards paved or green), 15 % parks, 10 % plazas.
-    use = rng.choice(3, size=n_blocks, p=[0.75, 0.15, 0.10])
-    yard = rng.choice([KIND_ID["pavement"], KIND_ID["grass"]], size=n_blocks)
-    park = rng.choice([KIND_ID["grass"], KIND_ID["tree"]], size=n_blocks)
-    rest = np.where(use == 0, yard, np.where(use == 1, park, KIND_ID["pavement"]))
-    road_base = table.add(np.full(n_blocks, KIND_ID["pavement"]))
-    rest_base = table.add(rest)
-    roof_base = table.add(np.full(n_blocks * max_lots, KIND_ID["roof"]))
-    ids = np.where(
-        road,
-        road_base + block,
-        np.where(inner & (use[block] == 0), roof_base + block * max_lots + lot, rest_base + block),
-    )
-    objects[window][mask] = ids[mask]
+    built = int(KIND_CLASS[KIND_ID["roof"]])
+    paint_town(objects, shape, res, table, rng, centre=centre, radius=radius,
+               sun_azimuth_deg=sun[1], sun_elevation_deg=sun[0], built_class=built,
+               zones=TOWN_ZONES)  # fmt: skip
+    for _ in range(rng.poisson(h_m * w_m / 8e6)):
+        centre = (rng.uniform(0, h_m), rng.uniform(0, w_m))
+        paint_town(objects, shape, res, table, rng, centre=centre,
+                   radius=rng.uniform(80.0, 250.0), sun_azimuth_deg=sun[1],
+                   sun_elevation_deg=sun[0], built_class=built, zones=VILLAGE_ZONES)  # fmt: skip
 
 
-def _line_band(shape, res, rng, angle, offset, amplitudes, wavelengths):
-    """Across-line distance (m) to a wiggly line and the along-line coordinate, full grid.
-
-    The line is ``t = offset + sum(a sin(2 pi s / wl + phase))`` in a frame rotated by
-    ``angle``; dividing by sqrt(1 + slope^2) turns the vertical offset into a normal distance.
-    Computed in place: these are the largest temporaries of the map."""
-    x, y = _coords(shape, res)
-    cx, cy = shape[1] * res / 2, shape[0] * res / 2
-    cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
-    s = (x - cx) * cos + (y - cy) * sin
-    t = (y - cy) * cos - (x - cx) * sin
-    t -= np.float32(offset)
-    slope = np.zeros_like(s)
-    arg = np.empty_like(s)
-    wave = np.empty_like(s)
-    for amp, wl in zip(amplitudes, wavelengths, strict=True):
-        k = np.float32(2 * np.pi / wl)
-        np.multiply(s, k, out=arg)
-        arg += np.float32(rng.uniform(0, 2 * np.pi))
-        np.sin(arg, out=wave)
-        wave *= np.float32(amp)
-        t -= wave
-        np.cos(arg, out=wave)
-        wave *= np.float32(amp) * k
-        slope += wave
-    del arg, wave
-    np.abs(t, out=t)
-    slope *= slope
-    slope += 1.0
-    np.sqrt(slope, out=slope)
-    t /= slope
-    return t, s
+def _railway(objects, shape, res, table: Objects, rng) -> None:
+    """A nearly straight railway 5-12 m wide (ballast, sleepers, rails) in 300 m segments."""
+    h_m, w_m = shape[0] * res, shape[1] * res
+    dist, along = line_band(
+        shape, res, rng, rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * min(h_m, w_m),
+        (rng.uniform(5.0, 30.0),), (rng.uniform(3000.0, 8000.0),),
+    )  # fmt: skip
+    track = dist < rng.uniform(2.5, 6.0)
+    segment = ((along[track] + 2 * (h_m + w_m)) / 300.0).astype(np.int32)
+    objects[track] = table.add(np.full(int(4 * (h_m + w_m) / 300.0) + 2, KIND_ID["rail"])) + segment
 
 
-def _rural_road(objects, shape, res, table: _Objects, rng) -> None:
+def _streams(shape, res, table: Objects, rng) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Narrow streams 6-25 m wide (under three 10 m pixels), wiggling more than the river:
+    their masks and object ids, to paint last."""
+    h_m, w_m = shape[0] * res, shape[1] * res
+    out = []
+    for _ in range(rng.integers(0, 3)):
+        dist, along = line_band(
+            shape, res, rng, rng.uniform(0, np.pi), rng.uniform(-0.45, 0.45) * min(h_m, w_m),
+            (rng.uniform(30.0, 120.0), rng.uniform(5.0, 25.0)),
+            (rng.uniform(400.0, 1200.0), rng.uniform(60.0, 200.0)),
+        )  # fmt: skip
+        water = dist < np.float32(rng.uniform(3.0, 12.5))
+        segment = ((along[water] + 2 * (h_m + w_m)) / 400.0).astype(np.int32)
+        base = table.add(np.full(int(4 * (h_m + w_m) / 400.0) + 2, KIND_ID["river"]))
+        out.append((water, base + segment))
+    return out
+
+
+def _rural_road(objects, shape, res, table: Objects, rng) -> None:
     """A gently curving road 6-10 m wide across the scene, in 300 m segments."""
     h_m, w_m = shape[0] * res, shape[1] * res
-    dist, along = _line_band(
+    dist, along = line_band(
         shape, res, rng, rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * min(h_m, w_m),
         (rng.uniform(5.0, 40.0),), (rng.uniform(800.0, 3000.0),),
     )  # fmt: skip
@@ -285,24 +232,28 @@ def _rural_road(objects, shape, res, table: _Objects, rng) -> None:
     objects[on_road] = base + segment
 
 
-def _burn_scar(objects, forest, shape, res, table: _Objects, rng) -> None:
+def _burn_scar(objects, forest, shape, res, table: Objects, rng) -> None:
     """A burned blob of 80-300 m radius, where it overlaps forest."""
     radius = rng.uniform(80.0, 300.0)
     centre = (rng.uniform(0, shape[0] * res), rng.uniform(0, shape[1] * res))
-    window, mask = _blob(shape, res, centre, radius, rng)
+    window, mask = blob(shape, res, centre, radius, rng)
     objects[window][mask & forest[window]] = table.add(np.array([KIND_ID["burned"]]))
 
 
-def _lake(objects, shape, res, table: _Objects, rng) -> None:
-    """A noisy blob of water, at most 600 m in radius and smaller in small scenes."""
+def _lake(objects, shape, res, table: Objects, rng) -> None:
+    """A noisy blob of water, at most 600 m in radius and smaller in small scenes; in 60 % of
+    lakes a shallow margin 5-40 m wide along the shore shows the bottom."""
     h_m, w_m = shape[0] * res, shape[1] * res
     radius = rng.uniform(60.0, min(600.0, max(80.0, 0.15 * min(h_m, w_m))))
     centre = (rng.uniform(0, h_m), rng.uniform(0, w_m))
-    window, mask = _blob(shape, res, centre, radius, rng)
-    objects[window][mask] = table.add(np.array([KIND_ID["lake"]]))
+    window, level = blob_level(shape, res, centre, radius, rng)
+    lake = table.add(np.array([KIND_ID["lake"], KIND_ID["shallow"]]))
+    margin = rng.uniform(5.0, 40.0) / radius if rng.random() < 0.6 else 0.0
+    inside = level < 1.0
+    objects[window][inside] = lake + (level[inside] >= 1.0 - margin).astype(np.int32)
 
 
-def _river(objects, shape, res, table: _Objects, rng) -> tuple[np.ndarray, np.ndarray, int]:
+def _river(objects, shape, res, table: Objects, rng) -> tuple[np.ndarray, np.ndarray, int]:
     """Paint riparian trees (70 % of scenes) now; return the river's mask, its 400 m segment
     ids and the segment count, to paint the water after the layers it crosses."""
     h_m, w_m = shape[0] * res, shape[1] * res
@@ -310,7 +261,7 @@ def _river(objects, shape, res, table: _Objects, rng) -> tuple[np.ndarray, np.nd
     offset = rng.uniform(-0.25, 0.25) * min(h_m, w_m)
     amplitudes = (rng.uniform(50.0, 200.0), rng.uniform(10.0, 60.0))
     wavelengths = (rng.uniform(600.0, 2000.0), rng.uniform(150.0, 400.0))
-    dist, along = _line_band(shape, res, rng, angle, offset, amplitudes, wavelengths)
+    dist, along = line_band(shape, res, rng, angle, offset, amplitudes, wavelengths)
     dist /= np.float32(rng.uniform(8.0, 30.0)) * (1.0 + 0.25 * np.sin(along / 700.0))
     river = dist < 1.0  # dist is now in half-widths of the river
     segment = ((along + 2 * (h_m + w_m)) / 400.0).astype(np.int32)
@@ -337,11 +288,14 @@ def simulate_landcover(
     seed: int = 0,
     crs: str = "EPSG:32633",
     origin: tuple[float, float] = (500000.0, 5400000.0),
+    season: str | None = None,
 ) -> LandCoverMap:
     """A random but plausible landscape of ``height_m`` x ``width_m`` at ``resolution_m``.
 
     Deterministic in ``seed``. Every scene has parcels, forest, bare soil, a town and a river,
-    so all five base classes appear once the scene spans more than about 1 km.
+    so all five base classes appear once the scene spans more than about 1 km. ``season``
+    (one of ``SEASONS``) defaults to one drawn from the seed (summer 40 %, spring and autumn
+    20 % each, winter 20 %); it also sets the sun elevation.
     """
     if not (height_m > 0 and width_m > 0 and resolution_m > 0):
         raise SimulatorError("scene height, width and resolution must be positive metres")
@@ -353,23 +307,41 @@ def simulate_landcover(
             f"a {shape[0]}x{shape[1]} base grid is too large; use a coarser resolution_m "
             "or a smaller scene"
         )
+    if season is not None and season not in SEASONS:
+        raise SimulatorError(f"unknown season {season!r}; use one of {', '.join(SEASONS)}")
+    # The season and the sun come from their own stream, so choosing a season changes nothing
+    # else about the layout.
+    sky = np.random.default_rng([seed, 7])
+    drawn = str(sky.choice(SEASONS, p=[0.2, 0.4, 0.2, 0.2]))
+    season = drawn if season is None else season
+    sun = (float(sky.uniform(*_SUN_ELEVATION[season])), float(sky.uniform(140.0, 170.0)))
+    # Terrain: half the scenes are flat, a third hilly, the rest mountainous.
+    relief = float(sky.choice([sky.uniform(0, 30), sky.uniform(30, 200), sky.uniform(200, 800)],
+                              p=[0.5, 0.35, 0.15]))  # fmt: skip
     rng = np.random.default_rng(seed)
     res = float(resolution_m)
-    table = _Objects()
-    objects = _parcels(shape, res, table, rng)
+    table = Objects()
+    objects = _parcels(shape, res, table, rng, season)
     _paint_patches(objects, shape, res, table, rng, "grass", 400.0, 0.15, 250.0)
     _paint_patches(objects, shape, res, table, rng, "soil", 300.0, 0.06, 200.0)
-    forest = _paint_patches(objects, shape, res, table, rng, "tree", 600.0, 0.28, 150.0)
+    forest = _paint_patches(
+        objects, shape, res, table, rng, "tree", 600.0, 0.28, 150.0,
+        other="conifer", share=rng.uniform(0.0, 0.7),
+    )  # fmt: skip
     if rng.random() < 0.5:
         _burn_scar(objects, forest, shape, res, table, rng)
     del forest
     river, river_segment, n_segments = _river(objects, shape, res, table, rng)
-    _town(objects, shape, res, table, rng)
+    _settlements(objects, shape, res, table, rng, sun)
+    if rng.random() < 0.5:
+        _railway(objects, shape, res, table, rng)
     for _ in range(rng.integers(1, 3)):
         _rural_road(objects, shape, res, table, rng)
     for _ in range(rng.integers(1, 4)):
         _lake(objects, shape, res, table, rng)
-    # Last, so the river runs through everything (bridges are below 10 m anyway).
+    # Last, so water runs through everything (bridges are below 10 m anyway).
+    for water, ids in _streams(shape, res, table, rng):
+        objects[water] = ids
     objects[river] = table.add(np.full(n_segments, KIND_ID["river"])) + river_segment
     mix = _to_uint8(np.tanh(fractal_noise(shape, 60.0 / res, rng, octaves=2)), 127.5, 127.5)
     texture = fractal_noise(shape, 20.0 / res, rng, octaves=2)
@@ -382,10 +354,15 @@ def simulate_landcover(
     return LandCoverMap(
         objects=renumber[objects],
         object_kind=table.kind_array()[used],
+        object_class=table.class_array(KIND_CLASS)[used],
         mix=mix,
         texture=texture,
         resolution_m=res,
         origin=(float(origin[0]), float(origin[1])),
         crs=crs,
         seed=int(seed),
+        season=season,
+        sun_elevation_deg=sun[0],
+        sun_azimuth_deg=sun[1],
+        relief_m=relief,
     )

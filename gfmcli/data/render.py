@@ -24,7 +24,15 @@ from affine import Affine
 
 from gfmcli.data.landcover import LANDCOVER_CLASSES, LandCoverMap, SimulatorError
 from gfmcli.data.noise import value_noise
-from gfmcli.data.spectra import KINDS, load_library, sample_object_spectra
+from gfmcli.data.optics import (
+    DEM_GSD_M,
+    adjacency,
+    elevation,
+    psf_shift,
+    resample_bilinear,
+    terrain_illumination,
+)
+from gfmcli.data.spectra import KIND_ID, KINDS, load_library, sample_object_spectra
 from gfmcli.sensors import RADAR, BandSpec, SensorSpec, get_sensor
 
 LABEL_NODATA = 255
@@ -33,13 +41,18 @@ _MAX_SAMPLES = 4  # sample points per pixel and axis: 16 per pixel resolve cover
 
 # Relative per-pixel brightness texture by kind (tree crowns are the most textured).
 _TEXTURE = {"lake": 0.03, "river": 0.05, "tree": 0.3, "crop": 0.08, "grass": 0.12,
-            "soil": 0.1, "roof": 0.12, "pavement": 0.1, "burned": 0.12}  # fmt: skip
+            "soil": 0.1, "roof": 0.12, "pavement": 0.1, "burned": 0.12, "shadow": 0.15,
+            "rail": 0.15, "flatroof": 0.06, "concrete": 0.1, "conifer": 0.3, "stubble": 0.1,
+            "shallow": 0.08}  # fmt: skip
 # C-band backscatter (dB) VV, VH and the spread between objects, by kind.
 _BACKSCATTER = {"lake": (-22.0, -29.0, 1.5), "river": (-19.0, -26.0, 1.5),
                 "tree": (-7.5, -13.5, 1.0), "crop": (-10.0, -17.0, 2.0),
                 "grass": (-12.0, -19.5, 1.5), "soil": (-13.0, -22.0, 2.0),
-                "roof": (-1.0, -8.0, 3.0), "pavement": (-15.0, -23.0, 2.0),
-                "burned": (-12.5, -20.0, 1.5)}  # fmt: skip
+                "roof": (1.0, -4.0, 3.0), "pavement": (-15.0, -23.0, 2.0),
+                "burned": (-12.5, -20.0, 1.5), "shadow": (-4.0, -9.0, 3.0),
+                "rail": (-8.0, -15.0, 2.0), "flatroof": (-2.0, -7.0, 3.0),
+                "concrete": (-13.0, -21.0, 2.0), "conifer": (-7.0, -12.5, 1.0),
+                "stubble": (-11.5, -19.0, 1.5), "shallow": (-20.0, -27.0, 1.5)}  # fmt: skip
 _NOISE_FLOOR_DB = -25.0  # Sentinel-1 IW NESZ is about -22 to -26 dB
 _ENL = 4.4  # equivalent number of looks of Sentinel-1 IW GRDH
 # Water vapour absorption at the top of the atmosphere: (centre nm, depth, sigma nm).
@@ -57,6 +70,7 @@ class Rendering:
     transform: Affine
     crs: str
     nodata: float | None
+    level: str | None = None  # "surface" or "toa" for optical renders
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -222,36 +236,100 @@ def _rng(landcover: LandCoverMap, sensor: SensorSpec, seed: int) -> np.random.Ge
     return np.random.default_rng([landcover.seed, int(seed), zlib.crc32(sensor.name.encode())])
 
 
-def _render_optical(landcover, sensor, gsd, shape, rng, haze, illumination, noise):
-    library = load_library()
-    spectra = sample_object_spectra(library, landcover.object_kind, [landcover.seed, 1])
-    toa = "l1c" in sensor.name
-    response = band_response(sensor.bands, library.wavelengths_nm, toa=toa)
-    values = spectra @ response.T  # (n_objects, 2, n_bands)
-    amp = np.array([_TEXTURE[k] for k in KINDS], dtype=np.float32)
-    # Illumination and haze vary smoothly over the ground: one field each, sampled per band grid.
-    field_cell = 800.0 / gsd
-    light = 1.0 + illumination * np.clip(value_noise(shape, field_cell, rng), -2, 2)
-    haze = (0.03 if toa else 0.0) if haze is None else haze
-    thickness = haze * np.clip(1.0 + 0.5 * value_noise(shape, field_cell, rng), 0.2, 2.0)
-    image = np.empty((len(sensor.bands), *shape), dtype=np.float32)
+@dataclass(frozen=True)
+class Effects:
+    """Acquisition and sensor effects of an optical render (``render``'s keyword arguments)."""
+
+    level: str
+    haze: float
+    adjacency: float
+    illumination: float
+    terrain: bool
+    glint: float
+    blur: float
+    misregistration: float
+    gain_error: float
+    noise: float
+
+
+def _native_groups(sensor: SensorSpec, gsd: float, shape: tuple[int, int]):
+    """Yield (native GSD, its grid shape, band indices) for each native resolution."""
     for native in sorted({max(b.gsd, gsd) for b in sensor.bands}):
         group = [i for i, b in enumerate(sensor.bands) if max(b.gsd, gsd) == native]
         native_shape = (
             max(1, int(np.ceil(shape[0] * gsd / native - 1e-6))),
             max(1, int(np.ceil(shape[1] * gsd / native - 1e-6))),
         )
+        yield native, native_shape, group
+
+
+def _to_native(band: np.ndarray, gsd: float, native: float, native_shape) -> np.ndarray:
+    """A stack-grid band back on its native grid: the mean of each native pixel's stack pixels
+    (nearest neighbour when the GSDs are not whole multiples)."""
+    if native == gsd:
+        return band
+    k = native / gsd
+    if abs(k - round(k)) > 1e-6:
+        return _to_grid(band, gsd, native, native_shape)
+    k = round(k)
+    rows, cols = native_shape[0] * k, native_shape[1] * k
+    padded = np.pad(band, ((0, rows - band.shape[0]), (0, cols - band.shape[1])), mode="edge")
+    return _block_sum(padded[:rows, :cols], k) / np.float32(k * k)
+
+
+def _ground_illumination(landcover, gsd, shape, rng, effects: Effects) -> np.ndarray:
+    """Smooth brightness variation (``illumination``) times terrain shading on the stack grid."""
+    light = 1.0 + effects.illumination * np.clip(value_noise(shape, 800.0 / gsd, rng), -2, 2)
+    if effects.terrain and landcover.relief_m > 0:
+        terrain_rng = np.random.default_rng([landcover.seed, 3])
+        dem = elevation(landcover.height_m, landcover.width_m, landcover.relief_m, terrain_rng)
+        shade = terrain_illumination(dem, landcover.sun_elevation_deg, landcover.sun_azimuth_deg)
+        light = light * resample_bilinear(shade, DEM_GSD_M, gsd, shape)
+    return light.astype(np.float32)
+
+
+def _render_optical(landcover, sensor, gsd, shape, rng, effects: Effects):
+    library = load_library()
+    spectra = sample_object_spectra(
+        library, landcover.object_kind, [landcover.seed, 1], landcover.season
+    )
+    toa = effects.level == "toa"
+    response = band_response(sensor.bands, library.wavelengths_nm, toa=toa)
+    values = spectra @ response.T  # (n_objects, 2, n_bands)
+    if effects.glint > 0:
+        # Sun glint: a flat specular term on water, patchy through the per-pixel mix field.
+        water = np.isin(landcover.object_kind, [KIND_ID[k] for k in ("lake", "river", "shallow")])
+        values[water, 1, :] += (
+            np.float32(effects.glint) * rng.uniform(0.3, 1.0, water.sum())[:, None]
+        )
+    amp = np.array([_TEXTURE[k] for k in KINDS], dtype=np.float32)
+    wavelengths = np.array([b.wavelength_nm for b in sensor.bands], dtype=np.float32)
+    # The ground as the sensor's bands see it, every band on the stack grid.
+    image = np.empty((len(sensor.bands), *shape), dtype=np.float32)
+    for native, native_shape, group in _native_groups(sensor, gsd, shape):
         rendered = _render_bands(landcover, native, native_shape, values[:, :, group], amp)
-        # Effects happen at the band's own pixels, so a 20 m band stays constant in 2x2 blocks.
-        rendered *= _to_grid(light, gsd, native, native_shape)
-        native_thickness = _to_grid(thickness, gsd, native, native_shape)
         for k, band in enumerate(group):
-            layer = rendered[k]
-            if haze > 0:
-                path = native_thickness * (sensor.bands[band].wavelength_nm / 550.0) ** -1.3
-                layer = layer * (1.0 - 0.5 * path) + path
-            if noise > 0:
-                sigma = noise * (0.002 + 0.005 * np.abs(layer))
+            image[band] = _to_grid(rendered[k], native, gsd, shape)
+    del rendered
+    image *= _ground_illumination(landcover, gsd, shape, rng, effects)
+    # The atmosphere: path reflectance over a smooth thickness field, and adjacency.
+    if effects.haze > 0:
+        thickness = effects.haze * np.clip(1.0 + 0.5 * value_noise(shape, 800.0 / gsd, rng), 0.2, 2)
+        for band, wl in enumerate(wavelengths):
+            path = thickness * (float(wl) / 550.0) ** -1.3
+            image[band] *= 1.0 - 0.5 * path
+            image[band] += path
+    image = adjacency(image, wavelengths, gsd, effects.adjacency)
+    # The sensor, at each band's own pixels: PSF and misregistration, gain error, noise.
+    gains = 1.0 + effects.gain_error * rng.standard_normal(len(sensor.bands))
+    shifts = effects.misregistration * rng.standard_normal((len(sensor.bands), 2))
+    for native, native_shape, group in _native_groups(sensor, gsd, shape):
+        for band in group:
+            layer = _to_native(image[band], gsd, native, native_shape)
+            layer = psf_shift(layer, effects.blur, (float(shifts[band, 0]), float(shifts[band, 1])))
+            layer = layer * np.float32(gains[band])
+            if effects.noise > 0:
+                sigma = effects.noise * (0.002 + 0.005 * np.abs(layer))
                 layer = layer + sigma * rng.standard_normal(layer.shape, dtype=np.float32)
             image[band] = _to_grid(layer, native, gsd, shape)
     image -= np.float32(sensor.offset)  # in place: the stack is the largest array here
@@ -280,6 +358,38 @@ def _render_radar(landcover, sensor, gsd, shape, rng, noise):
     return (10.0 * np.log10(np.maximum(image, 1e-6))).astype(np.float32)
 
 
+LEVELS = ("surface", "toa")
+
+
+def _effects(landcover, spec, seed, level, haze, adjacency, illumination, terrain, glint, blur,
+             misregistration, gain_error, noise) -> Effects:  # fmt: skip
+    """Resolve the defaults: drawn from the scene and render seeds, the same for every sensor."""
+    level = ("toa" if "l1c" in spec.name.lower() else "surface") if level is None else level
+    if level not in LEVELS:
+        raise SimulatorError(f"unknown product level {level!r}; use 'surface' or 'toa'")
+    for name, value in (("haze", haze), ("adjacency", adjacency), ("glint", glint),
+                        ("blur", blur), ("misregistration", misregistration),
+                        ("gain_error", gain_error)):  # fmt: skip
+        if value is not None and value < 0:
+            raise SimulatorError(f"{name} must be >= 0, got {value}")
+    draw = np.random.default_rng([landcover.seed, int(seed), 11])
+    toa = level == "toa"
+    drawn_glint = draw.uniform(0.02, 0.12) if draw.random() < 0.2 else 0.0
+    drawn_adjacency = draw.uniform(0.03, 0.1)
+    return Effects(
+        level=level,
+        haze=(0.03 if toa else 0.0) if haze is None else float(haze),
+        adjacency=(drawn_adjacency if toa else 0.0) if adjacency is None else float(adjacency),
+        illumination=float(illumination),
+        terrain=bool(terrain),
+        glint=drawn_glint if glint is None else float(glint),
+        blur=float(blur),
+        misregistration=float(misregistration),
+        gain_error=float(gain_error),
+        noise=float(noise),
+    )
+
+
 def render(
     landcover: LandCoverMap,
     sensor: str | SensorSpec,
@@ -289,13 +399,29 @@ def render(
     illumination: float = 0.05,
     noise: float = 1.0,
     nodata_fraction: float = 0.0,
+    *,
+    level: str | None = None,
+    adjacency: float | None = None,
+    terrain: bool = True,
+    glint: float | None = None,
+    blur: float = 0.5,
+    misregistration: float = 0.1,
+    gain_error: float = 0.02,
 ) -> Rendering:
     """Render ``landcover`` for ``sensor`` at ``gsd`` (default: the sensor's stack GSD).
 
-    ``haze`` is the path reflectance at 550 nm (default 0.03 for top-of-atmosphere L1C, else
-    none); ``illumination`` the relative amplitude of smooth brightness variation; ``noise``
-    scales sensor noise (optical) or speckle (radar: 1.0 = Sentinel-1's 4.4 looks, 0 = none).
-    ``seed`` varies the acquisition (noise, haze, speckle), never the ground.
+    ``level`` is ``"surface"`` (surface reflectance: L2A, Landsat C2 L2) or ``"toa"`` (top of
+    atmosphere: L1C, Landsat L1); by default ``"toa"`` for sensors named ``*l1c*``.
+    ``haze`` is the path reflectance at 550 nm (default 0.03 at the top of atmosphere, else
+    none) and ``adjacency`` the share of the ~300 m surroundings mixed into a pixel at 550 nm
+    (default 0.03-0.1 at the top of atmosphere, else none); ``illumination`` the relative
+    amplitude of smooth brightness variation; ``terrain`` shades the land cover's relief under
+    its sun; ``glint`` is the sun-glint reflectance on water (default: 20 % of acquisitions get
+    0.02-0.12); ``blur`` the Gaussian PSF sigma and ``misregistration`` the standard deviation
+    of per-band shifts, both in native pixels; ``gain_error`` the standard deviation of per-band
+    relative gain; ``noise`` scales sensor noise (optical) or speckle (radar: 1.0 = Sentinel-1's
+    4.4 looks, 0 = none). ``seed`` varies the acquisition (noise, haze, glint, gains, speckle),
+    never the ground. Zeros switch effects off.
     """
     spec = get_sensor(sensor) if isinstance(sensor, str) else sensor
     gsd = float(spec.gsd if gsd is None else gsd)
@@ -308,11 +434,15 @@ def render(
     shape = grid_shape(landcover, gsd)
     rng = _rng(landcover, spec, seed)
     radar = [b.modality == RADAR for b in spec.bands]
+    level_out = None
     if all(radar):
         data = _render_radar(landcover, spec, gsd, shape, rng, noise)
         nodata = None if nodata_fraction == 0 else float("nan")
     elif not any(radar):
-        data = _render_optical(landcover, spec, gsd, shape, rng, haze, illumination, noise)
+        effects = _effects(landcover, spec, seed, level, haze, adjacency, illumination,
+                           terrain, glint, blur, misregistration, gain_error, noise)  # fmt: skip
+        data = _render_optical(landcover, spec, gsd, shape, rng, effects)
+        level_out = effects.level
         nodata = 0 if spec.nodata is None else spec.nodata
     else:
         raise SimulatorError(f"sensor {spec.name!r} mixes radar and optical bands; split it")
@@ -321,4 +451,5 @@ def render(
     if mask.any():
         data[:, mask] = np.nan if nodata is None or np.isnan(nodata) else nodata
         labels[mask] = LABEL_NODATA
-    return Rendering(data, labels, spec, gsd, landcover.transform(gsd), landcover.crs, nodata)
+    transform = landcover.transform(gsd)
+    return Rendering(data, labels, spec, gsd, transform, landcover.crs, nodata, level_out)

@@ -20,7 +20,8 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from gfmcli.data.landcover import LANDCOVER_CLASSES, SimulatorError, simulate_landcover
-from gfmcli.data.render import LABEL_NODATA, Rendering, render
+from gfmcli.data.render import LABEL_NODATA, LEVELS, Rendering, render
+from gfmcli.data.spectra import SEASONS
 from gfmcli.errors import OutputError
 from gfmcli.sensors import get_sensor
 
@@ -41,14 +42,19 @@ def _check_crs(crs: str) -> None:
         )
 
 
-def _write_image(path: Path, rendering: Rendering, with_descriptions: bool, seed: int) -> None:
+def _write_image(
+    path: Path, rendering: Rendering, with_descriptions: bool, seed: int, season: str
+) -> None:
     profile = rendering.profile()
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(rendering.data)
         if with_descriptions:
             for i, name in enumerate(rendering.band_names, start=1):
                 dst.set_band_description(i, name)
-        dst.update_tags(GFM_SIMULATED="true", GFM_SEED=str(seed))
+        tags = {"GFM_SIMULATED": "true", "GFM_SEED": str(seed), "GFM_SEASON": season}
+        if rendering.level is not None:
+            tags["GFM_LEVEL"] = rendering.level
+        dst.update_tags(**tags)
 
 
 def _write_labels(path: Path, rendering: Rendering) -> None:
@@ -78,19 +84,27 @@ def simulate_scene(
     haze: float | None = None,
     noise: float = 1.0,
     overwrite: bool = False,
+    season: str | None = None,
+    level: str | None = None,
 ) -> dict[str, Path]:
     """Simulate a scene and write ``<sensor>.tif`` and ``<sensor>_labels.tif`` per sensor.
 
     ``size_m`` is the ground extent (height, width or one number for a square);
     ``resolution_m`` the land-cover base grid (default: half the finest sensor GSD, so every
     pixel mixes at least 2x2 map cells); ``origin`` the top-left corner in ``crs``.
-    ``nodata_fraction`` cuts a slanted swath edge off the east side. Returns the written paths
+    ``nodata_fraction`` cuts a slanted swath edge off the east side. ``season`` (default: drawn
+    from the seed) and ``level`` (``"surface"`` or ``"toa"``; default: top of atmosphere for
+    L1C sensors only) go to ``simulate_landcover`` and ``render``. Returns the written paths
     keyed ``<sensor>`` and ``<sensor>_labels``; the same arguments write the same bytes.
     """
     specs = [get_sensor(name) for name in ([sensors] if isinstance(sensors, str) else sensors)]
     if not specs:
         raise SimulatorError("no sensors given; name at least one, e.g. 'sentinel2-l2a'")
     _check_crs(crs)
+    if season is not None and season not in SEASONS:
+        raise SimulatorError(f"unknown season {season!r}; use one of {', '.join(SEASONS)}")
+    if level is not None and level not in LEVELS:
+        raise SimulatorError(f"unknown product level {level!r}; use one of {', '.join(LEVELS)}")
     height_m, width_m = (size_m, size_m) if np.isscalar(size_m) else size_m
     base = resolution_m if resolution_m is not None else min(s.gsd for s in specs) / 2.0
     out = Path(out_dir)
@@ -106,13 +120,14 @@ def simulate_scene(
     except OSError as exc:
         raise OutputError(f"cannot create output folder {out}: {exc}") from exc
     landcover = simulate_landcover(
-        float(height_m), float(width_m), base, seed=seed, crs=crs, origin=origin
+        float(height_m), float(width_m), base, seed=seed, crs=crs, origin=origin, season=season
     )
     for spec in specs:
         rendering = render(
-            landcover, spec, seed=seed, haze=haze, noise=noise, nodata_fraction=nodata_fraction
-        )
-        _write_image(targets[spec.name], rendering, with_descriptions, seed)
+            landcover, spec, seed=seed, haze=haze, noise=noise, nodata_fraction=nodata_fraction,
+            level=level,
+        )  # fmt: skip
+        _write_image(targets[spec.name], rendering, with_descriptions, seed, landcover.season)
         _write_labels(targets[f"{spec.name}_labels"], rendering)
         log.info("wrote %s (%s bands, %s m)", targets[spec.name], rendering.data.shape[0], spec.gsd)
     return targets

@@ -25,8 +25,14 @@ from gfmcli.errors import GfmError
 
 # Spectral kinds: which pool and which mixing rule an object's spectra come from. The order is
 # part of the simulator's stable vocabulary (``gfmcli.data.landcover`` maps each kind to a class).
-KINDS = ("lake", "river", "tree", "crop", "grass", "soil", "roof", "pavement", "burned")
+# New kinds are appended, never inserted.
+KINDS = (
+    "lake", "river", "tree", "crop", "grass", "soil", "roof", "pavement", "burned",
+    "shadow", "rail", "flatroof", "concrete", "conifer", "stubble", "shallow",
+)  # fmt: skip
 KIND_ID = {name: i for i, name in enumerate(KINDS)}
+# Seasons change what vegetation and fields look like (``sample_object_spectra``).
+SEASONS = ("spring", "summer", "autumn", "winter")
 
 # earthlib (LEVEL_2 type, LEVEL_3 sub-types) grouped into the simulator's pools.
 _POOLS = {
@@ -34,7 +40,9 @@ _POOLS = {
     "npv": ("npv", ("litter", "npv", "bark", "wood")),
     "bare": ("bare", ("soil", "sand", "dirt", "gravel")),
     "roof": ("built", ("comp_shingle", "concrete_tile", "tile", "metal", "wood_shingle", "paint")),
-    "pavement": ("built", ("road", "asphalt", "parking_lot", "sidewalk", "driveway")),
+    "flatroof": ("built", ("metal", "paint", "gravel", "concrete_tile")),
+    "pavement": ("built", ("road", "asphalt", "parking_lot")),
+    "concrete": ("built", ("sidewalk", "driveway", "bridge")),
     "char": ("burned", ("char",)),
 }
 
@@ -79,6 +87,8 @@ def load_library() -> SpectralLibrary:
     nir = data[:, np.argmin(np.abs(centres - 860.0))]
     ndvi = (nir - red) / np.maximum(nir + red, 1e-6)
     pools["dense_canopy"] = data[(level3 == "canopy") & (ndvi >= 0.85)]
+    # Railway ballast: crushed rock, from the built and the bare gravels.
+    pools["ballast"] = data[level3 == "gravel"]
     empty = sorted(name for name, spectra in pools.items() if len(spectra) == 0)
     if empty:
         raise SimulatorDependencyError(
@@ -121,8 +131,11 @@ def water_reflectance(
     cdom_440: np.ndarray,
     tsm: np.ndarray,
     surface: np.ndarray,
+    depth_m: np.ndarray | None = None,
+    bottom: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Reflectance (0-1, as a surface-reflectance product reports it) of optically deep water.
+    """Reflectance (0-1, as a surface-reflectance product reports it) of water; optically deep
+    unless ``depth_m`` (n,) and a ``bottom`` reflectance (n, n_wavelengths) are given.
 
     Inherent optical properties, per water body (arrays of shape (n,)):
 
@@ -133,7 +146,10 @@ def water_reflectance(
       particles 0.01 TSM (550/lambda)^0.7 (TSM in g/m^3).
 
     Subsurface r_rs = g0 u + g1 u^2 with u = b_b/(a + b_b), g0 = 0.084, g1 = 0.17 (Gordon et al.
-    1988, Lee et al. 1999), above-water R_rs = 0.52 r_rs / (1 - 1.7 r_rs) (Lee et al. 2002), and
+    1988, Lee et al. 1999); in shallow water the bottom shows through, r_rs = r_rs_deep (1 - A)
+    + (bottom / pi) A with A = exp(-2.7 (a + b_b) depth) (after Lee et al. 1998/1999, down- and
+    upwelling attenuation lumped); above-water R_rs = 0.52 r_rs / (1 - 1.7 r_rs) (Lee et al.
+    2002), and
     reflectance pi R_rs plus ``surface``, a spectrally flat reflected-skylight term. Turbid rivers
     come out brighter and greener/redder than clear lakes; NIR and SWIR are near zero.
     """
@@ -153,6 +169,11 @@ def water_reflectance(
     b_b = 0.0011 * (wl / 500.0) ** -4.32 + 0.01 * tsm_ * (550.0 / wl) ** 0.7
     u = b_b / (a_w + a_ph + a_g + a_d + b_b)
     r_rs = 0.084 * u + 0.17 * u**2
+    if depth_m is not None and bottom is not None:
+        kappa = a_w + a_ph + a_g + a_d + b_b
+        depth = np.asarray(depth_m, dtype=np.float64)[:, None]
+        through = np.exp(-2.7 * kappa * depth)
+        r_rs = r_rs * (1.0 - through) + np.asarray(bottom, dtype=np.float64) / np.pi * through
     rrs_above = 0.52 * r_rs / (1.0 - 1.7 * r_rs)
     reflectance = np.pi * rrs_above + np.asarray(surface, dtype=np.float64)[:, None]
     return reflectance.astype(np.float32)
@@ -169,44 +190,123 @@ def _mix(a: np.ndarray, b: np.ndarray, fraction: np.ndarray) -> np.ndarray:
     return a * (1.0 - fraction[:, None]) + b * fraction[:, None]
 
 
-def _draw(library: SpectralLibrary, kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` spectra of one kind; the mixing rule is the kind's physical make-up."""
+def _water(library, kind, n, rng) -> np.ndarray:
+    """Lakes: clear, algal (chlorophyll up to 200 mg/m^3, with a surface scum's red edge) or
+    turbid; rivers: turbid; shallow margins: a lake over a sand, soil or weed bottom."""
+    u = rng.uniform
+    wl = library.wavelengths_nm
+    if kind == "river":
+        chl = np.exp(u(np.log(1.0), np.log(15.0), n))
+        cdom, tsm = u(0.2, 1.5, n), np.exp(u(np.log(5.0), np.log(150.0), n))
+    else:
+        # A water type per body: 50 % clear, 25 % algal, 25 % turbid.
+        kind_draw = rng.random(n)
+        algal, turbid = (kind_draw >= 0.5) & (kind_draw < 0.75), kind_draw >= 0.75
+        chl = np.exp(u(np.log(0.5), np.log(10.0), n))
+        chl = np.where(algal, np.exp(u(np.log(20.0), np.log(200.0), n)), chl)
+        cdom = np.where(turbid, u(0.3, 1.5, n), u(0.05, 0.6, n))
+        tsm = np.exp(u(np.log(0.5), np.log(8.0), n))
+        tsm = np.where(turbid, np.exp(u(np.log(15.0), np.log(120.0), n)), tsm)
+    glint = u(0.003, 0.012, n)
+    if kind == "shallow":
+        bottom = np.where(
+            (rng.random(n) < 0.35)[:, None],
+            _pick(library.pools["canopy"], n, rng) * u(0.2, 0.5, n)[:, None],  # weeds
+            _pick(library.pools["bare"], n, rng) * u(0.5, 1.0, n)[:, None],
+        )
+        depth = np.exp(u(np.log(0.2), np.log(3.0), n))
+        water = water_reflectance(wl, chl, cdom, tsm, glint, depth, bottom)
+    else:
+        water = water_reflectance(wl, chl, cdom, tsm, glint)
+    if kind == "lake":
+        # Dense blooms float: a few percent of the surface reflects like a canopy (red edge).
+        scum = np.where(chl > 80.0, u(0.0, 0.08, n), 0.0)
+        water = _mix(water, _pick(library.pools["canopy"], n, rng), scum)
+    return water
+
+
+def _draw(
+    library: SpectralLibrary, kind: str, n: int, rng: np.random.Generator, season: str
+) -> np.ndarray:
+    """``n`` spectra of one kind in ``season``; the mixing rule is the kind's physical make-up."""
     pools = library.pools
     u = rng.uniform
     if kind == "tree":
-        # Sunlit and shaded crowns: a crown canopy darkened by the shadow fraction of the stand.
-        return _pick(pools["dense_canopy"], n, rng) * u(0.55, 0.85, n)[:, None]
+        # Broadleaf stands: sunlit and shaded crowns, leafing out in spring, turning in autumn,
+        # bare branches over litter and understory in winter.
+        crowns = _pick(pools["dense_canopy"], n, rng)
+        if season == "spring":
+            crowns = _mix(_pick(pools["canopy"], n, rng), _pick(pools["npv"], n, rng), u(0, 0.3, n))
+        elif season == "autumn":
+            crowns = _mix(crowns, _pick(pools["npv"], n, rng), u(0.2, 0.7, n))
+        elif season == "winter":
+            crowns = _mix(_pick(pools["npv"], n, rng), _pick(pools["canopy"], n, rng), u(0, 0.3, n))
+        return crowns * u(0.5, 0.85, n)[:, None]
+    if kind == "conifer":
+        # Needle-leaf stands: darker than broadleaf (clumped shoots, deep crown shadows).
+        return _pick(pools["dense_canopy"], n, rng) * u(0.3, 0.55, n)[:, None]
     if kind == "crop":
         green = _mix(_pick(pools["canopy"], n, rng), _pick(pools["bare"], n, rng), u(0, 0.5, n))
         ripe = _mix(_pick(pools["canopy"], n, rng), _pick(pools["npv"], n, rng), u(0.3, 0.7, n))
-        return np.where((u(0, 1, n) < 0.2)[:, None], ripe, green)
+        young = _mix(_pick(pools["canopy"], n, rng), _pick(pools["bare"], n, rng), u(0.5, 0.9, n))
+        draw = u(0, 1, n)[:, None]
+        if season == "summer":
+            return np.where(draw < 0.25, ripe, green)
+        if season == "autumn":
+            return np.where(draw < 0.5, ripe, young)
+        return np.where(draw < 0.3, green, young)  # spring and winter: sown, sparse
+    if kind == "stubble":
+        # Harvested fields: straw and stubble over soil, a little regrowth.
+        straw = _mix(_pick(pools["npv"], n, rng), _pick(pools["bare"], n, rng), u(0.2, 0.6, n))
+        return _mix(straw, _pick(pools["canopy"], n, rng), u(0, 0.15, n))
     if kind == "grass":
-        mixed = _mix(_pick(pools["canopy"], n, rng), _pick(pools["npv"], n, rng), u(0.05, 0.45, n))
-        return mixed * u(0.85, 1.0, n)[:, None]
+        dry = {"spring": (0.0, 0.2), "summer": (0.05, 0.45), "autumn": (0.2, 0.55)}
+        low, high = dry.get(season, (0.4, 0.8))
+        mixed = _mix(_pick(pools["canopy"], n, rng), _pick(pools["npv"], n, rng), u(low, high, n))
+        return mixed * u(0.8 if season == "winter" else 0.85, 1.0, n)[:, None]
     if kind == "soil":
         # Laboratory soils are dry and smooth; moisture and roughness darken them in the field.
-        return _pick(pools["bare"], n, rng) * u(0.55, 1.0, n)[:, None]
-    if kind in ("roof", "pavement"):
+        wet = 0.45 if season == "winter" else 0.55
+        return _pick(pools["bare"], n, rng) * u(wet, 1.0, n)[:, None]
+    if kind in ("roof", "pavement", "flatroof", "concrete"):
         return _pick(pools[kind], n, rng)
+    if kind == "shadow":
+        # Ground lit by the sky only: dark and bluish (skylight ~ lambda^-1.5 relative to sun).
+        ground = np.where(
+            (u(0, 1, n) < 0.5)[:, None],
+            _pick(pools["canopy"], n, rng),
+            _pick(pools[("pavement", "concrete")[int(rng.integers(2))]], n, rng),
+        )
+        sky = (library.wavelengths_nm / 550.0)[None, :] ** -1.5
+        return ground * sky * u(0.1, 0.25, n)[:, None]
+    if kind == "rail":
+        # Ballast with wooden or concrete sleepers and steel rails (dark).
+        sleepers = _pick(pools[("npv", "concrete")[int(rng.integers(2))]], n, rng)
+        return (
+            _mix(_pick(pools["ballast"], n, rng), sleepers, u(0.15, 0.35, n))
+            * u(0.5, 0.85, n)[:, None]
+        )
     if kind == "burned":
         return _mix(_pick(pools["char"], n, rng), _pick(pools["bare"], n, rng), u(0, 0.4, n))
-    if kind in ("lake", "river"):
-        lake = kind == "lake"
-        chl = np.exp(u(np.log(0.5 if lake else 1.0), np.log(20.0 if lake else 10.0), n))
-        cdom = u(0.05, 0.5, n) if lake else u(0.2, 1.0, n)
-        tsm = np.exp(u(np.log(0.5 if lake else 5.0), np.log(10.0 if lake else 60.0), n))
-        return water_reflectance(library.wavelengths_nm, chl, cdom, tsm, u(0.003, 0.01, n))
+    if kind in ("lake", "river", "shallow"):
+        return _water(library, kind, n, rng)
     raise ValueError(f"unknown spectral kind {kind!r}")
 
 
 def sample_object_spectra(
-    library: SpectralLibrary, kinds: np.ndarray, seed: int | Sequence[int]
+    library: SpectralLibrary,
+    kinds: np.ndarray,
+    seed: int | Sequence[int],
+    season: str = "summer",
 ) -> np.ndarray:
-    """Two spectra per object, shape (n_objects, 2, n_wavelengths), float32 in [0, 1].
+    """Two spectra per object in ``season``, shape (n_objects, 2, n_wavelengths), float32 in
+    [0, 1].
 
     The renderer blends the pair per pixel. Roofs keep one material (both spectra equal): a roof
     is one surface, unlike a field. The result depends only on ``kinds`` and ``seed``.
     """
+    if season not in SEASONS:
+        raise ValueError(f"unknown season {season!r}; use one of {', '.join(SEASONS)}")
     kinds = np.asarray(kinds)
     out = np.zeros((len(kinds), 2, len(library.wavelengths_nm)), dtype=np.float32)
     for kind_id, kind in enumerate(KINDS):
@@ -214,8 +314,9 @@ def sample_object_spectra(
         members = np.flatnonzero(kinds == kind_id)
         if members.size == 0:
             continue
-        first = _draw(library, kind, members.size, rng)
-        second = first if kind == "roof" else _draw(library, kind, members.size, rng)
+        first = _draw(library, kind, members.size, rng, season)
+        one = kind in ("roof", "flatroof")
+        second = first if one else _draw(library, kind, members.size, rng, season)
         out[members, 0] = first
         out[members, 1] = second
     return np.clip(out, 0.0, 1.0)
