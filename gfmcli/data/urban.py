@@ -188,12 +188,11 @@ def _slots(blocks: _Blocks, p, q, trees, soil, shadow_shift):
     built_zone = (zone == RESIDENTIAL) | (zone == DENSE) | (zone == INDUSTRIAL)
     # Shadow: a building lies toward the sun within the shadow length (tested at 3 steps).
     shadow = np.zeros(p.shape, dtype=bool)
-    if shadow_shift is not None:
-        length = blocks.height[block] * np.float32(shadow_shift[2])
-        for step in (0.35, 0.7, 1.0):
-            dp = length * np.float32(step * shadow_shift[0])
-            dq = length * np.float32(step * shadow_shift[1])
-            shadow |= _buildings(blocks, p + dp, q + dq) >= 0
+    length = blocks.height[block] * np.float32(shadow_shift[2])
+    for step in (0.35, 0.7, 1.0):
+        dp = length * np.float32(step * shadow_shift[0])
+        dq = length * np.float32(step * shadow_shift[1])
+        shadow |= _buildings(blocks, p + dp, q + dq) >= 0
     tree = trees > blocks.tree_level[block]
     yard = np.full(p.shape, LAWN, dtype=np.int32)
     yard = np.where((zone == DENSE) & blocks.paved_court[block], PAVED, yard)
@@ -214,11 +213,12 @@ def _slots(blocks: _Blocks, p, q, trees, soil, shadow_shift):
     yard = np.where(shadow & built_zone, SHADOW, yard)
     yard = np.where(edge < sw, SIDEWALK, yard)
     slot = np.where(building >= 0, building, yard)
-    # Streets, with rows of trees along the kerb in some blocks.
+    # Streets, with rows of trees along the kerb in some blocks, and the shadows cast on them.
     from_kerb = np.where(u < 0, -u, -v)
     along = np.where(u < 0, v, u)
     crowns = (from_kerb < 3.0) & ((along % 9.0) < 5.0) & blocks.street_trees[block]
-    slot = np.where(street, np.where(crowns & (zone != PARK), TREES, ROAD), slot)
+    road = np.where(shadow & (zone != PARK), SHADOW, ROAD)
+    slot = np.where(street, np.where(crowns & (zone != PARK), TREES, road), slot)
     return block, slot
 
 
