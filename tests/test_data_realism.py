@@ -300,3 +300,74 @@ def test_simulate_scene_rejects_unknown_season_before_writing(tmp_path):
     with pytest.raises(SimulatorError, match="season"):
         simulate_scene(tmp_path / "x", sensors=["landsat8"], size_m=300.0, season="monsoon")
     assert not (tmp_path / "x").exists()
+
+
+CLOUD, SHADOW, SNOW = 6, 7, 8
+
+
+def test_clouds_and_shadows_are_labelled_where_they_are_the_same_for_every_sensor():
+    lc = simulate_landcover(1920.0, 1920.0, 5.0, seed=5, season="summer")
+    s2 = render(lc, "sentinel2-l2a", seed=2, cloud_cover=0.3)
+    clear = render(lc, "sentinel2-l2a", seed=2)
+    l8 = render(lc, "landsat8", seed=2, cloud_cover=0.3)
+    assert not np.isin(clear.labels, [CLOUD, SHADOW]).any()
+    assert 0.15 < (s2.labels == CLOUD).mean() < 0.45
+    assert (s2.labels == SHADOW).mean() > 0.02
+    spec = s2.sensor
+    cloudy = s2.data.astype(float) * spec.scale + spec.offset
+    plain = clear.data.astype(float) * spec.scale + spec.offset
+    blue, nir = spec.band_names.index("B02"), spec.band_names.index("B08")
+    assert cloudy[blue][s2.labels == CLOUD].mean() > 0.3 > cloudy[blue][s2.labels < CLOUD].mean()
+    in_shadow = s2.labels == SHADOW
+    assert cloudy[nir][in_shadow].mean() < 0.5 * plain[nir][in_shadow].mean()
+    # One acquisition, one sky: the 30 m Landsat clouds are the 10 m Sentinel-2 clouds.
+    s2_cloud = (s2.labels == CLOUD).reshape(64, 3, 64, 3).mean(axis=(1, 3)) > 0.5
+    assert (s2_cloud == (l8.labels == CLOUD)).mean() > 0.9
+    assert not np.isin(render(lc, "sentinel1", seed=2, cloud_cover=0.3).labels, [CLOUD]).any()
+    other = render(lc, "sentinel2-l2a", seed=2, cloud_cover=0.3, cloud_seed=9)
+    assert ((other.labels == CLOUD) != (s2.labels == CLOUD)).mean() > 0.1
+    with pytest.raises(SimulatorError, match="cloud_cover"):
+        render(lc, "sentinel2-l2a", cloud_cover=1.5)
+
+
+def test_toa_cirrus_and_vapour_bands_behave_as_at_the_top_of_atmosphere():
+    lc = simulate_landcover(960.0, 960.0, 5.0, seed=6, season="summer")
+    spec = get_sensor("sentinel2-l1c")
+    toa = render(lc, spec, seed=1)
+    x = toa.data.astype(float) * spec.scale + spec.offset
+    b08, b09, b10 = (spec.band_names.index(b) for b in ("B08", "B09", "B10"))
+    assert x[b10].mean() < 0.01  # cirrus band: the water vapour hides the ground
+    assert x[b09].mean() < 0.8 * x[b08].mean()  # water-vapour band dimmed
+
+
+def test_winter_scenes_can_be_snowy_and_snow_is_bright_but_dark_in_the_swir():
+    for seed in range(16):
+        lc = simulate_landcover(1280.0, 1280.0, 5.0, seed=seed, season="winter")
+        if (lc.classes == SNOW).mean() > 0.05:
+            break
+    else:
+        pytest.fail("no snowy winter scene in 16 seeds")
+    summer = simulate_landcover(1280.0, 1280.0, 5.0, seed=seed, season="summer")
+    assert not (summer.classes == SNOW).any()
+    rendering = render(lc, "sentinel2-l2a", **CLEAN)
+    spec = rendering.sensor
+    x = rendering.data.astype(float) * spec.scale + spec.offset
+    green, swir = spec.band_names.index("B03"), spec.band_names.index("B11")
+    snow = rendering.labels == SNOW
+    ndsi = (x[green] - x[swir]) / (x[green] + x[swir])
+    assert x[green][snow].mean() > 0.5 and np.median(ndsi[snow]) > 0.6
+    assert np.median(ndsi[~snow]) < 0.3
+
+
+def test_simulate_cli_clouds(tmp_path):
+    out = tmp_path / "cloudy"
+    args = ["simulate", "-o", str(out), "--size-m", "900", "--sensor", "landsat8",
+            "--cloud-cover", "0.5", "--cloud-seed", "3"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out / "landsat8_labels.tif") as lab:
+        labels = lab.read(1)
+        assert lab.tags()["CLASS_6"] == "cloud" and lab.tags()["CLASS_7"] == "cloud shadow"
+    assert (labels == CLOUD).mean() > 0.2
+    bad = CliRunner().invoke(cli, ["simulate", "-o", str(tmp_path / "b"), "--cloud-cover", "2"])
+    assert bad.exit_code == 2 and "fraction" in bad.output and not (tmp_path / "b").exists()

@@ -5,6 +5,19 @@ from __future__ import annotations
 import click
 
 
+def _cloud_cover(ctx: click.Context, param: click.Parameter, value: str | None):
+    """``auto`` or a fraction in [0, 1]."""
+    if value is None or value == "auto":
+        return value
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = -1.0
+    if not 0.0 <= fraction <= 1.0:
+        raise click.BadParameter(f"{value!r} is not a fraction in [0, 1] or 'auto'")
+    return fraction
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-o", "--output", required=True, type=click.Path(), help="Folder to write into.")
 @click.option(
@@ -40,10 +53,20 @@ import click
     help="Product level: surface reflectance (L2A, C2 L2) or top of atmosphere (L1C, L1) "
     "[default: toa for *l1c* sensors, else surface].",
 )
+@click.option(
+    "--cloud-cover",
+    default=None,
+    callback=_cloud_cover,
+    metavar="FRACTION|auto",
+    help="Cover the optical images with clouds and shadows (0-1; auto: 40 %% clear, else "
+    "5-70 %%) and label them [default: none].",
+)
+@click.option("--cloud-seed", type=click.IntRange(min=0), default=None,
+              help="Seed of the clouds and aerosol [default: --seed].")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 def simulate(
     output, sensor_names, size_m, seed, crs, no_descriptions, nodata_fraction, season, level,
-    overwrite,
+    cloud_cover, cloud_seed, overwrite,
 ) -> None:  # fmt: skip
     """Simulate a landscape from measured spectra and write <sensor>.tif + <sensor>_labels.tif.
 
@@ -66,6 +89,8 @@ def simulate(
         overwrite=overwrite,
         season=season,
         level=level,
+        cloud_cover=cloud_cover,
+        cloud_seed=cloud_seed,
     )
     for path in paths.values():
         click.echo(str(path))

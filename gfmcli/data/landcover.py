@@ -47,7 +47,7 @@ LANDCOVER_CLASSES: tuple[ClassInfo, ...] = (
 KIND_CLASS = np.array(
     [{"lake": 0, "river": 0, "tree": 1, "crop": 2, "grass": 2, "soil": 3, "roof": 4,
       "pavement": 4, "burned": 5, "shadow": 4, "rail": 4, "flatroof": 4, "concrete": 4,
-      "conifer": 1, "stubble": 2, "shallow": 0}[kind] for kind in KINDS],
+      "conifer": 1, "stubble": 2, "shallow": 0, "snow": 8}[kind] for kind in KINDS],
     dtype=np.uint8,
 )  # fmt: skip
 
@@ -170,6 +170,26 @@ def _paint_patches(
     base = table.add(kinds)
     objects[mask] = base + ids[mask]
     return mask
+
+
+# Snow on open land: chance of a snowy scene and its cover range, by season.
+_SNOW = {"winter": (0.5, 0.3, 1.0), "spring": (0.05, 0.05, 0.3)}
+_OPEN_LAND = ("crop", "stubble", "grass", "soil", "burned")
+
+
+def _snow(objects, shape, res, table: Objects, rng, season: str) -> None:
+    """Patchy snow (large fractal patches cut into ~200 m objects) over the open land of half
+    the winter scenes and a few spring ones; forests, water and towns stay visible."""
+    chance, low, high = _SNOW.get(season, (0.0, 0.0, 0.0))
+    if rng.random() >= chance:
+        return
+    cover = rng.uniform(low, high)
+    open_land = np.isin(table.kind_array()[objects], [KIND_ID[k] for k in _OPEN_LAND])
+    field = fractal_noise(shape, 1500.0 / res, rng, octaves=4)
+    snowy = open_land & (field > quantile(field, 1.0 - cover))
+    del open_land, field
+    ids, n = _stands(shape, res, 200.0, rng)
+    objects[snowy] = table.add(np.full(n, KIND_ID["snow"])) + ids[snowy]
 
 
 def _settlements(objects, shape, res, table, rng, sun) -> None:
@@ -331,6 +351,7 @@ def simulate_landcover(
     if rng.random() < 0.5:
         _burn_scar(objects, forest, shape, res, table, rng)
     del forest
+    _snow(objects, shape, res, table, rng, season)
     river, river_segment, n_segments = _river(objects, shape, res, table, rng)
     _settlements(objects, shape, res, table, rng, sun)
     if rng.random() < 0.5:

@@ -16,12 +16,13 @@ gamma-distributed speckle, in dB (float32).
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from affine import Affine
 
+from gfmcli.data.atmosphere import Atmosphere, CloudField, add_clouds, cloud_field, to_toa
 from gfmcli.data.landcover import LANDCOVER_CLASSES, LandCoverMap, SimulatorError
 from gfmcli.data.noise import value_noise
 from gfmcli.data.optics import (
@@ -43,7 +44,7 @@ _MAX_SAMPLES = 4  # sample points per pixel and axis: 16 per pixel resolve cover
 _TEXTURE = {"lake": 0.03, "river": 0.05, "tree": 0.3, "crop": 0.08, "grass": 0.12,
             "soil": 0.1, "roof": 0.12, "pavement": 0.1, "burned": 0.12, "shadow": 0.15,
             "rail": 0.15, "flatroof": 0.06, "concrete": 0.1, "conifer": 0.3, "stubble": 0.1,
-            "shallow": 0.08}  # fmt: skip
+            "shallow": 0.08, "snow": 0.05}  # fmt: skip
 # C-band backscatter (dB) VV, VH and the spread between objects, by kind.
 _BACKSCATTER = {"lake": (-22.0, -29.0, 1.5), "river": (-19.0, -26.0, 1.5),
                 "tree": (-7.5, -13.5, 1.0), "crop": (-10.0, -17.0, 2.0),
@@ -52,7 +53,8 @@ _BACKSCATTER = {"lake": (-22.0, -29.0, 1.5), "river": (-19.0, -26.0, 1.5),
                 "burned": (-12.5, -20.0, 1.5), "shadow": (-4.0, -9.0, 3.0),
                 "rail": (-8.0, -15.0, 2.0), "flatroof": (-2.0, -7.0, 3.0),
                 "concrete": (-13.0, -21.0, 2.0), "conifer": (-7.0, -12.5, 1.0),
-                "stubble": (-11.5, -19.0, 1.5), "shallow": (-20.0, -27.0, 1.5)}  # fmt: skip
+                "stubble": (-11.5, -19.0, 1.5), "shallow": (-20.0, -27.0, 1.5),
+                "snow": (-15.0, -23.0, 2.0)}  # fmt: skip
 _NOISE_FLOOR_DB = -25.0  # Sentinel-1 IW NESZ is about -22 to -26 dB
 _ENL = 4.4  # equivalent number of looks of Sentinel-1 IW GRDH
 # Water vapour absorption at the top of the atmosphere: (centre nm, depth, sigma nm).
@@ -250,6 +252,8 @@ class Effects:
     misregistration: float
     gain_error: float
     noise: float
+    cloud_cover: float
+    cloud_seed: int
 
 
 def _native_groups(sensor: SensorSpec, gsd: float, shape: tuple[int, int]):
@@ -288,13 +292,58 @@ def _ground_illumination(landcover, gsd, shape, rng, effects: Effects) -> np.nda
     return light.astype(np.float32)
 
 
-def _render_optical(landcover, sensor, gsd, shape, rng, effects: Effects):
+def _class_id(name: str) -> int:
+    return next(c.id for c in LANDCOVER_CLASSES if c.name == name)
+
+
+def _clouds(landcover, gsd, shape, effects: Effects) -> CloudField:
+    """The acquisition's clouds and their shadows on the stack grid, laid out on the fixed
+    ``DEM_GSD_M`` ground grid so every sensor of one acquisition sees the same clouds."""
+    rng = np.random.default_rng([landcover.seed, effects.cloud_seed, 13])
+    ground = (
+        int(np.ceil(landcover.height_m / DEM_GSD_M)) + 1,
+        int(np.ceil(landcover.width_m / DEM_GSD_M)) + 1,
+    )
+    # Cloud bases of low and middle clouds (0.5-2.5 km): their shadows land in the scene.
+    field = cloud_field(ground, rng, gsd_m=DEM_GSD_M, cover=effects.cloud_cover,
+                        sun_elevation_deg=landcover.sun_elevation_deg,
+                        height_m=float(rng.uniform(500.0, 2500.0)))  # fmt: skip
+    return CloudField(
+        resample_bilinear(field.opacity, DEM_GSD_M, gsd, shape),
+        resample_bilinear(field.shadow, DEM_GSD_M, gsd, shape),
+    )
+
+
+def _atmosphere(landcover, image, wavelengths, gsd, shape, rng, labels, effects: Effects):
+    """Clouds and shadows over the surface, then haze, then the top-of-atmosphere terms; the
+    labels get ``cloud`` and ``cloud shadow`` where they are."""
+    image = adjacency(image, wavelengths, gsd, effects.adjacency)
+    if effects.cloud_cover > 0:
+        field = _clouds(landcover, gsd, shape, effects)
+        look = np.random.default_rng([landcover.seed, effects.cloud_seed, 14])
+        image, labels = add_clouds(image, wavelengths, field, look, labels=labels,
+                                   cloud_class=_class_id("cloud"),
+                                   shadow_class=_class_id("cloud shadow"))  # fmt: skip
+    if effects.haze > 0:
+        thickness = effects.haze * np.clip(1.0 + 0.5 * value_noise(shape, 800.0 / gsd, rng), 0.2, 2)
+        for band, wl in enumerate(wavelengths):
+            path = thickness * (float(wl) / 550.0) ** -1.3
+            image[band] *= 1.0 - 0.5 * path
+            image[band] += path
+    if effects.level == "toa":
+        air = np.random.default_rng([landcover.seed, effects.cloud_seed, 15])
+        atmosphere = replace(Atmosphere.draw(air), sun_elevation_deg=landcover.sun_elevation_deg)
+        image = to_toa(image, wavelengths, atmosphere, rng, haze_cell=3000.0 / gsd)
+    return image, labels
+
+
+def _render_optical(landcover, sensor, gsd, shape, rng, effects: Effects, labels):
     library = load_library()
     spectra = sample_object_spectra(
         library, landcover.object_kind, [landcover.seed, 1], landcover.season
     )
-    toa = effects.level == "toa"
-    response = band_response(sensor.bands, library.wavelengths_nm, toa=toa)
+    # Water vapour and cirrus absorption come with the atmosphere (``to_toa``), not here.
+    response = band_response(sensor.bands, library.wavelengths_nm)
     values = spectra @ response.T  # (n_objects, 2, n_bands)
     if effects.glint > 0:
         # Sun glint: a flat specular term on water, patchy through the per-pixel mix field.
@@ -312,14 +361,7 @@ def _render_optical(landcover, sensor, gsd, shape, rng, effects: Effects):
             image[band] = _to_grid(rendered[k], native, gsd, shape)
     del rendered
     image *= _ground_illumination(landcover, gsd, shape, rng, effects)
-    # The atmosphere: path reflectance over a smooth thickness field, and adjacency.
-    if effects.haze > 0:
-        thickness = effects.haze * np.clip(1.0 + 0.5 * value_noise(shape, 800.0 / gsd, rng), 0.2, 2)
-        for band, wl in enumerate(wavelengths):
-            path = thickness * (float(wl) / 550.0) ** -1.3
-            image[band] *= 1.0 - 0.5 * path
-            image[band] += path
-    image = adjacency(image, wavelengths, gsd, effects.adjacency)
+    image, labels = _atmosphere(landcover, image, wavelengths, gsd, shape, rng, labels, effects)
     # The sensor, at each band's own pixels: PSF and misregistration, gain error, noise.
     gains = 1.0 + effects.gain_error * rng.standard_normal(len(sensor.bands))
     shifts = effects.misregistration * rng.standard_normal((len(sensor.bands), 2))
@@ -336,7 +378,7 @@ def _render_optical(landcover, sensor, gsd, shape, rng, effects: Effects):
     image /= np.float32(sensor.scale)
     np.rint(image, out=image)
     np.clip(image, 1, np.iinfo(np.uint16).max, out=image)
-    return image.astype(np.uint16)
+    return image.astype(np.uint16), labels
 
 
 def _render_radar(landcover, sensor, gsd, shape, rng, noise):
@@ -362,8 +404,17 @@ LEVELS = ("surface", "toa")
 
 
 def _effects(landcover, spec, seed, level, haze, adjacency, illumination, terrain, glint, blur,
-             misregistration, gain_error, noise) -> Effects:  # fmt: skip
+             misregistration, gain_error, noise, cloud_cover, cloud_seed) -> Effects:  # fmt: skip
     """Resolve the defaults: drawn from the scene and render seeds, the same for every sensor."""
+    cloud_seed = int(seed) if cloud_seed is None else int(cloud_seed)
+    if cloud_seed < 0:
+        raise SimulatorError(f"cloud_seed must be a non-negative integer, got {cloud_seed}")
+    if cloud_cover == "auto":
+        sky = np.random.default_rng([landcover.seed, cloud_seed, 12])
+        cloud_cover = 0.0 if sky.random() < 0.4 else float(sky.uniform(0.05, 0.7))
+    cloud_cover = 0.0 if cloud_cover is None else cloud_cover
+    if isinstance(cloud_cover, str) or not 0.0 <= cloud_cover <= 1.0:
+        raise SimulatorError(f"cloud_cover must be 'auto' or in [0, 1], got {cloud_cover!r}")
     level = ("toa" if "l1c" in spec.name.lower() else "surface") if level is None else level
     if level not in LEVELS:
         raise SimulatorError(f"unknown product level {level!r}; use 'surface' or 'toa'")
@@ -378,7 +429,7 @@ def _effects(landcover, spec, seed, level, haze, adjacency, illumination, terrai
     drawn_adjacency = draw.uniform(0.03, 0.1)
     return Effects(
         level=level,
-        haze=(0.03 if toa else 0.0) if haze is None else float(haze),
+        haze=0.0 if haze is None else float(haze),
         adjacency=(drawn_adjacency if toa else 0.0) if adjacency is None else float(adjacency),
         illumination=float(illumination),
         terrain=bool(terrain),
@@ -387,6 +438,8 @@ def _effects(landcover, spec, seed, level, haze, adjacency, illumination, terrai
         misregistration=float(misregistration),
         gain_error=float(gain_error),
         noise=float(noise),
+        cloud_cover=float(cloud_cover),
+        cloud_seed=cloud_seed,
     )
 
 
@@ -407,21 +460,29 @@ def render(
     blur: float = 0.5,
     misregistration: float = 0.1,
     gain_error: float = 0.02,
+    cloud_cover: float | str | None = None,
+    cloud_seed: int | None = None,
 ) -> Rendering:
     """Render ``landcover`` for ``sensor`` at ``gsd`` (default: the sensor's stack GSD).
 
     ``level`` is ``"surface"`` (surface reflectance: L2A, Landsat C2 L2) or ``"toa"`` (top of
     atmosphere: L1C, Landsat L1); by default ``"toa"`` for sensors named ``*l1c*``.
-    ``haze`` is the path reflectance at 550 nm (default 0.03 at the top of atmosphere, else
-    none) and ``adjacency`` the share of the ~300 m surroundings mixed into a pixel at 550 nm
+    At the top of atmosphere ``gfmcli.data.atmosphere.to_toa`` adds Rayleigh and aerosol path
+    reflectance (a drawn aerosol load with patches of haze), transmittance and water-vapour and
+    cirrus absorption. ``haze`` adds an extra path reflectance at 550 nm (default none) and
+    ``adjacency`` the share of the ~300 m surroundings mixed into a pixel at 550 nm
     (default 0.03-0.1 at the top of atmosphere, else none); ``illumination`` the relative
     amplitude of smooth brightness variation; ``terrain`` shades the land cover's relief under
     its sun; ``glint`` is the sun-glint reflectance on water (default: 20 % of acquisitions get
     0.02-0.12); ``blur`` the Gaussian PSF sigma and ``misregistration`` the standard deviation
     of per-band shifts, both in native pixels; ``gain_error`` the standard deviation of per-band
     relative gain; ``noise`` scales sensor noise (optical) or speckle (radar: 1.0 = Sentinel-1's
-    4.4 looks, 0 = none). ``seed`` varies the acquisition (noise, haze, glint, gains, speckle),
-    never the ground. Zeros switch effects off.
+    4.4 looks, 0 = none). ``cloud_cover`` (0-1, or ``"auto"``: 40 % of acquisitions clear,
+    the rest 5-70 % cloudy; default none) lays clouds and their shadows over optical renders
+    and labels them ``cloud`` and ``cloud shadow``; ``cloud_seed`` (default ``seed``) picks the
+    clouds, the aerosol and the cloud brightness, the same for every sensor. ``seed`` varies
+    the acquisition (noise, haze, glint, gains, speckle), never the ground. Zeros switch effects
+    off.
     """
     spec = get_sensor(sensor) if isinstance(sensor, str) else sensor
     gsd = float(spec.gsd if gsd is None else gsd)
@@ -435,18 +496,19 @@ def render(
     rng = _rng(landcover, spec, seed)
     radar = [b.modality == RADAR for b in spec.bands]
     level_out = None
+    labels = render_labels(landcover, gsd)
     if all(radar):
         data = _render_radar(landcover, spec, gsd, shape, rng, noise)
         nodata = None if nodata_fraction == 0 else float("nan")
     elif not any(radar):
         effects = _effects(landcover, spec, seed, level, haze, adjacency, illumination,
-                           terrain, glint, blur, misregistration, gain_error, noise)  # fmt: skip
-        data = _render_optical(landcover, spec, gsd, shape, rng, effects)
+                           terrain, glint, blur, misregistration, gain_error, noise,
+                           cloud_cover, cloud_seed)  # fmt: skip
+        data, labels = _render_optical(landcover, spec, gsd, shape, rng, effects, labels)
         level_out = effects.level
         nodata = 0 if spec.nodata is None else spec.nodata
     else:
         raise SimulatorError(f"sensor {spec.name!r} mixes radar and optical bands; split it")
-    labels = render_labels(landcover, gsd)
     mask = swath_mask(landcover, gsd, nodata_fraction)
     if mask.any():
         data[:, mask] = np.nan if nodata is None or np.isnan(nodata) else nodata

@@ -86,6 +86,8 @@ def simulate_scene(
     overwrite: bool = False,
     season: str | None = None,
     level: str | None = None,
+    cloud_cover: float | str | None = None,
+    cloud_seed: int | None = None,
 ) -> dict[str, Path]:
     """Simulate a scene and write ``<sensor>.tif`` and ``<sensor>_labels.tif`` per sensor.
 
@@ -94,7 +96,9 @@ def simulate_scene(
     pixel mixes at least 2x2 map cells); ``origin`` the top-left corner in ``crs``.
     ``nodata_fraction`` cuts a slanted swath edge off the east side. ``season`` (default: drawn
     from the seed) and ``level`` (``"surface"`` or ``"toa"``; default: top of atmosphere for
-    L1C sensors only) go to ``simulate_landcover`` and ``render``. Returns the written paths
+    L1C sensors only) go to ``simulate_landcover`` and ``render``, as do ``cloud_cover`` (0-1 or
+    ``"auto"``) and ``cloud_seed``: the optical images get the same clouds and shadows, and
+    their labels the classes ``cloud`` and ``cloud shadow``. Returns the written paths
     keyed ``<sensor>`` and ``<sensor>_labels``; the same arguments write the same bytes.
     """
     specs = [get_sensor(name) for name in ([sensors] if isinstance(sensors, str) else sensors)]
@@ -105,6 +109,10 @@ def simulate_scene(
         raise SimulatorError(f"unknown season {season!r}; use one of {', '.join(SEASONS)}")
     if level is not None and level not in LEVELS:
         raise SimulatorError(f"unknown product level {level!r}; use one of {', '.join(LEVELS)}")
+    if cloud_cover is not None and cloud_cover != "auto" and not 0.0 <= float(cloud_cover) <= 1:
+        raise SimulatorError(f"cloud_cover must be 'auto' or in [0, 1], got {cloud_cover!r}")
+    if cloud_seed is not None and cloud_seed < 0:
+        raise SimulatorError(f"cloud_seed must be a non-negative integer, got {cloud_seed}")
     height_m, width_m = (size_m, size_m) if np.isscalar(size_m) else size_m
     base = resolution_m if resolution_m is not None else min(s.gsd for s in specs) / 2.0
     out = Path(out_dir)
@@ -125,7 +133,7 @@ def simulate_scene(
     for spec in specs:
         rendering = render(
             landcover, spec, seed=seed, haze=haze, noise=noise, nodata_fraction=nodata_fraction,
-            level=level,
+            level=level, cloud_cover=cloud_cover, cloud_seed=cloud_seed,
         )  # fmt: skip
         _write_image(targets[spec.name], rendering, with_descriptions, seed, landcover.season)
         _write_labels(targets[f"{spec.name}_labels"], rendering)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gfmcli.data.atmosphere import snow_spectrum
 from gfmcli.errors import GfmError
 
 # Spectral kinds: which pool and which mixing rule an object's spectra come from. The order is
@@ -28,7 +29,7 @@ from gfmcli.errors import GfmError
 # New kinds are appended, never inserted.
 KINDS = (
     "lake", "river", "tree", "crop", "grass", "soil", "roof", "pavement", "burned",
-    "shadow", "rail", "flatroof", "concrete", "conifer", "stubble", "shallow",
+    "shadow", "rail", "flatroof", "concrete", "conifer", "stubble", "shallow", "snow",
 )  # fmt: skip
 KIND_ID = {name: i for i, name in enumerate(KINDS)}
 # Seasons change what vegetation and fields look like (``sample_object_spectra``).
@@ -288,6 +289,12 @@ def _draw(
         )
     if kind == "burned":
         return _mix(_pick(pools["char"], n, rng), _pick(pools["bare"], n, rng), u(0, 0.4, n))
+    if kind == "snow":
+        # earthlib has no snow: the analytic spectrum of ``atmosphere.snow_spectrum`` (grain
+        # size drawn), with up to 15 % soil or stubble showing through and shading.
+        wl = library.wavelengths_nm
+        snow = np.stack([snow_spectrum(wl, grain) for grain in u(0, 1, n)])
+        return _mix(snow, _pick(pools["bare"], n, rng), u(0, 0.15, n)) * u(0.8, 1.0, n)[:, None]
     if kind in ("lake", "river", "shallow"):
         return _water(library, kind, n, rng)
     raise ValueError(f"unknown spectral kind {kind!r}")
