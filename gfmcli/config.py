@@ -96,6 +96,7 @@ class PretrainModelConfig:
     decoder_depth: int = 8
     decoder_heads: int = 16
     drop_path: float = 0.0
+    decoder_drop_path: float | None = None
     embed_dim: int | None = None
     depth: int | None = None
     num_heads: int | None = None

@@ -250,14 +250,14 @@ def test_patch_embed_equals_conv3d() -> None:
 
 def test_cpce_physical_position_wavelength_and_cls() -> None:
     wl = (442.7, 5500.0)
-    emb = pos_chan_embedding(16, (2, 3), 160.0, wl, combine="sum")
+    emb = pos_chan_embedding(16, (2, 3), 160.0, wl, combine="sum", cls_embedding="none")
     assert emb[0].abs().sum() == 0 and emb[:, 0].abs().sum() == 0  # [CLS] row and column
     chan = sincos_1d(16, torch.tensor(wl, dtype=torch.float64))
     # patch (row 1, col 2): first half from the column (320 m), second from the row (160 m)
     col, row = torch.tensor([320.0]), torch.tensor([160.0])
     pos = torch.cat([sincos_1d(8, col), sincos_1d(8, row)], 1)
     torch.testing.assert_close(emb[1:, 1 + 1 * 3 + 2], pos[0] + chan)
-    mean = pos_chan_embedding(16, (2, 3), 160.0, wl, combine="mean")
+    mean = pos_chan_embedding(16, (2, 3), 160.0, wl, combine="mean", cls_embedding="none")
     torch.testing.assert_close(mean * 2, emb)
 
     with_p = PosChanEmbed(16, 16, include_patch_size=True, combine="sum")
@@ -266,6 +266,74 @@ def test_cpce_physical_position_wavelength_and_cls() -> None:
     b = without_p((2, 3), 160.0, wl, torch.device("cpu"), torch.float64)
     torch.testing.assert_close(a, b)  # 10 m x 16 px steps == 160 m steps without p
     assert with_p((2, 3), 10.0, wl, torch.device("cpu"), torch.float64) is a  # cached
+
+
+def test_cls_row_and_column_get_half_the_position_and_wavelength_embedding() -> None:
+    # The reference pads position and channel parts with a zero [CLS] entry, then averages:
+    # location token n gets pos(n)/2, band token c gets chan(c)/2, the global [CLS] gets 0.
+    wl = (442.7, 864.7, 5500.0)
+    emb = pos_chan_embedding(16, (2, 3), 160.0, wl, combine="mean")  # default "partial"
+    old = pos_chan_embedding(16, (2, 3), 160.0, wl, combine="mean", cls_embedding="none")
+    torch.testing.assert_close(emb[1:, 1:], old[1:, 1:])  # patch tokens unchanged
+    rows = torch.tensor([0.0, 0, 0, 1, 1, 1]) * 160.0
+    cols = torch.tensor([0.0, 1, 2, 0, 1, 2]) * 160.0
+    pos = torch.cat([sincos_1d(8, cols), sincos_1d(8, rows)], 1)
+    chan = sincos_1d(16, torch.tensor(wl, dtype=torch.float64))
+    torch.testing.assert_close(emb[0, 1:], pos / 2)
+    torch.testing.assert_close(emb[1:, 0], chan / 2)
+    assert emb[0, 0].abs().sum() == 0
+    summed = pos_chan_embedding(16, (2, 3), 160.0, wl, combine="sum")
+    torch.testing.assert_close(summed[0, 1:], pos)  # combined like the body: pos + 0
+    torch.testing.assert_close(summed[1:, 0], chan)
+
+
+def test_encoder_cls_embedding_default_and_validation() -> None:
+    assert get_config("less_vit_tiny").cls_embedding == "partial"
+    with pytest.raises(ModelError, match="cls_embedding"):
+        get_config("less_vit_tiny", cls_embedding="half")
+    torch.manual_seed(0)
+    new = tiny()
+    old = tiny(cls_embedding="none")
+    old.load_state_dict(new.state_dict())
+    x = torch.rand(1, 3, 16, 24)
+    wl = [492.4, 664.6, 832.8]
+    a = new.embed_tokens(x, wl, 10.0).tokens
+    b = old.embed_tokens(x, wl, 10.0).tokens
+    torch.testing.assert_close(a[:, 1:, 1:], b[:, 1:, 1:])
+    torch.testing.assert_close(a[:, 0, 0], b[:, 0, 0])
+    diff = (a - b)[0].double()
+    cpce = pos_chan_embedding(32, (2, 3), 80.0, wl)  # p = 8 px x 10 m
+    torch.testing.assert_close(diff[0, 1:], cpce[0, 1:], atol=1e-6, rtol=0)  # pos/2 added
+    torch.testing.assert_close(diff[1:, 0], cpce[1:, 0], atol=1e-6, rtol=0)  # chan/2 added
+    assert diff[0, 1:].abs().amax() > 0.1 and diff[1:, 0].abs().amax() > 0.1
+
+
+def test_attention_pool_output_dropout() -> None:
+    # The reference drops out each attention pool's output at proj_drop; pool_drop sets it apart
+    # (None = proj_drop) and 0 keeps the pools deterministic.
+    assert get_config("less_vit_tiny", proj_drop=0.3).pool_drop_rate == 0.3
+    assert get_config("less_vit_tiny", proj_drop=0.3, pool_drop=0.0).pool_drop_rate == 0.0
+    with pytest.raises(ModelError, match="pool_drop"):
+        get_config("less_vit_tiny", pool_drop=1.0)
+    enc = tiny(pool_drop=0.5)
+    for block in enc.blocks:
+        for pool in (block.low_dim_pool.channel_pool, block.low_dim_pool.spatial_pool):
+            assert pool.proj_drop.p == 0.5
+    pool = enc.blocks[0].low_dim_pool.spatial_pool
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 7, pool.q.in_features)
+    reference = pool.eval()(x)
+    dropped = pool.train()(x)
+    zeroed = dropped == 0
+    assert 0.3 < zeroed.float().mean() < 0.7
+    torch.testing.assert_close(dropped[~zeroed], 2 * reference[~zeroed])
+    torch.testing.assert_close(pool.eval()(x), reference)  # inert at inference
+    torch.manual_seed(0)
+    plain = tiny(pool_drop=0.0).train()
+    assert plain.blocks[0].low_dim_pool.channel_pool.proj_drop.p == 0.0
+    wl = [492.4, 664.6, 832.8]
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(plain(x, wl, 10.0).tokens, plain(x, wl, 10.0).tokens)
 
 
 # --- channel_embedding="index": the ablation baseline that knows bands by position ------------

@@ -80,10 +80,56 @@ def test_loss_is_per_modality_mean_of_position_and_channel_terms() -> None:
     channel_mask = torch.tensor([[True, False, False]])
     is_radar = torch.tensor([False, False, True])
     # optical: position term mean(2, 4) = 3, channel term mean(1, 2) = 1.5
-    # radar: position term 6, channel term 0 (no radar band hidden)
-    expected = (3 + 6) / 2 + (1.5 + 0) / 2
+    # radar: position term 6, no channel term (no radar band hidden), so the channel loss is
+    # optical's alone and is not halved by a modality that had nothing to reconstruct
+    expected = (3 + 6) / 2 + 1.5
     loss = hyper_mae_loss(pred, target, position_mask, channel_mask, is_radar)
     torch.testing.assert_close(loss, torch.tensor(expected))
+    # both modalities with a hidden band: the mean of both channel terms
+    both = torch.tensor([[True, False, True]])
+    loss = hyper_mae_loss(pred, target, position_mask, both, is_radar)
+    torch.testing.assert_close(loss, torch.tensor((3 + 6) / 2 + (1.5 + 5.5) / 2))
+    # no band hidden at all: position loss only
+    none = torch.zeros(1, 3, dtype=torch.bool)
+    loss = hyper_mae_loss(pred, target, position_mask, none, is_radar)
+    torch.testing.assert_close(loss, torch.tensor((3 + 6) / 2))
+
+
+def test_decoder_stochastic_depth_follows_the_encoder_rate_by_default() -> None:
+    def rates(mae: HyperMAE) -> list[float]:
+        return [getattr(b.drop_path1, "prob", 0.0) for b in mae.decoder_blocks]
+
+    kw = {"embed_dim": 32, "depth": 1, "num_heads": 2, "patch_size": 8}
+    mae = HyperMAE("less_vit_tiny", decoder_depth=3, decoder_dim=32, decoder_heads=2,
+                   drop_path_rate=0.2, **kw)  # fmt: skip
+    assert rates(mae) == pytest.approx([0.0, 0.1, 0.2])  # linear over the decoder, as encoder
+    mae = HyperMAE("less_vit_tiny", decoder_depth=3, decoder_dim=32, decoder_heads=2,
+                   decoder_drop_path=0.4, **kw)  # fmt: skip
+    assert rates(mae) == pytest.approx([0.0, 0.2, 0.4])
+    assert mae.encoder.cfg.drop_path_rate == 0.0  # the encoder keeps its own rate
+    mae = HyperMAE("less_vit_tiny", decoder_depth=3, decoder_dim=32, decoder_heads=2,
+                   drop_path_rate=0.2, decoder_drop_path=0.0, **kw)  # fmt: skip
+    assert rates(mae) == [0.0, 0.0, 0.0]
+    with pytest.raises(ModelError, match="decoder_drop_path"):
+        tiny_mae(decoder_drop_path=1.0)
+    # it acts while training: two passes with the same masks differ, eval passes do not
+    mae = HyperMAE("less_vit_tiny", decoder_depth=2, decoder_dim=32, decoder_heads=2,
+                   decoder_drop_path=0.5, **kw)  # fmt: skip
+    x = torch.rand(4, 3, 16, 16)
+    losses = [
+        mae(x, WL[:3], 10.0, generator=torch.Generator().manual_seed(0)).loss for _ in range(2)
+    ]
+    assert not torch.allclose(losses[0], losses[1])
+    mae.eval()
+    losses = [
+        mae(x, WL[:3], 10.0, generator=torch.Generator().manual_seed(0)).loss for _ in range(2)
+    ]
+    torch.testing.assert_close(losses[0], losses[1])
+
+
+def test_decoder_follows_the_encoders_cls_embedding() -> None:
+    assert tiny_mae().decoder_pos_chan_embed.cls_embedding == "partial"
+    assert tiny_mae(cls_embedding="none").decoder_pos_chan_embed.cls_embedding == "none"
 
 
 @pytest.mark.parametrize("mode", ["optical", "radar", "both"])

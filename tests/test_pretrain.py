@@ -147,3 +147,25 @@ def test_masked_loss_matches_library_loss_and_ignores_invalid_pixels():
     changed.target.view(2, 5, 4, 4, 8, 8)[:, :, 3, :, :, :] += 100.0  # rows 24..31: invalid only
     assert torch.equal(masked_mae_loss(changed, valid, 8), loss)
     assert not torch.equal(masked_mae_loss(changed, torch.ones_like(valid), 8), loss)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("", None), ("decoder_drop_path = 0.3", 0.3)])
+def test_decoder_drop_path_reaches_the_decoder(tmp_path, chips, monkeypatch, setting, expected):
+    # Unset, the decoder takes the encoder's drop_path (HyperMAE's default, as the reference).
+    import gfmcli.model.mae as mae_module
+
+    seen = []
+    real = mae_module.HyperMAE
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("decoder_drop_path", "missing"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mae_module, "HyperMAE", spy)
+    text = write_config(tmp_path, chips, steps=1).read_text()
+    text = text.replace("decoder_depth = 1", f"decoder_depth = 1\n{setting}")
+    config = tmp_path / "drop.toml"
+    config.write_text(text)
+    result = run("-c", config)
+    assert result.exit_code == 0, result.output
+    assert seen == [expected]

@@ -33,6 +33,7 @@ import torch
 from gfmcli import __version__
 from gfmcli.contract import ModelContract
 from gfmcli.errors import ModelError, OutputError
+from gfmcli.model.registry import with_legacy_defaults
 from gfmcli.model.tasks import GfmModel, build_model
 
 FORMAT = "gfm-checkpoint"
@@ -169,11 +170,25 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
         raise ModelError(f"checkpoint {path}: its weights are not all named tensors; re-save it")
     try:
-        contract = ModelContract.from_json(contract_json)
+        contract = _with_legacy_defaults(ModelContract.from_json(contract_json))
     except ModelError as exc:
         raise ModelError(f"checkpoint {path}: {exc}") from exc
     extra = payload.get("extra") or {}
     return CheckpointData(contract, state_dict, extra, version)
+
+
+def _with_legacy_defaults(contract: ModelContract) -> ModelContract:
+    """The contract with its stored encoder config completed by ``LEGACY_DEFAULTS``, so a
+    checkpoint written before a behaviour-changing encoder field existed is rebuilt with the
+    behaviour it was trained with, not with today's default."""
+    encoder = contract.model_config.get("encoder")
+    if not isinstance(encoder, dict) or not isinstance(encoder.get("overrides", {}), dict):
+        return contract  # malformed: build_model reports it with the key at fault
+    config = {
+        **contract.model_config,
+        "encoder": {**encoder, "overrides": with_legacy_defaults(encoder.get("overrides", {}))},
+    }
+    return dataclasses.replace(contract, model_config=config)
 
 
 def _check_torch_magic(path: Path) -> None:

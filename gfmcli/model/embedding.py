@@ -80,24 +80,32 @@ def pos_chan_embedding(
     step_m: float,
     wavelengths: Sequence[float],
     combine: str = "mean",
+    cls_embedding: str = "partial",
 ) -> torch.Tensor:
-    """The CPCE grid (C+1, N+1, dim) in float64; [CLS] row and column are zero.
+    """The CPCE grid (C+1, N+1, dim) in float64.
 
     Position: MAE-style 2-D sin-cos of (patch index x ``step_m``) metres, first dim/2 from the
     column coordinate, last dim/2 from the row coordinate (works for any h x w grid). Channel:
     1-D sin-cos of the central wavelength in nm. ``combine``: "mean" = (pos + chan)/2 as in the
-    reference code, "sum" = pos + chan.
+    reference code, "sum" = pos + chan. [CLS] slots: with ``cls_embedding="partial"`` the
+    position and channel parts are each padded with a zero [CLS] entry before they are
+    combined, as the reference code does, so [CLS] row 0 gets combine(pos, 0) (pos/2 under
+    "mean"), [CLS] column 0 gets combine(0, chan) and the global [CLS] gets 0; with "none" the
+    whole row and column are 0.
     """
     h, w = grid_size
     rows = torch.arange(h, dtype=torch.float64).repeat_interleave(w) * step_m
     cols = torch.arange(w, dtype=torch.float64).repeat(h) * step_m
     pos = torch.cat([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], dim=1)  # (N, D)
     chan = sincos_1d(dim, torch.tensor(list(wavelengths), dtype=torch.float64))  # (C, D)
-    body = pos[None, :, :] + chan[:, None, :]
+    zero = torch.zeros(1, dim, dtype=torch.float64)
+    pos, chan = torch.cat([zero, pos]), torch.cat([zero, chan])  # [CLS] entries first
+    out = pos[None, :, :] + chan[:, None, :]  # (C+1, N+1, D)
     if combine == "mean":
-        body = body / 2
-    out = torch.zeros(len(wavelengths) + 1, h * w + 1, dim, dtype=torch.float64)
-    out[1:, 1:] = body
+        out = out / 2
+    if cls_embedding == "none":
+        out[0] = 0
+        out[:, 0] = 0
     return out
 
 
@@ -115,12 +123,14 @@ class PosChanEmbed:
         patch_size: int,
         include_patch_size: bool,
         combine: str,
+        cls_embedding: str = "partial",
         max_entries: int = 8,
     ) -> None:
         self.dim = dim
         self.patch_size = patch_size
         self.include_patch_size = include_patch_size
         self.combine = combine
+        self.cls_embedding = cls_embedding
         self.max_entries = max_entries
         self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
@@ -138,7 +148,9 @@ class PosChanEmbed:
             step = gsd * (self.patch_size if self.include_patch_size else 1)
             # A normal tensor even under inference_mode, so a later training pass can reuse it.
             with torch.inference_mode(False):
-                emb = pos_chan_embedding(self.dim, grid_size, step, wavelengths, self.combine)
+                emb = pos_chan_embedding(
+                    self.dim, grid_size, step, wavelengths, self.combine, self.cls_embedding
+                )
                 emb = emb.to(device=device, dtype=dtype)
             self._cache[key] = emb
             if len(self._cache) > self.max_entries:
@@ -228,7 +240,11 @@ class TokenGridEncoder(nn.Module):
         self.location_cls_token = nn.Parameter(torch.empty(1, 1, dim))
         self.norm = layer_norm(dim)
         self.pos_chan_embed = PosChanEmbed(
-            dim, cfg.patch_size, cfg.pos_includes_patch_size, cfg.pos_chan_combine
+            dim,
+            cfg.patch_size,
+            cfg.pos_includes_patch_size,
+            cfg.pos_chan_combine,
+            cfg.cls_embedding,
         )
         self._pfm = PfmCache()
 

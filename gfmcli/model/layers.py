@@ -83,9 +83,10 @@ class AttnPool(nn.Module):
     The LESS block uses this to summarise a band over space, or a location over bands, without
     ever forming attention between all C*N tokens. The input LayerNorm lives here because the
     reference pools ``LN(X)`` but adds the *un-normed* index-0 token as the residual.
+    ``proj_drop`` drops out the pooled output after the projection, as the reference does.
     """
 
-    def __init__(self, dim: int, heads: int, attn_drop: float = 0.0) -> None:
+    def __init__(self, dim: int, heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
         self.heads = heads
         self.attn_drop = attn_drop
@@ -93,6 +94,7 @@ class AttnPool(nn.Module):
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)  # no parameters: checkpoints load either way
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, R, L, d) rows of L tokens -> (B, R, d), one pooled token per row."""
@@ -103,7 +105,7 @@ class AttnPool(nn.Module):
         drop = self.attn_drop if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)  # (B, R, h, 1, d/h)
         out = out.transpose(-3, -2).flatten(-3)  # (B, R, d)
-        return self.proj(out)
+        return self.proj_drop(self.proj(out))
 
 
 class AttentionBranch(nn.Module):

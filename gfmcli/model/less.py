@@ -21,15 +21,24 @@ class LowDimPool(nn.Module):
     """Project the grid to d_c and d_s, then pool each band row over space and each location
     column over bands: (B, C', N', D) -> spectral (B, C', d_c) and spatial (B, N', d_s).
 
-    Each pooled token is its own index-0 ([CLS]) token plus an attention-pooled summary.
+    Each pooled token is its own index-0 ([CLS]) token plus an attention-pooled summary
+    (dropped out at ``pool_drop`` while training).
     """
 
-    def __init__(self, dim: int, channel_dim: int, spatial_dim: int, heads: int, attn_drop: float):
+    def __init__(
+        self,
+        dim: int,
+        channel_dim: int,
+        spatial_dim: int,
+        heads: int,
+        attn_drop: float,
+        pool_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         self.channel_proj = nn.Linear(dim, channel_dim)
         self.spatial_proj = nn.Linear(dim, spatial_dim)
-        self.channel_pool = AttnPool(channel_dim, heads, attn_drop)
-        self.spatial_pool = AttnPool(spatial_dim, heads, attn_drop)
+        self.channel_pool = AttnPool(channel_dim, heads, attn_drop, pool_drop)
+        self.spatial_pool = AttnPool(spatial_dim, heads, attn_drop, pool_drop)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xc = self.channel_proj(x)  # (B, C', N', d_c)
@@ -106,12 +115,13 @@ class LessBlock(nn.Module):
         drop_path_prob: float = 0.0,
         proj_drop: float = 0.0,
         attn_drop: float = 0.0,
+        pool_drop: float = 0.0,
     ) -> None:
         super().__init__()
         channel_dim = channel_dims_per_head * heads
         spatial_dim = (dim // channel_dim) * heads
         self.norm1 = layer_norm(dim)
-        self.low_dim_pool = LowDimPool(dim, channel_dim, spatial_dim, heads, attn_drop)
+        self.low_dim_pool = LowDimPool(dim, channel_dim, spatial_dim, heads, attn_drop, pool_drop)
         self.channel_norm = layer_norm(channel_dim)
         self.spatial_norm = layer_norm(spatial_dim)
         self.attn = LessAttention(dim, channel_dim, spatial_dim, heads, rank, attn_drop, proj_drop)
@@ -144,6 +154,7 @@ def less_blocks(cfg: EncoderConfig) -> nn.ModuleList:
             rate,
             cfg.proj_drop,
             cfg.attn_drop,
+            cfg.pool_drop_rate,
         )
         for rate in rates
     )

@@ -88,9 +88,11 @@ def hyper_mae_loss(
 
     Per-token MSE over the p*p pixels (B, C, N). For each modality present: position loss =
     error averaged over its bands, then over hidden positions; channel loss = error averaged
-    over positions, then over its hidden bands (0 when none of its bands is hidden). Result =
-    mean over modalities of position losses + mean of channel losses. A token whose band and
-    position were both visible contributes nothing.
+    over positions, then over its hidden bands. Result = mean over modalities of position
+    losses + mean of channel losses, the latter only over the modalities with a hidden band in
+    the batch (a modality with none has no channel loss, and counting it as 0 would halve the
+    others'; 0 when no band at all is hidden). A token whose band and position were both
+    visible contributes nothing.
     """
     err = (pred.float() - target.float()).pow(2).mean(-1)  # fp32 for a stable reduction
     pos_mask = position_mask.to(err.dtype)
@@ -101,8 +103,10 @@ def hyper_mae_loss(
         e = err[:, rows]
         pos_terms.append((e.mean(1) * pos_mask).sum() / pos_mask.sum().clamp_min(1))
         chan_mask = channel_mask[:, rows].to(err.dtype)
-        chan_terms.append((e.mean(2) * chan_mask).sum() / chan_mask.sum().clamp_min(1))
-    return torch.stack(pos_terms).mean() + torch.stack(chan_terms).mean()
+        if bool(chan_mask.any()):
+            chan_terms.append((e.mean(2) * chan_mask).sum() / chan_mask.sum())
+    chan_loss = torch.stack(chan_terms).mean() if chan_terms else err.new_zeros(())
+    return torch.stack(pos_terms).mean() + chan_loss
 
 
 class HyperMAE(nn.Module):
@@ -110,7 +114,10 @@ class HyperMAE(nn.Module):
 
     ``model(x, wavelengths, gsd, radar=None, radar_wavelengths=None)`` -> ``MaeOutput``.
     The decoder reconstructs the bands that were given; ``encoder_overrides`` go to
-    ``create_model`` when the encoder is given by name.
+    ``create_model`` when the encoder is given by name. ``decoder_drop_path`` is the decoder's
+    stochastic depth (growing linearly from 0 over its blocks); None takes the encoder's
+    ``drop_path_rate``, as the reference decoder does. The decoder's dropouts, [CLS] embedding
+    and CPCE settings follow the encoder's config.
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class HyperMAE(nn.Module):
         channel_mask_ratio: float = 0.5,
         min_kept_channels: int = 2,
         norm_pix_loss: bool = False,
+        decoder_drop_path: float | None = None,
         **encoder_overrides: object,
     ) -> None:
         super().__init__()
@@ -136,6 +144,10 @@ class HyperMAE(nn.Module):
                 raise ModelError(f"HyperMAE {name}={ratio}: must be in [0, 1)")
         self.encoder = encoder
         cfg = encoder.cfg
+        if decoder_drop_path is None:
+            decoder_drop_path = cfg.drop_path_rate
+        if not 0.0 <= decoder_drop_path < 1.0:
+            raise ModelError(f"HyperMAE decoder_drop_path={decoder_drop_path}: must be in [0, 1)")
         self.decoder_cfg = dataclasses.replace(
             cfg,
             embed_dim=decoder_dim,
@@ -143,7 +155,7 @@ class HyperMAE(nn.Module):
             num_heads=decoder_heads,
             channel_dims_per_head=decoder_channel_dims_per_head,
             attention="less",
-            drop_path_rate=0.0,
+            drop_path_rate=decoder_drop_path,
         )
         self.mask_ratio = mask_ratio
         self.channel_mask_ratio = channel_mask_ratio
@@ -159,7 +171,11 @@ class HyperMAE(nn.Module):
         self.optical_pred = nn.Linear(decoder_dim, p2)
         self.radar_pred = nn.Linear(decoder_dim, p2) if cfg.radar_embed else None
         self.decoder_pos_chan_embed = PosChanEmbed(
-            decoder_dim, cfg.patch_size, cfg.pos_includes_patch_size, cfg.pos_chan_combine
+            decoder_dim,
+            cfg.patch_size,
+            cfg.pos_includes_patch_size,
+            cfg.pos_chan_combine,
+            cfg.cls_embedding,
         )
         self._pfm = PfmCache()
         for module in (self.decoder_embed, self.decoder_blocks, self.decoder_norm):

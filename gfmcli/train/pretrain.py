@@ -132,6 +132,7 @@ class _Pretrainer:
             decoder_heads=cfg.model.decoder_heads,
             mask_ratio=cfg.model.mask_ratio,
             channel_mask_ratio=cfg.model.channel_mask_ratio,
+            decoder_drop_path=cfg.model.decoder_drop_path,
         ).to(ctx.device)
         self.optimizer = build_optimizer(self.mae, cfg.optim)
         self.generator = torch.Generator(device=ctx.device)
