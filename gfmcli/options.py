@@ -6,6 +6,8 @@ Option names match the fields of the library's option dataclasses (``--window`` 
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from gfmcli.engine.defaults import (
@@ -44,6 +46,23 @@ class BandListType(click.ParamType):
         return names
 
 
+class NumberListType(click.ParamType):
+    """One number, or a comma list of numbers (one per file band): ``1e-4`` or ``1,1,2e-4``."""
+
+    name = "X[,X...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            values = tuple(float(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a number or a comma list of numbers", param, ctx)
+        if not all(math.isfinite(v) for v in values):
+            self.fail(f"{value!r}: values must be finite", param, ctx)
+        return values
+
+
 inputs_arg = click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 output_opt = click.option(
     "-o",
@@ -62,13 +81,43 @@ model_opt = click.option(
 sensor_opt = click.option(
     "--sensor",
     default=None,
-    help="The input's sensor (see `gfm sensors`), when band descriptions do not say it.",
+    help="The input's sensor and product (see `gfm sensors`), e.g. landsat8, landsat7-l1, "
+    "sentinel2-l2a-pre2022; needed when the file's tags and band names do not say it.",
+)
+scale_opt = click.option(
+    "--scale",
+    type=NumberListType(),
+    default=None,
+    help="physical = DN * scale + offset: one value for all bands or one per file band "
+    "(comma list, file order); overrides the file and the sensor. Alone it means --offset 0. "
+    "E.g. --scale 1 for files already in reflectance.",
+)
+offset_opt = click.option(
+    "--offset",
+    type=NumberListType(),
+    default=None,
+    help="The offset of physical = DN * scale + offset (one value or one per file band).",
+)
+gsd_opt = click.option(
+    "--gsd",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="METRES",
+    help="Pixel size in metres; needed for files without georeferencing (else the sensor's "
+    "nominal size is assumed, with a warning) and overrides the file's.",
 )
 bands_opt = click.option(
     "--bands",
     type=BandListType(),
     default=None,
     help="The input's bands in file order by the sensor's band names, e.g. B02,B03,B04,B08.",
+)
+order_check_opt = click.option(
+    "--order-check/--no-order-check",
+    default=True,
+    show_default=True,
+    help="Refuse inputs whose band-to-band correlations say the band order is wrong "
+    "(reversed or shuffled stacks); --no-order-check when you know the order is right.",
 )
 window_opt = click.option(
     "--window",
@@ -144,6 +193,10 @@ def mapping_options(command):
             model_opt,
             sensor_opt,
             bands_opt,
+            scale_opt,
+            offset_opt,
+            gsd_opt,
+            order_check_opt,
             window_opt,
             overlap_opt,
             batch_size_opt,

@@ -7,8 +7,8 @@ import pytest
 from affine import Affine
 
 from gfmcli.contract import BandInfo, ModelContract
-from gfmcli.errors import BandContractError, SensorError
-from gfmcli.io.bands import resolve_bands
+from gfmcli.errors import BandContractError, InputError, SensorError
+from gfmcli.io.bands import MIN_MODEL_BANDS, resolve_bands
 from gfmcli.io.reader import open_raster, read_window
 from gfmcli.sensors import get_sensor
 
@@ -44,9 +44,21 @@ def test_descriptions_select_and_reorder_model_bands(tmp_path, make_raster):
     np.testing.assert_allclose(out[3], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_missing_model_bands_are_listed(tmp_path, make_raster):
-    path = make_raster(tmp_path, count=3, descriptions=["B02", "B03", "B04"])
-    with open_raster(path) as src, pytest.raises(BandContractError, match=r"lacks band\(s\) B08"):
+def test_missing_model_bands_map_with_the_bands_present(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=3, descriptions=["B04", "B02", "B03"])
+    with open_raster(path) as src:
+        mapping = resolve_bands(src, _contract())
+    assert mapping.names == ["B02", "B03", "B04"] and mapping.indexes == [2, 3, 1]
+    assert mapping.missing == ("B08",) and not mapping.cross_sensor
+    assert [(b.mean, b.std) for b in mapping.bands] == [S2_STATS[n] for n in mapping.names]
+    assert any("lacks model band(s) B08; mapping with the 3 band(s)" in w for w in mapping.warnings)
+    two = make_raster(tmp_path, "two.tif", count=2, descriptions=["B02", "B03"])
+    with (
+        open_raster(two) as src,
+        pytest.raises(
+            BandContractError, match=rf"has 2 band\(s\) .* at least {MIN_MODEL_BANDS} are needed"
+        ),
+    ):
         resolve_bands(src, _contract())
 
 
@@ -86,8 +98,25 @@ def test_bands_contradicting_descriptions_is_refused(tmp_path, make_raster):
 
 def test_unknown_description_names_it_and_suggests_sensor(tmp_path, make_raster):
     path = make_raster(tmp_path, count=3, descriptions=["SR_B2", "SR_B3", "SR_B4"])
-    expected = r"'SR_B2', which is not a band of sensor sentinel2-l2a.*--sensor landsat8"
+    expected = r"'SR_B2', which is not a band of sensor sentinel2-l2a.*--sensor .*landsat8"
     with open_raster(path) as src, pytest.raises(BandContractError, match=expected):
+        resolve_bands(src, _contract(), sensor="sentinel2-l2a")
+    with (
+        open_raster(path) as src,
+        pytest.raises(
+            BandContractError, match=r"bands of Landsat 8/9 OLI, Landsat 7 ETM\+, Landsat 5 TM"
+        ),
+    ):
+        resolve_bands(src, _contract())  # SR_B2 is blue on OLI, green on TM/ETM+
+    oli = make_raster(
+        tmp_path, "oli.tif", count=4, descriptions=["SR_B2", "SR_B3", "SR_B4", "SR_B6"]
+    )
+    with open_raster(oli) as src:  # SR_B6 (SWIR 1) exists only on OLI
+        mapping = resolve_bands(src, _contract())
+    assert mapping.sensor == "landsat8" and mapping.cross_sensor
+    assert any("read as landsat8 (its band names)" in w for w in mapping.warnings)
+    odd = make_raster(tmp_path, "odd.tif", count=3, descriptions=["B02", "B03", "foo"])
+    with open_raster(odd) as src, pytest.raises(BandContractError, match="'foo', which is not"):
         resolve_bands(src, _contract())
 
 
@@ -165,3 +194,105 @@ def test_sibling_product_selects_model_bands_with_its_own_offset(tmp_path, make_
     assert mapping.indexes == [2, 3, 4, 8]
     assert {(b.scale, b.offset) for b in mapping.bands} == {(1e-4, 0.0)}
     assert mapping.bands[0].mean == S2_STATS["B02"][0]
+
+
+L1C = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+
+
+def test_l1c_stack_maps_with_l2a_weights_dropping_b10(tmp_path, make_raster):
+    path = make_raster(
+        tmp_path, count=13, descriptions=L1C,
+        tags={"QUANTIFICATION_VALUE": "10000", "RADIO_ADD_OFFSET": "0"},
+    )  # fmt: skip
+    contract = _contract(("B02", "B03", "B04", "B08", "B11"))
+    with open_raster(path) as src:
+        mapping = resolve_bands(src, contract)
+    assert mapping.sensor == "sentinel2-l1c" and not mapping.cross_sensor
+    assert mapping.names == ["B02", "B03", "B04", "B08", "B11"]
+    assert mapping.indexes == [2, 3, 4, 8, 12]  # B8A ninth, B10 eleventh
+    assert {(b.scale, b.offset, b.scale_source) for b in mapping.bands} == {
+        (1e-4, 0.0, "the file's tags")
+    }
+    assert any("B10 (1373.5 nm)" in w and "not used" in w for w in mapping.warnings)
+    assert any("B01, B05" in w and "not used" in w for w in mapping.warnings)
+
+
+def test_esa_offset_tags_and_explicit_file_scaling(tmp_path, make_raster):
+    l2a = make_raster(
+        tmp_path, "l2a.tif", count=4, descriptions=["B02", "B03", "B04", "B08"],
+        tags={"BOA_QUANTIFICATION_VALUE": "10000", "BOA_ADD_OFFSET": "-1000"},
+    )  # fmt: skip
+    with open_raster(l2a) as src:
+        mapping = resolve_bands(src, _contract(sensor="sentinel2-l2a-pre2022"))
+    assert {(b.scale, b.offset) for b in mapping.bands} == {(1e-4, -0.1)}
+    # GDAL never writes scale 1 / offset 0; other writers may: the GDAL_METADATA item counts.
+    path = make_raster(
+        tmp_path, "unit.tif", count=4, dtype="float32", descriptions=["B02", "B03", "B04", "B08"],
+        scales=[2.0] * 4, offsets=[5.0] * 4,
+    )  # fmt: skip
+    blob = path.read_bytes()
+    blob = blob.replace(b'role="scale">2<', b'role="scale">1<')
+    path.write_bytes(blob.replace(b'role="offset">5<', b'role="offset">0<'))
+    with open_raster(path) as src:
+        assert src.scales == (1.0,) * 4  # what GDAL reports: indistinguishable from "not set"
+        mapping = resolve_bands(src, _contract())
+    assert {(b.scale, b.offset, b.scale_source) for b in mapping.bands} == {
+        (1.0, 0.0, "the file's scale/offset")
+    }
+
+
+def test_scale_and_offset_per_band_or_for_all(tmp_path, make_raster):
+    path = make_raster(tmp_path, count=4, descriptions=["B02", "B03", "B04", "B08"])
+    with open_raster(path) as src:
+        one = resolve_bands(src, _contract(), scale=(2e-4,))
+        assert {(b.scale, b.offset) for b in one.bands} == {(2e-4, 0.0)}  # --scale alone: offset 0
+        each = resolve_bands(src, _contract(), scale=(1e-4, 2e-4, 3e-4, 4e-4), offset=(-0.2,))
+        assert [(b.scale, b.offset) for b in each.bands] == [
+            (1e-4, -0.2), (2e-4, -0.2), (3e-4, -0.2), (4e-4, -0.2),
+        ]  # fmt: skip
+        kept = resolve_bands(src, _contract(), offset=(0.0,))  # --offset alone keeps the scale
+        assert {(b.scale, b.offset) for b in kept.bands} == {(1e-4, 0.0)}
+        with pytest.raises(InputError, match="has 4 bands but --scale lists 2 values"):
+            resolve_bands(src, _contract(), scale=(1.0, 1.0))
+
+
+def test_file_without_georeferencing_takes_gsd_from_the_option_or_the_sensor(tmp_path, make_raster):
+    path = make_raster(
+        tmp_path, count=4, crs=None, transform=Affine.identity(),
+        descriptions=["B02", "B03", "B04", "B08"],
+    )  # fmt: skip
+    with open_raster(path) as src:
+        assert resolve_bands(src, _contract(), gsd=30.0).gsd_m == 30.0
+        nominal = resolve_bands(src, _contract())
+    assert nominal.gsd_m == 10.0
+    assert any("no georeferencing; assuming sentinel2-l2a's nominal 10 m" in w
+               for w in nominal.warnings)  # fmt: skip
+    waves = make_raster(
+        tmp_path, "waves.tif", count=3, crs=None, transform=Affine.identity(),
+        descriptions=["500 nm", "505 nm", "510 nm"],
+    )  # fmt: skip
+    with open_raster(waves) as src, pytest.raises(BandContractError, match="pass --gsd METRES"):
+        resolve_bands(src, _contract())
+
+
+def test_thermal_and_absorption_bands_are_not_used(tmp_path, make_raster):
+    path = make_raster(
+        tmp_path, count=5, dtype="float32", descriptions=["B2", "B4", "B5", "B9", "B10"],
+        tags={"SENSOR": "Landsat 8 OLI/TIRS"}, transform=Affine(30.0, 0, 5e5, 0, -30.0, 5e6),
+    )  # fmt: skip
+    with open_raster(path) as src:
+        mapping = resolve_bands(src, _contract(("B02", "B03", "B04", "B08", "B11")))
+    assert mapping.sensor == "landsat8-toa" and mapping.names == ["B2", "B4", "B5"]
+    assert any("B10 (thermal) not used" in w for w in mapping.warnings)
+    assert any("B9 (1373 nm) lie in a water-absorption window" in w for w in mapping.warnings)
+    thermal = make_raster(
+        tmp_path, "bt.tif", count=2, dtype="float32", descriptions=["B10", "B11"],
+        tags={"SENSOR": "Landsat 8 OLI/TIRS"},
+    )  # fmt: skip
+    with (
+        open_raster(thermal) as src,
+        pytest.raises(
+            BandContractError, match=r"band 1 \(B10\) is thermal but model tiny has no thermal band"
+        ),
+    ):
+        resolve_bands(src, _contract())

@@ -12,19 +12,20 @@ from rasterio.windows import Window
 from gfmcli.errors import InputError
 from gfmcli.io.bands import BandMapping, MappedBand
 from gfmcli.io.reader import (
+    check_values,
     open_raster,
     probe_raster,
     read_window,
     sample_windows,
     scan_windows,
-    unit_warnings,
 )
 
 
-def _mapping(indexes, *, scale=1e-4, offset=0.0, mean=0.2, std=0.1, nodata=None, radar=False):
+def _mapping(indexes, *, scale=1e-4, offset=0.0, mean=0.2, std=0.1, nodata=None, radar=False,
+             source="the default"):  # fmt: skip
     bands = tuple(
         MappedBand(i, f"b{i}", 500.0 + i, "radar" if radar else "optical", scale, offset,
-                   mean + 0.01 * i, std * i, nodata)
+                   mean + 0.01 * i, std * i, nodata, source)
         for i in indexes
     )  # fmt: skip
     return BandMapping(bands=bands, sensor="test", gsd_m=10.0, cross_sensor=False)
@@ -68,10 +69,14 @@ def test_zero_bands_no_crs_no_transform(tmp_path, make_raster):
             dst.write(np.ones((1, 8, 8), "uint8"))
     with pytest.raises(InputError, match=r"no bands; name one of its subdatasets, e\.g\. GPKG:"):
         open_raster(container)
-    with pytest.raises(InputError, match="no CRS; assign one"):
+    with pytest.raises(InputError, match="geotransform but no CRS; assign one"):
         open_raster(make_raster(tmp_path, "nocrs.tif", crs=None))
-    with pytest.raises(InputError, match="no geotransform"):
+    with pytest.raises(InputError, match="a CRS but no geotransform"):
         open_raster(make_raster(tmp_path, "notr.tif", transform=Affine.identity()))
+    with open_raster(
+        make_raster(tmp_path, "bare.tif", crs=None, transform=Affine.identity())
+    ) as src:
+        assert not src.georeferenced and np.isnan(src.gsd_m)  # pixels only: --gsd decides
 
 
 def test_source_facts(tmp_path, make_raster):
@@ -160,33 +165,38 @@ def test_internal_mask_and_alpha(tmp_path, make_raster):
     assert not valid[:, :2].any() and valid[:, 2:].all()
 
 
-def _units(src, mapping):
-    return unit_warnings(src, mapping, probe_raster(src, mapping))
-
-
 def _all_nodata(src, mapping):
     return probe_raster(src, mapping).all_nodata
 
 
-def test_all_nodata_and_probe_units(tmp_path, make_raster):
+def _check(src, mapping):
+    return check_values(src, mapping, probe_raster(src, mapping))
+
+
+def test_all_nodata_and_value_checks(tmp_path, make_raster):
     empty = make_raster(tmp_path, "empty.tif", data=np.zeros((2, 20, 30)), nodata=0)
     with open_raster(empty) as src:
         assert _all_nodata(src, _mapping([1, 2], nodata=0))
-        assert _units(src, _mapping([1, 2], nodata=0)) == []
+        assert _check(src, _mapping([1, 2], nodata=0)).warnings == ()
     dn = make_raster(tmp_path, "dn.tif", count=2, height=600, width=700)
     with open_raster(dn) as src:
         assert not _all_nodata(src, _mapping([1, 2]))
-        assert _units(src, _mapping([1, 2])) == []
-        warnings = _units(src, _mapping([1, 2], scale=1.0))
-        assert len(warnings) == 2 and "look like digital numbers" in warnings[0]
+        assert _check(src, _mapping([1, 2])).warnings == ()
+        with pytest.raises(InputError, match=r"band 1 \(b1\): values give reflectance .*--scale"):
+            _check(src, _mapping([1, 2], scale=1.0))
+        with pytest.raises(InputError, match=r"negative reflectance with offset -0\.5"):
+            _check(src, _mapping([1, 2], offset=-0.5))  # DN 1000..4000: 0.1..0.4 - 0.5
     refl = make_raster(tmp_path, "refl.tif", count=2, dtype="float32")
     with open_raster(refl) as src:
-        (first, _) = _units(src, _mapping([1, 2]))
-        assert "already look like reflectance" in first
-        assert _units(src, _mapping([1, 2], scale=1.0)) == []
+        checked = _check(src, _mapping([1, 2], offset=-0.1))  # a default: rescaled
+        assert {(b.scale, b.offset) for b in checked.bands} == {(1.0, 0.0)}
+        assert any("already in reflectance" in w for w in checked.warnings)
+        with pytest.raises(InputError, match=r"already reflectance .* pass --scale 1 --offset 0"):
+            _check(src, _mapping([1, 2], source="--scale/--offset"))
+        assert _check(src, _mapping([1, 2], scale=1.0)).warnings == ()
     linear = make_raster(tmp_path, "lin.tif", count=1, dtype="float32")
     with open_raster(linear) as src:
-        (warning,) = _units(src, _mapping([1], scale=1.0, radar=True))
+        (warning,) = _check(src, _mapping([1], scale=1.0, radar=True)).warnings
         assert "linear power" in warning
 
 

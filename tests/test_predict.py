@@ -605,3 +605,30 @@ def test_dry_run_of_an_empty_sample_warns_and_the_run_scans(checkpoint, make_ras
     with rasterio.open(out / "spot.tif") as d:
         classes = d.read(1)
     assert (classes[600:603, 600:603] != 255).all() and (classes[:590] == 255).all()
+
+
+def test_file_without_georeferencing_maps_onto_its_pixel_grid(checkpoint, scene, tmp_path):
+    from affine import Affine
+
+    src = scene("bare.tif", crs=None, transform=Affine.identity())
+    out = tmp_path / "bare_map.tif"
+    result = _predict(checkpoint, str(src), "-o", str(out), "--gsd", "20")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as dst:
+        assert dst.crs is None and dst.transform.is_identity and dst.shape == (70, 90)
+        assert dst.tags()["GFM_GSD_M"] == "20"
+    refused = _predict(checkpoint, str(src), "-o", str(tmp_path / "bare.gpkg"))
+    assert refused.exit_code == 3 and "write a GeoTIFF" in refused.stderr
+    assert not (tmp_path / "bare.gpkg").exists()
+
+
+def test_scale_option_reads_reflectance_files(checkpoint, make_raster, tmp_path):
+    data = np.random.default_rng(2).uniform(0.02, 0.4, (4, 40, 40)).astype("float32")
+    src = make_raster(tmp_path, "refl.tif", data=data, dtype="float32", descriptions=BANDS)
+    result = _predict(checkpoint, str(src), "-o", str(tmp_path / "a.tif"), "--scale", "1")
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.output
+    wrong = _predict(checkpoint, str(src), "-o", str(tmp_path / "b.tif"), "--scale", "1e-4")
+    assert wrong.exit_code == 3 and "already reflectance" in wrong.stderr
+    assert "--scale 1 --offset 0" in wrong.stderr and not (tmp_path / "b.tif").exists()
+    bad = _predict(checkpoint, str(src), "-o", str(tmp_path / "c.tif"), "--scale", "x")
+    assert bad.exit_code == 2 and "not a number" in bad.output

@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from gfmcli.errors import SensorError
-from gfmcli.sensors import get_sensor, list_sensors, parse_wavelength
+from gfmcli.sensors import get_sensor, list_sensors
 
 
 def test_registry_has_required_sensors():
@@ -46,6 +46,20 @@ def test_radar_and_hyperspectral():
     assert all(a < b for a, b in itertools.pairwise(wl))
 
 
-def test_parse_wavelength():
-    assert parse_wavelength("band 12 (664.6 nm)") == pytest.approx(664.6)
-    assert parse_wavelength("red") is None
+def test_landsat_products_and_level1_calibration():
+    for number in ("5", "7", "8", "9"):
+        for suffix in ("", "-c1", "-toa"):
+            assert f"landsat{number}{suffix}" in list_sensors()
+    tm = get_sensor("landsat5")
+    assert [b.name for b in tm.bands] == ["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7"]
+    assert tm.band("B5").wavelength_nm == 1650.0 and tm.band("nir").name == "SR_B4"
+    assert (tm.scale, tm.offset) == (2.75e-5, -0.2)
+    assert (get_sensor("landsat8-c1").scale, get_sensor("landsat8-c1").nodata) == (1e-4, -9999)
+    etm_l1 = get_sensor("landsat7-l1")
+    red = etm_l1.band("B3")  # ETM+ high gain: LMIN -5.0, LMAX 152.9, ESUN 1533, sun 45 degrees
+    gain = (152.9 + 5.0) / 254
+    assert etm_l1.band_scaling(red)[0] == pytest.approx(gain * 3.14159265 / (1533 * 0.7071))
+    assert etm_l1.band_scaling(etm_l1.band("B4")) != etm_l1.band_scaling(red)  # per band
+    toa = get_sensor("landsat8-toa")
+    assert toa.band("B9").wavelength_nm == 1373.0 and toa.band("B10").modality == "thermal"
+    assert (toa.scale, toa.offset) == (1.0, 0.0)

@@ -44,10 +44,10 @@ from gfmcli.io.bands import BandMapping, resolve_bands
 from gfmcli.io.reader import (
     Probe,
     RasterSource,
+    check_values,
     open_raster,
     probe_raster,
     read_window,
-    unit_warnings,
 )
 from gfmcli.io.writer import (
     RasterGrid,
@@ -104,6 +104,10 @@ class MapOptions:
     precision: str = "auto"
     sensor: str | None = None
     bands: tuple[str, ...] | None = None
+    scale: tuple[float, ...] | None = None
+    offset: tuple[float, ...] | None = None
+    gsd: float | None = None
+    order_check: bool = True
     probabilities: bool = False
     embedding_precision: str = "float32"
     pool: str = "mean"
@@ -169,6 +173,16 @@ def check_outputs(kind: str, mode: str, fmt: str, options: MapOptions, path: str
         raise InputError(f"{path}: --probabilities needs a segmentation model and a .tif output")
 
 
+def _check_grid(src: RasterSource, fmt: str) -> None:
+    """A raster without georeferencing maps onto its bare pixel grid, which only a GeoTIFF
+    can hold (polygons need coordinates)."""
+    if not src.georeferenced and fmt != "tif":
+        raise InputError(
+            f"{src.path}: the raster has no georeferencing, so polygons would have no "
+            "coordinates; write a GeoTIFF (-o NAME.tif), which keeps the input's pixel grid"
+        )
+
+
 def output_paths(output: Path, fmt: str, options: MapOptions, kind: str) -> tuple[Path, ...]:
     """Every file a job writes: the main output, plus ``.probs.tif`` with --probabilities."""
     if kind == "predict" and fmt == "tif" and options.probabilities:
@@ -204,6 +218,9 @@ def _open_checked(
             contract,
             sensor=options.sensor,
             bands=list(options.bands) if options.bands else None,
+            scale=options.scale,
+            offset=options.offset,
+            gsd=options.gsd,
         )
         probe = probe_raster(src, mapping, scan=scan)
         if probe.all_nodata:
@@ -211,6 +228,7 @@ def _open_checked(
                 f"{path}: every pixel is nodata (checked at full resolution); nothing to map. "
                 "Check the nodata value or the file"
             )
+        mapping = check_values(src, mapping, probe, check_order=options.order_check)
     except BaseException:
         src.close()
         raise
@@ -298,6 +316,7 @@ def plan_file(
     check_outputs(kind, _task_mode(kind, contract, path), fmt, options, path)
     src, mapping, warnings = _open_checked(path, contract, options, scan=False)
     with src:
+        _check_grid(src, fmt)
         plans = _plans(src, contract, options, kind)
         plan = plans[0][1]
         return FilePlan(
@@ -412,6 +431,7 @@ def map_file(
     check_writable(output)
     src, mapping, warnings = _open_checked(path, contract, options)
     with src:
+        _check_grid(src, fmt)
         plans = _plans(src, contract, options, kind)
         windows = sum(len(plan) for _, plan in plans)
         if on_plan is not None:
@@ -474,8 +494,8 @@ def map_file(
 
 
 def _warnings(src: RasterSource, mapping: BandMapping, probe: Probe) -> tuple[str, ...]:
-    """Everything odd but usable about an input: band mapping notes and unit checks."""
-    found = [*mapping.warnings, *unit_warnings(src, mapping, probe)]
+    """Everything odd but usable about an input: band mapping notes and value checks."""
+    found = list(mapping.warnings)
     if probe.empty and not probe.scanned:
         found.append(
             f"{src.path}: no valid pixel in a sample of the raster; a run scans it at full "

@@ -4,53 +4,59 @@
 :class:`BandMapping` (one entry per model input band) or raises BandContractError saying what was
 expected and how to fix it. It never guesses band order. The rules, also in docs/formats.md:
 
-1. **Band identity**, first rule that applies:
+1. **Band identity**: :func:`gfmcli.spectral.identify_bands`, the rulebook shared with
+   ``gfm tile`` (``--bands``, band descriptions and tags, ``--sensor``, the sensor inferred from
+   the file's tells).
 
-   a. ``bands`` (``--bands``): the file's bands in file order, by the sensor's band names (the
-      sensor is ``sensor`` or the contract's). Descriptions in the file that name *different*
-      bands are an error (a silent band-order mistake otherwise).
-   b. the file's band descriptions: a sensor band name or alias (``B04``, ``red``), or a
-      wavelength (``"664.6 nm"``; within 5 nm of a sensor band it is that band). A description
-      that is neither is an error naming it; bands without a description are not used.
-   c. ``sensor`` (``--sensor``) alone: the file holds exactly that sensor's bands in its standard
-      order (the band counts must agree).
+2. **Against the contract.** Bands of a modality the model lacks (thermal for an optical model)
+   and optical bands in the strong water-absorption windows far from every model band (cirrus
+   bands, spectrometer bands at 1.4 and 1.9 um) are not used, with a note. Then:
 
-   Otherwise: "cannot tell which bands FILE holds".
+   * *the model's own sensor family* (Sentinel-2 L1C, L2A or pre-2022 for an L2A model): the
+     model's bands are picked from the file by identity; bands the model lacks (B10) are not
+     used and are named in a note; bands the file lacks are named in a note, and the file maps
+     with the bands it has;
+   * *another sensor* (a LESS ViT takes any band set by wavelength): every usable band is used
+     with its own wavelength; mean/std come from the model band with the same wavelength (within
+     1 nm), else the nearest one within 60 nm, else are interpolated linearly in wavelength
+     between the neighbouring model bands (with a note); radar only maps to radar.
 
-2. **Against the contract.** When the input sensor is the contract's sensor, the model's bands
-   are picked from the file by identity (extra bands and any order are fine; missing ones are an
-   error listing them) and normalised with the contract's mean/std/scale/offset. A sibling
-   product with the same band table (Sentinel-2 L1C for an L2A model, or a pre-2022 baseline)
-   is treated the same way except that scale/offset come from its own sensor entry. Otherwise
-   (cross-sensor: a LESS ViT takes any band set by wavelength) every identified band is used
-   with its own wavelength; mean/std come from the contract band of the same modality with the
-   nearest wavelength when within 60 nm, else are interpolated linearly in wavelength between
-   the neighbouring contract bands (with a warning); radar only maps to radar.
+   Fewer than ``MIN_MODEL_BANDS`` usable bands is an error.
 
-3. **Scaling**, highest priority first: explicit ``scale``/``offset`` arguments, the file's own
-   band scale/offset metadata when not 1/0, the contract's (same sensor), the sensor's.
-   **Nodata**: the file's per-band nodata, else the sensor's.
+3. **Scaling**: :mod:`gfmcli.scaling` (``--scale``/``--offset``, the file's scale/offset, ESA's
+   quantification tags, the contract, the sensor). **Nodata**: the file's per-band nodata, else
+   the sensor's.
 
-4. **GSD**: the model is told the input's own GSD; more than 4x away from the contract's GSD is a
-   warning, not an error.
+4. **GSD**: the model is told the input's own GSD; a file without georeferencing needs
+   ``--gsd`` (else the sensor's nominal GSD is used, with a warning). More than 4x away from the
+   contract's GSD is a warning, not an error.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gfmcli import scaling as scaling_rules
 from gfmcli.contract import BandInfo, ModelContract
-from gfmcli.errors import BandContractError, SensorError
+from gfmcli.errors import BandContractError
 from gfmcli.io.reader import RasterSource
-from gfmcli.sensors import OPTICAL, BandSpec, SensorSpec, get_sensor, list_sensors, parse_wavelength
+from gfmcli.sensors import OPTICAL, SensorSpec
+from gfmcli.spectral import FileBand, FileFacts, identify_bands, sensor_or_none
 
 logger = logging.getLogger(__name__)
 
-WAVELENGTH_MATCH_NM = 5.0
 NORMALISATION_TOLERANCE_NM = 60.0
+SAME_WAVELENGTH_NM = 1.0
 GSD_WARN_RATIO = 4.0
+# The fewest usable bands a file may map with. Fewer is refused: with one or two bands a
+# land-cover model has next to nothing to go on. docs/model-card.md measures agreement
+# against the number of bands present; change the minimum here only.
+MIN_MODEL_BANDS = 3
+# Strong atmospheric water-vapour absorption (nm): a band here is noise or cirrus, not surface.
+ABSORPTION_WINDOWS_NM = ((1340.0, 1450.0), (1790.0, 1960.0))
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class MappedBand:
     mean: float
     std: float
     nodata: float | None
+    scale_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,8 @@ class BandMapping:
     gsd_m: float
     cross_sensor: bool
     warnings: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    sensor_given: bool = False
 
     @property
     def indexes(self) -> list[int]:
@@ -99,163 +108,8 @@ class BandMapping:
         return [b.modality for b in self.bands]
 
 
-@dataclass(frozen=True)
-class _FileBand:
-    """A file band whose identity is known: a sensor band, or a bare wavelength."""
-
-    index: int
-    name: str
-    wavelength_nm: float
-    modality: str
-
-
-def _sensor_or_none(name: str) -> SensorSpec | None:
-    try:
-        return get_sensor(name)
-    except SensorError:
-        return None
-
-
-def _from_sensor_band(index: int, spec: BandSpec) -> _FileBand:
-    return _FileBand(index, spec.name, spec.wavelength_nm, spec.modality)
-
-
-def _describe(description: str, spec: SensorSpec | None) -> BandSpec | float | None:
-    """A description's sensor band, else its wavelength, else None."""
-    if spec is not None:
-        for band in spec.bands:
-            if band.matches(description):
-                return band
-    wavelength = parse_wavelength(description)
-    if wavelength is None:
-        return None
-    if spec is not None:
-        nearest = min(spec.bands, key=lambda b: abs(b.wavelength_nm - wavelength))
-        if abs(nearest.wavelength_nm - wavelength) <= WAVELENGTH_MATCH_NM:
-            return nearest
-    return wavelength
-
-
-def _sensors_matching(descriptions: list[str]) -> list[str]:
-    names = []
-    for name in list_sensors():
-        spec = get_sensor(name)
-        if all(isinstance(_describe(d, spec), BandSpec) for d in descriptions):
-            names.append(name)
-    return names
-
-
-def _from_band_list(
-    src: RasterSource, spec: SensorSpec | None, labels: list[str]
-) -> list[_FileBand]:
-    if spec is None:
-        raise BandContractError(
-            f"{src.path}: --bands names need a sensor to look them up; pass --sensor NAME"
-        )
-    if len(labels) != src.count:
-        raise BandContractError(
-            f"{src.path} has {src.count} bands but --bands lists {len(labels)}; "
-            "name every band of the file, in file order"
-        )
-    chosen = spec.select(labels)
-    for i, (band, description) in enumerate(zip(chosen, src.descriptions, strict=True)):
-        described = _describe(description, spec) if description else None
-        if isinstance(described, BandSpec) and described.name != band.name:
-            raise BandContractError(
-                f"{src.path}: band {i + 1} is described as {description!r} ({described.name}) "
-                f"but --bands says {band.name}; fix --bands or the file's band descriptions"
-            )
-    return [_from_sensor_band(i + 1, band) for i, band in enumerate(chosen)]
-
-
-def _from_descriptions(src: RasterSource, spec: SensorSpec | None) -> list[_FileBand]:
-    found = []
-    described = [(i + 1, d) for i, d in enumerate(src.descriptions) if d]
-    for index, text in described:
-        identity = _describe(text, spec)
-        if isinstance(identity, BandSpec):
-            found.append(_from_sensor_band(index, identity))
-        elif isinstance(identity, float):
-            found.append(_FileBand(index, text, identity, OPTICAL))
-        else:
-            others = _sensors_matching([d for _, d in described])
-            hint = f"pass --sensor {others[0]}" if others else "pass --sensor NAME"
-            sensor = f"sensor {spec.name}" if spec else "any known sensor"
-            raise BandContractError(
-                f"{src.path}: band {index} is described as {text!r}, which is not a band of "
-                f"{sensor} and names no wavelength; {hint}, or --bands B02,B03,..."
-            )
-    names = [b.name for b in found]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise BandContractError(
-            f"{src.path}: several bands are described as {', '.join(repeated)}; "
-            "fix the band descriptions or pass --bands"
-        )
-    return found
-
-
-def _identify(
-    src: RasterSource, spec: SensorSpec | None, sensor_given: bool, labels: list[str] | None
-) -> list[_FileBand]:
-    if labels:
-        return _from_band_list(src, spec, labels)
-    if any(src.descriptions):
-        return _from_descriptions(src, spec)
-    if sensor_given and spec is not None:
-        if src.count != len(spec.bands):
-            raise BandContractError(
-                f"{src.path} has {src.count} bands but sensor {spec.name} has "
-                f"{len(spec.bands)} ({', '.join(spec.band_names)}); pass --bands naming the "
-                "file's bands in order"
-            )
-        return [_from_sensor_band(i + 1, band) for i, band in enumerate(spec.bands)]
-    raise BandContractError(
-        f"cannot tell which bands {src.path} holds: its bands have no descriptions; "
-        "pass --sensor NAME (its bands in standard order) or --bands B02,B03,..."
-    )
-
-
-def _same_band_table(spec: SensorSpec, contract: ModelContract) -> bool:
-    """True when ``spec`` has every model band by name and wavelength (a sibling product)."""
-    for info in contract.bands:
-        try:
-            band = spec.band(info.name)
-        except SensorError:
-            return False
-        if abs(band.wavelength_nm - info.wavelength_nm) >= 1.0:
-            return False
-    return True
-
-
-def _same_sensor_bands(
-    src: RasterSource, contract: ModelContract, spec: SensorSpec, found: list[_FileBand]
-) -> list[tuple[_FileBand, BandInfo]]:
-    by_name = {b.name: b for b in found}
-    pairs, missing = [], []
-    for info in contract.bands:
-        try:
-            name = spec.band(info.name).name
-        except SensorError:
-            name = info.name
-        match = by_name.get(name) or next(
-            (b for b in found if abs(b.wavelength_nm - info.wavelength_nm) < 1.0), None
-        )
-        if match is None:
-            missing.append(info.name)
-        else:
-            pairs.append((match, info))
-    if missing:
-        held = ", ".join(b.name for b in found) or "no identified band"
-        raise BandContractError(
-            f"{src.path} lacks band(s) {', '.join(missing)} that model {contract.model_name} "
-            f"needs (the file holds {held}); use a file with {', '.join(contract.band_names)}"
-        )
-    return pairs
-
-
 def _interpolated(
-    band: _FileBand, candidates: list[BandInfo], far: list[_FileBand]
+    band: FileBand, candidates: list[BandInfo], far: list[FileBand]
 ) -> tuple[float, float]:
     """Mean/std for a cross-sensor band from the contract bands of its modality; bands far from
     every model band are appended to ``far`` (reported once, together)."""
@@ -276,30 +130,99 @@ def _interpolated(
     return mean, std
 
 
-def _cross_sensor_bands(
-    src: RasterSource, contract: ModelContract, found: list[_FileBand], warnings: list[str]
-) -> list[tuple[_FileBand, float, float]]:
-    result = []
-    far: list[_FileBand] = []
+def _in_absorption_window(wavelength: float, contract: ModelContract) -> bool:
+    """True for an optical wavelength in a water-absorption window with no model band near."""
+    inside = any(lo <= wavelength <= hi for lo, hi in ABSORPTION_WINDOWS_NM)
+    near = any(
+        abs(c.wavelength_nm - wavelength) <= NORMALISATION_TOLERANCE_NM
+        for c in contract.bands
+        if c.modality == OPTICAL
+    )
+    return inside and not near
+
+
+def _usable(
+    path: str, contract: ModelContract, found: Sequence[FileBand], notes: list[str]
+) -> list[FileBand]:
+    """Drop bands of a modality the model lacks and bands in absorption windows (noted)."""
+    modalities = {c.modality for c in contract.bands}
+    usable, foreign, absorbed = [], [], []
     for band in found:
-        candidates = [c for c in contract.bands if c.modality == band.modality]
-        if not candidates:
-            raise BandContractError(
-                f"{src.path}: band {band.index} ({band.name}) is {band.modality} but model "
-                f"{contract.model_name} has no {band.modality} band; drop it with --bands or "
-                "use a matching model"
-            )
-        mean, std = _interpolated(band, candidates, far)
-        result.append((band, mean, std))
-    if far:
-        listed = ", ".join(f"{b.name} ({b.wavelength_nm:g} nm)" for b in far[:3])
-        more = f" and {len(far) - 3} more" if len(far) > 3 else ""
-        warnings.append(
-            f"{src.path}: {len(far)} band(s) are more than {NORMALISATION_TOLERANCE_NM:g} nm "
-            f"from every model band: {listed}{more}; their normalisation is interpolated from "
-            "the neighbouring model bands"
+        if band.modality not in modalities:
+            foreign.append(band)
+        elif band.modality == OPTICAL and _in_absorption_window(band.wavelength_nm, contract):
+            absorbed.append(band)
+        else:
+            usable.append(band)
+    if foreign and not usable:
+        first = foreign[0]
+        raise BandContractError(
+            f"{path}: band {first.index} ({first.name}) is {first.modality} but model "
+            f"{contract.model_name} has no {first.modality} band, and the file has no other "
+            f"usable band; map it with a model trained on {first.modality} bands"
         )
-    return result
+    if foreign:
+        listed = ", ".join(f"{b.name} ({b.modality})" for b in foreign)
+        notes.append(f"{path}: band(s) {listed} not used: model {contract.model_name} has none")
+    if absorbed:
+        listed = ", ".join(f"{b.name} ({b.wavelength_nm:g} nm)" for b in absorbed[:4])
+        more = f" and {len(absorbed) - 4} more" if len(absorbed) > 4 else ""
+        notes.append(
+            f"{path}: band(s) {listed}{more} lie in a water-absorption window (cirrus/vapour) "
+            "far from every model band and are not used"
+        )
+    return usable
+
+
+def _model_band(
+    band: FileBand, contract: ModelContract, spec: SensorSpec | None
+) -> BandInfo | None:
+    """The contract band ``band`` is: same name in the model's sensor family, or the same
+    wavelength (within SAME_WAVELENGTH_NM)."""
+    contract_spec = sensor_or_none(contract.sensor)
+    same_family = (
+        spec is not None
+        and contract_spec is not None
+        and (spec.family and spec.family == contract_spec.family)
+    )
+    for info in contract.bands:
+        if info.modality != band.modality:
+            continue
+        if same_family and band.band is not None and band.band.matches(info.name):
+            return info
+        if abs(info.wavelength_nm - band.wavelength_nm) < SAME_WAVELENGTH_NM:
+            return info
+    return None
+
+
+def _facts(src: RasterSource, gsd_m: float | None) -> FileFacts:
+    return FileFacts(
+        path=src.path,
+        count=src.count,
+        descriptions=tuple(d or "" for d in src.descriptions),
+        tags=src.tags,
+        band_tags=src.band_tags,
+        dtypes=src.dtypes,
+        gsd_m=gsd_m,
+    )
+
+
+def _gsd(src: RasterSource, spec: SensorSpec | None, gsd: float | None, notes: list[str]) -> float:
+    """The GSD the model is told: ``--gsd``, the file's, else the sensor's nominal one."""
+    if gsd is not None:
+        return float(gsd)
+    if src.georeferenced:
+        return src.gsd_m
+    if spec is None:
+        raise BandContractError(
+            f"{src.path}: the raster has no georeferencing, so its pixel size is unknown; "
+            "pass --gsd METRES (e.g. --gsd 10)"
+        )
+    notes.append(
+        f"{src.path}: no georeferencing; assuming {spec.name}'s nominal {spec.gsd:g} m pixels "
+        "(pass --gsd METRES if they are not)"
+    )
+    return spec.gsd
 
 
 def resolve_bands(
@@ -308,67 +231,143 @@ def resolve_bands(
     *,
     sensor: str | None = None,
     bands: list[str] | None = None,
-    scale: float | None = None,
-    offset: float | None = None,
+    scale: float | Sequence[float] | None = None,
+    offset: float | Sequence[float] | None = None,
+    gsd: float | None = None,
 ) -> BandMapping:
     """Map ``src``'s bands onto ``contract``'s inputs (rules in the module docstring).
 
-    ``scale``/``offset`` override every other scaling source (for files already converted to
-    reflectance, say). Raises BandContractError or SensorError; warnings are kept in the result
-    (the runner reports them).
+    ``scale``/``offset`` (one value, or one per file band) override every other scaling source
+    (files already converted to reflectance, say); ``scale`` without ``offset`` means offset 0.
+    ``gsd`` (metres) overrides the file's pixel size. Raises BandContractError or SensorError;
+    warnings are kept in the result (the runner reports them).
     """
-    spec = get_sensor(sensor) if sensor else _sensor_or_none(contract.sensor)
-    found = _identify(src, spec, sensor is not None, bands)
-    contract_spec = _sensor_or_none(contract.sensor)
-    contract_sensor = contract_spec.name if contract_spec else contract.sensor
-    same_sensor = spec is not None and spec.name == contract_sensor
-    cross = not (same_sensor or (spec is not None and _same_band_table(spec, contract)))
     warnings = list(src.warnings)
-    if not found:
-        raise BandContractError(f"{src.path}: no band could be identified; pass --bands")
-    if len(found) < src.count and not bands:
-        skipped = sorted(set(range(1, src.count + 1)) - {b.index for b in found})
-        warnings.append(f"{src.path}: band(s) {skipped} have no description and are not used")
-
-    def scaling(band: _FileBand, default: tuple[float, float]) -> tuple[float, float]:
-        file_scale, file_offset = src.scales[band.index - 1], src.offsets[band.index - 1]
-        chosen = (file_scale, file_offset) if (file_scale, file_offset) != (1.0, 0.0) else default
-        return (
-            chosen[0] if scale is None else scale,
-            chosen[1] if offset is None else offset,
+    known_gsd = gsd if gsd is not None else (src.gsd_m if src.georeferenced else None)
+    identified = identify_bands(
+        _facts(src, known_gsd), sensor=sensor, bands=bands, default_sensor=contract.sensor
+    )
+    spec = identified.sensor
+    notes = [n for n in identified.notes if not (spec and spec.name == contract.sensor)
+             or "read as" not in n]  # fmt: skip
+    contract_spec = sensor_or_none(contract.sensor)
+    same_family = bool(
+        spec and contract_spec and spec.family and spec.family == contract_spec.family
+    )
+    usable = _usable(src.path, contract, identified.bands, notes)
+    pairs = [(band, _model_band(band, contract, spec)) for band in usable]
+    matched = {info.name for _, info in pairs if info is not None}
+    missing = tuple(c.name for c in contract.bands if c.name not in matched)
+    if same_family or not missing:
+        unused = [band.name for band, info in pairs if info is None]
+        by_name = {info.name: (band, info) for band, info in pairs if info is not None}
+        pairs = [by_name[c.name] for c in contract.bands if c.name in by_name]
+        if unused:
+            notes.append(
+                f"{src.path}: band(s) {', '.join(unused)} not used: model "
+                f"{contract.model_name} was trained without them"
+            )
+    # A sensor with fewer bands than the minimum (Sentinel-1: VV, VH) may map with all of them.
+    needed = min(MIN_MODEL_BANDS, len(spec.bands)) if spec else MIN_MODEL_BANDS
+    if len(pairs) < needed:
+        held = ", ".join(b.name for b, _ in pairs) or "none"
+        raise BandContractError(
+            f"{src.path} has {len(pairs)} band(s) model {contract.model_name} can use ({held}); "
+            f"at least {needed} are needed (the model has "
+            f"{', '.join(contract.band_names)})"
         )
+    if missing and same_family:
+        notes.append(
+            f"{src.path} lacks model band(s) {', '.join(missing)}; mapping with the "
+            f"{len(pairs)} band(s) it has (accuracy drops with fewer bands, see docs/model-card.md)"
+        )
+    scales = scaling_rules.per_band(
+        None if scale is None else tuple(scale) if isinstance(scale, Sequence) else (scale,),
+        src.count, "--scale", src.path,
+    )  # fmt: skip
+    offsets = scaling_rules.per_band(
+        None if offset is None else tuple(offset) if isinstance(offset, Sequence) else (offset,),
+        src.count, "--offset", src.path,
+    )  # fmt: skip
+    file_scaling = scaling_rules.explicit_file_scaling(src.path, src.scales, src.offsets)
 
-    def nodata(band: _FileBand) -> float | None:
+    def band_scaling(band: FileBand, info: BandInfo | None) -> tuple[float, float, str]:
+        i = band.index - 1
+        if scales[i] is not None:
+            return scales[i], offsets[i] if offsets[i] is not None else 0.0, scaling_rules.CLI
+        chosen = _implicit_scaling(src, band, info, spec, contract, sensor is not None)
+        stated = file_scaling[i]
+        if stated != (None, None):
+            chosen = (
+                stated[0] if stated[0] is not None else 1.0,
+                stated[1] if stated[1] is not None else 0.0,
+                scaling_rules.FILE,
+            )
+        else:
+            tagged = scaling_rules.tag_scaling(src.tags, src.band_tags[i])
+            if tagged is not None:
+                chosen = (*tagged, scaling_rules.TAGS)
+        if offsets[i] is not None:
+            return chosen[0], offsets[i], scaling_rules.CLI
+        return chosen
+
+    def nodata(band: FileBand) -> float | None:
         value = src.nodatavals[band.index - 1]
         return value if value is not None else (spec.nodata if spec else None)
 
+    far: list[FileBand] = []
     mapped = []
-    if not cross:
-        for band, info in _same_sensor_bands(src, contract, spec, found):
-            own = (info.scale, info.offset) if same_sensor else (spec.scale, spec.offset)
-            s, o = scaling(band, own)
-            mapped.append(
-                MappedBand(band.index, band.name, info.wavelength_nm, info.modality, s, o,
-                           info.mean, info.std, nodata(band))
-            )  # fmt: skip
-    else:
-        sensor_scaling = (spec.scale, spec.offset) if spec else (1.0, 0.0)
-        for band, mean, std in _cross_sensor_bands(src, contract, found, warnings):
-            s, o = scaling(band, sensor_scaling)
-            mapped.append(
-                MappedBand(band.index, band.name, band.wavelength_nm, band.modality, s, o,
-                           mean, std, nodata(band))
-            )  # fmt: skip
-    ratio = max(src.gsd_m / contract.gsd, contract.gsd / src.gsd_m)
+    for band, info in pairs:
+        s, o, source = band_scaling(band, info)
+        if info is not None:
+            wavelength, mean, std = info.wavelength_nm, info.mean, info.std
+            if not same_family:
+                wavelength = band.wavelength_nm
+        else:
+            candidates = [c for c in contract.bands if c.modality == band.modality]
+            mean, std = _interpolated(band, candidates, far)
+            wavelength = band.wavelength_nm
+        mapped.append(MappedBand(band.index, band.name, wavelength, band.modality, s, o, mean,
+                                 std, nodata(band), source))  # fmt: skip
+    if far:
+        listed = ", ".join(f"{b.name} ({b.wavelength_nm:g} nm)" for b in far[:3])
+        more = f" and {len(far) - 3} more" if len(far) > 3 else ""
+        notes.append(
+            f"{src.path}: {len(far)} band(s) are more than {NORMALISATION_TOLERANCE_NM:g} nm "
+            f"from every model band: {listed}{more}; their normalisation is interpolated from "
+            "the neighbouring model bands"
+        )
+    gsd_m = _gsd(src, spec, gsd, notes)
+    ratio = max(gsd_m / contract.gsd, contract.gsd / gsd_m)
     if ratio > GSD_WARN_RATIO:
-        warnings.append(
-            f"{src.path}: pixels are {src.gsd_m:.3g} m but model {contract.model_name} was "
+        notes.append(
+            f"{src.path}: pixels are {gsd_m:.3g} m but model {contract.model_name} was "
             f"trained at {contract.gsd:g} m ({ratio:.1f}x apart); results may be poor"
         )
     return BandMapping(
         bands=tuple(mapped),
         sensor=spec.name if spec else "",
-        gsd_m=src.gsd_m,
-        cross_sensor=cross,
-        warnings=tuple(warnings),
+        gsd_m=gsd_m,
+        cross_sensor=not same_family,
+        warnings=tuple(warnings + notes),
+        missing=missing if same_family else (),
+        sensor_given=sensor is not None,
     )
+
+
+def _implicit_scaling(
+    src: RasterSource,
+    band: FileBand,
+    info: BandInfo | None,
+    spec: SensorSpec | None,
+    contract: ModelContract,
+    sensor_given: bool,
+) -> tuple[float, float, str]:
+    """Rule 4 of :mod:`gfmcli.scaling`: the contract's, the sensor's, else a default by type."""
+    if spec is not None and info is not None and spec.name == contract.sensor:
+        return info.scale, info.offset, scaling_rules.MODEL
+    if spec is not None:
+        s, o = spec.band_scaling(band.band) if band.band is not None else (spec.scale, spec.offset)
+        return s, o, scaling_rules.SENSOR_GIVEN if sensor_given else scaling_rules.SENSOR
+    floating = src.dtypes[band.index - 1].startswith("float")
+    return (1.0, 0.0, scaling_rules.DEFAULT) if floating else (1e-4, 0.0, scaling_rules.DEFAULT)

@@ -169,8 +169,6 @@ class StagedRasterWriter:
             "height": grid.height,
             "count": count,
             "dtype": dtype,
-            "crs": grid.crs,
-            "transform": grid.transform,
             "nodata": nodata,
             "tiled": True,
             "blockxsize": BLOCK,
@@ -180,6 +178,9 @@ class StagedRasterWriter:
             "bigtiff": "IF_SAFER",
             "interleave": "band",
         }
+        if grid.crs is not None or not grid.transform.is_identity:
+            # An input without georeferencing gets an output on the same bare pixel grid.
+            profile.update(crs=grid.crs, transform=grid.transform)
         try:
             self._dataset = rasterio.open(self._staged, "w", **profile)
             for i, text in enumerate(band_descriptions or ()):

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from gfmcli.errors import InputError, SensorError
-from gfmcli.sensors import get_sensor, parse_wavelength
+from gfmcli.sensors import get_sensor
+from gfmcli.spectral import parse_wavelength
 
 log = logging.getLogger(__name__)
 
