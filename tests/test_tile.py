@@ -311,3 +311,40 @@ def test_raster_without_crs_is_an_input_error(make_raster, tmp_path):
     src = make_raster(tmp_path, "nocrs.tif", count=4, height=40, width=40, crs=None)
     result = run(src, "-o", tmp_path / "c", "--sensor", "vnir4", "--size", "32")
     assert result.exit_code == 3 and "no CRS" in result.output
+
+
+def test_tile_shares_predicts_band_rules(make_raster, tmp_path):
+    l1c = [
+        "B01",
+        "B02",
+        "B03",
+        "B04",
+        "B05",
+        "B06",
+        "B07",
+        "B08",
+        "B8A",
+        "B09",
+        "B10",
+        "B11",
+        "B12",
+    ]
+    src = make_raster(
+        tmp_path, "l1c.tif", count=13, height=40, width=40, nodata=0, descriptions=l1c,
+        tags={"QUANTIFICATION_VALUE": "10000", "RADIO_ADD_OFFSET": "-1000"},
+    )  # fmt: skip
+    result = run(src, "-o", tmp_path / "a", "--size", "32")
+    assert result.exit_code == 0, result.output
+    bands = meta(tmp_path / "a")["bands"]
+    assert meta(tmp_path / "a")["sensor"] == "sentinel2-l1c" and len(bands) == 13
+    assert {(b["scale"], b["offset"]) for b in bands} == {(1e-4, -0.1)}  # from ESA's tags
+    numbers = ["B1", "B2", "B3", "B4", "B5", "B7"]
+    landsat = make_raster(
+        tmp_path, "tm.tif", count=6, height=40, width=40, descriptions=numbers,
+        transform=Affine(30.0, 0, 500000.0, 0, -30.0, 5000000.0),
+    )  # fmt: skip
+    result = run(landsat, "-o", tmp_path / "b", "--size", "32")
+    assert result.exit_code == 3 and "--sensor landsat7" in result.output
+    result = run(landsat, "-o", tmp_path / "c", "--size", "32", "--sensor", "landsat5")
+    assert result.exit_code == 0, result.output
+    assert [b["wavelength_nm"] for b in meta(tmp_path / "c")["bands"]][4] == 1650.0

@@ -364,7 +364,10 @@ def _implicit_scaling(
     sensor_given: bool,
 ) -> tuple[float, float, str]:
     """Rule 4 of :mod:`gfmcli.scaling`: the contract's, the sensor's, else a default by type."""
-    if spec is not None and info is not None and spec.name == contract.sensor:
+    if info is not None and (
+        (spec is not None and spec.name == contract.sensor)
+        or (spec is None and sensor_or_none(contract.sensor) is None)
+    ):  # the model's own product, or its custom band set (chips tiled without a sensor)
         return info.scale, info.offset, scaling_rules.MODEL
     if spec is not None:
         s, o = spec.band_scaling(band.band) if band.band is not None else (spec.scale, spec.offset)

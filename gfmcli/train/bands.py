@@ -2,17 +2,15 @@
 
 Band-order mistakes are silent and ruinous (anchors.md pain point 6: inverted predictions, each
 band normalised with another band's statistics), so the identity of every band is settled once,
-here, from the user's ``--sensor``/``--bands`` or the file's band descriptions, and then written
-into the chips' metadata and from there into the model contract.
+from the user's ``--sensor``/``--bands`` or the file's band descriptions and tags, by the same
+rulebook as ``predict`` (:func:`gfmcli.spectral.identify_bands`: sensor inferred from the file's
+tells, ambiguous files refused, bad bands left out), and then written into the chips' metadata
+and from there into the model contract.
 
-Rules, in order:
-
-1. ``--sensor`` and ``--bands``: the bands name the file's bands in file order (count must match).
-2. ``--sensor`` only: the file's band descriptions name the bands if they all match the sensor;
-   otherwise the file must hold exactly the sensor's bands in the sensor's order.
-3. No ``--sensor``: every band description must carry a wavelength (``"red (664 nm)"``); the band
-   set is then ``custom`` with scale 1 and offset 0. Anything else is an InputError asking for
-   ``--sensor`` (guessing among sensors whose scalings differ would be wrong half the time).
+Scaling per band follows :mod:`gfmcli.scaling`: the file's own scale/offset, then ESA's
+quantification tags, then the sensor's (per band for Landsat Level-1 DN). Bands identified by
+wavelength alone (no sensor) are ``custom`` with scale 1 and offset 0 unless the file states
+its scaling.
 
 Validity follows ``gfmcli.io.reader``: a pixel is invalid when any band is NaN/inf or when *all*
 bands hold the nodata value.
@@ -26,108 +24,88 @@ from pathlib import Path
 
 import numpy as np
 
-from gfmcli.errors import InputError, SensorError
-from gfmcli.sensors import get_sensor
-from gfmcli.spectral import parse_wavelength
+from gfmcli import scaling as scaling_rules
+from gfmcli.spectral import FileBand, FileFacts, identify_bands
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ChipBands:
-    """The resolved band set of a raster: identity, scaling and nodata."""
+    """The resolved band set of a raster: which file bands (1-based ``indexes``), their
+    identity, per-band scaling and the nodata value."""
 
     sensor: str
     names: tuple[str, ...]
     wavelengths: tuple[float, ...]
     modalities: tuple[str, ...]
-    scale: float
-    offset: float
+    scales: tuple[float, ...]
+    offsets: tuple[float, ...]
     gsd: float
     nodata: float | None
+    indexes: tuple[int, ...] = ()
 
     def to_physical(self, dn: np.ndarray) -> np.ndarray:
-        """``DN * scale + offset`` as float32 with NaN where the pixel is invalid."""
-        data = dn.astype(np.float64)
+        """``DN * scale + offset`` of the used bands of ``dn`` (all file bands, ``(C, h, w)``)
+        as float32 with NaN where the pixel is invalid."""
+        picked = dn[[i - 1 for i in self.indexes]] if self.indexes else dn
+        data = picked.astype(np.float64)
         invalid = ~np.isfinite(data).all(axis=0)
         if self.nodata is not None:
             invalid |= (data == self.nodata).all(axis=0)
-        physical = (data * self.scale + self.offset).astype(np.float32)
+        scale = np.asarray(self.scales, dtype=np.float64)[:, None, None]
+        offset = np.asarray(self.offsets, dtype=np.float64)[:, None, None]
+        physical = (data * scale + offset).astype(np.float32)
         physical[:, invalid] = np.nan
         return physical
 
     def to_dicts(self) -> list[dict]:
         return [
-            {
-                "name": n,
-                "wavelength_nm": w,
-                "modality": m,
-                "scale": self.scale,
-                "offset": self.offset,
-            }
-            for n, w, m in zip(self.names, self.wavelengths, self.modalities, strict=True)
-        ]
+            {"name": n, "wavelength_nm": w, "modality": m, "scale": s, "offset": o}
+            for n, w, m, s, o in zip(
+                self.names, self.wavelengths, self.modalities, self.scales, self.offsets,
+                strict=True,
+            )
+        ]  # fmt: skip
+
+
+def _scaling(src, path: Path, band: FileBand, spec, stated) -> tuple[float, float]:
+    """The file's stated scale/offset, else its tags, else the sensor's, else 1/0."""
+    own = stated[band.index - 1]
+    if own != (None, None):
+        return (own[0] if own[0] is not None else 1.0, own[1] if own[1] is not None else 0.0)
+    tagged = scaling_rules.tag_scaling(src.tags(), src.tags(band.index))
+    if tagged is not None:
+        return tagged
+    if spec is None:
+        return 1.0, 0.0
+    return spec.band_scaling(band.band) if band.band is not None else (spec.scale, spec.offset)
 
 
 def resolve_bands(src, path: Path, sensor: str | None, bands: tuple[str, ...] | None) -> ChipBands:
     """Band identity of the open rasterio dataset ``src`` (see the module rules)."""
-    descriptions = tuple(d or "" for d in src.descriptions)
     gsd = _gsd(src)
-    nodata = src.nodata
-    if sensor is None:
-        if bands:
-            raise InputError("--bands needs --sensor (band names are looked up in a sensor)")
-        waves = [parse_wavelength(d) for d in descriptions]
-        if all(w is not None for w in waves):
-            return ChipBands(
-                "custom",
-                descriptions,
-                tuple(waves),
-                ("optical",) * src.count,
-                1.0,
-                0.0,
-                gsd or 10.0,
-                nodata,
-            )
-        raise InputError(
-            f"{path}: cannot tell which bands it holds (descriptions {list(descriptions)}); "
-            "pass --sensor (see `gfm sensors`) and, if needed, --bands in file order"
-        )
-    spec = get_sensor(sensor)
-    if bands:
-        if len(bands) != src.count:
-            raise InputError(
-                f"{path}: has {src.count} band(s) but --bands names {len(bands)}; "
-                "list every band of the file in file order"
-            )
-        chosen = spec.select(bands)
-    else:
-        try:
-            chosen = spec.select(descriptions) if all(descriptions) else None
-        except SensorError:
-            chosen = None
-        if chosen is None:
-            if src.count != len(spec.bands):
-                raise InputError(
-                    f"{path}: has {src.count} band(s), sensor {spec.name} has "
-                    f"{len(spec.bands)} and the band descriptions do not name them; "
-                    "pass --bands with the file's bands in order"
-                )
-            chosen = spec.bands
-            log.info(
-                "%s: assuming the %s band order %s", path, spec.name, ", ".join(spec.band_names)
-            )
-    if nodata is None:
-        nodata = spec.nodata
+    identified = identify_bands(
+        FileFacts.of(str(path), src, gsd), sensor=sensor, bands=list(bands) if bands else None
+    )
+    for note in identified.notes:
+        log.warning("%s", note)
+    spec = identified.sensor
+    if sensor and not bands and not any(src.descriptions):
+        log.info("%s: assuming the %s band order %s", path, spec.name, ", ".join(spec.band_names))
+    stated = scaling_rules.explicit_file_scaling(str(path), src.scales, src.offsets)
+    scalings = [_scaling(src, path, b, spec, stated) for b in identified.bands]
+    nodata = src.nodata if src.nodata is not None else (spec.nodata if spec else None)
     return ChipBands(
-        spec.name,
-        tuple(b.name for b in chosen),
-        tuple(b.wavelength_nm for b in chosen),
-        tuple(b.modality for b in chosen),
-        spec.scale,
-        spec.offset,
-        gsd or spec.gsd,
+        spec.name if spec else "custom",
+        tuple(b.name for b in identified.bands),
+        tuple(b.wavelength_nm for b in identified.bands),
+        tuple(b.modality for b in identified.bands),
+        tuple(s for s, _ in scalings),
+        tuple(o for _, o in scalings),
+        gsd or (spec.gsd if spec else 10.0),
         nodata,
+        tuple(b.index for b in identified.bands),
     )
 
 
