@@ -173,6 +173,9 @@ def describe_raster(
             contract,
             sensor=options.sensor,
             bands=list(options.bands) if options.bands else None,
+            scale=options.scale,
+            offset=options.offset,
+            gsd=options.gsd,
         )
         bands = tuple(
             {
