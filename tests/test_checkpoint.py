@@ -323,7 +323,8 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data" / "s2-l2a
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="weights/landcover-tiny.pt is not in this tree")
 def test_shipped_weights_predict_as_before_the_cls_embedding_fix(tmp_path):
     # Numbers recorded with the code before the [CLS] CPCE / attention-pool dropout fields
-    # existed (commit 19397e1); rebuilding with cls_embedding="partial" moves them by 1e-2.
+    # existed (commit 623e349, the version-2 weights); rebuilding with cls_embedding="partial"
+    # moves them by 1e-2.
     import rasterio
 
     from gfmcli.engine.jobs import Job, run_jobs
@@ -338,9 +339,29 @@ def test_shipped_weights_predict_as_before_the_cls_embedding_fix(tmp_path):
         cls = model.embed(
             torch.from_numpy(window)[None], contract.wavelengths, contract.gsd, pool="cls"
         )[0]
-    before_mean = [-4.06714, -2.45898, 5.53864, -2.34479, -2.9654, -3.97978]
-    before_pixel = [-4.26589, -2.64578, 5.91047, -2.56344, -3.17052, -4.18287]
-    before_cls = [0.15037, 2.18228, 0.32864, 0.42286, -0.08986, 1.08363]
+    before_mean = [
+        -5.01467,
+        -0.65925,
+        5.52227,
+        -0.80661,
+        -2.39399,
+        -4.82507,
+        -2.0201,
+        -2.0283,
+        -2.0754,
+    ]
+    before_pixel = [
+        -5.20946,
+        0.32385,
+        6.49942,
+        -2.54715,
+        -3.35573,
+        -5.67611,
+        -2.40057,
+        -1.98036,
+        -2.01571,
+    ]
+    before_cls = [-0.64105, 1.01417, -0.37628, -0.25062, -0.31492, 0.37424]
     for got, want in (
         (logits.mean((1, 2)), before_mean),
         (logits[:, 10, 50], before_pixel),
@@ -355,6 +376,8 @@ def test_shipped_weights_predict_as_before_the_cls_embedding_fix(tmp_path):
     run_jobs([Job(str(EXAMPLE), out, "tif")], model, contract, options, kind="predict",
              device="cpu")  # fmt: skip
     with rasterio.open(out) as dst:
-        counts = np.bincount(dst.read(1).ravel(), minlength=5).tolist()
-    before_counts = [10936, 33098, 78262, 14238, 10922]  # of 384 x 384 pixels, per class
-    assert all(abs(a - b) <= 20 for a, b in zip(counts, before_counts, strict=True)), counts
+        counts = np.bincount(dst.read(1).ravel(), minlength=9).tolist()
+    # of 384 x 384 pixels, per class, in fp32; bf16 autocast (where the CPU has it) may move
+    # a few hundred boundary pixels
+    before_counts = [10678, 32303, 78493, 16850, 8668, 0, 450, 14, 0]
+    assert all(abs(a - b) <= 300 for a, b in zip(counts, before_counts, strict=True)), counts
