@@ -161,3 +161,9 @@ def s2_scene(tmp_path: Path) -> Callable[..., Path]:
         return _write_raster(tmp_path, name, data=data, nodata=0, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model) -> Path:
+    """The tiny segmentation checkpoint under the name tests/test_hostile.py uses."""
+    return tiny_model

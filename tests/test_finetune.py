@@ -190,3 +190,16 @@ def test_regression_end_to_end(tmp_path):
     assert log[0]["rmse"] > 0 and "r2" in log[0]["val"]
     _, contract = load_checkpoint(tmp_path / "out" / "best.pt")
     assert contract.task == "regression" and contract.classes == ()
+
+
+def test_an_earlier_run_is_never_replaced(tmp_path, chips):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"earlier best")
+    (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    config = write_config(tmp_path, chips, extra=CLASSES, epochs=1)
+    result = run("-c", config)
+    assert result.exit_code == 5, result.output
+    assert "holds an earlier run (best.pt, metrics.jsonl)" in result.output
+    assert (out / "best.pt").read_bytes() == b"earlier best"
+    assert (out / "metrics.jsonl").read_text() == '{"epoch": 1}\n'

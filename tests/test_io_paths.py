@@ -6,17 +6,22 @@ import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from gfmcli.errors import InputError, OutputError
 from gfmcli.io.paths import (
+    STALE_AGE_S,
+    OutputLock,
     expand_inputs,
     expand_inputs_lenient,
+    host_key,
     output_format,
     partial_path,
     plan_outputs,
+    remove_with_prefix,
     should_skip_existing,
     stale_partials,
 )
@@ -97,7 +102,8 @@ def test_same_stem_and_output_equal_input_are_refused(tmp_path):
 def test_skip_existing_ignores_partials(tmp_path):
     final = tmp_path / "map.tif"
     staged = partial_path(final, ".staged", pid=4242)
-    assert staged.parent == tmp_path and staged.name == ".map.partial-4242.staged.tif"
+    assert staged.parent == tmp_path
+    assert staged.name == f".map.partial-4242-{host_key()}.staged.tif"
     staged.write_bytes(b"half")
     assert not should_skip_existing(final, overwrite=False)
     final.write_bytes(b"done")
@@ -120,6 +126,77 @@ def test_stale_partials_only_lists_dead_writers(tmp_path):
         p.write_bytes(b"x")
     assert stale_partials(final) == [theirs]
     assert os.getpid() != dead_pid
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+@pytest.mark.parametrize("name", ["map[1].tif", "m*p?.tif"])
+def test_stale_partials_of_names_with_glob_characters(tmp_path, name):
+    final = tmp_path / name
+    theirs = partial_path(final, ".staged", pid=_dead_pid())
+    theirs.write_bytes(b"x")
+    assert stale_partials(final) == [theirs]
+    mine = partial_path(final)
+    aux = mine.with_name(mine.name + ".aux.xml")
+    for path in (mine, aux):
+        path.write_bytes(b"x")
+    remove_with_prefix(mine)
+    assert not mine.exists() and not aux.exists() and theirs.exists()
+
+
+def test_temporaries_of_another_host_follow_the_age_rule(tmp_path):
+    final = tmp_path / "map.tif"
+    other = tmp_path / f".map.partial-{os.getpid()}-0badc0de.tif"  # same pid, other host
+    other.write_bytes(b"x")
+    assert stale_partials(final) == []  # live, as far as this host can tell
+    old = time.time() - STALE_AGE_S - 60
+    os.utime(other, (old, old))
+    assert stale_partials(final) == [other]
+
+
+def test_output_lock_refuses_a_second_writer(tmp_path):
+    final = tmp_path / "map.tif"
+    with OutputLock(final) as lock:
+        assert lock.path.exists()
+        with pytest.raises(OutputError, match=r"another gfm run .* is writing this output"):
+            OutputLock(final).acquire()
+    assert not lock.path.exists()
+
+
+def test_output_lock_of_another_host_is_respected_until_stale(tmp_path):
+    final = tmp_path / "map.tif"
+    lock = OutputLock(final)
+    lock.path.write_text("1 0badc0de otherhost\n")
+    with pytest.raises(OutputError, match="pid 1 on otherhost"):
+        lock.acquire()
+    old = time.time() - STALE_AGE_S - 60
+    os.utime(lock.path, (old, old))
+    with lock:
+        assert lock.path.read_text().split()[0] == str(os.getpid())
+
+
+def test_output_lock_of_a_dead_local_run_is_taken_over(tmp_path):
+    final = tmp_path / "map.tif"
+    lock = OutputLock(final)
+    lock.path.write_text(f"{_dead_pid()} {host_key()} here\n")
+    with lock:
+        assert lock.path.read_text().split()[0] == str(os.getpid())
+    assert not lock.path.exists()
+
+
+def test_a_fifo_is_refused_not_opened(tmp_path):
+    fifo = tmp_path / "scene.tif"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        expand_inputs([str(fifo)])
 
 
 def test_uncreatable_folder_and_folders_at_output_paths(tmp_path):

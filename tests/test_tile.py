@@ -250,12 +250,44 @@ def test_labels_not_overlapping_is_an_input_error(make_raster, tmp_path):
 def test_existing_output_needs_overwrite(make_raster, tmp_path):
     src = vnir(make_raster, tmp_path, height=40, width=40)
     out = tmp_path / "chips"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
-    result = run(src, "-o", out, "--sensor", "vnir4", "--size", "32")
-    assert result.exit_code == 5 and (out / "keep.txt").exists()
-    assert run(src, "-o", out, "--sensor", "vnir4", "--size", "32", "--overwrite").exit_code == 0
-    assert not (out / "keep.txt").exists() and (out / "index.gpkg").exists()
+    args = ("--sensor", "vnir4", "--size", "32")
+    assert run(src, "-o", out, *args).exit_code == 0
+    first = meta(out)
+    result = run(src, "-o", out, *args, "--stride", "16")
+    assert result.exit_code == 5 and "--overwrite" in result.output and meta(out) == first
+    assert run(src, "-o", out, *args, "--stride", "16", "--overwrite").exit_code == 0
+    assert meta(out)["stride"] == 16 and (out / ".gfm-chips").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".chips")]
+
+
+def test_overwrite_never_deletes_a_folder_gfm_did_not_make(make_raster, tmp_path):
+    src = vnir(make_raster, tmp_path / "data", height=40, width=40)
+    args = ("--sensor", "vnir4", "--size", "32", "--overwrite")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    result = run(src, "-o", mine, *args)
+    assert result.exit_code == 5 and "not a chip folder made by gfm" in result.output
+    assert (mine / "keep.txt").read_text() == "x"
+    chips = tmp_path / "chips"
+    assert run(src, "-o", chips, "--sensor", "vnir4", "--size", "32").exit_code == 0
+    (chips / "notes.txt").write_text("mine")  # a user file added to a chip folder stays too
+    result = run(src, "-o", chips, *args)
+    assert result.exit_code == 5 and "notes.txt" in result.output
+    assert (chips / "notes.txt").exists() and (chips / "chips.json").exists()
+
+
+@pytest.mark.parametrize("target", ["data", "."])
+def test_a_folder_holding_an_input_is_never_the_chip_folder(
+    make_raster, tmp_path, monkeypatch, target
+):
+    src = vnir(make_raster, tmp_path / "data", height=40, width=40)
+    monkeypatch.chdir(tmp_path / "data" if target == "." else tmp_path)
+    before = src.read_bytes()
+    result = run(src, "-o", target, "--sensor", "vnir4", "--size", "32", "--overwrite")
+    assert result.exit_code == 5 and "holds the input" in result.output
+    assert src.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["scene.tif"]
 
 
 def test_index_geopackage_has_footprints(make_raster, tmp_path):
@@ -305,6 +337,27 @@ def test_one_label_file_per_raster(make_raster, tmp_path):
     assert meta(out)["class_ids_present"] == [1, 2, 3]
     result = run(a, b, "--labels", la, "--labels", lb, "--labels", la, "-o", tmp_path / "x", *args)
     assert result.exit_code == 3 and "3 label files for 2 rasters" in result.output
+
+
+def test_one_label_file_for_all_rasters(make_raster, tmp_path):
+    a = vnir(make_raster, tmp_path, "a.tif", height=64, width=64)
+    b = vnir(make_raster, tmp_path, "b.tif", height=64, width=64, seed=1)
+    labels = write_label_raster(tmp_path / "l", make_raster, values=(1, 2))
+    out = tmp_path / "chips"
+    result = run(a, b, "--labels", labels, "-o", out, "--sensor", "vnir4", "--size", "32")
+    assert result.exit_code == 0, result.output
+    sources = {Path(chip["source"]).name for chip in meta(out)["chips"] if "label" in chip}
+    assert sources == {"a.tif", "b.tif"}
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--size", "0"), ("--stride", "0"), ("--stride", "-4")]
+)
+def test_chip_size_and_stride_must_be_positive(make_raster, tmp_path, option, value):
+    src = vnir(make_raster, tmp_path, height=40, width=40)
+    result = run(src, "-o", tmp_path / "c", "--sensor", "vnir4", option, value)
+    assert result.exit_code == 2 and option in result.output
+    assert not (tmp_path / "c").exists()
 
 
 def test_raster_without_crs_is_an_input_error(make_raster, tmp_path):

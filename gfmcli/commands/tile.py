@@ -56,8 +56,19 @@ def _load_classes(value: str | None) -> tuple[dict, ...]:
     help="Class list: a TOML file of [[classes]] id/name/color, or 'landcover'.",
 )
 @click.option("--regression", is_flag=True, help="Labels are numeric targets, not class ids.")
-@click.option("--size", default=128, show_default=True, help="Chip size in pixels.")
-@click.option("--stride", default=None, type=int, help="Chip step in pixels [default: --size].")
+@click.option(
+    "--size",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Chip size in pixels.",
+)
+@click.option(
+    "--stride",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Chip step in pixels [default: --size].",
+)
 @click.option("--sensor", help="Sensor of the rasters (see `gfm sensors`).")
 @click.option("--bands", help="Comma-separated band names of the file's bands, in file order.")
 @click.option(
@@ -138,7 +149,7 @@ def tile(
     classes = _load_classes(classes_value)
     options = TileOptions(
         size=size,
-        stride=stride or size,
+        stride=size if stride is None else stride,
         sensor=sensor,
         bands=tuple(b.strip() for b in bands.split(",")) if bands else None,
         min_valid=min_valid,

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 import rasterio
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import RasterioError
 
 from gfmcli.contract import ModelContract
 from gfmcli.engine.devices import resolve_devices
@@ -30,8 +32,9 @@ from gfmcli.engine.runner import (
     output_paths,
     plan_file,
 )
-from gfmcli.errors import GfmError
-from gfmcli.io.paths import should_skip_existing, stale_partials
+from gfmcli.errors import GfmError, OutputError
+from gfmcli.io.paths import OutputLock, is_gdal_path, should_skip_existing, stale_partials
+from gfmcli.io.writer import check_writable
 from gfmcli.model.tasks import GfmModel
 
 # GDAL's block cache defaults to 5% of RAM and fills up as a long run reads and writes blocks,
@@ -104,15 +107,19 @@ def plan_jobs(
 ) -> list[FilePlan | FileResult]:
     """``--dry-run``: check every input against the contract and plan it; no model call.
 
-    Inputs that would be skipped come back as ``skipped`` results, bad inputs as ``failed``.
+    Inputs that would be skipped come back as ``skipped`` results, bad inputs (and outputs that
+    would replace an input) as ``failed``.
     """
+    conflicts = input_conflicts(jobs, options, kind)
     plans: list[FilePlan | FileResult] = []
     with gdal_env():
         for job in jobs:
-            if _complete(job, options, kind, overwrite, contract):
-                plans.append(_skipped(job))
-                continue
             try:
+                if job.input in conflicts:
+                    raise conflicts[job.input]
+                if _complete(job, options, kind, overwrite, contract):
+                    plans.append(_skipped(job))
+                    continue
                 plan = plan_file(
                     job.input, job.output, job.fmt, contract, job.options_for(options), kind
                 )
@@ -138,11 +145,20 @@ def run_jobs(
 ) -> list[FileResult]:
     """Map every job (this rank's share of them under torchrun); results of all ranks in order.
 
-    Without ``keep_going`` the first GfmError propagates (outputs already written stay; the
-    failing one leaves nothing behind). With it, failures are returned as ``failed`` results.
+    Before anything runs, every file a job would write is compared with every file the inputs
+    read (:func:`input_conflicts`); a job that would replace one fails. Each job holds its
+    output's :class:`~gfmcli.io.paths.OutputLock` while it runs, so a second run on the same
+    output fails that job instead of writing it too.
+
+    Without ``keep_going`` the first error propagates (outputs already written stay; the
+    failing one leaves nothing behind). With it, failures are returned as ``failed`` results,
+    an unexpected exception too (as one line that points at ``--debug``).
     """
     ranks = ranks or RankInfo()
     progress = progress or _Silent()
+    conflicts = input_conflicts(jobs, options, kind)
+    if conflicts and not keep_going:
+        raise next(iter(conflicts.values()))
     devices = resolve_devices(device_spec_for_rank(device, ranks))
     mine = shard(list(jobs), ranks)
     results: list[FileResult] = []
@@ -152,31 +168,55 @@ def run_jobs(
         DevicePool(model, devices, options.precision) as pool,
     ):
         for job in mine:
-            if _complete(job, options, kind, overwrite, contract):
-                result = _skipped(job)
-            else:
-                result = _map_one(
-                    job, pool, contract, options, kind, command_line, progress, keep_going
+            try:
+                if job.input in conflicts:
+                    raise conflicts[job.input]
+                result = _run_job(
+                    job, pool, contract, options, kind, overwrite, command_line, progress
                 )
+            except GfmError as exc:
+                if not keep_going:
+                    progress.file_finished(_failed(job, exc))  # reported, then the run stops
+                    raise
+                result = _failed(job, exc)
+            except Exception as exc:  # the batch goes on; the CLI shows one line
+                if not keep_going:
+                    raise
+                result = _failed(job, unexpected_error(job.input, exc))
             results.append(result)
             progress.file_finished(result)
         return group.gather(results)
 
 
-def _map_one(
+def unexpected_error(path: str, exc: BaseException) -> GfmError:
+    """A failure gfm did not foresee, as one line naming the input and pointing at --debug."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    error = GfmError(
+        f"{path}: unexpected error ({type(exc).__name__}{': ' + text if text else ''}); "
+        "rerun with --debug for the traceback and report it"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _run_job(
     job: Job,
     pool: DevicePool,
     contract: ModelContract,
     options: MapOptions,
     kind: str,
+    overwrite: bool,
     command_line: Sequence[str],
     progress: Progress,
-    keep_going: bool,
 ) -> FileResult:
-    for stale in stale_partials(job.output):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-    try:
+    check_writable(job.output)  # creates the folder the lock goes in
+    with OutputLock(job.output):
+        if _complete(job, options, kind, overwrite, contract):
+            return _skipped(job)
+        for output in output_paths(job.output, job.fmt, options, kind):
+            for stale in stale_partials(output):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
         result = map_file(
             job.input,
             job.output,
@@ -191,11 +231,62 @@ def _map_one(
             extra_tags=job.tags,
         )
         return dataclasses.replace(result, input=job.label)
-    except GfmError as exc:
-        if not keep_going:
-            progress.file_finished(_failed(job, exc))  # reported, then the run stops at it
-            raise
-        return _failed(job, exc)
+
+
+def written_files(job: Job, options: MapOptions, kind: str) -> list[Path]:
+    """Every file ``job`` writes: its outputs and the sidecars GDAL keeps beside a GeoTIFF."""
+    files = []
+    for path in output_paths(job.output, job.fmt, options, kind):
+        files.append(path)
+        if path.suffix.lower() in (".tif", ".tiff"):
+            files.append(path.with_name(path.name + ".aux.xml"))
+    return files
+
+
+def read_files(path: str) -> list[Path]:
+    """The local files GDAL reads for the dataset at ``path``: the file itself, its sidecars
+    (``.aux.xml``, ``.ovr``, ``.msk``) and, for a VRT, the files it references."""
+    if is_gdal_path(path):
+        return []
+    files = [Path(path)]
+    if not Path(path).is_file():
+        return files  # missing, a folder or a FIFO: open_raster reports it; never block here
+    try:
+        with rasterio.open(path) as dataset:
+            listed = dataset.files
+    except (RasterioError, CPLE_BaseError, OSError):
+        return files
+    return files + [Path(f) for f in listed if not is_gdal_path(f)]
+
+
+def input_conflicts(jobs: Sequence[Job], options: MapOptions, kind: str) -> dict[str, OutputError]:
+    """An OutputError for every job that would write a file some input reads (itself, the
+    source of a VRT, a probabilities file given as input), keyed by the job's input."""
+    readers: dict[Path, str] = {}
+    for job in jobs:
+        for file in read_files(job.input):
+            readers.setdefault(_resolved(file), job.input)
+    conflicts: dict[str, OutputError] = {}
+    for job in jobs:
+        for file in written_files(job, options, kind):
+            reader = readers.get(_resolved(file))
+            if reader is None:
+                continue
+            what = "its input" if reader == job.input else f"the input {reader}"
+            if Path(reader).resolve() != _resolved(file):
+                what += f" (which reads {file.name})"
+            conflicts[job.input] = OutputError(
+                f"{file}: writing it would replace {what}; choose another -o (or rename the output)"
+            )
+            break
+    return conflicts
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
 
 
 def _complete(

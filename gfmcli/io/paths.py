@@ -10,17 +10,23 @@ mode is ``DIR/scene.tif`` (or ``.gpkg``). Two inputs with the same stem would co
 InputError naming both (rename one or run them separately), never a silent ``scene_1.tif``.
 
 Writers stage their work in hidden temporary files beside the final path,
-``.<stem>.partial-<pid><ext>`` (see :func:`partial_path`), and rename them when complete. A final
-path that exists is therefore complete; temporaries of interrupted runs never count as
-"existing" and are never picked up as inputs.
+``.<stem>.partial-<pid>-<host><ext>`` (see :func:`partial_path`), and rename them when complete.
+Temporaries of interrupted runs never count as "existing" and are never picked up as inputs.
+While a run writes an output it holds that output's :class:`OutputLock`, so two runs (on one
+host or on several sharing the folder) never write, or clean up after, the same output at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import glob
+import hashlib
 import os
 import re
-from collections.abc import Iterable, Sequence
+import socket
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -31,11 +37,14 @@ OUTPUT_FORMATS = {".tif": "tif", ".tiff": "tif", ".gpkg": "gpkg", ".parquet": "p
 _GDAL_PREFIXES = ("/vsi", "vsi")
 _GLOB_CHARS = set("*?[")
 _PARTIAL_MARK = ".partial-"
+# A temporary or lock of a writer on another host (or in another pid namespace) cannot be
+# judged by its pid; it counts as abandoned once it has not changed for this long.
+STALE_AGE_S = 24 * 3600
 # A suffix that reads as a file extension (".png", ".cog", ".jp2"), not a folder name like "v1.5".
 _EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,4}")
 
 
-def _is_gdal_path(arg: str) -> bool:
+def is_gdal_path(arg: str) -> bool:
     """True for paths only GDAL can resolve: virtual file systems and URLs."""
     return arg.startswith(_GDAL_PREFIXES) or "://" in arg
 
@@ -136,7 +145,7 @@ def expand_inputs(
 
 
 def _expand_one(arg: str, recursive: bool) -> list[str]:
-    if _is_gdal_path(arg):
+    if is_gdal_path(arg):
         return [arg]
     path = Path(arg).expanduser()
     if path.is_dir():
@@ -146,6 +155,10 @@ def _expand_one(arg: str, recursive: bool) -> list[str]:
             raise InputError(f"{arg}: folder holds no {suffixes} files or STAC items")
         return found
     if path.exists():
+        if not path.is_file():
+            raise InputError(
+                f"{arg}: not a regular file (a pipe, device or socket); pass a raster file"
+            )
         return [str(path)]
     if _GLOB_CHARS & set(arg):
         matches = sorted(
@@ -185,7 +198,7 @@ def _stem(input_path: str) -> str:
 
 
 def _same_file(a: str, b: Path) -> bool:
-    if _is_gdal_path(a):
+    if is_gdal_path(a):
         return False
     try:
         return Path(a).resolve() == b.resolve()
@@ -267,30 +280,80 @@ def _check_not_folder(target: Path) -> None:
 
 
 def partial_path(final: str | Path, tag: str = "", pid: int | None = None) -> Path:
-    """The hidden temporary a writer stages ``final`` in: ``.<stem>.partial-<pid><tag><ext>``.
+    """The hidden temporary a writer stages ``final`` in.
+
+    Its name is ``.<stem>.partial-<pid>-<host><tag><ext>``.
 
     It lives in the same folder so the final ``os.replace`` is an atomic rename on one file
-    system; ``tag`` tells several temporaries of one output apart (``".staged"``).
+    system; ``tag`` tells several temporaries of one output apart (``".staged"``). ``<host>``
+    (:func:`host_key`) names the host and pid namespace, because a pid means nothing to a
+    process on another host or in another container that shares the folder.
     """
     final = Path(final)
     pid = os.getpid() if pid is None else pid
-    return final.with_name(f".{final.stem}{_PARTIAL_MARK}{pid}{tag}{final.suffix}")
+    return final.with_name(f".{final.stem}{_PARTIAL_MARK}{pid}-{host_key()}{tag}{final.suffix}")
+
+
+@functools.lru_cache(maxsize=1)
+def host_key() -> str:
+    """Eight hex digits naming this host and pid namespace (hostname + ``/proc/self/ns/pid``):
+    two writers with the same key can judge each other's liveness by pid, others cannot."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return hashlib.sha1(f"{socket.gethostname()}|{namespace}".encode()).hexdigest()[:8]
+
+
+def _is_stale(pid: int, host: str | None, mtime: float, now: float) -> bool:
+    """A writer of this host and pid namespace is stale when its pid is gone; one elsewhere
+    (or of unknown origin) only when its file is older than ``STALE_AGE_S``."""
+    if host == host_key():
+        return not _process_alive(pid)
+    return now - mtime > STALE_AGE_S
 
 
 def stale_partials(final: str | Path) -> list[Path]:
-    """Temporaries of ``final`` left by writers whose process no longer runs (safe to delete)."""
+    """Temporaries of ``final`` left by writers that no longer run (safe to delete).
+
+    Listed by name prefix, not by a glob pattern, so output names with glob characters
+    (``map[1].tif``) find their temporaries too.
+    """
     final = Path(final)
     prefix = f".{final.stem}{_PARTIAL_MARK}"
+    now = time.time()
     stale = []
-    for candidate in _existing(final.parent.glob(f"{prefix}*")):
-        pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
-        if pid_text.isdigit() and not _process_alive(int(pid_text)):
-            stale.append(candidate)
+    try:
+        entries = list(os.scandir(final.parent))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not entry.is_file(follow_symlinks=False):
+            continue
+        owner = entry.name[len(prefix) :].split(".", 1)[0]
+        pid_text, _, host = owner.partition("-")
+        if not pid_text.isdigit():
+            continue
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if _is_stale(int(pid_text), host or None, mtime, now):
+            stale.append(Path(entry.path))
     return sorted(stale)
 
 
-def _existing(paths: Iterable[Path]) -> list[Path]:
-    return [p for p in paths if p.is_file()]
+def remove_with_prefix(base: Path) -> None:
+    """Delete ``base`` and every file beside it whose name starts with ``base``'s name (GDAL's
+    ``.aux.xml``/``.ovr`` of a temporary), without treating the name as a glob pattern."""
+    try:
+        entries = list(os.scandir(base.parent))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(base.name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
 
 def _process_alive(pid: int) -> bool:
@@ -303,6 +366,102 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class OutputLock:
+    """An exclusive claim on one output, held from the resume check to the final rename.
+
+    The lock is a hidden file ``.<name>.lock`` beside the output, created with ``O_EXCL`` (atomic
+    on local and NFS file systems) and holding the owner's pid, :func:`host_key` and hostname.
+    A second run on the same output gets an OutputError instead of writing it too; a lock left
+    by a killed run is taken over when its owner is provably gone (same host key, dead pid) or,
+    for an owner elsewhere, when it is older than ``STALE_AGE_S``.
+    """
+
+    def __init__(self, final: str | Path) -> None:
+        final = Path(final)
+        self.final = final
+        self.path = final.with_name(f".{final.name}.lock")
+        self._text = f"{os.getpid()} {host_key()} {socket.gethostname()}\n"
+        self._held = False
+
+    def acquire(self) -> None:
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if self._take_over_stale():
+                    continue
+                raise OutputError(self._busy_message()) from None
+            except OSError as exc:
+                raise OutputError(
+                    f"{self.final}: cannot create the lock {self.path.name} "
+                    f"({exc.strerror or exc}); check the folder's permissions or choose another -o"
+                ) from exc
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self._text)
+            self._held = True
+            return
+        raise OutputError(self._busy_message())
+
+    def _owner(self) -> tuple[str, float] | None:
+        try:
+            return self.path.read_text(), self.path.stat().st_mtime
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _take_over_stale(self) -> bool:
+        """Remove a stale lock; True when the caller may try to create its own again."""
+        owner = self._owner()
+        if owner is None:
+            return True  # removed meanwhile
+        text, mtime = owner
+        parts = text.split()
+        pid = int(parts[0]) if parts and parts[0].isdigit() else -1
+        host = parts[1] if len(parts) > 1 else None
+        if not _is_stale(pid, host, mtime, time.time()):
+            return False
+        aside = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}-{host_key()}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return True
+        try:
+            taken = aside.read_text()
+        except OSError:
+            taken = text
+        if taken != text:  # another run replaced the stale lock meanwhile: give it back
+            with contextlib.suppress(OSError):
+                os.link(aside, self.path)
+            aside.unlink(missing_ok=True)
+            return False
+        aside.unlink(missing_ok=True)
+        return True
+
+    def _busy_message(self) -> str:
+        owner = self._owner()
+        parts = owner[0].split() if owner else []
+        who = f"pid {parts[0]} on {parts[2]}" if len(parts) > 2 else "another process"
+        return (
+            f"{self.final}: another gfm run ({who}) is writing this output; wait for it to "
+            f"finish and rerun (the output is then skipped), or delete {self.path} if that "
+            "run is gone"
+        )
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        owner = self._owner()
+        if owner is not None and owner[0] == self._text:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def should_skip_existing(path: str | Path, overwrite: bool) -> bool:

@@ -126,6 +126,11 @@ def open_raster(path: str | Path) -> RasterSource:
     path = str(path)
     if not _is_gdal_path(path) and not Path(path).exists():
         raise InputError(f"{path}: no such file; check the path")
+    if not _is_gdal_path(path) and not Path(path).is_file():
+        # GDAL blocks for ever opening a FIFO; a folder or device is no raster either.
+        raise InputError(
+            f"{path}: not a regular file (a pipe, device or folder); pass a raster file"
+        )
     try:
         with warnings.catch_warnings():
             # A missing geotransform is reported below as an InputError with a fix.

@@ -17,13 +17,12 @@ every vertex is an integer, so seam matching is exact:
 Attributes: ``class_id``, ``class_name`` and ``area_m2``, the geodesic area on the CRS's
 ellipsoid (pyproj ``Geod``), correct in square metres for geographic and projected CRS alike;
 a CRS without an ellipsoid falls back to planar area times the squared unit factor. Geometry is
-in the input CRS. The file is written as ``.<stem>.partial-<pid>.gpkg`` and renamed when
+in the input CRS. The file is written as ``.<stem>.partial-<pid>-<host>.gpkg`` and renamed when
 complete; on any exception the temporaries are removed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from shapely.geometry import Polygon
 
 from gfmcli.contract import ClassInfo
 from gfmcli.errors import OutputError
-from gfmcli.io.paths import partial_path
+from gfmcli.io.paths import partial_path, remove_with_prefix
 from gfmcli.io.writer import CLASS_NODATA
 
 LAYER = "classes"
@@ -212,9 +211,7 @@ class PolygonWriter:
 
     def abort(self) -> None:
         """Delete the temporary GeoPackage (and SQLite journals); the final path is untouched."""
-        for path in self._partial.parent.glob(self._partial.name + "*"):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        remove_with_prefix(self._partial)
 
     def __enter__(self) -> PolygonWriter:
         return self

@@ -52,7 +52,7 @@ from rio_cogeo.cogeo import cog_validate
 from gfmcli import __version__
 from gfmcli.contract import ClassInfo, ModelContract
 from gfmcli.errors import OutputError, ValidationFailed
-from gfmcli.io.paths import partial_path
+from gfmcli.io.paths import partial_path, remove_with_prefix
 from gfmcli.io.styles import class_map_style, probability_style, style_path
 
 CLASS_NODATA = 255
@@ -306,9 +306,7 @@ class StagedRasterWriter:
 
     @staticmethod
     def _remove(base: Path) -> None:
-        for path in base.parent.glob(base.name + "*"):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        remove_with_prefix(base)
 
     def __enter__(self) -> StagedRasterWriter:
         return self

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,12 @@ from gfmcli.train.stats import BandStatistics, write_stats
 log = logging.getLogger(__name__)
 
 CHIPS_FORMAT = 1
+# Written into every chip folder at creation: --overwrite deletes only folders that hold it.
+CHIPS_MARKER = ".gfm-chips"
+_MARKER_TEXT = "This folder was made by gfm tile; gfm tile --overwrite may replace it.\n"
+CHIP_FOLDER_ENTRIES = frozenset(
+    {CHIPS_MARKER, "images", "labels", "chips.json", "stats.json", "index.gpkg"}
+)
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,9 @@ def tile(
     ``labels`` is one label source for every raster, or one per raster in the same order.
     """
     if isinstance(labels, LabelSource):
-        labels = [labels] * len(rasters)
+        labels = [labels]
+    if labels is not None and len(labels) == 1:
+        labels = list(labels) * len(rasters)
     if labels is not None and len(labels) != len(rasters):
         raise InputError(
             f"{len(labels)} label files for {len(rasters)} rasters; give one label file for "
@@ -104,24 +113,81 @@ def tile(
     if not rasters:
         raise InputError("no input rasters given")
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not options.overwrite:
-        raise OutputError(f"{out_dir}: exists and is not empty; use --overwrite to replace it")
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "images").mkdir(parents=True)
-    if labels is not None:
-        (staging / "labels").mkdir()
+    inputs = [Path(p) for p in rasters] + [label.path for label in labels or ()]
+    replace = check_chip_target(out_dir, inputs, overwrite=options.overwrite)
+    target = out_dir.resolve()
+    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        (staging / "images").mkdir(parents=True)
+        if labels is not None:
+            (staging / "labels").mkdir()
+        (staging / CHIPS_MARKER).write_text(_MARKER_TEXT)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(
+            f"{out_dir}: cannot create the chip folder ({exc.strerror or exc}); choose another -o"
+        ) from exc
     try:
         result = _tile_into(rasters, staging, options, labels, progress)
+        result.out_dir = out_dir
+        _swap_into_place(staging, target, replace)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    result.out_dir = out_dir
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
     log.info("wrote %d chips to %s", result.total, out_dir)
     return result
+
+
+def check_chip_target(out_dir: Path, inputs: Sequence[Path], *, overwrite: bool) -> bool:
+    """Refuse an ``-o`` that gfm may not write; True when an old chip folder is to be replaced.
+
+    ``--overwrite`` only ever replaces a folder gfm made (it holds the ``.gfm-chips`` marker
+    and nothing but chip-folder entries), and never one that holds an input: deleting a
+    folder the user filled, or the rasters being tiled, is data loss no flag should allow.
+    """
+    target = out_dir.resolve()
+    for item in inputs:
+        resolved = item.resolve()
+        if resolved == target or target in resolved.parents:
+            raise OutputError(
+                f"{out_dir}: holds the input {item}, so it cannot become the chip folder; "
+                "choose an -o outside the input folders"
+            )
+    if not target.exists():
+        return False
+    if not target.is_dir():
+        raise OutputError(f"{out_dir}: exists and is not a folder; choose another -o")
+    entries = {entry.name for entry in target.iterdir()}
+    if not entries:
+        return False
+    if not overwrite:
+        raise OutputError(f"{out_dir}: exists and is not empty; use --overwrite to replace it")
+    foreign = sorted(entries - CHIP_FOLDER_ENTRIES)
+    if CHIPS_MARKER not in entries or foreign:
+        what = f"it also holds {', '.join(foreign[:3])}" if foreign else "it has no gfm marker"
+        raise OutputError(
+            f"{out_dir}: is not a chip folder made by gfm tile ({what}), so --overwrite will not "
+            "delete it; choose another -o, or remove the folder yourself"
+        )
+    return True
+
+
+def _swap_into_place(staging: Path, target: Path, replace: bool) -> None:
+    """Rename the finished staging folder to ``target``; an old chip folder is moved aside
+    first and deleted only once the new one is in place."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if replace:
+        target.rename(old)
+    elif target.exists():
+        target.rmdir()  # empty, checked by check_chip_target
+    try:
+        staging.rename(target)
+    except OSError as exc:
+        if replace:
+            old.rename(target)
+        raise OutputError(f"{target}: cannot rename the chip folder into place ({exc})") from exc
+    if replace:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _tile_into(rasters, staging, options, labels, progress):

@@ -56,7 +56,9 @@ from gfmcli.train.metrics import (
 )
 from gfmcli.train.optim import build_optimizer, lr_at, set_lr
 from gfmcli.train.run import (
+    BEST,
     METRICS,
+    VAL_METRICS,
     MetricsLog,
     contract_bands,
     json_safe,
@@ -66,7 +68,6 @@ from gfmcli.train.run import (
 )
 
 log = logging.getLogger(__name__)
-BEST = "best.pt"
 
 
 @dataclass
@@ -216,7 +217,7 @@ class _Finetuner:
                 )
         self.weights = self._class_weights()
         if ctx.is_main:
-            prepare_run_dir(self.out, resume=False, overwrite=cfg.output.overwrite)
+            prepare_run_dir(self.out, resume=False, overwrite=cfg.output.overwrite, resumable=False)
         D.barrier(ctx)
         torch.manual_seed(seed)
         self.model, self.pretrained_contract = build_task_model(
@@ -335,9 +336,7 @@ class _Finetuner:
                 break
         seconds = time.perf_counter() - started
         if ctx.is_main:
-            (self.out / "val_metrics.json").write_text(
-                json.dumps(json_safe(best_scores), indent=1) + "\n"
-            )
+            (self.out / VAL_METRICS).write_text(json.dumps(json_safe(best_scores), indent=1) + "\n")
         return FinetuneResult(
             epoch,
             best_epoch,

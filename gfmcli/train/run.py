@@ -24,6 +24,8 @@ from gfmcli.train.datasets import BandGroup, ChipFolder
 CHECKPOINT = "last.pt"
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
+BEST = "best.pt"
+VAL_METRICS = "val_metrics.json"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -41,22 +43,39 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Create ``out``; refuse to clobber an earlier run unless resuming or overwriting."""
-    exists = (out / CHECKPOINT).exists()
-    if resume and not exists:
+# Files that show a folder holds an earlier pretraining or fine-tuning run.
+RUN_FILES = (CHECKPOINT, BEST, METRICS, VAL_METRICS)
+
+
+def earlier_run_files(out: Path) -> list[str]:
+    """The names of ``RUN_FILES`` present in ``out``."""
+    return [name for name in RUN_FILES if (out / name).exists()]
+
+
+def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool, resumable: bool = True) -> None:
+    """Create ``out``; refuse to clobber an earlier run unless resuming or overwriting.
+
+    An earlier run is any of ``last.pt``, ``best.pt``, ``metrics.jsonl`` or
+    ``val_metrics.json`` (pretrain and finetune alike), so a new run never replaces a best
+    checkpoint or appends to another run's log. ``resumable`` is False for finetune, whose
+    hint then offers only ``output.overwrite``.
+    """
+    found = earlier_run_files(out)
+    if resume and CHECKPOINT not in found:
         raise OutputError(f"{out}: nothing to resume (no {CHECKPOINT}); run without --resume")
-    if exists and not resume and not overwrite:
+    if found and not resume and not overwrite:
+        how = "continue it with --resume, or set" if resumable else "set"
         raise OutputError(
-            f"{out}: holds an earlier run; continue it with --resume, or set output.overwrite "
-            "= true (or choose another output.dir)"
+            f"{out}: holds an earlier run ({', '.join(found)}); {how} output.overwrite = true "
+            "(or choose another output.dir)"
         )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out}: {exc}") from exc
-    if exists and overwrite and not resume:
-        (out / METRICS).unlink(missing_ok=True)
+    if found and overwrite and not resume:
+        for name in (BEST, METRICS, VAL_METRICS):
+            (out / name).unlink(missing_ok=True)
 
 
 def save_config(out: Path, cfg: Any) -> None:
