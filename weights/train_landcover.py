@@ -116,6 +116,11 @@ def label_bits(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def exact_labels(allowed: np.ndarray) -> np.ndarray:
+    """Class ids of single-class bitmasks (simulated chips), 255 where nothing is allowed."""
+    return np.where(allowed == 0, 255, np.log2(np.maximum(allowed, 1)).astype(np.uint8))
+
+
 def simulated_pools(scenes: int, seed0: int, size_m: float) -> list[Pool]:
     pools = []
     for sensor, chip in (("sentinel2-l2a", 64), ("landsat8", 48), ("enmap", 32)):
@@ -210,19 +215,19 @@ def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator):
     for img, al in zip(images, allowed, strict=True):
         gsd = pool.gsd
         if pool.synthetic and rng.random() < 0.1:
-            labels = np.where(al == 0, 255, np.log2(np.maximum(al, 1)).astype(np.uint8))
+            labels = exact_labels(al)
             img, labels = add_snow(img, wl, rng, cover=rng.uniform(0.2, 0.9), gsd_m=gsd,
                                    labels=labels, forbid=labels == WATER)  # fmt: skip
-            al = np.where(labels == 255, 0, 1 << labels.astype(np.uint16)).astype(np.uint16)
+            al = label_bits(labels)
         if pool.surface and rng.random() < 0.5:
             haze = max(8.0, 1500.0 / gsd) if rng.random() < 0.5 else None
             img = to_toa(img, wl, Atmosphere.draw(rng), rng if haze else None, haze)
         if pool.synthetic and rng.random() < 0.4:
             field = cloud_field(img.shape[1:], rng, gsd_m=gsd, cover=rng.uniform(0.05, 0.6),
                                 sun_elevation_deg=rng.uniform(25, 65))  # fmt: skip
-            labels = np.where(al == 0, 255, np.log2(np.maximum(al, 1)).astype(np.uint8))
+            labels = exact_labels(al)
             img, labels = add_clouds(img, wl, field, rng, labels=labels)
-            al = np.where(labels == 255, 0, 1 << labels.astype(np.uint16)).astype(np.uint16)
+            al = label_bits(labels)
         gain = rng.uniform(0.93, 1.07, size=(img.shape[0], 1, 1)).astype(np.float32)
         img = img * gain + rng.normal(0, 0.003, size=img.shape).astype(np.float32)
         k = int(rng.integers(4))
