@@ -24,13 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import torch
 
-from gfmcli.data import simulate_scene
-from gfmcli.engine.inference import DevicePool
-from gfmcli.engine.runner import MapOptions, map_file
-from gfmcli.model.checkpoint import load_model
-from gfmcli.train.metrics import scores_from_confusion
+from gfmcli import MapOptions, load_model, map_rasters
+from gfmcli.scores import scores_from_confusion
+from gfmcli.simulate import simulate_scene
 
 SENSORS = ("sentinel2-l2a", "landsat8", "vnir4", "enmap")
 
@@ -40,18 +37,19 @@ def evaluate(model_spec: str, scenes: int, size_m: float, window: int) -> dict:
     names = [c.name for c in contract.classes]
     k = len(names)
     totals = {sensor: np.zeros((k, k), np.int64) for sensor in SENSORS}
-    with (
-        tempfile.TemporaryDirectory(prefix="gfm-eval-") as tmp,
-        DevicePool(model, [torch.device("cpu")], "fp32") as pool,
-    ):
+    with tempfile.TemporaryDirectory(prefix="gfm-eval-") as tmp:
         for i in range(scenes):
             paths = simulate_scene(Path(tmp) / f"s{i}", SENSORS, size_m=size_m, seed=5001 + i)
             for sensor in SENSORS:
                 out = Path(tmp) / f"s{i}-{sensor}.tif"
                 options = MapOptions(
-                    window=window, overlap=window // 8, batch_size=2, sensor=sensor
+                    window=window,
+                    overlap=window // 8,
+                    batch_size=2,
+                    precision="fp32",
+                    sensor=sensor,
                 )
-                map_file(str(paths[sensor]), out, "tif", pool, contract, options)
+                map_rasters([paths[sensor]], out, options, model=(model, contract), device="cpu")
                 with rasterio.open(out) as pred, rasterio.open(paths[f"{sensor}_labels"]) as ref:
                     p, t = pred.read(1).ravel(), ref.read(1).ravel()
                 keep = (t < k) & (p < k)

@@ -61,12 +61,13 @@ def cuda_reason(cpu_only: bool) -> str | None:
 
 
 def _map(model, contract, device: str, precision: str, out: Path, window: int) -> np.ndarray:
-    from gfmcli.engine.inference import DevicePool
-    from gfmcli.engine.runner import MapOptions, map_file
+    from gfmcli import MapOptions, map_rasters
 
-    options = MapOptions(window=window, overlap=window // 8, batch_size=2)
-    with DevicePool(model, [torch.device(device)], precision) as pool:
-        map_file(str(SCENE), out, "tif", pool, contract, options)
+    options = MapOptions(window=window, overlap=window // 8, batch_size=2, precision=precision)
+    summary = map_rasters(
+        [SCENE], out, options, model=(model, contract), device=device, overwrite=True
+    )
+    assert summary.written == 1, summary
     with rasterio.open(out) as dst:
         return dst.read(1)
 
@@ -102,9 +103,10 @@ def part_agree(work: Path, args: argparse.Namespace) -> None:
 
 def _throughput(model, bands: int, wavelengths, device: str, window: int, batch: int,
                 batches: int) -> str:  # fmt: skip
-    from gfmcli.engine.inference import BandInputs, DevicePool
+    from gfmcli.engine.inference import DevicePool
+    from gfmcli.model.bands import Bands
 
-    inputs = BandInputs.from_bands(wavelengths, ["optical"] * bands, 10.0)
+    inputs = Bands.of(wavelengths, ["optical"] * bands, 10.0)
     data = np.random.default_rng(0).standard_normal((batch, bands, window, window))
     data = data.astype(np.float32)
     with DevicePool(model, [torch.device(device)], "auto") as pool:
@@ -219,7 +221,15 @@ def part_tile(work: Path, args: argparse.Namespace) -> None:
     raster = make_tile(work / "tile.tif", size)
     written = time.perf_counter() - started
     device = "cpu" if reason else "cuda:0"
-    cmd = [sys.executable, "-m", "gfmcli.cli", "-q", "predict", "-m", str(args.checkpoint)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gfmcli.cli",
+        "-q",
+        "predict",
+        "-m",
+        str(args.checkpoint),
+    ]
     cmd += [str(raster), "-o", str(work / "tile-map.tif"), "--device", device]
     with GpuBusy() as busy:
         started = time.perf_counter()

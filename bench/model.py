@@ -55,7 +55,7 @@ def _matmul_gflops() -> float:
 
 def estimate(name: str, attention: str, bands: int, size: int) -> tuple[float, float]:
     """(forward GFLOP, GB of one layer's attention scores if not fused) for one case."""
-    from gfmcli.model import get_config
+    from gfmcli.model.registry import get_config
 
     cfg = get_config(name)
     d, heads, r = cfg.embed_dim, cfg.num_heads, cfg.rank
@@ -84,7 +84,7 @@ def _rss_kb(field: str) -> int:
 
 def run_case(name: str, attention: str, bands: int, size: int, reps: int, threads: int) -> dict:
     """Child-process body: build, measure the first forward's peak memory, then time ``reps``."""
-    from gfmcli.model import create_model
+    from gfmcli.model.registry import create_model
 
     torch.set_num_threads(threads)  # this child process only
 

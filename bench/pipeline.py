@@ -226,14 +226,15 @@ def _read_plan(raster: Path, contract, options) -> tuple[list, object, float]:
 def model_and_decode(checkpoint: Path, raster: Path, precision: str) -> dict[str, float]:
     """Model-only seconds over the plan's windows (read beforehand; same batches, same device
     pool and precision as the CLI) and the decode-only floor, in this process."""
-    from gfmcli.engine.inference import BandInputs, DevicePool
-    from gfmcli.engine.runner import MapOptions
+    from gfmcli.engine.inference import DevicePool
+    from gfmcli.engine.options import MapOptions
+    from gfmcli.model.bands import Bands
     from gfmcli.model.checkpoint import load_checkpoint
 
     model, contract = load_checkpoint(checkpoint)
     options = MapOptions()
     batches, mapping, decode = _read_plan(raster, contract, options)
-    bands = BandInputs.from_bands(mapping.wavelengths, mapping.modalities, mapping.gsd_m)
+    bands = Bands.of(mapping.wavelengths, mapping.modalities, mapping.gsd_m)
     with DevicePool(model, [torch.device("cpu")], precision) as pool:
         for _ in pool.map_ordered(batches[:1], lambda b: b, bands, "probabilities"):
             pass  # warm-up: oneDNN primitives, PFM and CPCE caches

@@ -16,7 +16,10 @@ from typing import Any
 
 from gfmcli.errors import ModelError
 
+#: Every task a checkpoint can have: the one task list (model heads, training, predict).
 TASKS = ("pretrain", "segmentation", "classification", "regression", "embedding")
+#: The tasks with a supervised head, the ones ``gfm finetune`` trains.
+HEAD_TASKS = ("segmentation", "classification", "regression")
 
 
 @dataclass(frozen=True)

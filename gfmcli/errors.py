@@ -28,6 +28,13 @@ class GfmError(Exception):
     exit_code = 1
 
 
+class UsageError(GfmError, ValueError):
+    """The call itself cannot run: no inputs at all, or options that contradict each other.
+    The CLI shows it as click's usage error (exit code 2)."""
+
+    exit_code = 2
+
+
 class InputError(GfmError, ValueError):
     """An input raster, label file or chip folder cannot be used as given."""
 

@@ -18,7 +18,7 @@ Scaling follows how the agencies ship the files: ``physical = DN * scale + offse
   "wavelengths" are the identifiers the LESS ViT authors used for VV and VH (5500 and 5700),
   placed beyond the optical range on purpose; they are identifiers, not physics.
 
-The VNIR-4 and EnMAP-like sensors describe the simulator's sensors (``gfmcli.data``) and real
+The VNIR-4 and EnMAP-like sensors describe the simulator's sensors (``gfmcli.simulate``) and real
 sensors of the same kind (PlanetScope/NAIP-like 4-band; a 30 m imaging spectrometer).
 """
 

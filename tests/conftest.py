@@ -1,4 +1,7 @@
-"""Shared fixtures: a factory for tiny, fully described GeoTIFFs written into ``tmp_path``."""
+"""Shared fixtures: tiny rasters, tiny checkpoints, tiny chip folders and a CLI runner.
+
+Test modules never import each other or this file: everything they share is a fixture here.
+"""
 
 from __future__ import annotations
 
@@ -87,8 +90,8 @@ def _write_raster(
     return path
 
 
-@pytest.fixture
-def make_raster(tmp_path: Path) -> MakeRaster:
+@pytest.fixture(scope="session")
+def make_raster() -> MakeRaster:
     """``make_raster(tmp_path, name=..., data=..., dtype=..., crs=..., ...) -> Path``.
 
     The first argument is the folder, so a test can write into subfolders of ``tmp_path``; see
@@ -102,7 +105,7 @@ def make_raster(tmp_path: Path) -> MakeRaster:
 TINY_BANDS = ("B02", "B03", "B04", "B08")
 
 
-def _tiny_model(path: Path, task: str = "segmentation") -> Path:
+def _tiny_model(path: Path, task: str = "segmentation", meta: dict[str, str] | None = None) -> Path:
     import torch
 
     from gfmcli.contract import BandInfo, ClassInfo, ModelContract
@@ -119,7 +122,7 @@ def _tiny_model(path: Path, task: str = "segmentation") -> Path:
     config = model_config_for(
         "less_vit_tiny",
         task,
-        num_outputs=len(classes) if task == "segmentation" else None,
+        num_outputs={"segmentation": len(classes), "regression": 2}.get(task),
         encoder_overrides={"embed_dim": 24, "depth": 1, "num_heads": 3},
     )
     s2 = get_sensor("sentinel2-l2a")
@@ -136,7 +139,7 @@ def _tiny_model(path: Path, task: str = "segmentation") -> Path:
         10.0,
         16,
         classes if task == "segmentation" else (),
-        {"trained_on": "nothing (a test model)"},
+        meta or {},
     )
     save_checkpoint(path, build_model(config), contract)
     return path
@@ -145,7 +148,16 @@ def _tiny_model(path: Path, task: str = "segmentation") -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny segmentation checkpoint (classes water, trees, other; bands B02,B03,B04,B08)."""
-    return _tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny.pt")
+    meta = {"trained_on": "nothing (a test model)"}
+    return _tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny.pt", meta=meta)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_factory() -> Callable[..., Path]:
+    """``tiny_checkpoint_factory(path, task="segmentation")``: write the tiny model's
+    checkpoint (random weights from seed 0) for ``task`` (segmentation, regression with two
+    outputs, classification, pretrain) to ``path`` and return it."""
+    return _tiny_model
 
 
 @pytest.fixture
@@ -165,5 +177,78 @@ def s2_scene(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_model) -> Path:
-    """The tiny segmentation checkpoint under the name tests/test_hostile.py uses."""
+    """The tiny segmentation checkpoint under the name tests/cli/test_hostile.py uses."""
     return tiny_model
+
+
+# --- training: a tiny encoder and chip folders (gfm tile output) ---------------------------
+
+TINY_ENCODER_TOML = """
+[model]
+embed_dim = 32
+depth = 1
+num_heads = 2
+patch_size = 8
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_toml() -> str:
+    """A ``[model]`` table for a one-block encoder of width 32, for pretrain/finetune TOMLs."""
+    return TINY_ENCODER_TOML
+
+
+def _optical_chips(tmp_path: Path, name: str = "s2", labels: bool = False, size: int = 128) -> Path:
+    from gfmcli.train.chips import TileOptions, tile
+    from gfmcli.train.labels import LabelSource
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    classes = ((xx // 16 + yy // 24) % 3).astype("uint8")
+    base = np.array([800.0, 1500.0, 3000.0])[classes]
+    data = np.stack([base + 300 * b + rng.normal(0, 50, classes.shape) for b in range(4)])
+    raster = _write_raster(tmp_path, f"{name}.tif", data=data.clip(1, 9000), nodata=0)
+    label_src = None
+    if labels:
+        grid = Affine(10.0, 0, 500000.0, 0, -10.0, 5000000.0)
+        path = _write_raster(
+            tmp_path, f"{name}_labels.tif", data=classes, dtype="uint8", nodata=255, transform=grid
+        )
+        label_src = LabelSource(path)
+    out = tmp_path / f"chips_{name}"
+    opts = TileOptions(size=32, stride=32, sensor="vnir4", block=1, fractions=(0.6, 0.2, 0.2))
+    tile([raster], out, opts, label_src)
+    return out
+
+
+@pytest.fixture(scope="session")
+def optical_chips() -> Callable[..., Path]:
+    """``optical_chips(folder, name="s2", labels=False, size=128)``: a 4-band VNIR raster cut
+    into 32 px chips; with ``labels``, a 3-class label raster whose classes follow the red band
+    (so a model can learn them). Returns the chip folder."""
+    return _optical_chips
+
+
+def _radar_chips(tmp_path: Path) -> Path:
+    from gfmcli.train.chips import TileOptions, tile
+
+    raster = _write_raster(
+        tmp_path, "s1.tif", count=2, height=96, width=96, dtype="float32", descriptions=["VV", "VH"]
+    )
+    out = tmp_path / "chips_s1"
+    tile([raster], out, TileOptions(size=32, stride=32, sensor="sentinel1", block=1))
+    return out
+
+
+@pytest.fixture(scope="session")
+def radar_chips() -> Callable[[Path], Path]:
+    """``radar_chips(folder)``: a two-band Sentinel-1 (VV, VH) raster cut into 32 px chips."""
+    return _radar_chips
+
+
+@pytest.fixture
+def runner():
+    """A click ``CliRunner`` for ``gfm`` commands."""
+    from click.testing import CliRunner
+
+    return CliRunner()

@@ -3,9 +3,9 @@
 Run by ``weights/build.sh`` after the Hyper-MAE pretraining and the simulated-scene fine-tuning
 (``landcover-sim.pt``): that model's encoder and head start this stage, whose data are
 
-- simulated scenes (``gfmcli.data``) for Sentinel-2 L2A, Landsat 8 and the EnMAP-like
+- simulated scenes (``gfmcli.simulate``) for Sentinel-2 L2A, Landsat 8 and the EnMAP-like
   spectrometer, each chip read as surface reflectance or, half the time, as top-of-atmosphere
-  reflectance with haze (``gfmcli.data.atmosphere``), with clouds, cloud shadows and snow
+  reflectance with haze (``gfmcli.simulate.atmosphere``), with clouds, cloud shadows and snow
   painted in and labelled;
 - the real scenes of ``../shared/realdata`` whose licences allow shipping weights trained on
   them (ukis_csmask: Apache-2.0; eolearn_s2_slovenia: MIT; bigearthnet_s2: CDLA-Permissive-1.0),
@@ -35,11 +35,11 @@ import rasterio
 import torch
 
 from gfmcli.contract import ModelContract
-from gfmcli.data.atmosphere import Atmosphere, add_clouds, add_snow, cloud_field, to_toa
-from gfmcli.data.landcover import LANDCOVER_CLASSES, simulate_landcover
-from gfmcli.data.render import render
 from gfmcli.model.checkpoint import load_model, save_checkpoint
 from gfmcli.model.tasks import build_model
+from gfmcli.simulate.atmosphere import Atmosphere, add_clouds, add_snow, cloud_field, to_toa
+from gfmcli.simulate.landcover import LANDCOVER_CLASSES, simulate_landcover
+from gfmcli.simulate.render import render
 
 WATER, TREE, GRASS, BARE, BUILT, BURNED, CLOUD, SHADOW, SNOW = range(9)
 K = len(LANDCOVER_CLASSES)

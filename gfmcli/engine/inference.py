@@ -14,57 +14,25 @@ import copy
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from gfmcli.engine.devices import autocast_context, inference_precision
 from gfmcli.errors import ModelError
+from gfmcli.model.bands import Bands
 from gfmcli.model.tasks import GfmModel
+from gfmcli.runtime.devices import autocast_context, inference_precision
 
 MODES = ("probabilities", "values", "embeddings", "cls")
 
 
-@dataclass(frozen=True)
-class BandInputs:
-    """How a window's bands split into the encoder's optical and radar inputs."""
-
-    optical: tuple[int, ...]
-    radar: tuple[int, ...]
-    optical_wavelengths: tuple[float, ...]
-    radar_wavelengths: tuple[float, ...]
-    gsd: float
-
-    @classmethod
-    def from_bands(
-        cls, wavelengths: Iterable[float], modalities: Iterable[str], gsd: float
-    ) -> BandInputs:
-        wavelengths, modalities = list(wavelengths), list(modalities)
-        optical = tuple(i for i, m in enumerate(modalities) if m != "radar")
-        radar = tuple(i for i, m in enumerate(modalities) if m == "radar")
-        return cls(
-            optical,
-            radar,
-            tuple(wavelengths[i] for i in optical),
-            tuple(wavelengths[i] for i in radar),
-            float(gsd),
-        )
-
-
-def _forward(model: GfmModel, batch: torch.Tensor, bands: BandInputs, mode: str) -> torch.Tensor:
-    optical = batch[:, list(bands.optical)] if bands.optical else None
-    radar = batch[:, list(bands.radar)] if bands.radar else None
-    kwargs: dict[str, Any] = {
-        "wavelengths": bands.optical_wavelengths if optical is not None else None,
-        "gsd": bands.gsd,
-        "radar": radar,
-        "radar_wavelengths": bands.radar_wavelengths if radar is not None else None,
-    }
+def _forward(model: GfmModel, batch: torch.Tensor, bands: Bands, mode: str) -> torch.Tensor:
+    inputs = bands.encoder_inputs(batch)
+    x = inputs.pop("x")
     if mode in ("embeddings", "cls"):
-        return model.embed(optical, **kwargs, pool="none" if mode == "embeddings" else "cls")
-    out = model(optical, **kwargs)
+        return model.embed(x, **inputs, pool="none" if mode == "embeddings" else "cls")
+    out = model(x, **inputs)
     if mode == "probabilities":
         out = torch.softmax(out.float(), dim=1)
     return out
@@ -101,7 +69,7 @@ class DevicePool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, slot: int, batch: np.ndarray, bands: BandInputs, mode: str) -> np.ndarray:
+    def _run(self, slot: int, batch: np.ndarray, bands: Bands, mode: str) -> np.ndarray:
         device = self.devices[slot]
         try:
             with torch.inference_mode(), self._autocast[slot]:
@@ -120,7 +88,7 @@ class DevicePool:
         self,
         items: Iterable[Any],
         batch_of: Callable[[Any], np.ndarray | None],
-        bands: BandInputs,
+        bands: Bands,
         mode: str,
         max_in_flight: int | None = None,
     ) -> Iterator[tuple[Any, np.ndarray | None]]:

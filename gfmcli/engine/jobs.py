@@ -20,22 +20,15 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 
 from gfmcli.contract import ModelContract
-from gfmcli.engine.devices import resolve_devices
 from gfmcli.engine.inference import DevicePool
-from gfmcli.engine.ranks import ProcessGroup, RankInfo, device_spec_for_rank, shard
-from gfmcli.engine.runner import (
-    FilePlan,
-    FileResult,
-    MapOptions,
-    map_file,
-    missing_outputs_sidecars,
-    output_paths,
-    plan_file,
-)
+from gfmcli.engine.options import FilePlan, FileResult, MapOptions
+from gfmcli.engine.runner import map_file, missing_outputs_sidecars, output_paths, plan_file
 from gfmcli.errors import GfmError, OutputError
 from gfmcli.io.paths import OutputLock, is_gdal_path, should_skip_existing, stale_partials
 from gfmcli.io.writer import check_writable
 from gfmcli.model.tasks import GfmModel
+from gfmcli.runtime.devices import resolve_devices
+from gfmcli.runtime.distributed import ProcessGroup, RankInfo, device_spec_for_rank, shard
 
 # GDAL's block cache defaults to 5% of RAM and fills up as a long run reads and writes blocks,
 # which would make memory grow with the raster; 64 MiB holds a row of 512-px blocks of a

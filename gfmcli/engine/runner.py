@@ -19,26 +19,25 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from gfmcli.contract import ModelContract, contract_hash
-from gfmcli.engine.batching import WindowBatch, background, iter_batches
-from gfmcli.engine.inference import BandInputs, DevicePool
-from gfmcli.engine.mosaic import RowBlock, StripMosaic
-from gfmcli.engine.sinks import (
-    ClassMapSink,
-    EmbeddingParquetSink,
-    EmbeddingVectorSink,
-    FloatRasterSink,
-    PolygonSink,
-    Sink,
-    abort_quietly,
+from gfmcli.contract import ModelContract
+from gfmcli.engine.assemble import Assembler, MosaicAssembler, VectorAssembler, batch_data
+from gfmcli.engine.batching import background, iter_batches
+from gfmcli.engine.inference import DevicePool
+from gfmcli.engine.options import (
+    PREDICT_TASKS,
+    PREFETCH,
+    WRITE_QUEUE,
+    FilePlan,
+    FileResult,
+    MapOptions,
 )
-from gfmcli.engine.tiling import WindowPlan, plan_windows
+from gfmcli.engine.sinks import Sink, abort_quietly, make_sink
+from gfmcli.engine.tiling import Stripe, WindowPlan, plan_stripes, plan_windows
 from gfmcli.errors import InputError, ModelError
 from gfmcli.io.bands import BandMapping, resolve_bands
 from gfmcli.io.reader import (
@@ -50,102 +49,12 @@ from gfmcli.io.reader import (
     read_window,
 )
 from gfmcli.io.writer import (
-    RasterGrid,
-    StagedRasterWriter,
     check_writable,
-    embedding_writer,
     missing_sidecars,
     probabilities_path,
     provenance_tags,
 )
-
-PREFETCH = 2
-WRITE_QUEUE = 4
-PREDICT_TASKS = ("segmentation", "regression")
-# Rasters wider than this are mapped in vertical stripes of this many owned columns (a multiple
-# of the 512-px output block), so the blend accumulator never spans more than a stripe.
-STRIPE_WIDTH = 4096
-
-
-@dataclass(frozen=True)
-class Stripe:
-    """Columns ``[own_start, own_stop)`` of the output come from windows planned over the
-    wider region ``[col_off, col_off + width)``; the halo gives owned pixels near the stripe
-    edge the same spatial context and blending as anywhere else."""
-
-    col_off: int
-    width: int
-    own_start: int
-    own_stop: int
-
-
-def plan_stripes(width: int, overlap: int, stripe_width: int | None = None) -> list[Stripe]:
-    """One stripe for rasters up to ``stripe_width + 2 * overlap`` wide, else vertical stripes
-    that own ``stripe_width`` (default ``STRIPE_WIDTH``) columns each and read ``overlap``
-    columns beyond on both sides."""
-    stripe_width = stripe_width or STRIPE_WIDTH
-    if width <= stripe_width + 2 * overlap:
-        return [Stripe(0, width, 0, width)]
-    stripes = []
-    for start in range(0, width, stripe_width):
-        stop = min(start + stripe_width, width)
-        lo, hi = max(0, start - overlap), min(width, stop + overlap)
-        stripes.append(Stripe(lo, hi - lo, start, stop))
-    return stripes
-
-
-@dataclass(frozen=True)
-class MapOptions:
-    """How to cut, run and write one raster; the CLI builds it from its options."""
-
-    window: int = 512
-    overlap: int = 64
-    batch_size: int = 2
-    precision: str = "auto"
-    sensor: str | None = None
-    bands: tuple[str, ...] | None = None
-    scale: tuple[float, ...] | None = None
-    offset: tuple[float, ...] | None = None
-    gsd: float | None = None
-    order_check: bool = True
-    probabilities: bool = False
-    embedding_precision: str = "float32"
-    pool: str = "mean"
-    creation_options: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class FilePlan:
-    """What a run will do with one input (also what ``--dry-run`` prints)."""
-
-    input: str
-    output: Path
-    fmt: str
-    height: int
-    width: int
-    bands: tuple[str, ...]
-    gsd_m: float
-    windows: int
-    grid: str
-    peak_memory_bytes: int
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """What happened to one input: ``status`` is ``written``, ``skipped`` or ``failed``."""
-
-    input: str
-    outputs: tuple[Path, ...]
-    status: str
-    message: str = ""
-    windows: int = 0
-    empty_windows: int = 0
-    pixels: int = 0
-    seconds: float = 0.0
-    exit_code: int = 0
-    warnings: tuple[str, ...] = ()
-
+from gfmcli.model.bands import Bands
 
 ProgressFn = Callable[[int], None]
 
@@ -336,74 +245,6 @@ def plan_file(
         )
 
 
-def _make_sink(
-    kind: str,
-    mode: str,
-    output: Path,
-    fmt: str,
-    src: RasterSource,
-    model_dim: int,
-    contract: ModelContract,
-    options: MapOptions,
-    tags: Mapping[str, Any],
-) -> Sink:
-    grid = RasterGrid.of(src)
-    if kind == "embed" and fmt == "parquet":
-        return EmbeddingParquetSink(
-            output,
-            grid,
-            patch_size=contract.patch_size,
-            dim=model_dim,
-            pool=options.pool,
-            source=src.path,
-            model=contract.model_name,
-            contract_hash=contract_hash(contract),
-        )
-    if kind == "embed" and fmt == "gpkg":
-        return EmbeddingVectorSink(
-            output, grid, patch_size=contract.patch_size, dim=model_dim, pool=options.pool
-        )
-    if kind == "embed":
-        return FloatRasterSink(
-            embedding_writer(
-                output,
-                grid,
-                patch_size=contract.patch_size,
-                dim=model_dim,
-                precision=options.embedding_precision,
-                tags=tags,
-                creation_options=options.creation_options,
-            )
-        )
-    if mode == "values":
-        names = [c.name for c in contract.classes] or [f"value {i}" for i in range(model_dim)]
-        return FloatRasterSink(
-            StagedRasterWriter(
-                output,
-                grid,
-                count=len(names),
-                dtype="float32",
-                nodata=float("nan"),
-                overview_resampling="average",
-                compress="ZSTD",
-                predictor=True,
-                band_descriptions=names,
-                tags=tags,
-                creation_options=options.creation_options,
-            )
-        )
-    if fmt == "gpkg":
-        return PolygonSink(output, grid, contract.classes)
-    return ClassMapSink(
-        output,
-        grid,
-        contract.classes,
-        probabilities=options.probabilities,
-        tags=tags,
-        creation_options=options.creation_options,
-    )
-
-
 def map_file(
     path: str,
     output: Path,
@@ -451,10 +292,10 @@ def map_file(
                 **(extra_tags or {}),
             },
         )
-        bands = BandInputs.from_bands(mapping.wavelengths, mapping.modalities, mapping.gsd_m)
+        bands = Bands.of(mapping.wavelengths, mapping.modalities, mapping.gsd_m)
         sink: Sink | None = None
         try:
-            sink = _make_sink(kind, mode, output, fmt, src, channels, contract, options, tags)
+            sink = make_sink(kind, mode, output, fmt, src, channels, contract, options, tags)
             vectors = kind == "embed" and fmt in ("gpkg", "parquet")
             run_mode = "cls" if vectors and options.pool == "cls" else mode
             cell = contract.patch_size if kind == "embed" else 1
@@ -520,7 +361,7 @@ def _run(
     mapping: BandMapping,
     plan: WindowPlan,
     pool: DevicePool,
-    bands: BandInputs,
+    bands: Bands,
     mode: str,
     assembler: Assembler,
     sink: Sink,
@@ -542,7 +383,7 @@ def _run(
     empty = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gfm-writer") as writer:
         try:
-            for batch, output in pool.map_ordered(batches, _batch_data, bands, mode):
+            for batch, output in pool.map_ordered(batches, batch_data, bands, mode):
                 empty += sum(batch.empty)
                 for payload in assembler.take(batch, output):
                     writes.append(writer.submit(sink.write, payload))
@@ -559,75 +400,3 @@ def _run(
             for future in writes:
                 future.cancel()
     return empty
-
-
-def _batch_data(batch: WindowBatch) -> np.ndarray | None:
-    return batch.data
-
-
-class Assembler(Protocol):
-    """Turns each batch's model outputs into the payloads its sink writes, in plan order."""
-
-    def take(self, batch: WindowBatch, output: np.ndarray | None) -> list[Any]: ...
-    def finish(self) -> list[Any]: ...
-
-
-class MosaicAssembler:
-    """Blends windows into the bounded mosaic and encodes the owned columns of every finished
-    row block."""
-
-    def __init__(self, channels: int, plan: WindowPlan, sink: Sink, stripe: Stripe) -> None:
-        self._mosaic = StripMosaic(channels, plan)
-        self._sink = sink
-        self._stripe = stripe
-
-    def _encode(self, blocks: list[RowBlock]) -> list[Any]:
-        s = self._stripe
-        start, stop = s.own_start - s.col_off, s.own_stop - s.col_off
-        if (start, stop) != (0, s.width):
-            blocks = [block.columns(start, stop, s.own_start) for block in blocks]
-        return [self._sink.encode(block) for block in blocks]
-
-    def take(self, batch: WindowBatch, output: np.ndarray | None) -> list[Any]:
-        for tile, valid, pred in _tile_outputs(batch, output):
-            if pred is None:
-                self._mosaic.skip(tile)
-                continue
-            if pred.shape[1:] != valid.shape:
-                raise ModelError(
-                    f"the model returned {pred.shape[1:]} outputs per window, expected "
-                    f"{valid.shape}; window sizes must be multiples of the patch size"
-                )
-            self._mosaic.add(tile, pred, valid)
-        return self._encode(self._mosaic.pop_ready())
-
-    def finish(self) -> list[Any]:
-        return self._encode(self._mosaic.finish())
-
-
-class VectorAssembler:
-    """One pooled embedding per non-empty window: the mean over its valid patches, or the
-    global [CLS] token (``cls`` mode outputs (B, D) already)."""
-
-    def take(self, batch: WindowBatch, output: np.ndarray | None) -> list[Any]:
-        rows = []
-        for tile, valid, pred in _tile_outputs(batch, output):
-            if pred is None:
-                continue
-            vector = pred if pred.ndim == 1 else pred[:, valid].mean(axis=1)
-            rows.append((tile, vector.astype(np.float32), float(valid.mean())))
-        return [rows] if rows else []
-
-    def finish(self) -> list[Any]:
-        return []
-
-
-def _tile_outputs(batch: WindowBatch, output: np.ndarray | None):
-    """``(tile, valid, output or None)`` for each tile of a batch, in plan order."""
-    row = 0
-    for tile, valid, is_empty in zip(batch.tiles, batch.valid, batch.empty, strict=True):
-        if is_empty:
-            yield tile, valid, None
-            continue
-        yield tile, valid, output[row]
-        row += 1

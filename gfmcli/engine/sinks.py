@@ -19,16 +19,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gfmcli.contract import ClassInfo
+from gfmcli.contract import ClassInfo, ModelContract, contract_hash
 from gfmcli.engine.mosaic import RowBlock
+from gfmcli.engine.options import MapOptions
 from gfmcli.errors import OutputError
 from gfmcli.io.paths import partial_path
+from gfmcli.io.reader import RasterSource
 from gfmcli.io.vector import GPKG_OPTIONS, PolygonWriter
 from gfmcli.io.writer import (
     CLASS_NODATA,
     RasterGrid,
     StagedRasterWriter,
     class_map_writer,
+    embedding_writer,
     probabilities_path,
     probability_writer,
     quantise_probabilities,
@@ -291,3 +294,71 @@ def abort_quietly(sink: Sink | None) -> None:
     if sink is not None:
         with contextlib.suppress(Exception):
             sink.abort()
+
+
+def make_sink(
+    kind: str,
+    mode: str,
+    output: Path,
+    fmt: str,
+    src: RasterSource,
+    model_dim: int,
+    contract: ModelContract,
+    options: MapOptions,
+    tags: Mapping[str, Any],
+) -> Sink:
+    grid = RasterGrid.of(src)
+    if kind == "embed" and fmt == "parquet":
+        return EmbeddingParquetSink(
+            output,
+            grid,
+            patch_size=contract.patch_size,
+            dim=model_dim,
+            pool=options.pool,
+            source=src.path,
+            model=contract.model_name,
+            contract_hash=contract_hash(contract),
+        )
+    if kind == "embed" and fmt == "gpkg":
+        return EmbeddingVectorSink(
+            output, grid, patch_size=contract.patch_size, dim=model_dim, pool=options.pool
+        )
+    if kind == "embed":
+        return FloatRasterSink(
+            embedding_writer(
+                output,
+                grid,
+                patch_size=contract.patch_size,
+                dim=model_dim,
+                precision=options.embedding_precision,
+                tags=tags,
+                creation_options=options.creation_options,
+            )
+        )
+    if mode == "values":
+        names = [c.name for c in contract.classes] or [f"value {i}" for i in range(model_dim)]
+        return FloatRasterSink(
+            StagedRasterWriter(
+                output,
+                grid,
+                count=len(names),
+                dtype="float32",
+                nodata=float("nan"),
+                overview_resampling="average",
+                compress="ZSTD",
+                predictor=True,
+                band_descriptions=names,
+                tags=tags,
+                creation_options=options.creation_options,
+            )
+        )
+    if fmt == "gpkg":
+        return PolygonSink(output, grid, contract.classes)
+    return ClassMapSink(
+        output,
+        grid,
+        contract.classes,
+        probabilities=options.probabilities,
+        tags=tags,
+        creation_options=options.creation_options,
+    )

@@ -201,3 +201,35 @@ def plan_windows(
         tiles=tiles,
         block_aligned=aligned,
     )
+
+
+# Rasters wider than this are mapped in vertical stripes of this many owned columns (a multiple
+# of the 512-px output block), so the blend accumulator never spans more than a stripe.
+STRIPE_WIDTH = 4096
+
+
+@dataclass(frozen=True)
+class Stripe:
+    """Columns ``[own_start, own_stop)`` of the output come from windows planned over the
+    wider region ``[col_off, col_off + width)``; the halo gives owned pixels near the stripe
+    edge the same spatial context and blending as anywhere else."""
+
+    col_off: int
+    width: int
+    own_start: int
+    own_stop: int
+
+
+def plan_stripes(width: int, overlap: int, stripe_width: int | None = None) -> list[Stripe]:
+    """One stripe for rasters up to ``stripe_width + 2 * overlap`` wide, else vertical stripes
+    that own ``stripe_width`` (default ``STRIPE_WIDTH``) columns each and read ``overlap``
+    columns beyond on both sides."""
+    stripe_width = stripe_width or STRIPE_WIDTH
+    if width <= stripe_width + 2 * overlap:
+        return [Stripe(0, width, 0, width)]
+    stripes = []
+    for start in range(0, width, stripe_width):
+        stop = min(start + stripe_width, width)
+        lo, hi = max(0, start - overlap), min(width, stop + overlap)
+        stripes.append(Stripe(lo, hi - lo, start, stop))
+    return stripes

@@ -49,7 +49,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
-from gfmcli import __version__
+from gfmcli._version import __version__
 from gfmcli.contract import ClassInfo, ModelContract
 from gfmcli.errors import OutputError, ValidationFailed
 from gfmcli.io.paths import partial_path, remove_with_prefix

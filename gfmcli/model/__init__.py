@@ -1,14 +1,7 @@
-"""LESS ViT model library: encoders, Hyper-MAE, heads, registry and checkpoints."""
+"""The LESS ViT model library: encoders (``embedding``, ``less``, ``full``, ``pfm``, ``layers``),
+their configuration (``config``) and registry (``registry.create_model``), Hyper-MAE (``mae``),
+heads and task models (``heads``, ``tasks``), and checkpoints (``checkpoint``).
 
-from gfmcli.model.embedding import EncoderOutput, TokenGrid, TokenGridEncoder
-from gfmcli.model.registry import EncoderConfig, create_model, get_config, list_models
-
-__all__ = [
-    "EncoderConfig",
-    "EncoderOutput",
-    "TokenGrid",
-    "TokenGridEncoder",
-    "create_model",
-    "get_config",
-    "list_models",
-]
+Import from the modules themselves: this package re-exports nothing, so importing one light
+module (``gfmcli.model.config``) does not load torch.
+"""

@@ -8,8 +8,8 @@ File layout (a ``torch.save`` zip holding one plain dict)::
 Only tensors, strings, numbers, booleans, None and nested dicts/lists/tuples are inside, so
 loading uses ``torch.load(weights_only=True)`` and never runs pickled code from a downloaded
 file. ``extra`` holds training-resume state (optimizer and scheduler ``state_dict()``, RNG
-states from ``rng_state()``) under the same rule; it is checked when saving, so a numpy array
-fails at save time with the key named, not at resume time.
+states from ``gfmcli.train.state.rng_state()``) under the same rule; it is checked when
+saving, so a numpy array fails at save time with the key named, not at resume time.
 
 Writes are atomic: a temporary file in the target folder is renamed over the target with
 ``os.replace`` only once fully written and synced, so a crash or full disk leaves the previous
@@ -21,19 +21,17 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from gfmcli import __version__
+from gfmcli._version import __version__
+from gfmcli.atomic import atomic_write
 from gfmcli.contract import ModelContract
 from gfmcli.errors import ModelError, OutputError
-from gfmcli.model.registry import with_legacy_defaults
+from gfmcli.model.config import with_legacy_defaults
 from gfmcli.model.tasks import GfmModel, build_model
 
 FORMAT = "gfm-checkpoint"
@@ -123,19 +121,8 @@ def save_checkpoint(
     }
     if not path.parent.is_dir():
         raise OutputError(f"cannot write checkpoint {path}: folder {path.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is shared like any other file
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a full disk as Runtime
-        raise OutputError(f"cannot write checkpoint {path}: {exc}") from exc
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    with atomic_write(path, "wb", what="checkpoint") as handle:
+        torch.save(payload, handle)
     return written
 
 
@@ -304,40 +291,3 @@ def load_model(
 ) -> tuple[GfmModel, ModelContract]:
     """Load a checkpoint given as a path or as the name of shipped weights."""
     return load_checkpoint(resolve_model_path(spec, weights_dir), map_location=map_location)
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch RNG states as plain data, for ``extra`` (resume exactly)."""
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": [list(s) if isinstance(s, tuple) else s for s in random.getstate()],
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore the states captured by ``rng_state`` (after a weights_only load)."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    np_state = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            np_state["keys"].numpy().astype(np.uint32),
-            np_state["pos"],
-            np_state["has_gauss"],
-            np_state["cached_gaussian"],
-        )
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gfmcli.errors import BandContractError, ModelError
-from gfmcli.model.layers import init_weights, layer_norm
+from gfmcli.model.config import RADAR_INDEX_OFFSET, EncoderConfig
+from gfmcli.model.layers import init_weights, layer_norm, sincos_1d
 from gfmcli.model.pfm import PfmCache
-from gfmcli.model.registry import RADAR_INDEX_OFFSET, EncoderConfig
 
 Wavelengths = torch.Tensor | Sequence[float]
 
@@ -64,14 +64,6 @@ class PatchEmbed(nn.Module):
         """Xavier-uniform on each kernel viewed as (out_channels, fan_in), as MAE does."""
         for conv in (self.proj[0], self.proj[2]):
             nn.init.xavier_uniform_(conv.weight.view(conv.weight.shape[0], -1))
-
-
-def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
-    """(L,) float positions -> (L, dim): sin half then cos half, frequencies 1/10000^(k/(dim/2))."""
-    half = dim // 2
-    omega = 1.0 / 10000.0 ** (torch.arange(half, dtype=torch.float64) / half)
-    angles = positions.to(torch.float64)[:, None] * omega[None, :]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
 def pos_chan_embedding(

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gfmcli.model.config import EncoderConfig
 from gfmcli.model.embedding import TokenGridEncoder
 from gfmcli.model.layers import Mlp, drop_path, layer_norm, layer_scale, split_heads
-from gfmcli.model.registry import EncoderConfig
 
 
 class JointAttention(nn.Module):

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from gfmcli.errors import BandContractError, ModelError
+from gfmcli.model.layers import sincos_1d
 
 LayerFactory = Callable[..., nn.Module]
 
@@ -39,10 +40,7 @@ def wavelength_features(wavelengths_nm: torch.Tensor, dim: int) -> torch.Tensor:
     Same frequency ladder as the encoder's channel embedding (1/10000^(k/(dim/2))), so a band is
     identified by its wavelength and not by its position in the stack.
     """
-    half = dim // 2
-    freqs = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / half)
-    angles = wavelengths_nm.to(torch.float64)[:, None] * freqs[None, :]
-    return torch.cat([angles.sin(), angles.cos()], dim=1).to(torch.float32)
+    return sincos_1d(dim, wavelengths_nm).to(torch.float32)
 
 
 def _as_wavelength_vector(wavelengths: object, num_bands: int) -> torch.Tensor:

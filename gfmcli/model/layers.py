@@ -147,3 +147,13 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
+    """(L,) float positions -> (L, dim) float64: sin half then cos half, frequencies
+    1/10000^(k/(dim/2)). The one sin-cos of the package: patch positions and central
+    wavelengths in the encoder's CPCE, wavelength features in the dense heads."""
+    half = dim // 2
+    omega = 1.0 / 10000.0 ** (torch.arange(half, dtype=torch.float64) / half)
+    angles = positions.to(torch.float64)[:, None] * omega[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)

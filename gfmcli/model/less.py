@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gfmcli.model.config import EncoderConfig
 from gfmcli.model.embedding import TokenGridEncoder
 from gfmcli.model.layers import AttentionBranch, AttnPool, Mlp, drop_path, layer_norm, layer_scale
-from gfmcli.model.registry import EncoderConfig
 
 
 class LowDimPool(nn.Module):

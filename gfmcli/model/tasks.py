@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gfmcli.contract import TASKS
 from gfmcli.errors import ModelError
 from gfmcli.model.embedding import band_identifiers
 from gfmcli.model.heads import (
@@ -26,7 +27,6 @@ from gfmcli.model.heads import (
     tokens_to_map,
 )
 
-TASKS = ("segmentation", "classification", "regression", "pretrain", "embedding")
 HEADS: dict[str, type[nn.Module]] = {
     "classification": ClassificationHead,
     "segmentation": SegmentationHead,

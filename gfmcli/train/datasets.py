@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from gfmcli.errors import InputError
+from gfmcli.model.bands import Bands
 from gfmcli.train.labels import IGNORE_INDEX
 from gfmcli.train.stats import NormStats, read_stats
 
@@ -79,24 +80,6 @@ def open_chip_folder(path: str | Path) -> ChipFolder:
     return ChipFolder(path, meta, stats)
 
 
-@dataclass(frozen=True)
-class BandGroup:
-    """What the model needs to know about a batch's bands: split into optical and radar."""
-
-    names: tuple[str, ...]
-    wavelengths: tuple[float, ...]
-    modalities: tuple[str, ...]
-    gsd: float
-
-    @property
-    def optical(self) -> list[int]:
-        return [i for i, m in enumerate(self.modalities) if m != "radar"]
-
-    @property
-    def radar(self) -> list[int]:
-        return [i for i, m in enumerate(self.modalities) if m == "radar"]
-
-
 def augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
     """The same random flips and 90° rotation on every array (last two axes are H, W)."""
     k = int(rng.integers(4))
@@ -134,17 +117,21 @@ class ChipDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         keys: list[tuple] = []
-        self.groups: list[BandGroup] = []
+        self.groups: list[Bands] = []
         self.items: list[tuple[int, dict[str, Any]]] = []
         self.group_of: list[int] = []
         for f, folder in enumerate(self.folders):
             if folder.band_key not in keys:
                 keys.append(folder.band_key)
                 bands = folder.meta["bands"]
-                self.groups.append(BandGroup(
-                    folder.band_names, tuple(float(b["wavelength_nm"]) for b in bands),
-                    tuple(b.get("modality", "optical") for b in bands), float(folder.meta["gsd"]),
-                ))  # fmt: skip
+                self.groups.append(
+                    Bands(
+                        wavelengths=tuple(float(b["wavelength_nm"]) for b in bands),
+                        modalities=tuple(b.get("modality", "optical") for b in bands),
+                        gsd=float(folder.meta["gsd"]),
+                        names=folder.band_names,
+                    )
+                )
             for record in folder.records(splits):
                 if task is not None and "label" not in record:
                     raise InputError(f"{folder.path}: chips have no labels; tile with --labels")

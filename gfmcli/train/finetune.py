@@ -29,16 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from gfmcli.config import (
-    ARCHITECTURE_KEYS,
-    FinetuneConfig,
-    config_to_dict,
-    encoder_overrides,
-)
 from gfmcli.contract import ClassInfo, ModelContract
-from gfmcli.engine.devices import autocast_context
 from gfmcli.errors import BandContractError, ConfigError, InputError
-from gfmcli.train import distributed as D
+from gfmcli.runtime import distributed as D
+from gfmcli.runtime.devices import autocast_context
+from gfmcli.tomlconf import config_to_dict
+from gfmcli.train.config import ARCHITECTURE_KEYS, FinetuneConfig, encoder_overrides
 from gfmcli.train.datasets import (
     ChipDataset,
     ChipFolder,

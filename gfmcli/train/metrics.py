@@ -21,8 +21,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
+
+from gfmcli.scores import scores_from_confusion
 
 IGNORE_INDEX = 255
 
@@ -37,47 +38,6 @@ def confusion_matrix(
     index = target[keep] * num_classes + pred[keep]
     counts = torch.bincount(index, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes)
-
-
-def scores_from_confusion(cm: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
-    """Overall accuracy, per-class IoU/F1/precision/recall, mIoU and macro F1 (NaN-aware)."""
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    fp = cm.sum(axis=0) - tp
-    fn = cm.sum(axis=1) - tp
-    total = cm.sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = tp / (tp + fp + fn)
-        f1 = 2 * tp / (2 * tp + fp + fn)
-        precision = tp / (tp + fp)
-        recall = tp / (tp + fn)
-    names = names or [str(i) for i in range(len(cm))]
-    return {
-        "overall_accuracy": _num(tp.sum() / total) if total else math.nan,
-        "miou": _nanmean(iou),
-        "macro_f1": _nanmean(f1),
-        "per_class": {
-            name: {
-                "iou": _num(iou[i]),
-                "f1": _num(f1[i]),
-                "precision": _num(precision[i]),
-                "recall": _num(recall[i]),
-                "support": int(cm[i].sum()),
-            }
-            for i, name in enumerate(names)
-        },
-        "confusion_matrix": cm.astype(np.int64).tolist(),
-        "pixels": int(total),
-    }
-
-
-def _nanmean(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else math.nan
-
-
-def _num(value: float) -> float:
-    return float(value)
 
 
 @dataclass

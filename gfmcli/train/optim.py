@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from gfmcli.config import OptimConfig
+from gfmcli.train.config import OptimConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

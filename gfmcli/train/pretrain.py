@@ -25,23 +25,24 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from gfmcli.config import PretrainConfig, config_to_dict, encoder_overrides
 from gfmcli.contract import ModelContract
-from gfmcli.engine.devices import autocast_context
 from gfmcli.errors import InputError
-from gfmcli.train import distributed as D
+from gfmcli.runtime import distributed as D
+from gfmcli.runtime.devices import autocast_context
+from gfmcli.tomlconf import config_to_dict
+from gfmcli.train.config import PretrainConfig, encoder_overrides
 from gfmcli.train.datasets import ChipDataset, GroupedBatchSampler, collate, open_chip_folder
 from gfmcli.train.optim import build_optimizer, lr_at, set_lr
 from gfmcli.train.run import (
     CHECKPOINT,
     METRICS,
     MetricsLog,
-    check_resume_config,
     contract_bands,
     model_inputs,
     prepare_run_dir,
     save_config,
 )
+from gfmcli.train.state import check_resume_config
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,8 @@ class _Pretrainer:
         self.log = MetricsLog(self.out / METRICS, ctx.is_main)
 
     def _restore(self) -> None:
-        from gfmcli.model.checkpoint import read_checkpoint, set_rng_state
+        from gfmcli.model.checkpoint import read_checkpoint
+        from gfmcli.train.state import set_rng_state
 
         data = read_checkpoint(self.out / CHECKPOINT)
         extra = data.extra
@@ -258,7 +260,8 @@ class _Pretrainer:
         return float(total.item()) / self.ctx.world_size
 
     def _checkpoint(self) -> None:
-        from gfmcli.model.checkpoint import rng_state, save_checkpoint
+        from gfmcli.model.checkpoint import save_checkpoint
+        from gfmcli.train.state import rng_state
 
         state = {"global": rng_state(), "generator": self.generator.get_state()}
         states = D.gather_objects(state, self.ctx)

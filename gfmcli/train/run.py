@@ -9,38 +9,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gfmcli.config import config_to_toml
+from gfmcli.atomic import atomic_write
 from gfmcli.contract import BandInfo
-from gfmcli.errors import ConfigError, OutputError
-from gfmcli.train.datasets import BandGroup, ChipFolder
+from gfmcli.errors import OutputError
+from gfmcli.model.bands import Bands
+from gfmcli.tomlconf import config_to_toml
+from gfmcli.train.datasets import ChipFolder
 
 CHECKPOINT = "last.pt"
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
 BEST = "best.pt"
 VAL_METRICS = "val_metrics.json"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; configs and logs are shared like other files
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # Files that show a folder holds an earlier pretraining or fine-tuning run.
@@ -79,7 +64,8 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool, resumable: bool
 
 
 def save_config(out: Path, cfg: Any) -> None:
-    write_text_atomic(out / CONFIG, config_to_toml(cfg))
+    with atomic_write(out / CONFIG, "w") as handle:
+        handle.write(config_to_toml(cfg))
 
 
 class MetricsLog:
@@ -135,44 +121,6 @@ def contract_bands(folders: list[ChipFolder]) -> tuple[BandInfo, ...]:
     return tuple(bands)
 
 
-def model_inputs(batch: dict[str, Any], group: BandGroup, device: torch.device) -> dict[str, Any]:
-    """Split a batch's bands into the encoder's optical and radar inputs with wavelengths."""
-    image = batch["image"].to(device)
-    optical, radar = group.optical, group.radar
-    inputs: dict[str, Any] = {"x": None, "wavelengths": None, "gsd": group.gsd}
-    if optical:
-        inputs["x"] = image[:, optical] if radar else image
-        inputs["wavelengths"] = [group.wavelengths[i] for i in optical]
-    if radar:
-        inputs["radar"] = image[:, radar] if optical else image
-        inputs["radar_wavelengths"] = [group.wavelengths[i] for i in radar]
-    return inputs
-
-
-def check_resume_config(saved: dict[str, Any], current: dict[str, Any], keys: list[str]) -> None:
-    """ConfigError listing the settings (dotted ``keys``) that differ from the saved run."""
-    diffs = []
-    for key in keys:
-        a, b = _dig(saved, key), _dig(current, key)
-        if _norm(a) != _norm(b):
-            diffs.append(f"{key} (checkpoint {_norm(a)!r}, config {_norm(b)!r})")
-    if diffs:
-        raise ConfigError(
-            "cannot resume: the configuration differs from the checkpoint's in "
-            + "; ".join(diffs)
-            + "; restore those settings or start a new output.dir"
-        )
-
-
-def _dig(data: dict[str, Any], key: str) -> Any:
-    for part in key.split("."):
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
-
-
-def _norm(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_norm(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in sorted(value.items())}
-    return value
+def model_inputs(batch: dict[str, Any], group: Bands, device: torch.device) -> dict[str, Any]:
+    """The batch image on ``device`` as encoder keyword arguments (``Bands.encoder_inputs``)."""
+    return group.encoder_inputs(batch["image"].to(device))

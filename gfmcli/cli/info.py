@@ -1,0 +1,147 @@
+"""``gfm info PATH...``: a checkpoint's contract, or what gfm would make of a raster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gfmcli.cli import options as opt
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@opt.model_opt
+@opt.sensor_opt
+@opt.bands_opt
+@opt.window_opt
+@opt.overlap_opt
+@opt.batch_size_opt
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Where the model time is measured: cpu, cuda, cuda:N (as for predict).",
+)
+@opt.precision_opt
+@click.option("--no-timing", is_flag=True, help="Skip measuring the model (no time estimate).")
+@click.option("--json", "json_lines", is_flag=True, help="One JSON object per PATH on stdout.")
+@click.pass_context
+def info(ctx: click.Context, paths, model, sensor, bands, window, overlap, batch_size, device,
+         precision, no_timing, json_lines) -> None:  # fmt: skip
+    """Describe checkpoints (their contract) and rasters (what gfm would make of them).
+
+    \b
+    A checkpoint (a .pt file or a shipped name, see `gfm models`): sensor, bands with
+    wavelengths and normalisation, GSD, classes, size, provenance.
+    A raster: identified bands, sensor, scaling, GSD, windows, estimated peak memory and
+    model time with --model (measured on one batch on --device). Nothing is written.
+
+    \b
+    Examples:
+      gfm info landcover-tiny
+      gfm info scene.tif --model landcover-tiny --json
+    """
+    from gfmcli.api.info import classify_paths, describe_checkpoint, describe_raster, describe_stac
+    from gfmcli.cli.report import echo_json
+    from gfmcli.engine.options import MapOptions
+    from gfmcli.errors import GfmError
+
+    options = MapOptions(
+        window=window, overlap=overlap, batch_size=batch_size, precision=precision,
+        sensor=sensor, bands=bands,
+    )  # fmt: skip
+    loaded: dict[str, Any] = {}
+    first_error: GfmError | None = None
+    for path, kind in zip(paths, classify_paths(paths), strict=True):
+        try:
+            if kind == "checkpoint":
+                summaries = [describe_checkpoint(path)]
+            else:
+                if not loaded:
+                    _load(loaded, model, device, precision, no_timing)
+                describe = describe_stac if kind == "stac" else describe_raster
+                found = describe(
+                    path, loaded["contract"], options, model_name=model, timing=loaded["timer"]
+                )
+                summaries = found if isinstance(found, list) else [found]
+        except GfmError as exc:
+            if len(paths) == 1:
+                raise
+            first_error = first_error or exc
+            if json_lines:
+                echo_json({"kind": kind, "path": path, "status": "failed", "message": str(exc),
+                           "exit_code": exc.exit_code})  # fmt: skip
+            click.echo(f"gfm: error: {exc}", err=True)
+            continue
+        for summary in summaries:
+            if json_lines:
+                echo_json({**summary.to_dict(), "status": "ok"})
+            elif kind == "checkpoint":
+                _print_checkpoint(summary)
+            else:
+                _print_raster(summary)
+    if first_error is not None:
+        ctx.exit(first_error.exit_code)
+
+
+def _load(loaded: dict[str, Any], model: str, device: str, precision: str, no_timing: bool) -> None:
+    from gfmcli.api.info import ModelTimer
+    from gfmcli.model.checkpoint import load_model
+
+    network, contract = load_model(model)
+    loaded["contract"] = contract
+    loaded["timer"] = None if no_timing else ModelTimer(network, device, precision)
+
+
+def _print_checkpoint(s) -> None:
+    c = s.contract
+    enc = s.encoder
+    click.echo(f"{s.name}: {s.path}")
+    click.echo(
+        f"  {c.task} model {c.model_name} (width {enc['embed_dim']}, depth {enc['depth']}, "
+        f"{enc['num_heads']} heads, patch {c.patch_size}), {s.parameters / 1e6:.2f} M "
+        f"parameters, {s.file_bytes / 1e6:.1f} MB, sha256 {s.sha256[:16]}"
+    )
+    click.echo(f"  sensor {c.sensor}, GSD {c.gsd:g} m, {len(c.bands)} bands:")
+    for b in c.bands:
+        click.echo(
+            f"    {b.name:8s} {b.wavelength_nm:8.1f} nm  {b.modality:7s} "
+            f"physical = DN * {b.scale:g} + {b.offset:g}; mean {b.mean:.4g}, std {b.std:.4g}"
+        )
+    if c.classes:
+        click.echo(f"  {len(c.classes)} classes:")
+        for k in c.classes:
+            r, g, b_ = k.color
+            click.echo(f"    {k.id:3d} {k.name:20s} #{r:02x}{g:02x}{b_:02x}")
+    scalars = {k: v for k, v in c.provenance.items() if isinstance(v, str | int | float)}
+    if scalars:
+        click.echo("  provenance:")
+        for key, value in sorted(scalars.items()):
+            click.echo(f"    {key}: {value}")
+
+
+def _print_raster(s) -> None:
+    dtypes = ",".join(sorted(set(s.dtypes)))
+    click.echo(
+        f"{s.path}: {s.width} x {s.height} px, {s.count} band(s) {dtypes}, "
+        f"{s.crs or 'no CRS'}, GSD {s.gsd_m:.3g} m"
+    )
+    relation = "cross-sensor, by wavelength" if s.cross_sensor else "the model's bands"
+    click.echo(f"  sensor {s.sensor or '(by wavelength)'}; {len(s.bands)} bands used ({relation}):")
+    for b in s.bands:
+        nodata = "-" if b["nodata"] is None else f"{b['nodata']:g}"
+        click.echo(
+            f"    band {b['index']:3d} {b['name']:8s} {b['wavelength_nm']:8.1f} nm  "
+            f"DN * {b['scale']:g} + {b['offset']:g}  nodata {nodata}"
+        )
+    timing = ""
+    if s.model_seconds is not None:
+        timing = f", est. model time {s.model_seconds:.1f} s on {s.device}"
+    click.echo(
+        f"  gfm {s.kind} with {s.model}: {s.windows} windows of {s.window} px "
+        f"(overlap {s.overlap}, {s.grid} grid), "
+        f"est. peak memory {s.peak_memory_bytes / 2**20:.0f} MiB{timing}"
+    )
+    for warning in s.warnings:
+        click.echo(f"  warning: {warning}")

@@ -1,0 +1,1 @@
+"""``gfm evaluate``: a class map scored against reference rasters, points or polygons."""

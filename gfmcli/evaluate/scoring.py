@@ -1,0 +1,271 @@
+"""From counted (reference value, map value) pairs to scores: the class correspondence is
+applied to that small table, then ``gfmcli.scores.scores_from_confusion`` (the rulebook
+training validation uses) scores it. ``Evaluation`` is what ``gfm evaluate`` reports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gfmcli.errors import ConfigError
+from gfmcli.evaluate.classes import ClassMapping, RefKey
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """Scores of one scored class (a map class, or a merged group of map classes)."""
+
+    id: int
+    name: str
+    iou: float
+    recall: float
+    precision: float
+    support: int
+    predicted: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``gfm evaluate`` reports; :meth:`to_dict` is the ``--json`` object.
+
+    ``confusion`` rows are reference classes, columns map classes, in the order of ``classes``.
+    ``skipped`` counts reference pixels/points that could not be scored, by reason
+    (``map_nodata``, ``outside_map``, ``no_class``); ``unmapped`` counts reference pixels/points
+    whose class the mapping does not list, by reference class.
+    """
+
+    map: str
+    reference: str
+    kind: str
+    unit: str
+    overall_accuracy: float
+    miou: float
+    classes: tuple[ClassScore, ...]
+    confusion: np.ndarray
+    scored: int
+    skipped: dict[str, int]
+    unmapped: dict[str, int]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def unmapped_total(self) -> int:
+        return sum(self.unmapped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; undefined scores (NaN) become ``None`` (JSON null)."""
+        return {
+            "map": self.map,
+            "reference": self.reference,
+            "reference_kind": self.kind,
+            "unit": self.unit,
+            "overall_accuracy": _json_num(self.overall_accuracy),
+            "miou": _json_num(self.miou),
+            "classes": [
+                {
+                    "name": c.name,
+                    "id": c.id,
+                    "iou": _json_num(c.iou),
+                    "recall": _json_num(c.recall),
+                    "precision": _json_num(c.precision),
+                    "support": c.support,
+                    "predicted": c.predicted,
+                }
+                for c in self.classes
+            ],
+            "confusion": {
+                "labels": [c.name for c in self.classes],
+                "ids": [c.id for c in self.classes],
+                "matrix": self.confusion.astype(np.int64).tolist(),
+            },
+            "scored": self.scored,
+            "skipped": self.skipped_total,
+            "skipped_by_reason": dict(self.skipped),
+            "unmapped": self.unmapped_total,
+            "unmapped_by_class": dict(self.unmapped),
+            "warnings": list(self.warnings),
+        }
+
+
+def _json_num(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+class Scoring:
+    """Turns counted (reference, map) pairs into an Evaluation under a class mapping."""
+
+    def __init__(
+        self,
+        map_names: dict[int, str],
+        map_nodata: int | None,
+        ref_names: dict[int, str],
+        mapping: ClassMapping | None,
+        kind: str,
+    ) -> None:
+        self.map_names = map_names
+        self.map_nodata = map_nodata
+        self.ref_names = ref_names
+        self.mapping = mapping
+        self.kind = kind
+        self.warnings: list[str] = []
+        # Scored classes: map id -> scored id (merge groups collapse onto their smallest id).
+        self.scored_of_map: dict[int, int] = {i: i for i in map_names}
+        self.scored_names: dict[int, str] = dict(map_names)
+        self.merged: dict[str, int] = {}
+        self.rules: dict[RefKey, int] = {}
+        if mapping is not None:
+            self._apply_merge(mapping)
+            self.rules = self._resolve_rules(mapping)
+
+    # map side ----------------------------------------------------------------------------------
+
+    def _map_id(self, value: RefKey, dotted: str) -> int:
+        """A map class named in the mapping file, as a map id (ConfigError if unknown)."""
+        assert self.mapping is not None
+        if isinstance(value, int):
+            return value
+        by_name = {name: i for i, name in self.map_names.items()}
+        if value in by_name:
+            return by_name[value]
+        known = ", ".join(f"{i} {n!r}" for i, n in sorted(self.map_names.items()))
+        known = known or "none: the map has no class names, so use map ids"
+        raise ConfigError(
+            f"{self.mapping.where(dotted)}: unknown map class {value!r} in {dotted}; the map's "
+            f"classes are {known}"
+        )
+
+    def _apply_merge(self, mapping: ClassMapping) -> None:
+        for name, members in mapping.merge.items():
+            ids = [self._map_id(m, f"merge.{name}") for m in members]
+            target = min(ids)
+            for i in ids:
+                self.scored_of_map[i] = target
+                self.scored_names.pop(i, None)
+            self.scored_names[target] = name
+            self.merged[name] = target
+
+    def _scored_for_map(self, value: int) -> int:
+        if value not in self.scored_of_map:
+            self.scored_of_map[value] = value
+            self.scored_names.setdefault(value, str(value))
+        return self.scored_of_map[value]
+
+    # reference side ----------------------------------------------------------------------------
+
+    def _target_of(self, key: RefKey) -> int | None:
+        """The scored class a reference value counts as; None if it is unmapped."""
+        if self.mapping is None:
+            if isinstance(key, str):
+                by_name = {name: i for i, name in self.scored_names.items()}
+                found = by_name.get(key)
+                return None if found is None else found
+            return self._scored_for_map(key)
+        rules = self.rules
+        if key in rules:
+            return rules[key]
+        name = self.ref_names.get(key) if isinstance(key, int) else None
+        return rules.get(name) if name is not None else None
+
+    def _resolve_rules(self, mapping: ClassMapping) -> dict[RefKey, int]:
+        """Reference id or name -> scored class, every name checked (ConfigError, file:line)."""
+        resolved: dict[RefKey, int] = {}
+        for ref, value in mapping.classes.items():
+            dotted = f"classes.{ref}"
+            if isinstance(value, str) and value in self.merged:
+                target = self.merged[value]
+            else:
+                target = self._scored_for_map(self._map_id(value, dotted))
+            if isinstance(ref, str) and self.kind == "raster":
+                by_name = {name: i for i, name in self.ref_names.items()}
+                if ref not in by_name:
+                    known = ", ".join(f"{i} {n!r}" for i, n in sorted(self.ref_names.items()))
+                    known = known or "none: it has no class names, so use reference ids"
+                    raise ConfigError(
+                        f"{mapping.where(dotted)}: unknown reference class {ref!r}; the "
+                        f"reference raster's classes are {known}"
+                    )
+                ref = by_name[ref]
+            resolved[ref] = target
+        return resolved
+
+    # ------------------------------------------------------------------------------------------
+
+    def score(
+        self,
+        pairs: Mapping[tuple[RefKey, int], int],
+        extra_skipped: dict[str, int],
+        map_path: str,
+        reference: str,
+        kind: str,
+        unit: str,
+    ) -> Evaluation:
+        from gfmcli.scores import scores_from_confusion
+
+        skipped = Counter(extra_skipped)
+        unmapped: Counter = Counter()
+        counts: Counter = Counter()
+        for (ref, value), n in pairs.items():
+            if self.map_nodata is not None and value == self.map_nodata:
+                skipped["map_nodata"] += n
+                continue
+            target = self._target_of(ref)
+            if target is None:
+                unmapped[self._ref_label(ref)] += n
+                continue
+            counts[(target, self._scored_for_map(value))] += n
+        ids = sorted(self.scored_names)
+        index = {i: k for k, i in enumerate(ids)}
+        matrix = np.zeros((len(ids), len(ids)), np.int64)
+        for (row, col), n in counts.items():
+            matrix[index[row], index[col]] += n
+        names = [self.scored_names[i] for i in ids]
+        scores = scores_from_confusion(matrix, names)
+        classes = tuple(
+            ClassScore(
+                id=i,
+                name=name,
+                iou=scores["per_class"][name]["iou"],
+                recall=scores["per_class"][name]["recall"],
+                precision=scores["per_class"][name]["precision"],
+                support=scores["per_class"][name]["support"],
+                predicted=int(matrix[:, k].sum()),
+            )
+            for k, (i, name) in enumerate(zip(ids, names, strict=True))
+        )
+        present = [c.iou for c in classes if c.support > 0]
+        miou = float(np.mean(present)) if present else math.nan
+        if self.mapping is not None and kind != "raster":
+            seen = {ref for ref, _ in pairs}
+            for ref in self.mapping.classes:
+                if ref not in seen:
+                    self.warnings.append(
+                        f"reference class {ref!r} of {self.mapping.source} does not occur in "
+                        f"{reference}"
+                    )
+        return Evaluation(
+            map=map_path,
+            reference=reference,
+            kind=kind,
+            unit=unit,
+            overall_accuracy=scores["overall_accuracy"],
+            miou=miou,
+            classes=classes,
+            confusion=matrix,
+            scored=int(matrix.sum()),
+            skipped={k: int(v) for k, v in sorted(skipped.items()) if v},
+            unmapped={k: int(v) for k, v in sorted(unmapped.items())},
+            warnings=tuple(self.warnings),
+        )
+
+    def _ref_label(self, ref: RefKey) -> str:
+        name = self.ref_names.get(ref) if isinstance(ref, int) else None
+        return f"{ref} {name}" if name else str(ref)

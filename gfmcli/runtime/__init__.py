@@ -1,0 +1,1 @@
+"""The runtime below mapping and training: devices, precision, and torchrun processes."""

@@ -1,0 +1,104 @@
+"""``gfm models`` and ``gfm info``: contracts and raster plans read from the files themselves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from gfmcli.api.info import describe_checkpoint, shipped_models
+from gfmcli.cli.main import cli
+from gfmcli.contract import contract_hash
+from gfmcli.model.checkpoint import default_weights_dir, list_weights, read_contract
+
+
+def _run(*args: str):
+    return CliRunner().invoke(cli, ["-q", *args], catch_exceptions=False)
+
+
+def _lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def test_models_lists_every_shipped_checkpoint_from_its_contract():
+    names = list_weights()
+    if not names:
+        pytest.skip("no shipped weights in this installation")
+    result = _run("models")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == names
+    for name, line in zip(names, lines, strict=True):
+        contract = read_contract(default_weights_dir() / f"{name}.pt")
+        assert contract.task in line and contract.sensor in line
+        assert f"{len(contract.classes)} classes" in line
+        assert all(c.name in line for c in contract.classes)
+    records = _lines(_run("models", "--json").stdout)
+    assert [r["name"] for r in records] == names
+    assert all(r["parameters"] > 0 and r["file_bytes"] > 0 for r in records)
+
+
+def test_models_follow_the_weights_folder(tiny_model, tmp_path):
+    """Nothing about the shipped weights is written in the code: a new file is a new line."""
+    shutil.copy(tiny_model, tmp_path / "other-model.pt")
+    found = shipped_models(tmp_path)
+    assert [s.name for s in found] == ["other-model"]
+    assert [c.name for c in found[0].contract.classes] == ["water", "trees", "other"]
+
+
+def test_info_checkpoint_shows_its_contract(tiny_model):
+    result = _run("info", str(tiny_model))
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    for words in ("segmentation", "sentinel2-l2a", "GSD 10 m", "B02", "492.4 nm", "water"):
+        assert words in text
+    assert "#0000ff" in text and "trained_on: nothing (a test model)" in text
+
+    (record,) = _lines(_run("info", str(tiny_model), "--json").stdout)
+    summary = describe_checkpoint(tiny_model)
+    assert record["kind"] == "checkpoint" and record["status"] == "ok"
+    assert [b["name"] for b in record["bands"]] == ["B02", "B03", "B04", "B08"]
+    assert record["bands"][0]["mean"] == pytest.approx(0.1)
+    assert record["classes"][1] == {"id": 1, "name": "trees", "color": [0, 128, 0]}
+    assert record["parameters"] == summary.parameters > 0
+    assert record["contract_hash"] == contract_hash(summary.contract)
+    assert record["provenance"]["trained_on"] == "nothing (a test model)"
+
+
+def test_info_raster_shows_what_a_run_would_do(tiny_model, s2_scene, tmp_path):
+    src = s2_scene(scales=[1e-4] * 4, offsets=[0.0] * 4)
+    before = src.read_bytes()
+    args = ("info", str(src), "-m", str(tiny_model), "--window", "32", "--overlap", "8")
+    (record,) = _lines(_run(*args, "--json").stdout)
+    assert record["kind"] == "raster" and record["command"] == "predict"
+    assert (record["width"], record["height"], record["crs"]) == (90, 70, "EPSG:32632")
+    assert record["sensor"] == "sentinel2-l2a" and not record["cross_sensor"]
+    assert [b["name"] for b in record["bands"]] == ["B02", "B03", "B04", "B08"]
+    assert record["bands"][0]["scale"] == pytest.approx(1e-4), "the file's own scale wins"
+    assert record["bands"][0]["offset"] == 0.0 and record["bands"][0]["nodata"] == 0.0
+    assert record["gsd_m"] == pytest.approx(10.0, rel=1e-3)
+    assert record["windows"] == 12  # 3 rows x 4 columns of 32 px windows with overlap 8
+    assert record["peak_memory_bytes"] > 0 and record["model_seconds"] > 0
+    assert src.read_bytes() == before and not list(tmp_path.glob("*.tif.aux.xml"))
+
+    plain = _run(*args, "--no-timing")
+    assert "12 windows" in plain.stdout and "est. model time" not in plain.stdout
+
+
+def test_info_with_sensor_for_undescribed_bands_and_bad_paths(tiny_model, make_raster, tmp_path):
+    bare = make_raster(tmp_path, "bare.tif", count=4)
+    args = ("info", "-m", str(tiny_model), "--no-timing", "--window", "32", "--overlap", "8")
+    failed = _run(*args, str(bare))
+    assert failed.exit_code == 3 and "--sensor" in failed.stderr
+
+    ok = _run(*args, str(bare), "--sensor", "sentinel2-l2a", "--bands", "B02,B03,B04,B08", "--json")
+    assert _lines(ok.stdout)[0]["bands"][3]["name"] == "B08"
+
+    missing = str(tmp_path / "missing.tif")
+    mixed = _run(*args, str(tiny_model), missing, "--json")
+    assert mixed.exit_code == 3
+    first, second = _lines(mixed.stdout)
+    assert first["kind"] == "checkpoint" and first["status"] == "ok"
+    assert second["status"] == "failed" and "missing.tif" in second["message"]

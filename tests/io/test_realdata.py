@@ -1,0 +1,97 @@
+"""The band rules and value checks on the real files of ../shared/realdata (skipped without it).
+
+Every real image in its true band order must resolve and pass the value checks with the flags
+its ``gfm predict`` command uses (the table in bench/realdata_checks.py); the two files refused
+by design must stay refused; a reversed stack of a vegetated scene must be refused.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from gfmcli.errors import BandContractError, InputError
+from gfmcli.io.bands import resolve_bands
+from gfmcli.io.reader import check_values, open_raster, probe_raster
+from gfmcli.model.checkpoint import load_model
+
+REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
+pytestmark = pytest.mark.skipif(
+    not REALDATA.is_dir(), reason=f"real data not found at {REALDATA} (optional, read-only set)"
+)
+NOT_IMAGES = re.compile(
+    r"(_mask\.tif|cloudmask_\d|/labels/|lulc\.tif|classmap|landcover_map|labelled_|landclass)"
+)
+FLAGS = {
+    "satsense_s2/section_2_sentinel.tif": {"sensor": "sentinel2-l2a-pre2022"},
+    "satsense_s2/section_2_sentinel_l1c.tif": {"sensor": "sentinel2-l1c-pre2022"},
+    "spyndex/s2_4band_10m.tif": {"sensor": "sentinel2-l2a-pre2022", "gsd": 10.0},
+    "ukis_csmask/sentinel2.tif": {"sensor": "sentinel2-l1c-pre2022", "gsd": 30.0},
+    "ukis_csmask/landsat7.tif": {"gsd": 30.0},
+    "ukis_csmask/landsat5.tif": {"gsd": 30.0},
+    "xarray_spatial_s2/s2_6band_10m.tif": {"sensor": "sentinel2-l2a-pre2022"},
+}
+REFUSED = {
+    "rio_cloudmask_l8/LC80130312015295LGN00_bt.tif": "is thermal but model",
+    "xarray_spatial_s2/s2_swir_20m.tif": "at least 3 are needed",
+}
+
+
+def _images() -> list[str]:
+    if not REALDATA.is_dir():
+        return []
+    return sorted(
+        p.relative_to(REALDATA).as_posix()
+        for p in REALDATA.rglob("*.tif")
+        if not NOT_IMAGES.search(p.as_posix())
+    )
+
+
+@pytest.fixture(scope="module")
+def contract():
+    return load_model("landcover-tiny")[1]
+
+
+def _check(path: Path, contract, **flags):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with open_raster(path) as src:
+            mapping = resolve_bands(src, contract, **flags)
+            return check_values(src, mapping, probe_raster(src, mapping))
+
+
+@pytest.mark.parametrize("name", _images())
+def test_real_file_in_true_order_maps(name, contract):
+    if name in REFUSED:
+        with pytest.raises(BandContractError, match=REFUSED[name]):
+            _check(REALDATA / name, contract)
+        return
+    checked = _check(REALDATA / name, contract, **FLAGS.get(name, {}))
+    assert len(checked.bands) >= 3
+    assert not any("band order looks wrong" in w for w in checked.warnings)
+
+
+def test_the_real_images_are_all_there():
+    assert len(_images()) == 42
+
+
+def test_reversed_real_stack_is_refused(tmp_path, contract):
+    source = REALDATA / "scikit_eo_l8" / "LC08_232066_20190727_sr.tif"
+    with rasterio.open(source) as src:
+        profile, data = src.profile, src.read()
+        descriptions, tags = src.descriptions, src.tags()
+    reversed_copy = tmp_path / "reversed.tif"
+    with rasterio.open(reversed_copy, "w", **profile) as dst:
+        dst.write(data[::-1])
+        for i, text in enumerate(descriptions):
+            dst.set_band_description(i + 1, text)
+        dst.update_tags(**tags)
+    with pytest.raises(InputError, match=r"band order looks wrong.*reversed order"):
+        _check(reversed_copy, contract)
+    with rasterio.open(source) as src:
+        assert np.array_equal(src.read(), data)  # the real file is untouched

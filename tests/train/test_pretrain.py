@@ -1,0 +1,180 @@
+"""``gfm pretrain``: exact resume, incompatible resume, atomic checkpoints, input errors, loss."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gfmcli.cli.main import cli
+from gfmcli.model.checkpoint import load_checkpoint, read_checkpoint
+from gfmcli.train import pretrain as pretrain_module
+
+
+@pytest.fixture(scope="module")
+def chips(optical_chips, radar_chips, tmp_path_factory):
+    root = tmp_path_factory.mktemp("chips")
+    return optical_chips(root), radar_chips(root)
+
+
+@pytest.fixture
+def write_config(tiny_encoder_toml):
+    """``write_config(tmp_path, chips, out="out", steps=6, extra="")`` writes a pretrain TOML
+    for the tiny encoder."""
+    return functools.partial(_write_config, model=tiny_encoder_toml)
+
+
+def _write_config(tmp_path, chips, out="out", steps=6, extra="", *, model):
+    text = f"""
+[data]
+chips = {json.dumps([str(c) for c in chips])}
+batch_size = 4
+{model}
+decoder_dim = 32
+decoder_depth = 1
+decoder_heads = 2
+
+[train]
+steps = {steps}
+log_every = 1
+checkpoint_every = 3
+progress = false
+
+[output]
+dir = "{out}"
+{extra}"""
+    path = tmp_path / "pretrain.toml"
+    path.write_text(text)
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["pretrain", *map(str, args)], catch_exceptions=False)
+
+
+def losses(out):
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in lines if "step" in r}
+
+
+def test_resume_is_bit_exact(write_config, tmp_path, chips, monkeypatch):
+    config = write_config(tmp_path, chips, out="straight")
+    assert run("-c", config).exit_code == 0
+    straight = losses(tmp_path / "straight")
+    assert sorted(straight) == [1, 2, 3, 4, 5, 6]
+
+    original = pretrain_module._Pretrainer._checkpoint
+
+    def crash_after_first(self):
+        original(self)
+        if self.step == 3:
+            raise KeyboardInterrupt  # the job is killed right after the step-3 checkpoint
+
+    monkeypatch.setattr(pretrain_module._Pretrainer, "_checkpoint", crash_after_first)
+    config = write_config(tmp_path, chips, out="resumed")
+    assert run("-c", config).exit_code == 130
+    assert read_checkpoint(tmp_path / "resumed" / "last.pt").extra["step"] == 3
+    monkeypatch.setattr(pretrain_module._Pretrainer, "_checkpoint", original)
+    result = run("-c", config, "--resume")
+    assert result.exit_code == 0, result.output
+    assert losses(tmp_path / "resumed") == straight  # bit-exact, every step
+    a, _ = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b, contract = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    assert contract.task == "pretrain"
+    assert [band.name for band in contract.bands] == ["blue", "green", "red", "nir", "VV", "VH"]
+    assert contract.bands[0].mean > 0 and contract.bands[0].scale == 1e-4
+    assert (tmp_path / "resumed" / "config.toml").exists()
+
+
+def test_resume_with_incompatible_config_is_a_config_error(write_config, tmp_path, chips):
+    config = write_config(tmp_path, chips, steps=3)
+    assert run("-c", config).exit_code == 0
+    result = run("-c", config, "--resume", "--batch-size", "2", "--steps", "4")
+    assert result.exit_code == 7
+    assert "data.batch_size (checkpoint 4, config 2)" in result.output
+    result = run("-c", config)  # an earlier run is never clobbered silently
+    assert result.exit_code == 5 and "--resume" in result.output
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(write_config, tmp_path, chips, monkeypatch):
+    config = write_config(tmp_path, chips, steps=6)
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def full_disk(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    result = run("-c", config)
+    assert result.exit_code == 5 and "No space left" in result.output
+    data = read_checkpoint(tmp_path / "out" / "last.pt")
+    assert data.extra["step"] == 3  # the step-3 checkpoint is intact
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_missing_and_empty_chip_folders(write_config, tmp_path, chips):
+    config = write_config(tmp_path, [tmp_path / "nope"])
+    result = run("-c", config)
+    assert result.exit_code == 3 and "chip folder not found" in result.output
+    (tmp_path / "empty").mkdir()
+    result = run("-c", write_config(tmp_path, [tmp_path / "empty"]))
+    assert result.exit_code == 3 and "no chips.json" in result.output
+
+
+def test_bad_toml_is_exit_7(write_config, tmp_path, chips):
+    config = write_config(tmp_path, chips, extra="[optim]\nweight_deacy = 0.1\n")
+    result = run("-c", config)
+    assert result.exit_code == 7 and "did you mean" in result.output
+
+
+def test_masked_loss_matches_library_loss_and_ignores_invalid_pixels():
+    from gfmcli.model.mae import HyperMAE
+    from gfmcli.train.pretrain import masked_mae_loss
+
+    torch.manual_seed(0)
+    mae = HyperMAE("less_vit_tiny", decoder_depth=1, decoder_dim=32, decoder_heads=2,
+                   embed_dim=32, depth=1, num_heads=2, patch_size=8)  # fmt: skip
+    x = torch.randn(2, 3, 32, 32)
+    radar = torch.randn(2, 2, 32, 32)
+    gen = torch.Generator().manual_seed(1)
+    out = mae(x, [490, 560, 665], 10.0, radar=radar, radar_wavelengths=[5500, 5700], generator=gen)
+    valid = torch.ones(2, 32, 32, dtype=torch.bool)
+    assert torch.allclose(masked_mae_loss(out, valid, 8), out.loss, rtol=1e-5)
+    valid[:, 20:, :] = False
+    loss = masked_mae_loss(out, valid, 8)
+    changed = out._replace(target=out.target.clone())
+    changed.target.view(2, 5, 4, 4, 8, 8)[:, :, 3, :, :, :] += 100.0  # rows 24..31: invalid only
+    assert torch.equal(masked_mae_loss(changed, valid, 8), loss)
+    assert not torch.equal(masked_mae_loss(changed, torch.ones_like(valid), 8), loss)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("", None), ("decoder_drop_path = 0.3", 0.3)])
+def test_decoder_drop_path_reaches_the_decoder(
+    write_config, tmp_path, chips, monkeypatch, setting, expected
+):
+    # Unset, the decoder takes the encoder's drop_path (HyperMAE's default, as the reference).
+    import gfmcli.model.mae as mae_module
+
+    seen = []
+    real = mae_module.HyperMAE
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("decoder_drop_path", "missing"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mae_module, "HyperMAE", spy)
+    text = write_config(tmp_path, chips, steps=1).read_text()
+    text = text.replace("decoder_depth = 1", f"decoder_depth = 1\n{setting}")
+    config = tmp_path / "drop.toml"
+    config.write_text(text)
+    result = run("-c", config)
+    assert result.exit_code == 0, result.output
+    assert seen == [expected]

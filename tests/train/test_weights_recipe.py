@@ -1,0 +1,75 @@
+"""The stage-2 recipe of the default weights (weights/train_landcover.py): weak-label loss,
+chip cutting and augmentation keep labels and pixels together."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+RECIPE = Path(__file__).resolve().parents[2] / "weights" / "train_landcover.py"
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    spec = importlib.util.spec_from_file_location("train_landcover", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_set_loss_is_zero_when_all_mass_is_inside_the_allowed_set(recipe):
+    logits = torch.full((1, 9, 2, 2), -20.0)
+    logits[:, 1] = 10.0  # tree cover everywhere
+    land = torch.full((1, 2, 2), recipe.bits(*recipe.LAND))
+    assert float(recipe.set_nll(logits, land)) < 1e-6
+    water = torch.full((1, 2, 2), recipe.bits(recipe.WATER))
+    assert float(recipe.set_nll(logits, water)) > 25
+
+
+def test_set_loss_ignores_unlabelled_pixels(recipe):
+    logits = torch.zeros((1, 9, 1, 2))
+    logits[0, 0, 0, 0] = 30.0  # confident water on the labelled pixel
+    allowed = torch.tensor([[[recipe.bits(recipe.WATER), 0]]])
+    assert float(recipe.set_nll(logits, allowed)) < 1e-6
+
+
+def test_rare_exact_classes_weigh_more(recipe):
+    logits = torch.zeros((1, 9, 1, 10))
+    allowed = torch.full((1, 1, 10), recipe.bits(recipe.TREE))
+    allowed[0, 0, 0] = recipe.bits(recipe.WATER)
+    # every pixel equally wrong: the weighted mean equals the plain mean
+    assert float(recipe.set_nll(logits, allowed)) == pytest.approx(np.log(9), rel=1e-5)
+    logits[0, 0, 0, 0] = 50.0  # get the single water pixel right
+    # the rare water pixel carries more than a tenth of the loss
+    assert float(recipe.set_nll(logits, allowed)) < 0.85 * np.log(9)
+
+
+def test_chips_cover_the_image_flush_with_its_edges(recipe):
+    image = np.arange(2 * 100 * 70, dtype=np.float32).reshape(2, 100, 70)
+    allowed = np.ones((100, 70), np.uint16)
+    chips = list(recipe.chips_of(image, allowed, 64, 36))
+    starts = {(int(c[0][0, 0, 0]) // 70, int(c[0][0, 0, 0]) % 70) for c in chips}
+    assert starts == {(0, 0), (36, 0), (0, 6), (36, 6)}
+    assert all(c[0].shape == (2, 64, 64) and c[1].shape == (64, 64) for c in chips)
+
+
+def test_augmented_labels_follow_the_pixels(recipe):
+    rng = np.random.default_rng(0)
+    images = np.zeros((4, 6, 64, 64), np.float32)
+    images[:, 3, :, :32] = 0.4  # bright NIR on the left half: tree cover
+    labels = np.full((4, 64, 64), recipe.bits(recipe.WATER), np.uint16)
+    labels[:, :, :32] = recipe.bits(recipe.TREE)
+    pool = recipe.Pool("t", images, labels, [490, 560, 665, 842, 1610, 2190], 30.0, True, True)
+    for _ in range(5):
+        out, allowed, wl = recipe.augment(pool, np.arange(4), rng)
+        assert out.shape[1] == len(wl) == 6
+        tree = allowed == recipe.bits(recipe.TREE)
+        water = allowed == recipe.bits(recipe.WATER)
+        assert out[:, 3][tree].mean() > out[:, 3][water].mean() + 0.2
