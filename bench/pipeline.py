@@ -226,11 +226,13 @@ def _read_plan(raster: Path, contract, options) -> tuple[list, object, float]:
 def model_and_decode(checkpoint: Path, raster: Path, precision: str) -> dict[str, float]:
     """Model-only seconds over the plan's windows (read beforehand; same batches, same device
     pool and precision as the CLI) and the decode-only floor, in this process."""
+    from gfmcli.cli.main import keep_freed_memory
     from gfmcli.engine.inference import DevicePool
     from gfmcli.engine.options import MapOptions
     from gfmcli.model.bands import Bands
     from gfmcli.model.checkpoint import load_checkpoint
 
+    keep_freed_memory()  # the malloc settings of a gfm process, so that the floors compare
     model, contract = load_checkpoint(checkpoint)
     options = MapOptions()
     batches, mapping, decode = _read_plan(raster, contract, options)

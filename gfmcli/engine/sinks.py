@@ -7,6 +7,9 @@ smaller than the K float32 sums, so the writer queue stays small even for very w
 and the writer thread calls ``write(payload)``; then ``finalize()`` (atomic rename, returns the
 final paths) or ``abort()`` (removes every temporary). Sinks know arrays and writers, never the
 model.
+
+The GeoPackage sinks import ``gfmcli.io.vector`` (pyogrio, which loads geopandas and pandas:
+about 0.4 s) and geopandas only when one is built, so a GeoTIFF run never pays for them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from gfmcli.engine.options import MapOptions
 from gfmcli.errors import OutputError
 from gfmcli.io.paths import partial_path
 from gfmcli.io.reader import RasterSource
-from gfmcli.io.vector import GPKG_OPTIONS, PolygonWriter
 from gfmcli.io.writer import (
     CLASS_NODATA,
     RasterGrid,
@@ -139,6 +141,8 @@ class PolygonSink:
     def __init__(self, path: Path, grid: RasterGrid, classes: Sequence[ClassInfo]) -> None:
         import rasterio
 
+        from gfmcli.io.vector import PolygonWriter
+
         self._ids = np.array([c.id for c in classes], dtype=np.uint8)
         self._grid = grid
         self._writer = PolygonWriter(path, grid.crs, classes)
@@ -200,6 +204,8 @@ class EmbeddingVectorSink:
     def write(self, payload: list[tuple[Any, np.ndarray, float]]) -> None:
         import geopandas as gpd
         from shapely.geometry import box
+
+        from gfmcli.io.vector import GPKG_OPTIONS
 
         rows, geoms = [], []
         t = self._grid.transform

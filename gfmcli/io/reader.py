@@ -578,10 +578,11 @@ def band_order_evidence(values: np.ndarray, wavelengths: list[float]) -> OrderEv
     or None when the check cannot apply (fewer than 3 bands with variance or fewer than 100
     valid pixels)."""
     waves = np.asarray(wavelengths, dtype=np.float64)
-    values = values.astype(np.float64)
     if values.shape[1] < 100:
         return None
-    values = values[:, :: max(1, values.shape[1] // ORDER_SAMPLE)]
+    # Subsample before converting: the same pixels as converting first, without a float64
+    # copy of the whole probe (12 bands x 1 M pixels: 100 MB and ~0.1 s).
+    values = values[:, :: max(1, values.shape[1] // ORDER_SAMPLE)].astype(np.float64)
     varying = values.std(axis=1) > 0
     values, waves = values[varying], waves[varying]
     if len(waves) < 3:
