@@ -27,7 +27,7 @@ import numpy as np
 from gfmcli.contract import ModelContract
 from gfmcli.engine.assemble import Assembler, MosaicAssembler, VectorAssembler, batch_data
 from gfmcli.engine.batching import background, iter_batches
-from gfmcli.engine.inference import DevicePool
+from gfmcli.engine.inference import DevicePool, cpu_layout
 from gfmcli.engine.options import (
     PREDICT_TASKS,
     PREFETCH,
@@ -187,9 +187,13 @@ def estimate_peak_memory(
 
     Sum of: the interpreter with torch and GDAL loaded (~450 MB), the model's weights, the
     reader's prefetched batches, the devices' batches and their activations (about eight
-    D-wide float32 tensors of (C+1)(N+1) tokens per window), the mosaic (one window of rows over
-    the width, twice for popped blocks) and GDAL's block cache for the staged output.
+    D-wide float32 tensors of (C+1)(N+1) tokens per window, for each of the CPU replicas of
+    :func:`~gfmcli.engine.inference.cpu_layout` that run at once), the mosaic (one window of
+    rows over the width, twice for popped blocks) and GDAL's block cache for the staged output.
     """
+    import torch
+
+    replicas, _ = cpu_layout(torch.get_num_threads())
     config = contract.model_config.get("encoder", {}).get("overrides", {})
     dim = int(config.get("embed_dim", 192))
     depth = int(config.get("depth", 6))
@@ -198,13 +202,13 @@ def estimate_peak_memory(
     pixels = (plan.window * cell) ** 2
     patches = pixels // patch**2 + 1
     tokens = (bands + 1) * patches
-    batch_inputs = (PREFETCH + 2) * options.batch_size * bands * pixels * 4
-    activations = options.batch_size * tokens * dim * 4 * 12
+    batch_inputs = (PREFETCH + 2 * replicas) * options.batch_size * bands * pixels * 4
+    activations = replicas * options.batch_size * tokens * dim * 4 * 12
     # Dense heads run convolutions at full resolution: about 160 float32 maps per pixel alive
     # at once; the Perception Field Mask is a (N+1)^2 boolean matrix per call.
-    head = 0 if kind == "embed" else options.batch_size * 160 * pixels * 4
-    attention_mask = 2 * patches**2
-    weights = 12 * depth * dim * dim * 4 + 4_000_000
+    head = 0 if kind == "embed" else replicas * options.batch_size * 160 * pixels * 4
+    attention_mask = 2 * replicas * patches**2
+    weights = replicas * (12 * depth * dim * dim * 4) + 4_000_000
     channels = dim if kind == "embed" else max(contract.num_classes, 1)
     mosaic = 2 * (channels + 1) * plan.window * plan.width * 4
     writer = (WRITE_QUEUE + 1) * mosaic // 2 + 512 * plan.width * channels * 4

@@ -123,7 +123,9 @@ class SpectralPixelEmbed(nn.Module):
         feats = wavelength_features(wl, self.freq_dim).to(self.bias.device)
         weight = self.weight_gen(feats).to(pixels.device)
         feat = torch.einsum("bchw,cd->bdhw", pixels, weight.to(pixels.dtype)) / pixels.shape[1]
-        feat = feat + self.bias.to(pixels.dtype)[None, :, None, None]
+        # The einsum's dtype (bf16 under autocast), not the pixels' fp32: adding an fp32 bias
+        # would promote the whole full-resolution map to a new fp32 tensor.
+        feat = feat + self.bias.to(feat.dtype)[None, :, None, None]
         return self.act(self.norm(self.conv(feat)))
 
 
