@@ -99,8 +99,12 @@ def test_map_does_not_depend_on_batch_size_or_device_count(checkpoint, scene, tm
                 map_file(str(src), out, "tif", pool, contract, options)
         with rasterio.open(out) as d:
             maps.append(d.read(1))
-    assert np.array_equal(maps[0], maps[1])
-    assert np.array_equal(maps[0], maps[2])
+    if precision == "fp32":
+        assert np.array_equal(maps[0], maps[1])
+        assert np.array_equal(maps[0], maps[2])
+    else:  # bf16 kernels may round differently per batch shape (AVX512-BF16 without AMX)
+        assert (maps[0] == maps[1]).mean() >= 0.995
+        assert (maps[0] == maps[2]).mean() >= 0.995
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
