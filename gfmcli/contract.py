@@ -94,7 +94,7 @@ class ModelContract:
         try:
             bands = tuple(BandInfo(**b) for b in data["bands"])
             classes = tuple(
-                ClassInfo(int(c["id"]), str(c["name"]), tuple(int(v) for v in c["color"]))
+                ClassInfo(int(c["id"]), str(c["name"]), _rgb(c["color"]))
                 for c in data.get("classes", ())
             )
             return cls(
@@ -127,3 +127,8 @@ def contract_hash(contract: ModelContract) -> str:
     checkpoints are never mixed up, even when the architecture name is the same.
     """
     return hashlib.sha256(contract.to_json().encode()).hexdigest()[:16]
+
+
+def _rgb(values: Any) -> tuple[int, int, int]:
+    r, g, b = (int(v) for v in values)
+    return r, g, b

@@ -155,7 +155,7 @@ class _Context:
             inner = [a for a in args if a is not type(None)]
             return self.convert(inner[0], value, dotted)
         if dataclasses.is_dataclass(hint):
-            return self.build(hint, value, dotted)
+            return self.build(typing.cast(type, hint), value, dotted)
         if origin is tuple:
             if not isinstance(value, list):
                 self.fail(dotted, f"{dotted} must be an array, got {_kind(value)}")
@@ -237,9 +237,9 @@ def find_key_line(text: str, dotted: str) -> int | None:
             if matched and header_line is None:
                 header_line = number
             continue
-        key = _KEY.match(line)
-        if key and _index_ok(table, index, wanted_index):
-            full = table + [_unquote(p) for p in key.group(1).split(".")]
+        key_match = _KEY.match(line)
+        if key_match and _index_ok(table, index, wanted_index):
+            full = table + [_unquote(p) for p in key_match.group(1).split(".")]
             if full == parts or (len(full) < len(parts) and parts[: len(full)] == full):
                 return number
     if header_line is not None:

@@ -56,7 +56,7 @@ def info(ctx: click.Context, paths, model, sensor, bands, window, overlap, batch
     for path, kind in zip(paths, classify_paths(paths), strict=True):
         try:
             if kind == "checkpoint":
-                summaries = [describe_checkpoint(path)]
+                summaries: list[Any] = [describe_checkpoint(path)]
             else:
                 if not loaded:
                     _load(loaded, model, device, precision, no_timing)

@@ -6,6 +6,7 @@ columns of every finished row block; ``VectorAssembler`` pools each window to on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -49,6 +50,7 @@ class MosaicAssembler:
             if pred is None:
                 self._mosaic.skip(tile)
                 continue
+            assert valid is not None  # a window the model saw has its validity mask
             if pred.shape[1:] != valid.shape:
                 raise ModelError(
                     f"the model returned {pred.shape[1:]} outputs per window, expected "
@@ -70,6 +72,7 @@ class VectorAssembler:
         for tile, valid, pred in _tile_outputs(batch, output):
             if pred is None:
                 continue
+            assert valid is not None  # a window the model saw has its validity mask
             vector = pred if pred.ndim == 1 else pred[:, valid].mean(axis=1)
             rows.append((tile, vector.astype(np.float32), float(valid.mean())))
         return [rows] if rows else []
@@ -78,12 +81,15 @@ class VectorAssembler:
         return []
 
 
-def _tile_outputs(batch: WindowBatch, output: np.ndarray | None):
+def _tile_outputs(
+    batch: WindowBatch, output: np.ndarray | None
+) -> Iterator[tuple[Any, np.ndarray | None, np.ndarray | None]]:
     """``(tile, valid, output or None)`` for each tile of a batch, in plan order."""
     row = 0
     for tile, valid, is_empty in zip(batch.tiles, batch.valid, batch.empty, strict=True):
         if is_empty:
             yield tile, valid, None
             continue
+        assert output is not None  # a batch with a non-empty window has outputs
         yield tile, valid, output[row]
         row += 1

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 from gfmcli.engine.tiling import Tile, WindowPlan
 
+T = TypeVar("T")
 ReadFn = Callable[[tuple[int, int, int, int]], tuple[np.ndarray, np.ndarray]]
 
 
@@ -42,7 +44,7 @@ def _patch_valid(valid: np.ndarray, cell: int) -> np.ndarray:
     if cell == 1:
         return valid
     h, w = valid.shape
-    return valid.reshape(h // cell, cell, w // cell, cell).any(axis=(1, 3))
+    return np.asarray(valid.reshape(h // cell, cell, w // cell, cell).any(axis=(1, 3)))
 
 
 def iter_batches(
@@ -73,24 +75,24 @@ def iter_batches(
         if not is_empty:
             arrays.append(data)
         if len(arrays) == batch_size or len(tiles) >= max_tiles:
-            data = np.stack(arrays) if arrays else None
-            yield WindowBatch(tuple(tiles), tuple(valids), tuple(empty), data)
+            stacked = np.stack(arrays) if arrays else None
+            yield WindowBatch(tuple(tiles), tuple(valids), tuple(empty), stacked)
             tiles, valids, empty, arrays = [], [], [], []
     if tiles:
-        data = np.stack(arrays) if arrays else None
-        yield WindowBatch(tuple(tiles), tuple(valids), tuple(empty), data)
+        stacked = np.stack(arrays) if arrays else None
+        yield WindowBatch(tuple(tiles), tuple(valids), tuple(empty), stacked)
 
 
 _DONE = object()
 
 
-def background(iterator: Iterator, maxsize: int = 2) -> Iterator:
+def background(iterator: Iterator[T], maxsize: int = 2) -> Generator[T, None, None]:
     """Run ``iterator`` on a daemon thread, ``maxsize`` items ahead; re-raise its errors here.
 
     Closing the returned generator (or an exception in the consumer) stops the thread at its next
     item, so an aborted run does not keep reading.
     """
-    items: queue.Queue = queue.Queue(maxsize=maxsize)
+    items: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
     stop = threading.Event()
 
     def produce() -> None:

@@ -73,7 +73,15 @@ def window_weights(
 
 
 @njit(nogil=True, cache=True)
-def accumulate(acc, wsum, pred, weight, valid, r0, c0):  # pragma: no cover - compiled
+def accumulate(  # pragma: no cover - compiled
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    pred: np.ndarray,
+    weight: np.ndarray,
+    valid: np.ndarray,
+    r0: int,
+    c0: int,
+) -> None:
     """Add ``pred * weight * valid`` into ``acc[:, r0:, c0:]`` and ``weight * valid`` into ``wsum``.
 
     ``acc`` (K, R, C) and ``wsum`` (R, C) are the accumulator; ``pred`` (K, h, w), ``weight`` and
@@ -104,7 +112,15 @@ def accumulate(acc, wsum, pred, weight, valid, r0, c0):  # pragma: no cover - co
                 a_row[j] += x if v_row[j] else zero
 
 
-def accumulate_numpy(acc, wsum, pred, weight, valid, r0, c0) -> None:
+def accumulate_numpy(
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    pred: np.ndarray,
+    weight: np.ndarray,
+    valid: np.ndarray,
+    r0: int,
+    c0: int,
+) -> None:
     """NumPy reference for :func:`accumulate` (same clipping and arithmetic, vectorised)."""
     _, n_r, n_c = acc.shape
     h, w = weight.shape
@@ -120,7 +136,9 @@ def accumulate_numpy(acc, wsum, pred, weight, valid, r0, c0) -> None:
 
 
 @njit(nogil=True, cache=True)
-def normalize(acc, wsum, out, nodata):  # pragma: no cover - compiled
+def normalize(  # pragma: no cover - compiled
+    acc: np.ndarray, wsum: np.ndarray, out: np.ndarray, nodata: float
+) -> None:
     """``out = acc / wsum`` (float32, shape of ``acc``); ``nodata`` where ``wsum == 0``."""
     n_k, n_r, n_c = acc.shape
     for k in range(n_k):
@@ -133,7 +151,7 @@ def normalize(acc, wsum, out, nodata):  # pragma: no cover - compiled
                 o_row[j] = a_row[j] / s if s > 0 else nodata
 
 
-def normalize_numpy(acc, wsum, out, nodata) -> None:
+def normalize_numpy(acc: np.ndarray, wsum: np.ndarray, out: np.ndarray, nodata: float) -> None:
     """NumPy reference for :func:`normalize`."""
     covered = wsum > 0
     safe = np.where(covered, wsum, np.float32(1))
@@ -141,7 +159,13 @@ def normalize_numpy(acc, wsum, out, nodata) -> None:
 
 
 @njit(nogil=True, cache=True)
-def argmax_classes(acc, wsum, out_classes, out_conf, nodata_value):  # pragma: no cover - compiled
+def argmax_classes(  # pragma: no cover - compiled
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    out_classes: np.ndarray,
+    out_conf: np.ndarray,
+    nodata_value: int,
+) -> None:
     """Per pixel, the class with the largest blended probability and its quantised confidence.
 
     ``out_classes`` (uint8) gets the arg-max over K (first on ties, like ``np.argmax``) or
@@ -168,7 +192,13 @@ def argmax_classes(acc, wsum, out_classes, out_conf, nodata_value):  # pragma: n
             out_conf[i, j] = min(max(q, 0.0), CONFIDENCE_SCALE)
 
 
-def argmax_classes_numpy(acc, wsum, out_classes, out_conf, nodata_value) -> None:
+def argmax_classes_numpy(
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    out_classes: np.ndarray,
+    out_conf: np.ndarray,
+    nodata_value: int,
+) -> None:
     """NumPy reference for :func:`argmax_classes`."""
     covered = wsum > 0
     out_classes[...] = np.where(covered, np.argmax(acc, axis=0), nodata_value)

@@ -70,21 +70,25 @@ class DevicePool:
         self.model = model.to(devices[0])
         self.precisions = [inference_precision(device, precision) for device in devices]
         self._threads = torch.get_num_threads()
-        replicas, self._replica_threads = (
+        layout: tuple[int, int | None] = (
             cpu_layout(self._threads) if [d.type for d in devices] == ["cpu"] else (1, None)
         )
+        replicas, self._replica_threads = layout
         slots = [(i, device) for i, device in enumerate(devices)] * replicas
         self._slot_devices = [device for _, device in slots]
         self._replicas = [self.model]
         self._replicas += [copy.deepcopy(model).to(device) for _, device in slots[1:]]
         self._autocast = [autocast_context(device, self.precisions[i]) for i, device in slots]
-        initializer = torch.set_num_threads if self._replica_threads else None
+        initializer: Callable[..., object] | None = (
+            torch.set_num_threads if self._replica_threads else None
+        )
+        initargs: tuple[Any, ...] = (self._replica_threads,) if initializer else ()
         self._executors = [
             ThreadPoolExecutor(
                 max_workers=1,
                 thread_name_prefix=f"gfm-{device}",
                 initializer=initializer,
-                initargs=(self._replica_threads,) if initializer else (),
+                initargs=initargs,
             )
             for _, device in slots
         ]
@@ -133,7 +137,7 @@ class DevicePool:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         limit = max_in_flight or 2 * len(self._executors)
-        pending: deque[tuple[Any, Future | None]] = deque()
+        pending: deque[tuple[Any, Future[np.ndarray] | None]] = deque()
         turn = 0
         for item in items:
             batch = batch_of(item)
@@ -149,6 +153,6 @@ class DevicePool:
             yield _resolve(pending.popleft())
 
 
-def _resolve(entry: tuple[Any, Future | None]) -> tuple[Any, np.ndarray | None]:
+def _resolve(entry: tuple[Any, Future[np.ndarray] | None]) -> tuple[Any, np.ndarray | None]:
     item, future = entry
     return item, None if future is None else future.result()

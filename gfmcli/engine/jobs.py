@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Protocol
 
 import rasterio
-from rasterio._err import CPLE_BaseError
-from rasterio.errors import RasterioError
 
 from gfmcli.contract import ModelContract
 from gfmcli.engine.inference import DevicePool
@@ -25,7 +23,7 @@ from gfmcli.engine.options import FilePlan, FileResult, MapOptions
 from gfmcli.engine.runner import map_file, missing_outputs_sidecars, output_paths, plan_file
 from gfmcli.errors import GfmError, OutputError
 from gfmcli.io.paths import OutputLock, is_gdal_path, should_skip_existing, stale_partials
-from gfmcli.io.writer import check_writable
+from gfmcli.io.writer import GDAL_ERRORS, check_writable
 from gfmcli.model.tasks import GfmModel
 from gfmcli.runtime.devices import resolve_devices
 from gfmcli.runtime.distributed import ProcessGroup, RankInfo, device_spec_for_rank, shard
@@ -247,7 +245,7 @@ def read_files(path: str) -> list[Path]:
     try:
         with rasterio.open(path) as dataset:
             listed = dataset.files
-    except (RasterioError, CPLE_BaseError, OSError):
+    except GDAL_ERRORS:
         return files
     return files + [Path(f) for f in listed if not is_gdal_path(f)]
 

@@ -179,6 +179,7 @@ class StripMosaic:
 
     def _consume(self, tile: Tile, pred: np.ndarray | None, valid: np.ndarray | None) -> None:
         if pred is not None:
+            assert valid is not None  # a window the model saw has its validity mask
             edges = self.plan.edges(tile)
             weight = self._weights.get(edges)
             if weight is None:

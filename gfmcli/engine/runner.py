@@ -383,7 +383,7 @@ def _run(
         return read_window(src, (row, col + col_off, height, width), mapping)
 
     batches = background(iter_batches(plan, read, batch_size, cell=cell), maxsize=PREFETCH)
-    writes: deque[Future] = deque()
+    writes: deque[Future[Any]] = deque()
     empty = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gfm-writer") as writer:
         try:

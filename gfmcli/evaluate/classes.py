@@ -90,7 +90,7 @@ def parse_class_mapping(text: str, source: str = "<classes>") -> ClassMapping:
         classes[_ref_key(key)] = value
     merge: dict[str, tuple[RefKey, ...]] = {}
     for name, members in raw.get("merge", {}).items():
-        ok = isinstance(members, list) and members
+        ok = isinstance(members, list) and bool(members)
         ok = ok and all(isinstance(m, (int, str)) and not isinstance(m, bool) for m in members)
         if not ok:
             raise ConfigError(

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -166,7 +166,9 @@ def count_raster(
             raise InputError(
                 f"{reference}: reference classes must be integers, this raster is {ref.dtypes[0]}"
             )
-        nodata = ref.nodata if reference_nodata == FILE_NODATA else reference_nodata
+        nodata = (
+            ref.nodata if reference_nodata == FILE_NODATA else cast(float | None, reference_nodata)
+        )
         ref_names = raster_class_names(ref)
         pairs: Counter = Counter()
         for win, labels, valid in _reference_windows(src, map_path, ref, reference, nodata, window):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ class EmbeddingTableWriter:
         self._vectors: list[np.ndarray] = []
         self._bounds = [np.inf, np.inf, -np.inf, -np.inf]
         self._written = 0
-        self._writer = None
+        self._writer: Any = None  # a pyarrow.parquet.ParquetWriter once the first rows come
 
     def add(
         self,
@@ -173,6 +173,7 @@ class EmbeddingTableWriter:
             if not self._written:
                 raise OutputError(f"{self.path}: no window had valid pixels; nothing to write")
             try:
+                assert self._writer is not None  # rows were written, so the writer exists
                 self._writer.add_key_value_metadata({"geo": json.dumps(self.geo_metadata())})
                 self._writer.close()
                 self._writer = None
@@ -202,7 +203,7 @@ def window_rows(
     height: int,
     width: int,
     patch: int,
-):
+) -> Iterator[tuple[Any, Any, float, np.ndarray]]:
     """``(box, window, valid_fraction, vector)`` per pooled window of a ``VectorAssembler``
     payload (tiles on the patch grid), footprints clipped to the raster."""
     for tile, vector, valid_fraction in payload:

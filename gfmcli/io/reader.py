@@ -203,6 +203,7 @@ def _pixel_size_m(crs: Any, transform: Any, shape: tuple[int, int]) -> tuple[flo
         lons, lats = to_lonlat.transform([p[0] for p in points], [p[1] for p in points])
         if all(math.isfinite(v) for v in (*lons, *lats)):
             geod = geodetic.get_geod()
+            assert geod is not None  # every geodetic CRS has an ellipsoid
             _, _, dx = geod.inv(lons[0], lats[0], lons[1], lats[1])
             _, _, dy = geod.inv(lons[0], lats[0], lons[2], lats[2])
             if dx > 0 and dy > 0:

@@ -200,7 +200,9 @@ def _asset_bands(key: str, asset: dict[str, Any], base: str) -> list[_Band]:
             continue  # not a spectral band (a mask, a classification)
         extra = raster[i] if i < len(raster) and isinstance(raster[i], dict) else {}
 
-        def field_of(name: str, band: dict = band, extra: dict = extra) -> float | None:
+        def field_of(
+            name: str, band: dict[str, Any] = band, extra: dict[str, Any] = extra
+        ) -> float | None:
             for source in (extra, band, asset):
                 for spelled in (name, f"raster:{name}"):
                     if _number(source.get(spelled)) is not None:

@@ -270,6 +270,7 @@ def _area_function(crs: ProjCRS) -> Callable[[np.ndarray], np.ndarray]:
         factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
         return lambda polygons: shapely.area(polygons) * factor**2
     geod = geodetic.get_geod()
+    assert geod is not None  # every geodetic CRS has an ellipsoid
     to_lonlat = Transformer.from_crs(crs, geodetic, always_xy=True)
 
     def areas(polygons: np.ndarray) -> np.ndarray:

@@ -58,9 +58,11 @@ from gfmcli.io.styles import class_map_style, probability_style, style_path
 CLASS_NODATA = 255
 PROBABILITY_NODATA = 255
 BLOCK = 512
-# What GDAL raises through rasterio: RasterioError (an OSError), or CPLE_* for driver errors
-# such as a creation option it refuses ("Bad value 100 for TileWidth").
-_GDAL_ERRORS = (RasterioError, CPLE_BaseError, OSError)
+#: What GDAL raises through rasterio: RasterioError (an OSError), or CPLE_* for driver errors
+#: such as a creation option it refuses ("Bad value 100 for TileWidth"). CPLE_BaseError has no
+#: public name in rasterio (rasterio.errors does not export it), so this is gfm's one import
+#: from a private rasterio module; everything else catches GDAL_ERRORS.
+GDAL_ERRORS = (RasterioError, CPLE_BaseError, OSError)
 _LOW_SPACE = 1 << 20
 
 
@@ -193,7 +195,7 @@ class StagedRasterWriter:
                 self._dataset.scales = tuple(scales)
             if tags:
                 self._dataset.update_tags(**_tag_strings(tags))
-        except _GDAL_ERRORS as exc:
+        except GDAL_ERRORS as exc:
             self.abort()
             raise self._failure("cannot create the output", exc) from exc
 
@@ -219,7 +221,7 @@ class StagedRasterWriter:
             self._dataset.write(
                 array.astype(self.dtype, copy=False), window=Window(col_off, row_off, width, height)
             )
-        except _GDAL_ERRORS as exc:
+        except GDAL_ERRORS as exc:
             raise self._failure("writing the staged raster", exc) from exc
 
     def finalize(self) -> Path:
@@ -228,7 +230,7 @@ class StagedRasterWriter:
             try:
                 self._dataset.close()
                 rasterio.shutil.copy(self._staged, self._cog, driver="COG", **self._cog_options)
-            except _GDAL_ERRORS as exc:
+            except GDAL_ERRORS as exc:
                 raise self._failure("writing the COG", exc) from exc
             _, errors, _ = cog_validate(str(self._cog), quiet=True)
             errors = _real_cog_errors(self._cog, errors)
@@ -427,7 +429,7 @@ def missing_sidecars(raster: str | Path, kind: str) -> list[Path]:
     try:
         with rasterio.open(raster) as src:
             made_by_gfm = "GFM_VERSION" in src.tags()
-    except _GDAL_ERRORS:
+    except GDAL_ERRORS:
         return []
     return missing if made_by_gfm else []
 

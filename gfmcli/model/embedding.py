@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -56,13 +56,13 @@ class PatchEmbed(nn.Module):
         p = self.patch_size
         patches = x.reshape(b, c, height // p, p, width // p, p).transpose(3, 4)
         patches = patches.reshape(b, c, (height // p) * (width // p), p * p)
-        conv1, conv2 = self.proj[0], self.proj[2]
+        conv1, conv2 = cast(nn.Conv2d, self.proj[0]), cast(nn.Conv2d, self.proj[2])
         hidden = F.relu(F.linear(patches, conv1.weight.flatten(1), conv1.bias))
         return F.linear(hidden, conv2.weight.flatten(1), conv2.bias)
 
     def init_weights(self) -> None:
         """Xavier-uniform on each kernel viewed as (out_channels, fan_in), as MAE does."""
-        for conv in (self.proj[0], self.proj[2]):
+        for conv in (cast(nn.Conv2d, self.proj[0]), cast(nn.Conv2d, self.proj[2])):
             nn.init.xavier_uniform_(conv.weight.view(conv.weight.shape[0], -1))
 
 
@@ -124,7 +124,7 @@ class PosChanEmbed:
         self.combine = combine
         self.cls_embedding = cls_embedding
         self.max_entries = max_entries
-        self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
 
     def __call__(
         self,
@@ -268,24 +268,33 @@ class TokenGridEncoder(nn.Module):
         self,
         x: torch.Tensor | None,
         wavelengths: Wavelengths | None,
-        gsd: float,
+        gsd: float | None,
         radar: torch.Tensor | None = None,
         radar_wavelengths: Wavelengths | None = None,
     ) -> TokenGrid:
         """Embed every band, build the [CLS] grid and add the CPCE. No masking happens here."""
         gsd = _as_gsd(gsd)
-        parts, wls = [], {"optical": (), "radar": ()}
+        parts: list[torch.Tensor] = []
+        wls: dict[str, tuple[float, ...]] = {"optical": (), "radar": ()}
         for data, wl, which in ((x, wavelengths, "optical"), (radar, radar_wavelengths, "radar")):
             if data is not None:
                 wls[which] = as_wavelengths(wl, data.shape[1] if data.ndim == 4 else -1, which)
                 parts.append(self._embed(data, which))
         if not parts:
             raise ModelError("no input: pass optical x, radar, or both")
-        if len(parts) == 2 and (x.shape[0], *x.shape[2:]) != (radar.shape[0], *radar.shape[2:]):
+        if (
+            x is not None
+            and radar is not None
+            and (x.shape[0], *x.shape[2:])
+            != (
+                radar.shape[0],
+                *radar.shape[2:],
+            )
+        ):
             raise ModelError(
                 f"optical {tuple(x.shape)} and radar {tuple(radar.shape)} differ in batch or size"
             )
-        ref = x if x is not None else radar
+        ref = cast(torch.Tensor, x if x is not None else radar)  # one of them is given (above)
         grid_size = (ref.shape[-2] // self.patch_size, ref.shape[-1] // self.patch_size)
         patches = torch.cat(parts, dim=1) if len(parts) == 2 else parts[0]  # (B, C, N, D)
         b, c, n, d = patches.shape
@@ -340,7 +349,7 @@ class TokenGridEncoder(nn.Module):
         self,
         x: torch.Tensor | None,
         wavelengths: Wavelengths | None,
-        gsd: float,
+        gsd: float | None,
         radar: torch.Tensor | None = None,
         radar_wavelengths: Wavelengths | None = None,
         indices: Sequence[int] = (-1,),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
@@ -234,7 +234,7 @@ class HyperMAE(nn.Module):
         tokens = grid.tokens
         b, c, n = tokens.shape[0], tokens.shape[1] - 1, tokens.shape[2] - 1
         device = tokens.device
-        gsd = float(gsd)  # validated by embed_tokens
+        gsd = float(cast(float, gsd))  # validated by embed_tokens
         full_mask = self.encoder.spatial_mask(grid.grid_size, gsd, device)
         keep_c = keep_count(c, self.channel_mask_ratio, self.min_kept_channels)
         keep_n = keep_count(n, self.mask_ratio)
@@ -258,6 +258,7 @@ class HyperMAE(nn.Module):
         co = grid.num_optical
         preds = [self.optical_pred(dec[:, :co])] if co else []
         if grid.num_radar:
+            assert self.radar_pred is not None  # radar tokens need the radar embedder
             preds.append(self.radar_pred(dec[:, co:]))
         pred = torch.cat(preds, dim=1) if len(preds) == 2 else preds[0]
         images = [t for t in (x, radar) if t is not None]

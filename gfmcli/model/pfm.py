@@ -10,6 +10,7 @@ every forward pass) this is vectorised, handles h x w grids and is cached per in
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import torch
 
@@ -47,7 +48,7 @@ class PfmCache:
 
     def __init__(self, max_entries: int = 8) -> None:
         self.max_entries = max_entries
-        self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
 
     def get(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gfmcli.errors import ModelError
 from gfmcli.model.config import EncoderConfig
@@ -34,7 +34,7 @@ def list_models() -> list[str]:
     return sorted(_CONFIGS)
 
 
-def get_config(name: str, **overrides: object) -> EncoderConfig:
+def get_config(name: str, **overrides: Any) -> EncoderConfig:
     """The named config with ``overrides`` applied (``dataclasses.replace``)."""
     if name not in _CONFIGS:
         raise ModelError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")

@@ -19,7 +19,7 @@ from torch import nn
 
 from gfmcli.contract import TASKS
 from gfmcli.errors import ModelError
-from gfmcli.model.embedding import band_identifiers
+from gfmcli.model.embedding import TokenGridEncoder, band_identifiers
 from gfmcli.model.heads import (
     ClassificationHead,
     RegressionHead,
@@ -50,7 +50,7 @@ class GfmModel(nn.Module):
     """
 
     def __init__(
-        self, encoder: nn.Module, head: nn.Module | None, task: str, config: dict[str, Any]
+        self, encoder: TokenGridEncoder, head: nn.Module | None, task: str, config: dict[str, Any]
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -234,7 +234,7 @@ def _check_config(config: Any) -> None:
         )
 
 
-def _create_encoder(name: str, overrides: dict[str, Any]) -> nn.Module:
+def _create_encoder(name: str, overrides: dict[str, Any]) -> TokenGridEncoder:
     from gfmcli.model.registry import create_model
 
     return create_model(name, **overrides)

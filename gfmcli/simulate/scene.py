@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import rasterio
@@ -113,7 +114,9 @@ def simulate_scene(
         raise SimulatorError(f"cloud_cover must be 'auto' or in [0, 1], got {cloud_cover!r}")
     if cloud_seed is not None and cloud_seed < 0:
         raise SimulatorError(f"cloud_seed must be a non-negative integer, got {cloud_seed}")
-    height_m, width_m = (size_m, size_m) if np.isscalar(size_m) else size_m
+    height_m, width_m = cast(
+        "tuple[float, float]", (size_m, size_m) if np.isscalar(size_m) else size_m
+    )
     base = resolution_m if resolution_m is not None else min(s.gsd for s in specs) / 2.0
     out = Path(out_dir)
     targets = {}

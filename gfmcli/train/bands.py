@@ -91,7 +91,7 @@ def resolve_bands(src, path: Path, sensor: str | None, bands: tuple[str, ...] | 
     for note in identified.notes:
         log.warning("%s", note)
     spec = identified.sensor
-    if sensor and not bands and not any(src.descriptions):
+    if sensor and spec is not None and not bands and not any(src.descriptions):
         log.info("%s: assuming the %s band order %s", path, spec.name, ", ".join(spec.band_names))
     stated = scaling_rules.explicit_file_scaling(str(path), src.scales, src.offsets)
     scalings = [_scaling(src, path, b, spec, stated) for b in identified.bands]

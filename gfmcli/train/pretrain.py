@@ -20,7 +20,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader
@@ -145,7 +145,7 @@ class _Pretrainer:
         self.chips_seen = 0
         if resume:
             self._restore()
-        self.net = self.mae
+        self.net: torch.nn.Module = self.mae
         if ctx.distributed:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.mae, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
@@ -234,7 +234,9 @@ class _Pretrainer:
         inputs = model_inputs(batch, group, self.ctx.device)
         valid = batch["valid"].to(self.ctx.device)
         sync = (self.micro + 1) % accumulate == 0
-        context = self.net.no_sync() if self.ctx.distributed and not sync else nullcontext()
+        context = (
+            cast(Any, self.net).no_sync() if self.ctx.distributed and not sync else nullcontext()
+        )
         with context:
             with self.autocast:
                 out = self.net(**inputs, generator=self.generator)

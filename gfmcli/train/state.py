@@ -8,7 +8,7 @@ plain values) so ``--resume`` continues bit-exactly (tests/train/test_pretrain.p
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from gfmcli.errors import ConfigError
 
 def rng_state() -> dict[str, Any]:
     """Python, NumPy and torch RNG states as plain data, for ``extra`` (resume exactly)."""
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple form
     state: dict[str, Any] = {
         "python": [list(s) if isinstance(s, tuple) else s for s in random.getstate()],
         "numpy": {
@@ -68,7 +68,7 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], keys: li
         )
 
 
-def _dig(data: dict[str, Any], key: str) -> Any:
+def _dig(data: Any, key: str) -> Any:
     for part in key.split("."):
         data = data.get(part) if isinstance(data, dict) else None
     return data
