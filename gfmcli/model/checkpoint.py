@@ -81,15 +81,15 @@ def _contract_for(model: GfmModel, contract: ModelContract) -> ModelContract:
         raise ModelError(
             f"contract patch size {contract.patch_size} but the model's is {model.patch_size}"
         )
-    head = model.config.get("head") or {}
+    head = model.spec.head
+    outputs = None if head is None else head.num_outputs
     if (
         contract.classes
         and model.task in ("segmentation", "classification")
-        and len(contract.classes) != head.get("num_outputs")
+        and len(contract.classes) != outputs
     ):
         raise ModelError(
-            f"contract lists {len(contract.classes)} classes but the head has "
-            f"{head.get('num_outputs')} outputs"
+            f"contract lists {len(contract.classes)} classes but the head has {outputs} outputs"
         )
     provenance = {
         "gfm_version": __version__,

@@ -1,10 +1,13 @@
 """Task models: a LESS encoder plus an optional head, built from a JSON-able config.
 
 The config (``model_config_for`` / ``GfmModel.config``) is what a checkpoint's contract stores, so
-``build_model(model.config)`` rebuilds the same architecture. It records the encoder's *resolved*
-config (every field, not only the overrides given), so a checkpoint keeps meaning the same
-network even if a registry default changes later; the reference code rebuilt its fine-tuning
-encoder from defaults and silently got other shapes and MAE masking (less_vit.md §5.2).
+``build_model(model.config)`` rebuilds the same architecture. Code reads it through
+:class:`ModelSpec` (``ModelSpec.from_config``, ``GfmModel.spec``): typed fields, validated once,
+instead of string keys; the stored form stays the plain dict (its bytes feed the contract hash).
+It records the encoder's *resolved* config (every field, not only the overrides given), so a
+checkpoint keeps meaning the same network even if a registry default changes later; the
+reference code rebuilt its fine-tuning encoder from defaults and silently got other shapes and
+MAE masking (less_vit.md §5.2).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -41,6 +46,44 @@ _HEAD_OPTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class HeadSpec:
+    """A task head: its task (``type``), output count and size options (``_HEAD_OPTIONS``)."""
+
+    type: str
+    num_outputs: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The task-model config as typed fields: the encoder's registry name and overrides (the
+    resolved encoder config once built), the task, and the head (None for pretrain/embedding)."""
+
+    encoder: str
+    encoder_overrides: Mapping[str, Any]
+    task: str
+    head: HeadSpec | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> ModelSpec:
+        """Read a stored config (``model_config_for``'s dict); ModelError naming the bad key."""
+        _check_config(config)
+        encoder, head = config["encoder"], config.get("head")
+        return cls(
+            encoder=encoder["name"],
+            encoder_overrides=dict(encoder.get("overrides", {})),
+            task=config["task"],
+            head=None
+            if head is None
+            else HeadSpec(
+                head["type"],
+                head["num_outputs"],
+                {k: v for k, v in head.items() if k not in ("type", "num_outputs")},
+            ),
+        )
+
+
 class GfmModel(nn.Module):
     """Encoder + optional head for one task.
 
@@ -67,6 +110,11 @@ class GfmModel(nn.Module):
     def config(self) -> dict[str, Any]:
         """The JSON-able config that ``build_model`` turns back into this architecture."""
         return copy.deepcopy(self._config)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """:attr:`config` as a :class:`ModelSpec`."""
+        return ModelSpec.from_config(self._config)
 
     @property
     def patch_size(self) -> int:
@@ -240,24 +288,25 @@ def _create_encoder(name: str, overrides: dict[str, Any]) -> TokenGridEncoder:
     return create_model(name, **overrides)
 
 
-def _create_head(spec: dict[str, Any], embed_dim: int, patch_size: int) -> nn.Module:
-    options = {k: v for k, v in spec.items() if k not in ("type", "num_outputs")}
+def _create_head(spec: HeadSpec, embed_dim: int, patch_size: int) -> nn.Module:
+    options = dict(spec.options)
     try:
-        if spec["type"] == "classification":
-            return ClassificationHead(embed_dim, spec["num_outputs"], **options)
-        return HEADS[spec["type"]](embed_dim, patch_size, spec["num_outputs"], **options)
+        if spec.type == "classification":
+            return ClassificationHead(embed_dim, spec.num_outputs, **options)
+        return HEADS[spec.type](embed_dim, patch_size, spec.num_outputs, **options)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"model config head {spec}: cannot build it ({exc})") from exc
+        shown = {"type": spec.type, "num_outputs": spec.num_outputs, **options}
+        raise ModelError(f"model config head {shown}: cannot build it ({exc})") from exc
 
 
 def build_model(model_config: dict[str, Any]) -> GfmModel:
     """Build encoder and head from a config made by ``model_config_for`` (or read from a
     checkpoint contract). The returned model's ``config`` holds the encoder's resolved config."""
-    _check_config(model_config)
-    enc_cfg = model_config["encoder"]
-    encoder = _create_encoder(enc_cfg["name"], enc_cfg.get("overrides", {}))
+    spec = ModelSpec.from_config(model_config)
+    encoder = _create_encoder(spec.encoder, dict(spec.encoder_overrides))
     config = copy.deepcopy(model_config)
-    config["encoder"] = {"name": enc_cfg["name"], "overrides": dataclasses.asdict(encoder.cfg)}
-    spec = model_config["head"]
-    head = None if spec is None else _create_head(spec, encoder.embed_dim, encoder.patch_size)
-    return GfmModel(encoder, head, model_config["task"], config)
+    config["encoder"] = {"name": spec.encoder, "overrides": dataclasses.asdict(encoder.cfg)}
+    head = None
+    if spec.head is not None:
+        head = _create_head(spec.head, encoder.embed_dim, encoder.patch_size)
+    return GfmModel(encoder, head, spec.task, config)

@@ -153,10 +153,10 @@ def build_task_model(cfg: FinetuneConfig, num_outputs: int):
             "the pretrained checkpoint"
         )
     pretrained, contract = load_checkpoint(cfg.model.pretrained)
-    enc = pretrained.config["encoder"]
-    overrides = {**enc["overrides"], "drop_path_rate": cfg.model.drop_path}
+    spec = pretrained.spec
+    overrides = {**spec.encoder_overrides, "drop_path_rate": cfg.model.drop_path}
     config = model_config_for(
-        enc["name"], cfg.model.task, num_outputs=num_outputs, encoder_overrides=overrides, **head
+        spec.encoder, cfg.model.task, num_outputs=num_outputs, encoder_overrides=overrides, **head
     )
     model = build_model(config)
     model.encoder.load_state_dict(pretrained.encoder.state_dict(), strict=True)
@@ -414,7 +414,7 @@ class _Finetuner:
         if len({f.band_key for f in self.folders}) > 1:
             log.warning("several band sets: the checkpoint's contract describes %s", first.path)
         contract = ModelContract(
-            model_name=self.model.config["encoder"]["name"],
+            model_name=self.model.spec.encoder,
             model_config=self.model.config,
             task=self.task,
             sensor=first.meta["sensor"],
