@@ -43,13 +43,7 @@ from gfmcli.train.datasets import (
     open_chip_folder,
 )
 from gfmcli.train.labels import IGNORE_INDEX
-from gfmcli.train.metrics import (
-    ConfusionMeter,
-    RegressionMeter,
-    default_metric,
-    is_better,
-    metric_value,
-)
+from gfmcli.train.metrics import default_metric, is_better, metric_value, score_batches
 from gfmcli.train.optim import build_optimizer, lr_at, set_lr
 from gfmcli.train.run import (
     BEST,
@@ -389,21 +383,17 @@ class _Finetuner:
     def validate(self, batches) -> dict[str, Any]:
         """Scores on the validation batches, summed over processes."""
         self.model.eval()
-        if self.task == "regression":
-            meter: Any = RegressionMeter()
-        else:
-            meter = ConfusionMeter(len(self.classes), [c.name for c in self.classes])
-        for batch in batches:
+        net = self.model.head if self.probe else self.model
+
+        def forward(batch: dict[str, Any]) -> torch.Tensor:
             with self.autocast:
-                out = self._forward(self.model.head if self.probe else self.model, batch)
-            target = batch["target"]
-            if self.task == "segmentation":
-                target = torch.where(batch["valid"], target, IGNORE_INDEX)
-            if self.task == "regression":
-                target = torch.where(batch["valid"], target, float("nan"))
-            meter.update(out.float().cpu(), target)
-        meter.all_reduce(lambda t: D.all_reduce_sum(t, self.ctx))
-        return meter.compute()
+                return self._forward(net, batch)
+
+        def reduce(counts: torch.Tensor) -> torch.Tensor:
+            return D.all_reduce_sum(counts, self.ctx)
+
+        names = [c.name for c in self.classes]
+        return score_batches(self.task, names, batches, forward, reduce)
 
     def _save(self, epoch: int, scores: dict[str, Any]) -> None:
         if not self.ctx.is_main:
@@ -465,25 +455,14 @@ def evaluate(
         raise InputError(f"no chips in split {split!r} of {', '.join(cfg.data.chips)}")
     sampler = GroupedBatchSampler(dataset.group_of, cfg.data.batch_size, shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
-    if contract.task == "regression":
-        meter: Any = RegressionMeter()
-    else:
-        meter = ConfusionMeter(len(contract.classes), [c.name for c in contract.classes])
+
+    def forward(batch: dict[str, Any]) -> torch.Tensor:
+        return model(**model_inputs(batch, dataset.groups[batch["group"]], ctx.device))
+
+    names = [c.name for c in contract.classes]
     with torch.no_grad():
-        for batch in loader:
-            out = model(**model_inputs(batch, dataset.groups[batch["group"]], ctx.device))
-            target = batch["target"]
-            if contract.task == "segmentation":
-                target = torch.where(batch["valid"], target, IGNORE_INDEX)
-            elif contract.task == "regression":
-                target = torch.where(batch["valid"], target, float("nan"))
-            meter.update(out.float(), target)
-    scores = {
-        "split": split,
-        "checkpoint": str(checkpoint),
-        "chips": len(dataset),
-        **meter.compute(),
-    }
+        computed = score_batches(contract.task, names, loader, forward)
+    scores = {"split": split, "checkpoint": str(checkpoint), "chips": len(dataset), **computed}
     output = Path(output or Path(cfg.output.dir) / f"{split}_metrics.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(json_safe(scores), indent=1) + "\n")

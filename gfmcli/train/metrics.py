@@ -18,14 +18,14 @@ same numbers as one process.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from gfmcli.scores import scores_from_confusion
-
-IGNORE_INDEX = 255
+from gfmcli.train.labels import IGNORE_INDEX
 
 
 def confusion_matrix(
@@ -108,6 +108,34 @@ class RegressionMeter:
 
 HIGHER_IS_BETTER = {"miou": True, "accuracy": True, "f1": True, "rmse": False, "mae": False}
 _METRIC_KEYS = {"miou": "miou", "accuracy": "overall_accuracy", "f1": "macro_f1"}
+
+
+def score_batches(
+    task: str,
+    class_names: list[str],
+    batches: Iterable[dict[str, Any]],
+    forward: Callable[[dict[str, Any]], torch.Tensor],
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """The one scoring loop, of fine-tuning's validation and of ``gfm finetune --evaluate``:
+    ``forward(batch)`` per batch, targets masked where chips have no valid pixels (ignored
+    classes, NaN values), counts summed with ``reduce`` across processes, then scored."""
+    meter: Any
+    if task == "regression":
+        meter = RegressionMeter()
+    else:
+        meter = ConfusionMeter(len(class_names), list(class_names))
+    for batch in batches:
+        out = forward(batch)
+        target = batch["target"]
+        if task == "segmentation":
+            target = torch.where(batch["valid"], target, IGNORE_INDEX)
+        elif task == "regression":
+            target = torch.where(batch["valid"], target, float("nan"))
+        meter.update(out.float().cpu(), target)
+    if reduce is not None:
+        meter.all_reduce(reduce)
+    return meter.compute()
 
 
 def default_metric(task: str) -> str:
