@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from gfmcli.errors import ModelError
 
 #: Every task a checkpoint can have: the one task list (model heads, training, predict).
+# Class maps are uint8 with 255 as nodata.
+MAX_CLASS_ID = 254
 TASKS = ("pretrain", "segmentation", "classification", "regression", "embedding")
 #: The tasks with a supervised head, the ones ``gfm finetune`` trains.
 HEAD_TASKS = ("segmentation", "classification", "regression")
@@ -67,8 +70,25 @@ class ModelContract:
             raise ModelError(f"contract task {self.task!r} is not one of {', '.join(TASKS)}")
         if not self.bands:
             raise ModelError("a model contract needs at least one band")
-        if self.gsd <= 0 or self.patch_size <= 0:
+        if not (math.isfinite(self.gsd) and self.gsd > 0) or self.patch_size <= 0:
             raise ModelError("contract GSD and patch size must be positive")
+        for band in self.bands:
+            numbers = (band.wavelength_nm, band.mean, band.std, band.scale, band.offset)
+            if not all(math.isfinite(v) for v in numbers) or band.std <= 0:
+                raise ModelError(
+                    f"contract band {band.name!r}: mean, std, scale and offset must be finite "
+                    f"and std positive (std {band.std}); the checkpoint is corrupt or was edited"
+                )
+        ids = [c.id for c in self.classes]
+        bad = [i for i in ids if not 0 <= i <= MAX_CLASS_ID]
+        if bad or len(set(ids)) != len(ids):
+            what = f"class id {bad[0]} is outside 0..{MAX_CLASS_ID}" if bad else "class ids repeat"
+            raise ModelError(
+                f"contract classes: {what} (a class map is uint8 with 255 as nodata); the "
+                "checkpoint is corrupt or was edited"
+            )
+        if any(not 0 <= v <= 255 for c in self.classes for v in c.color):
+            raise ModelError("contract classes: colours must be RGB values in 0..255")
 
     @property
     def band_names(self) -> tuple[str, ...]:

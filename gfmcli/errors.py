@@ -9,7 +9,7 @@ Exit codes (documented in docs/cli.md):
 ====  ==========================================================
 0     success
 1     some inputs failed (batch run with ``--keep-going``) or an unexpected error
-2     command-line usage error (click)
+2     UsageError: command-line usage or out-of-range option value (click's own errors too)
 3     InputError: missing/corrupt raster, wrong bands, no CRS, all nodata
 4     ModelError: unknown model, corrupt checkpoint, contract mismatch in the weights
 5     OutputError: output exists, unwritable, equal to the input
@@ -29,8 +29,9 @@ class GfmError(Exception):
 
 
 class UsageError(GfmError, ValueError):
-    """The call itself cannot run: no inputs at all, or options that contradict each other.
-    The CLI shows it as click's usage error (exit code 2)."""
+    """The call itself cannot run: no inputs at all, options that contradict each other, or an
+    option value the command cannot take (out of range, refused by GDAL), found before any work
+    starts. The CLI shows it as click's usage error (exit code 2)."""
 
     exit_code = 2
 
@@ -74,4 +75,18 @@ class ConfigError(GfmError, ValueError):
 
 
 EXIT_PARTIAL_FAILURE = 1
+EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
+
+
+def unexpected_error(exc: BaseException, where: str = "") -> GfmError:
+    """A failure gfm did not foresee (not a ``GfmError``) as one line: the exception's type and
+    first line, naming ``where`` (an input) when known, pointing at ``--debug``."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    prefix = f"{where}: " if where else ""
+    error = GfmError(
+        f"{prefix}unexpected error ({type(exc).__name__}{': ' + text if text else ''}); "
+        "rerun with --debug for the traceback and report it"
+    )
+    error.__cause__ = exc
+    return error

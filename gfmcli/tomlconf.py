@@ -9,8 +9,10 @@ This module knows no schema: callers pass a frozen dataclass (``gfmcli.train.con
 training schema, ``gfmcli.evaluate.classes`` reads class-mapping files with ``find_key_line``).
 Command-line options override TOML values by dotted key (``{"optim.lr": 3e-4}``) *before*
 validation, so an override is checked exactly like a TOML value. Relative paths are resolved
-against the TOML file's folder (so a config works from any working directory, e.g. cron); paths
-given as overrides should be made absolute by the caller.
+against the TOML file's folder and made absolute (so a config works from any working directory,
+e.g. cron); paths given as overrides should be made absolute by the caller. Numbers are checked
+against each key's ``range`` metadata (``train.config._range``) and must be finite, so ``lr = nan``
+or ``log_every = 0`` is a ConfigError before any work, not a crash or an endless loop later.
 
 ``config_to_toml`` writes the effective configuration back as TOML; it is saved beside every
 checkpoint so a run can be reproduced from its outputs alone.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import sys
 import types
@@ -136,17 +139,42 @@ class _Context:
                 self.fail(dotted, f"{dotted} = {value!r} is not one of {', '.join(choices)}")
             if fld.metadata.get("path") and value is not None:
                 value = self.resolve(value)
+            self.check_numbers(dotted, value, fld.metadata.get("range"))
             values[name] = value
         try:
             return cls(**values)
         except ValueError as exc:
             self.fail(prefix, str(exc))
 
+    def check_numbers(self, dotted: str, value: Any, bounds: tuple | None) -> None:
+        """Every number in ``value`` (a scalar, array or table of them) is finite and within
+        ``bounds`` (``_range``); ConfigError naming the key otherwise."""
+        if isinstance(value, dict):
+            for key, item in value.items():
+                self.check_numbers(f"{dotted}.{key}", item, bounds)
+            return
+        if isinstance(value, tuple):
+            for item in value:
+                self.check_numbers(dotted, item, bounds)
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        if not math.isfinite(value):
+            self.fail(dotted, f"{dotted} = {value!r} must be a finite number")
+        if bounds is None:
+            return
+        low, high, low_open, high_open = bounds
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            self.fail(dotted, f"{dotted} = {value!r} is out of range: {_span(*bounds)}")
+
     def resolve(self, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
         if isinstance(value, tuple):
             return tuple(str(self.resolve(v)) for v in value)
-        path = Path(value).expanduser()
-        return str(path if path.is_absolute() else (self.base_dir / path))
+        # Absolute and normalised, so one TOML named by a relative path, from another folder
+        # or by a symlink gives the same paths (a --resume compares them with the saved run).
+        return str((self.base_dir / Path(value).expanduser()).resolve())
 
     def convert(self, hint: Any, value: Any, dotted: str) -> Any:
         origin = typing.get_origin(hint)
@@ -192,6 +220,15 @@ class _Context:
         else:  # pragma: no cover - schema error, not user error
             raise TypeError(f"unsupported config type {hint!r}")
         self.fail(base, f"{dotted} must be {_TYPE_NAMES[hint]}, got {_kind(value)} {value!r}")
+
+
+def _span(low: Any, high: Any, low_open: bool, high_open: bool) -> str:
+    """``_range`` bounds in words: "must be at least 1", "must be in [0, 1)"."""
+    if high is None:
+        return f"must be {'greater than' if low_open else 'at least'} {low}"
+    if low is None:
+        return f"must be {'less than' if high_open else 'at most'} {high}"
+    return f"must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
 
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

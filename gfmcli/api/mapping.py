@@ -29,9 +29,17 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 from gfmcli.contract import ModelContract
 from gfmcli.engine.jobs import Job, Progress, plan_jobs, run_jobs
 from gfmcli.engine.options import DEFAULT_MODEL, FilePlan, FileResult, MapOptions
+from gfmcli.engine.runner import check_run_options
 from gfmcli.errors import EXIT_PARTIAL_FAILURE, InputError, UsageError
-from gfmcli.io.paths import expand_inputs_lenient, output_format, plan_outputs
+from gfmcli.io.paths import (
+    expand_inputs_lenient,
+    no_empty_new_folders,
+    output_folder,
+    output_format,
+    plan_outputs,
+)
 from gfmcli.io.stac import StacInput, is_stac_path, open_inputs
+from gfmcli.io.writer import check_creation_options
 from gfmcli.model.checkpoint import load_model
 from gfmcli.runtime.distributed import rank_info
 
@@ -131,13 +139,29 @@ def map_rasters(
     shipped weights name, a checkpoint path, or an already loaded ``(model, contract)`` pair
     (``load_model``'s result, so a caller maps many batches with one load). An input ``-``
     reads paths, one per line, from ``stdin``. ``command_line`` is recorded in the outputs'
-    provenance tags. Outputs that exist are skipped unless ``overwrite``.
+    provenance tags. Complete outputs are skipped unless ``overwrite`` (a file gfm did not
+    make is never replaced without it). ``--co`` creation options and the window against the
+    model's patch size are checked before any input is read (UsageError); a folder the call
+    created for its outputs is removed again when nothing was written into it.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     started = time.perf_counter()
     options = options or MapOptions()
+    check_creation_options(options.creation_options)  # before any input is read
     progress = progress or _Silent()
+    with no_empty_new_folders(output_folder(os.fspath(output))):
+        return _map(
+            inputs, output, options, model, kind, fmt, device, overwrite, keep_going, dry_run,
+            progress, command_line, stdin, started,
+        )  # fmt: skip
+
+
+def _map(
+    inputs, output, options, model, kind, fmt, device, overwrite, keep_going, dry_run,
+    progress, command_line, stdin, started,
+) -> RunSummary:  # fmt: skip
+    """The body of :func:`map_rasters`, inside its empty-folder guard."""
     arguments = [os.fspath(i) for i in inputs]
     paths, problems = expand_inputs_lenient(arguments, stdin=stdin if "-" in arguments else None)
     items, item_problems = open_inputs(i for i in paths if is_stac_path(i))
@@ -155,6 +179,7 @@ def map_rasters(
         pairs = plan_outputs(gdal_paths, os.fspath(output), fmt, suffix=KINDS[kind])
         jobs = [_job(str(src), out, output_format(out), stac.get(str(src))) for src, out in pairs]
         net, contract = model if isinstance(model, tuple) else load_model(model)
+        check_run_options(options, contract, kind)
         summary = RunSummary(kind, problems=tuple(problems))
         if dry_run:
             plans = plan_jobs(jobs, contract, options, kind=kind, overwrite=overwrite)

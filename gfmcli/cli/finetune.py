@@ -61,6 +61,8 @@ def finetune(ctx, config_path, evaluate, checkpoint, split_name, metrics_path, *
         return
     command = command_line(ctx)
     result = run_finetune(cfg, command=command)
+    if ctx.obj and ctx.obj.get("quiet"):
+        return  # -q: errors only
     click.echo(
         f"best epoch {result.best_epoch}/{result.epochs}: validation {result.metric} "
         f"{result.best_value:.4f} -> {result.checkpoint}",

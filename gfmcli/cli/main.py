@@ -1,7 +1,8 @@
 """The ``gfm`` command line: a click group whose commands parse, call one library function, report.
 
 Errors: every ``GfmError`` becomes one line on stderr (``gfm: error: ...``) and its exit code
-(see ``gfmcli.errors``); ``--debug`` shows the traceback instead. Library imports (torch, numba,
+(see ``gfmcli.errors``); any other exception becomes one line that points at ``--debug`` (exit
+1); ``--debug`` prints the traceback first and keeps the exit code. Library imports (torch, numba,
 rasterio) happen inside the commands so that ``gfm --help`` stays instant.
 """
 
@@ -13,11 +14,12 @@ import importlib
 import logging
 import signal
 import sys
+import traceback
 
 import click
 
 from gfmcli._version import __version__
-from gfmcli.errors import EXIT_INTERRUPTED, GfmError
+from gfmcli.errors import EXIT_INTERRUPTED, GfmError, unexpected_error
 
 log = logging.getLogger("gfmcli")
 
@@ -54,19 +56,34 @@ class GfmGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click prints usage errors itself (exit 2) and carries ctx.exit codes
         except GfmError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"gfm: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            self._report(ctx, exc, exc)
         except KeyboardInterrupt:
             click.echo("gfm: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # the last resort: one line, never a bare traceback
+            self._report(ctx, unexpected_error(exc), exc)
+
+    @staticmethod
+    def _report(ctx: click.Context, error: GfmError, original: BaseException) -> None:
+        """Print ``error`` as one line (``--debug``: the traceback of ``original`` first) and
+        exit with its code; ``--debug`` never changes the exit code."""
+        if ctx.obj and ctx.obj.get("debug"):
+            traceback.print_exception(original, file=sys.stderr)
+        click.echo(f"gfm: error: {error}", err=True)
+        ctx.exit(error.exit_code)
 
 
 @click.group(cls=GfmGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="gfm")
-@click.option("-v", "--verbose", count=True, help="More log output (repeat for more).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="-v: gfm's info messages; -vv: gfm's debug messages; -vvv: the libraries' too.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or log output; errors only.")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
 @click.pass_context
@@ -77,10 +94,22 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     sensor, any band count and any resolution, and writes Cloud-Optimized GeoTIFFs or
     GeoPackages.
     """
-    level = logging.WARNING - 10 * verbose if not quiet else logging.ERROR
-    logging.basicConfig(level=max(level, logging.DEBUG), format="gfm: %(message)s")
+    configure_logging(verbose, quiet)
     ctx.ensure_object(dict)
     ctx.obj.update(verbose=verbose, quiet=quiet, debug=debug)
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """``-q``: errors only; default: warnings; ``-v``: gfm's info; ``-vv``: gfm's debug;
+    ``-vvv``: every library's debug too (rasterio's is thousands of lines per file)."""
+    third_party = logging.DEBUG if verbose >= 3 else logging.WARNING
+    logging.basicConfig(level=logging.ERROR if quiet else third_party, format="gfm: %(message)s")
+    own = (
+        logging.ERROR
+        if quiet
+        else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    )
+    logging.getLogger("gfmcli").setLevel(own)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -64,12 +64,21 @@ class MappingRequest:
 
 class _Bars:
     """tqdm bars on stderr: the overall file count and the current file's windows; hands each
-    finished input to the reporter."""
+    finished input to the reporter.
+
+    Bars only go to a terminal: when stderr is a file or a pipe (a cron log), each finished
+    input gets one plain line there instead of escape codes (``lines``); ``-q`` shows neither.
+    """
 
     def __init__(self, enabled: bool, reporter: Reporter, keep_going: bool) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
+        terminal = sys.stderr.isatty()
+        self._lines = enabled and not terminal
+        enabled = enabled and terminal
+        self._total = 0
+        self._done = 0
         self._enabled = enabled
         self._reporter = reporter
         self._keep_going = keep_going
@@ -84,6 +93,7 @@ class _Bars:
             click.echo(f"gfm: error: {message}", err=True)
 
     def run_started(self, jobs: int) -> None:
+        self._total = jobs
         self._files = self._tqdm(
             total=jobs,
             unit="file",
@@ -116,6 +126,14 @@ class _Bars:
             self._windows = None
         assert self._files is not None, "run_started comes first"
         self._files.update(1)
+        self._done += 1
+        if self._lines:
+            outputs = ", ".join(str(p) for p in result.outputs) or "-"
+            click.echo(
+                f"gfm: [{self._done}/{self._total}] {result.input} -> {outputs} "
+                f"({result.status}, {result.seconds:.1f} s)",
+                err=True,
+            )
         for warning in result.warnings:
             self._files.write(f"gfm: warning: {warning}", file=sys.stderr)
         # Without --keep-going the error stops the run and the CLI prints it once, itself.

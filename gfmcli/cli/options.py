@@ -122,9 +122,12 @@ order_check_opt = click.option(
     help="Refuse inputs whose band-to-band correlations say the band order is wrong "
     "(reversed or shuffled stacks); --no-order-check when you know the order is right.",
 )
+# Larger windows only cost memory (the blend weights alone are window^2 floats per class);
+# 8192 px is 16x the default and well past where bigger windows stop helping.
+MAX_WINDOW = 8192
 window_opt = click.option(
     "--window",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_WINDOW),
     default=DEFAULT_WINDOW,
     show_default=True,
     help="Window size in pixels (a multiple of the model's patch size).",

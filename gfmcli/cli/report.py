@@ -2,8 +2,9 @@
 
 Every finished input (written, skipped or failed) goes through :meth:`Reporter.finished`; with
 ``--json`` that prints one JSON object per line on stdout as soon as the input is final, so
-scripts and cron wrappers read results without parsing text. Plain output (written paths, one
-per line) and the closing summary on stderr are printed by :meth:`Reporter.close`.
+scripts and cron wrappers read results without parsing text; plain output is its output paths
+(written or skipped), one per line, at the same moment. The closing summary on stderr is
+printed by :meth:`Reporter.close`.
 
 JSON records (docs/cli.md, "Machine-readable output"): ``command``, ``path`` (the input),
 ``outputs`` (list of paths), ``status`` (``ok``, ``skipped`` or ``failed``), ``seconds``,
@@ -100,17 +101,18 @@ class Reporter:
             echo_json(problem_record(self.command, argument, message, exit_code))
 
     def finished(self, result: Any) -> None:
-        """One input is final: with ``--json``, its line now."""
+        """One input is final: its JSON line, or (plain mode) its output paths, written or
+        skipped, at once and flushed, so ``gfm predict ... | xargs`` gets every finished map
+        even when a later input fails, the run is interrupted, or everything was skipped."""
         if self.json_lines:
             echo_json(result_record(self.command, result))
+        elif result.status in ("written", "skipped"):
+            for path in result.outputs:
+                click.echo(str(Path(path)))
+            sys.stdout.flush()
 
     def close(self, results: Sequence[Any], problems: int, seconds: float) -> None:
-        """Written paths (plain mode) and the one-line summary on stderr."""
-        if not self.json_lines:
-            for result in results:
-                if result.status == "written":
-                    for path in result.outputs:
-                        click.echo(str(Path(path)))
+        """The one-line summary on stderr (not with -q)."""
         written = [r for r in results if r.status == "written"]
         skipped = sum(r.status == "skipped" for r in results)
         failed = problems + sum(r.status == "failed" for r in results)

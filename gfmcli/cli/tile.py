@@ -76,12 +76,14 @@ def _load_classes(value: str | None) -> tuple[dict, ...]:
     "--min-valid",
     default=0.5,
     show_default=True,
+    type=click.FloatRange(0, 1),
     help="Skip chips with a smaller fraction of valid pixels (inside the raster).",
 )
 @click.option(
     "--min-labelled",
     default=0.1,
     show_default=True,
+    type=click.FloatRange(0, 1),
     help="Skip chips with a smaller fraction of labelled pixels.",
 )
 @click.option(
@@ -95,15 +97,23 @@ def _load_classes(value: str | None) -> tuple[dict, ...]:
     "--block-size",
     default=4,
     show_default=True,
+    type=click.IntRange(min=1),
     help="Spatial block edge in chips; a block goes to one split as a whole.",
 )
 @click.option(
     "--buffer",
     default=0,
     show_default=True,
+    type=click.IntRange(min=0),
     help="Drop training chips within this many chips of a val/test chip.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the block assignment.")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2**32 - 1),
+    help="Seed of the block assignment.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing chip folder.")
 @click.option(
     "--json",
@@ -185,7 +195,12 @@ def tile(
         for i, (path, (candidates, pixels)) in enumerate(zip(rasters, sizes, strict=True)):
             chips = result.per_source.get(str(path), 0)
             seconds = clock.seconds(i)
-            echo_json(_tile_record(path, [out_dir], "ok", seconds, pixels, candidates, chips))
+            record = _tile_record(path, [out_dir], "ok", seconds, pixels, candidates, chips)
+            echo_json({**record, "warnings": list(result.warnings)})
+    if quiet:
+        return  # -q: errors only
+    for warning in result.warnings:
+        click.echo(f"gfm: warning: {warning}", err=True)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.written.items()))
     click.echo(
         f"{result.total} chips ({counts}) -> {out_dir}; skipped {result.skipped_invalid} with "
@@ -203,6 +218,9 @@ def _raster_sizes(rasters, size, stride, chip_starts) -> list[tuple[int, int]]:
 
     sizes = []
     for path in rasters:
+        if not Path(path).is_file():  # GDAL blocks for ever opening a FIFO
+            what = "no such file" if not Path(path).exists() else "not a regular file"
+            raise InputError(f"{path}: {what}; pass a raster file")
         try:
             with rasterio.open(path) as src:
                 chips = len(chip_starts(src.height, size, stride)) * len(

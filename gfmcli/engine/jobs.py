@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Protocol
 
 import rasterio
+from rasterio.windows import Window
 
+from gfmcli.atomic import stale_partials
 from gfmcli.contract import ModelContract
 from gfmcli.engine.inference import DevicePool
 from gfmcli.engine.options import FilePlan, FileResult, MapOptions
 from gfmcli.engine.runner import map_file, missing_outputs_sidecars, output_paths, plan_file
-from gfmcli.errors import GfmError, OutputError
-from gfmcli.io.paths import OutputLock, is_gdal_path, should_skip_existing, stale_partials
+from gfmcli.engine.sinks import EMBEDDING_LAYER
+from gfmcli.errors import GfmError, OutputError, unexpected_error
+from gfmcli.io.paths import OutputLock, is_gdal_path, should_skip_existing
+from gfmcli.io.vector import LAYER as VECTOR_LAYER
 from gfmcli.io.writer import GDAL_ERRORS, check_writable
 from gfmcli.model.tasks import GfmModel
 from gfmcli.runtime.devices import resolve_devices
@@ -109,7 +113,7 @@ def plan_jobs(
                 if job.input in conflicts:
                     raise conflicts[job.input]
                 if _complete(job, options, kind, overwrite, contract):
-                    plans.append(_skipped(job))
+                    plans.append(_skipped(job, options, kind))
                     continue
                 plan = plan_file(
                     job.input, job.output, job.fmt, contract, job.options_for(options), kind
@@ -173,21 +177,10 @@ def run_jobs(
             except Exception as exc:  # the batch goes on; the CLI shows one line
                 if not keep_going:
                     raise
-                result = _failed(job, unexpected_error(job.input, exc))
+                result = _failed(job, unexpected_error(exc, job.label))
             results.append(result)
             progress.file_finished(result)
         return group.gather(results)
-
-
-def unexpected_error(path: str, exc: BaseException) -> GfmError:
-    """A failure gfm did not foresee, as one line naming the input and pointing at --debug."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    error = GfmError(
-        f"{path}: unexpected error ({type(exc).__name__}{': ' + text if text else ''}); "
-        "rerun with --debug for the traceback and report it"
-    )
-    error.__cause__ = exc
-    return error
 
 
 def _run_job(
@@ -203,7 +196,7 @@ def _run_job(
     check_writable(job.output)  # creates the folder the lock goes in
     with OutputLock(job.output):
         if _complete(job, options, kind, overwrite, contract):
-            return _skipped(job)
+            return _skipped(job, options, kind)
         for output in output_paths(job.output, job.fmt, options, kind):
             for stale in stale_partials(output):
                 with contextlib.suppress(OSError):
@@ -283,16 +276,102 @@ def _resolved(path: Path) -> Path:
 def _complete(
     job: Job, options: MapOptions, kind: str, overwrite: bool, contract: ModelContract
 ) -> bool:
-    """True when every output of ``job`` and its sidecars exist (resume skips it); a partial
-    set is redone."""
+    """True when every output of ``job`` is a complete gfm output (resume skips it).
+
+    Missing, empty or damaged gfm outputs and maps without a sidecar are redone. A file at an
+    output path that gfm did not make (no provenance tag, or not readable at all) is never
+    replaced without ``overwrite``: OutputError naming it.
+    """
     paths = output_paths(job.output, job.fmt, options, kind)
-    if not all(should_skip_existing(path, overwrite) for path in paths):
+    for path in paths:
+        should_skip_existing(path, overwrite)  # a folder at an output path: OutputError
+    if overwrite:
+        return False
+    states = [existing_output(path) for path in paths]
+    for path, (state, why) in zip(paths, states, strict=True):
+        if state == FOREIGN:
+            raise OutputError(
+                f"{path}: exists but {why}, so it is not an output of gfm and gfm will not "
+                "replace it; move it away, choose another -o, or pass --overwrite"
+            )
+    if any(state != COMPLETE for state, _ in states):
         return False
     return not missing_outputs_sidecars(job.output, job.fmt, options, kind, contract.task)
 
 
-def _skipped(job: Job) -> FileResult:
-    return FileResult(job.label, (job.output,), "skipped", "output exists; --overwrite to redo it")
+# What a file at an output path is (existing_output).
+MISSING, COMPLETE, REDO, FOREIGN = "missing", "complete", "redo", "foreign"
+
+
+def existing_output(path: Path) -> tuple[str, str]:
+    """``(state, why)`` of the file at an output path, for resume.
+
+    ``complete``: a finished gfm output (GeoTIFFs carry gfm's ``GFM_VERSION`` provenance tag,
+    which only files renamed into place after validation have at a final path, and their last
+    block reads; GeoPackages have gfm's layer; GeoParquet files gfm's columns). ``redo``: an
+    empty file, or a gfm GeoTIFF whose data no longer reads (nothing of value to keep).
+    ``foreign``: anything else that exists, which gfm must not replace. ``missing``: nothing.
+    """
+    if not path.exists() and not path.is_symlink():
+        return MISSING, ""
+    if not path.is_file():
+        return FOREIGN, "is not a regular file"
+    if path.stat().st_size == 0:
+        return REDO, "is empty"
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        return _geotiff_state(path)
+    if suffix == ".gpkg":
+        return _geopackage_state(path)
+    if suffix == ".parquet":
+        return _parquet_state(path)
+    return FOREIGN, "has an extension gfm does not write"
+
+
+def _geotiff_state(path: Path) -> tuple[str, str]:
+    try:
+        with rasterio.open(path) as dataset:
+            if "GFM_VERSION" not in dataset.tags():
+                return FOREIGN, "carries no gfm provenance tag (GFM_VERSION)"
+            height, width = dataset.block_shapes[0]
+            row = (dataset.height - 1) // height * height
+            col = (dataset.width - 1) // width * width
+            try:
+                dataset.read(1, window=Window(col, row, width, height), boundless=False)
+            except GDAL_ERRORS:
+                return REDO, "is a gfm output whose data no longer reads"
+    except GDAL_ERRORS:
+        return FOREIGN, "GDAL cannot read it"
+    return COMPLETE, ""
+
+
+def _geopackage_state(path: Path) -> tuple[str, str]:
+    import pyogrio
+
+    try:
+        layers = {str(name) for name, _ in pyogrio.list_layers(path)}
+    except Exception:  # pyogrio raises its own DataSourceError and OSError alike
+        return FOREIGN, "GDAL cannot read it as a GeoPackage"
+    if not layers & {VECTOR_LAYER, EMBEDDING_LAYER}:
+        return FOREIGN, f"has no {VECTOR_LAYER!r} or {EMBEDDING_LAYER!r} layer"
+    return COMPLETE, ""
+
+
+def _parquet_state(path: Path) -> tuple[str, str]:
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception:  # ArrowInvalid and OSError alike
+        return FOREIGN, "cannot be read as Parquet"
+    if b"geo" not in (schema.metadata or {}) or "contract_hash" not in schema.names:
+        return FOREIGN, "has no GeoParquet metadata and gfm columns"
+    return COMPLETE, ""
+
+
+def _skipped(job: Job, options: MapOptions, kind: str) -> FileResult:
+    outputs = output_paths(job.output, job.fmt, options, kind)
+    return FileResult(job.label, outputs, "skipped", "output exists; --overwrite to redo it")
 
 
 def _failed(job: Job, exc: GfmError) -> FileResult:

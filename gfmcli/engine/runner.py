@@ -38,7 +38,7 @@ from gfmcli.engine.options import (
 )
 from gfmcli.engine.sinks import Sink, abort_quietly, make_sink
 from gfmcli.engine.tiling import Stripe, WindowPlan, plan_stripes, plan_windows
-from gfmcli.errors import InputError, ModelError
+from gfmcli.errors import InputError, ModelError, UsageError
 from gfmcli.io.bands import BandMapping, resolve_bands
 from gfmcli.io.reader import (
     Probe,
@@ -89,6 +89,27 @@ def _check_grid(src: RasterSource, fmt: str) -> None:
         raise InputError(
             f"{src.path}: the raster has no georeferencing, so polygons would have no "
             "coordinates; write a GeoTIFF (-o NAME.tif), which keeps the input's pixel grid"
+        )
+
+
+def check_run_options(options: MapOptions, contract: ModelContract, kind: str) -> None:
+    """UsageError (exit 2) for ``--window``/``--overlap`` values the model cannot take, once
+    before any input is opened (not once per input of a ``--keep-going`` batch)."""
+    patch = contract.patch_size
+    if options.window % patch:
+        lower = max(patch, options.window // patch * patch)
+        raise UsageError(
+            f"--window {options.window} must be a multiple of the model's patch size {patch}; "
+            f"use e.g. {lower} or {lower + patch}"
+        )
+    if options.overlap >= options.window:
+        raise UsageError(
+            f"--overlap {options.overlap} must be smaller than --window {options.window}"
+        )
+    if kind == "embed" and options.overlap % patch:
+        raise UsageError(
+            f"--overlap {options.overlap} must be a multiple of the patch size {patch} for "
+            "embeddings (one output pixel per patch)"
         )
 
 

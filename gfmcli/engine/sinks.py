@@ -22,11 +22,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gfmcli.atomic import partial_path
 from gfmcli.contract import ClassInfo, ModelContract, contract_hash
 from gfmcli.engine.mosaic import RowBlock
 from gfmcli.engine.options import MapOptions
 from gfmcli.errors import OutputError
-from gfmcli.io.paths import partial_path
 from gfmcli.io.reader import RasterSource
 from gfmcli.io.writer import (
     CLASS_NODATA,
@@ -40,6 +40,8 @@ from gfmcli.io.writer import (
 )
 
 Window = tuple[int, int, int, int]
+# The layer of ``embed -o x.emb.gpkg`` (resume recognises gfm's GeoPackages by their layer).
+EMBEDDING_LAYER = "embeddings"
 
 
 def _window(block: RowBlock) -> Window:
@@ -225,13 +227,16 @@ class EmbeddingVectorSink:
                 }
             )
         frame = gpd.GeoDataFrame(rows, geometry=geoms, crs=self._grid.crs)
-        frame.to_file(
-            self._partial,
-            layer="embeddings",
-            driver="GPKG",
-            mode="a" if self._written else "w",
-            **({} if self._written else {"dataset_options": GPKG_OPTIONS}),
-        )
+        try:
+            frame.to_file(
+                self._partial,
+                layer=EMBEDDING_LAYER,
+                driver="GPKG",
+                mode="a" if self._written else "w",
+                **({} if self._written else {"dataset_options": GPKG_OPTIONS}),
+            )
+        except Exception as exc:  # pyogrio's DataSourceError or OSError (a full disk)
+            raise OutputError(f"{self.path}: writing embeddings failed ({exc})") from exc
         self._written += len(rows)
 
     def finalize(self) -> list[Path]:

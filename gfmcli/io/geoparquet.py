@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from gfmcli.atomic import partial_path
 from gfmcli.errors import OutputError
-from gfmcli.io.paths import partial_path
 
 GEOPARQUET_VERSION = "1.1.0"
 ROW_GROUP_ROWS = 4096

@@ -19,27 +19,22 @@ host or on several sharing the folder) never write, or clean up after, the same 
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
-import hashlib
 import os
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from gfmcli.atomic import PARTIAL_MARK, host_key, is_stale
 from gfmcli.errors import InputError, OutputError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
 OUTPUT_FORMATS = {".tif": "tif", ".tiff": "tif", ".gpkg": "gpkg", ".parquet": "parquet"}
 _GDAL_PREFIXES = ("/vsi", "vsi")
 _GLOB_CHARS = set("*?[")
-_PARTIAL_MARK = ".partial-"
-# A temporary or lock of a writer on another host (or in another pid namespace) cannot be
-# judged by its pid; it counts as abandoned once it has not changed for this long.
-STALE_AGE_S = 24 * 3600
 # A suffix that reads as a file extension (".png", ".cog", ".jp2"), not a folder name like "v1.5".
 _EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,4}")
 
@@ -62,7 +57,7 @@ _OWN_OUTPUT_ENDINGS = (
 
 
 def _is_hidden_or_partial(path: Path) -> bool:
-    return path.name.startswith(".") or _PARTIAL_MARK in path.name
+    return path.name.startswith(".") or PARTIAL_MARK in path.name
 
 
 def _is_skipped(path: Path) -> bool:
@@ -271,101 +266,35 @@ def plan_outputs(
     return pairs
 
 
+def output_folder(output: str | Path) -> Path:
+    """The folder a run's outputs go in: ``-o`` itself in folder mode, else its parent."""
+    out = Path(output).expanduser()
+    return out.parent if out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir() else out
+
+
+@contextlib.contextmanager
+def no_empty_new_folders(folder: str | Path) -> Iterator[None]:
+    """Run the body; afterwards remove the folders of ``folder``'s path that did not exist
+    before and are still empty, so a run that fails (or writes nothing) leaves no empty output
+    folder behind. Only empty folders are removed (``rmdir``), never anything in them."""
+    folder = Path(folder).absolute()
+    new = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    finally:
+        for path in new:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:
+                break  # not empty (or gone): its parents are not empty either
+
+
 def _check_not_folder(target: Path) -> None:
     if target.is_dir():
         raise OutputError(
             f"{target}: is a folder, so the output file cannot be written there; rename or "
             "remove that folder, or choose another -o"
         )
-
-
-def partial_path(final: str | Path, tag: str = "", pid: int | None = None) -> Path:
-    """The hidden temporary a writer stages ``final`` in.
-
-    Its name is ``.<stem>.partial-<pid>-<host><tag><ext>``.
-
-    It lives in the same folder so the final ``os.replace`` is an atomic rename on one file
-    system; ``tag`` tells several temporaries of one output apart (``".staged"``). ``<host>``
-    (:func:`host_key`) names the host and pid namespace, because a pid means nothing to a
-    process on another host or in another container that shares the folder.
-    """
-    final = Path(final)
-    pid = os.getpid() if pid is None else pid
-    return final.with_name(f".{final.stem}{_PARTIAL_MARK}{pid}-{host_key()}{tag}{final.suffix}")
-
-
-@functools.lru_cache(maxsize=1)
-def host_key() -> str:
-    """Eight hex digits naming this host and pid namespace (hostname + ``/proc/self/ns/pid``):
-    two writers with the same key can judge each other's liveness by pid, others cannot."""
-    try:
-        namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        namespace = 0
-    return hashlib.sha1(f"{socket.gethostname()}|{namespace}".encode()).hexdigest()[:8]
-
-
-def _is_stale(pid: int, host: str | None, mtime: float, now: float) -> bool:
-    """A writer of this host and pid namespace is stale when its pid is gone; one elsewhere
-    (or of unknown origin) only when its file is older than ``STALE_AGE_S``."""
-    if host == host_key():
-        return not _process_alive(pid)
-    return now - mtime > STALE_AGE_S
-
-
-def stale_partials(final: str | Path) -> list[Path]:
-    """Temporaries of ``final`` left by writers that no longer run (safe to delete).
-
-    Listed by name prefix, not by a glob pattern, so output names with glob characters
-    (``map[1].tif``) find their temporaries too.
-    """
-    final = Path(final)
-    prefix = f".{final.stem}{_PARTIAL_MARK}"
-    now = time.time()
-    stale = []
-    try:
-        entries = list(os.scandir(final.parent))
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.name.startswith(prefix) or not entry.is_file(follow_symlinks=False):
-            continue
-        owner = entry.name[len(prefix) :].split(".", 1)[0]
-        pid_text, _, host = owner.partition("-")
-        if not pid_text.isdigit():
-            continue
-        try:
-            mtime = entry.stat(follow_symlinks=False).st_mtime
-        except OSError:
-            continue
-        if _is_stale(int(pid_text), host or None, mtime, now):
-            stale.append(Path(entry.path))
-    return sorted(stale)
-
-
-def remove_with_prefix(base: Path) -> None:
-    """Delete ``base`` and every file beside it whose name starts with ``base``'s name (GDAL's
-    ``.aux.xml``/``.ovr`` of a temporary), without treating the name as a glob pattern."""
-    try:
-        entries = list(os.scandir(base.parent))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name.startswith(base.name):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class OutputLock:
@@ -419,7 +348,7 @@ class OutputLock:
         parts = text.split()
         pid = int(parts[0]) if parts and parts[0].isdigit() else -1
         host = parts[1] if len(parts) > 1 else None
-        if not _is_stale(pid, host, mtime, time.time()):
+        if not is_stale(pid, host, mtime, time.time()):
             return False
         aside = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}-{host_key()}")
         try:

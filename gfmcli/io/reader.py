@@ -142,7 +142,7 @@ def open_raster(path: str | Path) -> RasterSource:
             "check that it is a complete GeoTIFF/VRT"
         ) from exc
     try:
-        _check_dataset(path, dataset)
+        check_dataset(path, dataset)
         return RasterSource(path, dataset)
     except BaseException:
         dataset.close()
@@ -157,7 +157,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _check_dataset(path: str, dataset: rasterio.io.DatasetReader) -> None:
+def check_dataset(path: str, dataset: rasterio.io.DatasetReader) -> None:
+    """InputError (naming ``path`` and the fix) unless ``dataset`` can be read as real-valued
+    bands on a usable grid: bands present, CRS and geotransform both or neither, a pixel size
+    that is finite and not zero, real (not complex) data, an intact last block. ``gfm tile``
+    runs it on its rasters too."""
     if dataset.count == 0:
         inner = dataset.subdatasets
         hint = f"name one of its subdatasets, e.g. {inner[0]}" if inner else "use another file"
@@ -173,9 +177,19 @@ def _check_dataset(path: str, dataset: rasterio.io.DatasetReader) -> None:
             f"{path}: the raster has a CRS but no geotransform; set one with gdal_edit -a_ullr "
             "or georeference it first"
         )
+    t = dataset.transform
+    if not bare and (not all(math.isfinite(v) for v in t[:6]) or t.a * t.e - t.b * t.d == 0):
+        raise InputError(
+            f"{path}: the geotransform has a zero or undefined pixel size ({tuple(t[:6])}); "
+            "fix it with gdal_edit -a_ullr or georeference the file again"
+        )
     bad = [d for d in dataset.dtypes if np.dtype(d).kind not in "uif"]
     if bad:
-        raise InputError(f"{path}: data type {bad[0]} is not supported; convert to real numbers")
+        what = "complex numbers (its imaginary part would be lost)" if "complex" in bad[0] else ""
+        raise InputError(
+            f"{path}: data type {bad[0]}{' holds ' + what if what else ''} is not supported; "
+            "convert to real numbers (e.g. the amplitude with gdal_calc)"
+        )
     # The last block is what a cut-off download or copy loses first; read it now so a truncated
     # file fails before any work instead of halfway through a long run.
     block_h, block_w = dataset.block_shapes[0]

@@ -37,9 +37,9 @@ from pyproj import Transformer
 from rasterio.features import rasterize, shapes
 from shapely.geometry import Polygon
 
+from gfmcli.atomic import partial_path, remove_with_prefix
 from gfmcli.contract import ClassInfo
 from gfmcli.errors import OutputError
-from gfmcli.io.paths import partial_path, remove_with_prefix
 from gfmcli.io.writer import CLASS_NODATA
 
 LAYER = "classes"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import math
 import os
 import re
@@ -33,6 +34,7 @@ import shlex
 import shutil
 import struct
 import tempfile
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,14 +47,15 @@ import rasterio
 import rasterio.shutil
 from affine import Affine
 from rasterio._err import CPLE_BaseError
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.io import MemoryFile
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
 from gfmcli._version import __version__
+from gfmcli.atomic import partial_path, remove_with_prefix
 from gfmcli.contract import ClassInfo, ModelContract
-from gfmcli.errors import OutputError, ValidationFailed
-from gfmcli.io.paths import partial_path, remove_with_prefix
+from gfmcli.errors import OutputError, UsageError, ValidationFailed
 from gfmcli.io.styles import class_map_style, probability_style, style_path
 
 CLASS_NODATA = 255
@@ -106,6 +109,58 @@ def check_writable(path: str | Path) -> None:
             f"{folder}: cannot write there ({exc.strerror or exc}); choose another -o or fix "
             "the folder's permissions"
         ) from exc
+
+
+def check_creation_options(options: Mapping[str, str]) -> None:
+    """UsageError (exit 2) for ``--co`` options the COG driver refuses, found before any work.
+
+    GDAL only warns about an unknown option or value (``COMPRESS=NOPE``) and then writes an
+    uncompressed file, so the options are tried on a 16 x 16 raster in memory with GDAL's
+    warnings collected. ``BLOCKSIZE`` is checked first: GDAL aborts the process on some
+    values instead of reporting them.
+    """
+    options = {str(k).upper(): str(v) for k, v in options.items()}
+    if not options:
+        return
+    if "BLOCKSIZE" in options:
+        text = options["BLOCKSIZE"]
+        if not text.isdigit() or not 16 <= int(text) <= 4096 or int(text) % 16:
+            raise UsageError(
+                f"--co BLOCKSIZE={text}: the tile size must be a multiple of 16 from 16 to 4096"
+            )
+    complaints: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            complaints.append(record.getMessage())
+
+    logger = logging.getLogger("rasterio._env")
+    handler, level, propagate = _Collect(logging.WARNING), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    probe = f"/vsimem/gfm-co-check-{os.getpid()}.tif"
+    try:
+        with MemoryFile() as memory, warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with memory.open(driver="GTiff", width=16, height=16, count=1, dtype="uint8") as ds:
+                ds.write(np.zeros((1, 16, 16), np.uint8))
+                rasterio.shutil.copy(ds, probe, driver="COG", **options)
+    except GDAL_ERRORS as exc:
+        complaints.append(str(exc).strip().splitlines()[0] if str(exc).strip() else "refused")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        with contextlib.suppress(*GDAL_ERRORS):
+            rasterio.shutil.delete(probe)
+    if complaints:
+        given = " ".join(f"--co {k}={v}" for k, v in options.items())
+        reason = re.sub(r"^CPLE_\w+ in ", "", complaints[0]).rstrip(".")
+        raise UsageError(
+            f"{given}: GDAL's COG driver refuses it ({reason}); see "
+            "https://gdal.org/drivers/raster/cog.html for the options and values it takes"
+        )
 
 
 def _window_bounds(window: Any) -> tuple[int, int, int, int]:

@@ -11,9 +11,11 @@ file. ``extra`` holds training-resume state (optimizer and scheduler ``state_dic
 states from ``gfmcli.train.state.rng_state()``) under the same rule; it is checked when
 saving, so a numpy array fails at save time with the key named, not at resume time.
 
-Writes are atomic: a temporary file in the target folder is renamed over the target with
-``os.replace`` only once fully written and synced, so a crash or full disk leaves the previous
-checkpoint intact.
+Writes are atomic: a temporary file in the target folder (``.<stem>.partial-<pid>-<host>.pt``,
+the name every gfm writer stages under) is renamed over the target with ``os.replace`` only
+once fully written and synced, so a crash or full disk leaves the previous checkpoint intact;
+the temporary of a save killed by ``kill -9`` is removed by the next save under the age/host
+rule of ``gfmcli.atomic.stale_partials``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ FORMAT = "gfm-checkpoint"
 FORMAT_VERSION = 1
 SUFFIX = ".pt"
 
+# Values (parameters and buffers) a checkpoint's model may have: ~4 GiB of float32, four
+# times the largest registry encoder with a head; a contract asking for more is refused before
+# anything is allocated.
+MAX_PARAMETERS = 2**30
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 # torch.save writes a zip archive (since torch 1.6) or, in the legacy format, a pickle stream.
 _TORCH_MAGICS = (b"PK\x03\x04", b"\x80")
@@ -213,8 +219,15 @@ def read_contract(path: str | os.PathLike[str]) -> ModelContract:
     return read_checkpoint(path, map_location="cpu").contract
 
 
-def load_weights(model: GfmModel, state_dict: dict[str, torch.Tensor], source: object) -> None:
-    """Load ``state_dict`` strictly: every key present, none extra, every shape equal."""
+def load_weights(
+    model: GfmModel,
+    state_dict: dict[str, torch.Tensor],
+    source: object,
+    *,
+    check_only: bool = False,
+) -> None:
+    """Load ``state_dict`` strictly: every key present, none extra, every shape equal
+    (``check_only``: compare only, for a skeleton on the meta device)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -231,7 +244,34 @@ def load_weights(model: GfmModel, state_dict: dict[str, torch.Tensor], source: o
             f"checkpoint {source}: weights do not match the model its contract describes "
             f"({'; '.join(parts)}); the file was edited or saved by an incompatible gfm"
         )
-    model.load_state_dict(state_dict, strict=True)
+    if not check_only:
+        model.load_state_dict(state_dict, strict=True)
+
+
+def check_weights_fit(
+    config: dict[str, Any], state_dict: dict[str, torch.Tensor], source: object
+) -> None:
+    """ModelError unless the model ``config`` describes is of a sane size and has exactly the
+    weights' names and shapes, checked on a skeleton without memory (torch's ``meta``
+    device) before anything is allocated.
+
+    A contract is data in a file anyone can edit: one asking for a 4096-wide, 64-deep encoder
+    beside a tiny state dict would otherwise take tens of GB before the shapes are compared.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(config)
+    except ModelError as exc:
+        raise ModelError(f"checkpoint {source}: {exc}") from exc
+    expected = skeleton.state_dict()
+    size = sum(t.numel() for t in expected.values())
+    if size > MAX_PARAMETERS:
+        raise ModelError(
+            f"checkpoint {source}: its contract describes a model of {size / 1e9:.1f} billion "
+            f"values, more than gfm loads ({MAX_PARAMETERS / 1e9:.1f} billion); the contract "
+            "was edited or the file is not for gfm"
+        )
+    load_weights(skeleton, state_dict, source, check_only=True)
 
 
 def load_checkpoint(
@@ -240,6 +280,7 @@ def load_checkpoint(
     """Rebuild the model from the checkpoint's contract and load its weights strictly.
     The model is returned in eval mode, on ``map_location`` when that names a device."""
     data = read_checkpoint(path, map_location=map_location)
+    check_weights_fit(data.contract.model_config, data.state_dict, path)
     try:
         model = build_model(data.contract.model_config)
     except ModelError as exc:

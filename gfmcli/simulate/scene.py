@@ -4,14 +4,18 @@ The scene is defined once on the ground (a land-cover map in a projected CRS); e
 renders it at its own GSD, so the files overlap exactly and can be used to test multi-sensor
 code, to make training data or to feed examples. Images carry the sensor's band names as band
 descriptions (so gfm recognises them without ``--bands``) unless asked not to; label rasters
-hold the majority class per pixel with a colour table and the class names as tags.
+hold the majority class per pixel with a colour table and the class names as tags. Every file
+is staged under a hidden temporary name and renamed into place only when all are written, so
+a full disk or a kill never leaves a truncated scene at a final path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -19,7 +23,9 @@ import numpy as np
 import rasterio
 from pyproj import CRS
 from pyproj.exceptions import CRSError
+from rasterio.errors import RasterioError
 
+from gfmcli.atomic import partial_path, remove_with_prefix, stale_partials
 from gfmcli.errors import OutputError
 from gfmcli.sensors import get_sensor
 from gfmcli.simulate.landcover import LANDCOVER_CLASSES, SimulatorError, simulate_landcover
@@ -133,12 +139,41 @@ def simulate_scene(
     landcover = simulate_landcover(
         float(height_m), float(width_m), base, seed=seed, crs=crs, origin=origin, season=season
     )
-    for spec in specs:
-        rendering = render(
-            landcover, spec, seed=seed, haze=haze, noise=noise, nodata_fraction=nodata_fraction,
-            level=level, cloud_cover=cloud_cover, cloud_seed=cloud_seed,
-        )  # fmt: skip
-        _write_image(targets[spec.name], rendering, with_descriptions, seed, landcover.season)
-        _write_labels(targets[f"{spec.name}_labels"], rendering)
-        log.info("wrote %s (%s bands, %s m)", targets[spec.name], rendering.data.shape[0], spec.gsd)
+    for target in targets.values():
+        for stale in stale_partials(target):  # left by a killed run (same host, or old)
+            remove_with_prefix(stale)
+    staged = {key: partial_path(target) for key, target in targets.items()}
+    try:
+        for spec in specs:
+            rendering = render(
+                landcover, spec, seed=seed, haze=haze, noise=noise,
+                nodata_fraction=nodata_fraction, level=level, cloud_cover=cloud_cover,
+                cloud_seed=cloud_seed,
+            )  # fmt: skip
+            with _writing(targets[spec.name]):
+                _write_image(
+                    staged[spec.name], rendering, with_descriptions, seed, landcover.season
+                )
+            with _writing(targets[f"{spec.name}_labels"]):
+                _write_labels(staged[f"{spec.name}_labels"], rendering)
+            log.info("rendered %s (%s bands, %s m)", spec.name, rendering.data.shape[0], spec.gsd)
+        for key, target in targets.items():  # every file is complete: rename them into place
+            with _writing(target):
+                os.replace(staged[key], target)
+    finally:
+        for path in staged.values():
+            remove_with_prefix(path)
     return targets
+
+
+@contextlib.contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """A failed write (a full disk above all) as one OutputError naming the final file; the
+    staged temporaries are removed by the caller, so no truncated scene is ever left."""
+    try:
+        yield
+    except (OSError, RasterioError) as exc:  # RasterioIOError is an OSError too
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+        if getattr(exc, "errno", None) == errno.ENOSPC or "no space" in str(exc).lower():
+            reason = "no space left on the device; free some space or choose another -o"
+        raise OutputError(f"{target}: cannot write the simulated scene ({reason})") from exc

@@ -18,20 +18,25 @@ chips are counted per reason and reported, never dropped silently.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from gfmcli.errors import InputError, OutputError
+from gfmcli.io.reader import check_dataset
 from gfmcli.io.vector import GPKG_OPTIONS
+from gfmcli.io.writer import GDAL_ERRORS
 from gfmcli.train.bands import ChipBands, resolve_bands
 from gfmcli.train.labels import IGNORE_INDEX, LabelSource
 from gfmcli.train.split import GridChip, assign_splits
@@ -77,6 +82,7 @@ class TileResult:
     skipped_unlabelled: int = 0
     buffer: int = 0
     per_source: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -190,8 +196,40 @@ def _swap_into_place(staging: Path, target: Path, replace: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _open_sources(rasters: Sequence[Path]) -> list[rasterio.io.DatasetReader]:
+    """Open every raster and check it as ``predict`` does (real-valued bands, a usable grid,
+    an intact last block); InputError naming the file, with every opened one closed."""
+    sources: list[rasterio.io.DatasetReader] = []
+    try:
+        for path in rasters:
+            if not Path(path).is_file():
+                raise InputError(f"{path}: no such raster file; check the path")
+            try:
+                sources.append(rasterio.open(path))
+            except RasterioError as exc:
+                raise InputError(f"{path}: GDAL cannot read it as a raster ({exc})") from exc
+            check_dataset(str(path), sources[-1])
+    except BaseException:
+        for src in sources:
+            src.close()
+        raise
+    return sources
+
+
+@contextlib.contextmanager
+def _writing(path: Path, what: str) -> Iterator[None]:
+    """Turn a failed write into one OutputError naming the file (a full disk above all)."""
+    try:
+        yield
+    except GDAL_ERRORS as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+        if getattr(exc, "errno", None) == errno.ENOSPC or "no space" in str(exc).lower():
+            reason = "no space left on the device; free some space or choose another -o"
+        raise OutputError(f"{path}: cannot write {what} ({reason})") from exc
+
+
 def _tile_into(rasters, staging, options, labels, progress):
-    sources = [rasterio.open(p) for p in rasters]
+    sources = _open_sources(rasters)
     try:
         for path, src in zip(rasters, sources, strict=True):
             if src.crs is None:
@@ -221,6 +259,14 @@ def _tile_into(rasters, staging, options, labels, progress):
             if progress:
                 progress(1)
         writer.finish()
+        wants_val = labels is not None and options.fractions[1] > 0
+        if wants_val and not writer.result.written.get("val"):
+            writer.result.warnings.append(
+                f"no validation chips: {len(grid)} chip position(s) in blocks of "
+                f"{options.block} chips went to other splits, so `gfm finetune` on this folder "
+                "has nothing to choose its best epoch on; use a smaller --block-size (or "
+                "--size/--stride), more or larger rasters, or another --split"
+            )
         return writer.result
     finally:
         for src in sources:
@@ -269,7 +315,15 @@ class _ChipWriter:
         window = Window(chip.col, chip.row, width, height)
         inside = height * width
         image = np.full((len(self.bands.names), size, size), np.nan, np.float32)
-        image[:, :height, :width] = self.bands.to_physical(src.read(window=window))
+        try:
+            block = src.read(window=window)
+        except GDAL_ERRORS as exc:
+            raise InputError(
+                f"{self.paths[chip.source]}: cannot read the block at row {chip.row}, column "
+                f"{chip.col} ({str(exc).strip().splitlines()[0]}); the file is corrupt: copy "
+                "or download it again"
+            ) from exc
+        image[:, :height, :width] = self.bands.to_physical(block)
         valid = np.all(np.isfinite(image), axis=0)
         valid_fraction = valid.sum() / inside
         if valid_fraction < self.options.min_valid:
@@ -305,15 +359,18 @@ class _ChipWriter:
             "compress": "deflate",
         }
         image_rel = f"images/{stem}.tif"
-        with rasterio.open(
-            self.staging / image_rel,
-            "w",
-            count=image.shape[0],
-            dtype="float32",
-            nodata=float("nan"),
-            predictor=3,
-            **profile,
-        ) as dst:
+        with (
+            _writing(self.staging / image_rel, "the chip"),
+            rasterio.open(
+                self.staging / image_rel,
+                "w",
+                count=image.shape[0],
+                dtype="float32",
+                nodata=float("nan"),
+                predictor=3,
+                **profile,
+            ) as dst,
+        ):
             dst.write(image)
             dst.descriptions = self.bands.names
         record = {
@@ -341,9 +398,17 @@ class _ChipWriter:
         labelled = np.isfinite(label)
         extra = {"label": rel, "labelled_fraction": round(float(labelled.mean()), 6)}
         if self.options.regression:
-            with rasterio.open(
-                self.staging / rel, "w", count=1, dtype="float32", nodata=float("nan"), **profile
-            ) as dst:
+            with (
+                _writing(self.staging / rel, "the label chip"),
+                rasterio.open(
+                    self.staging / rel,
+                    "w",
+                    count=1,
+                    dtype="float32",
+                    nodata=float("nan"),
+                    **profile,
+                ) as dst,
+            ):
                 dst.write(label.astype(np.float32), 1)
             extra["target_mean"] = float(label[labelled].mean())
             return extra
@@ -364,9 +429,12 @@ class _ChipWriter:
             )
         self.class_ids.update(ids.tolist())
         out = np.where(labelled, label, IGNORE_INDEX).astype(np.uint8)
-        with rasterio.open(
-            self.staging / rel, "w", count=1, dtype="uint8", nodata=IGNORE_INDEX, **profile
-        ) as dst:
+        with (
+            _writing(self.staging / rel, "the label chip"),
+            rasterio.open(
+                self.staging / rel, "w", count=1, dtype="uint8", nodata=IGNORE_INDEX, **profile
+            ) as dst,
+        ):
             dst.write(out, 1)
         counts = np.bincount(out[labelled].ravel(), minlength=1)
         extra["class"] = int(np.argmax(counts))
@@ -417,7 +485,8 @@ class _ChipWriter:
             "sources": [str(p) for p in self.paths],
             "chips": self.records,
         }
-        (self.staging / "chips.json").write_text(json.dumps(meta, indent=1) + "\n")
+        with _writing(self.staging / "chips.json", "the chip list"):
+            (self.staging / "chips.json").write_text(json.dumps(meta, indent=1) + "\n")
         _write_index(self.staging / "index.gpkg", self.records, self.bands.sensor)
 
     def _classes(self) -> list[dict]:
@@ -459,5 +528,5 @@ def _write_index(path: Path, records: list[dict], sensor: str) -> None:
     index = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
     try:
         index.to_file(path, layer="chips", driver="GPKG", dataset_options=GPKG_OPTIONS)
-    except OSError as exc:
+    except GDAL_ERRORS as exc:
         raise OutputError(f"{path}: cannot write chip index ({exc})") from exc

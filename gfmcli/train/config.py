@@ -7,6 +7,7 @@ them back (``config_to_toml``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,31 @@ def _path() -> dict[str, Any]:
     return {"path": True}
 
 
+def _range(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> dict[str, Any]:
+    """Bounds a number must lie in (``gfmcli.tomlconf`` checks them where the value enters, so
+    a run never starts with a value that fails, or loops forever, halfway through)."""
+    return {"range": (low, high, low_open, high_open)}
+
+
+# A seed feeds torch, NumPy (< 2**32) and Python's RNG; an encoder wider or deeper than these
+# is no "tiny to large" ViT but a request that only allocates memory until it fails.
+MAX_SEED = 2**32 - 1
+MAX_WIDTH = 4096
+MAX_DEPTH = 64
+MAX_HEADS = 64
+MAX_PATCH = 64
+
+
+def _field(default: Any = dataclasses.MISSING, **metadata: Any) -> Any:
+    return field(default=default, metadata=metadata)
+
+
 # --- shared sections ---------------------------------------------------------------------------
 
 
@@ -30,14 +56,14 @@ def _path() -> dict[str, Any]:
 class OptimConfig:
     """AdamW with linear warmup then cosine decay (the Hyper-MAE recipe, less_vit.md §2.5)."""
 
-    lr: float = 1e-4
-    min_lr: float = 0.0
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    warmup_ratio: float = 0.05
-    grad_clip: float = 1.0
-    accumulate: int = 1
+    lr: float = _field(1e-4, **_range(0, 1, low_open=True))
+    min_lr: float = _field(0.0, **_range(0, 1))
+    weight_decay: float = _field(0.05, **_range(0))
+    betas: tuple[float, float] = _field((0.9, 0.95), **_range(0, 1, high_open=True))
+    eps: float = _field(1e-8, **_range(0, 1, low_open=True))
+    warmup_ratio: float = _field(0.05, **_range(0, 1))
+    grad_clip: float = _field(1.0, **_range(0))
+    accumulate: int = _field(1, **_range(1, 4096))
 
 
 @dataclass(frozen=True)
@@ -56,8 +82,8 @@ class PretrainDataConfig:
     """Chip folders written by ``gfm tile`` (one band set each; optical and radar may mix)."""
 
     chips: tuple[str, ...] = field(metadata=_path())
-    batch_size: int = 32
-    num_workers: int = 0
+    batch_size: int = _field(32, **_range(1, 65536))
+    num_workers: int = _field(0, **_range(0, 256))
     augment: bool = True
     splits: tuple[str, ...] = ("train",)
 
@@ -67,17 +93,17 @@ class PretrainModelConfig:
     """The encoder architecture (registry name) and the Hyper-MAE masking."""
 
     name: str = "less_vit_tiny"
-    mask_ratio: float = 0.75
-    channel_mask_ratio: float = 0.5
-    decoder_dim: int = 512
-    decoder_depth: int = 8
-    decoder_heads: int = 16
-    drop_path: float = 0.0
-    decoder_drop_path: float | None = None
-    embed_dim: int | None = None
-    depth: int | None = None
-    num_heads: int | None = None
-    patch_size: int | None = None
+    mask_ratio: float = _field(0.75, **_range(0, 1, low_open=True, high_open=True))
+    channel_mask_ratio: float = _field(0.5, **_range(0, 1, high_open=True))
+    decoder_dim: int = _field(512, **_range(1, MAX_WIDTH))
+    decoder_depth: int = _field(8, **_range(1, MAX_DEPTH))
+    decoder_heads: int = _field(16, **_range(1, MAX_HEADS))
+    drop_path: float = _field(0.0, **_range(0, 1, high_open=True))
+    decoder_drop_path: float | None = _field(None, **_range(0, 1, high_open=True))
+    embed_dim: int | None = _field(None, **_range(1, MAX_WIDTH))
+    depth: int | None = _field(None, **_range(1, MAX_DEPTH))
+    num_heads: int | None = _field(None, **_range(1, MAX_HEADS))
+    patch_size: int | None = _field(None, **_range(1, MAX_PATCH))
     attention: str | None = field(default=None, metadata=_choice(*ATTENTION_KINDS))
 
 
@@ -85,12 +111,12 @@ class PretrainModelConfig:
 class PretrainTrainConfig:
     """Length, seed, device and checkpointing of a pretraining run."""
 
-    steps: int = 1000
-    seed: int = 42
+    steps: int = _field(1000, **_range(1))
+    seed: int = _field(42, **_range(0, MAX_SEED))
     device: str = "auto"
     precision: str = field(default="auto", metadata=_choice(*PRECISIONS))
-    log_every: int = 10
-    checkpoint_every: int = 500
+    log_every: int = _field(10, **_range(1))
+    checkpoint_every: int = _field(500, **_range(1))
     progress: bool = True
 
 
@@ -112,9 +138,9 @@ class PretrainConfig:
 class ClassConfig:
     """One output class: the id in the label rasters, a name and an RGB colour for the map."""
 
-    id: int
-    name: str
-    color: tuple[int, int, int] = (128, 128, 128)
+    id: int = _field(**_range(0, 254))
+    name: str = _field()
+    color: tuple[int, int, int] = _field((128, 128, 128), **_range(0, 255))
 
 
 @dataclass(frozen=True)
@@ -122,8 +148,8 @@ class FinetuneDataConfig:
     """Labelled chip folders from ``gfm tile --labels``; which split names to use for what."""
 
     chips: tuple[str, ...] = field(metadata=_path())
-    batch_size: int = 16
-    num_workers: int = 0
+    batch_size: int = _field(16, **_range(1, 65536))
+    num_workers: int = _field(0, **_range(0, 256))
     augment: bool = True
     train_split: str = "train"
     val_split: str = "val"
@@ -138,12 +164,12 @@ class FinetuneModelConfig:
     pretrained: str | None = field(default=None, metadata=_path())
     name: str = "less_vit_tiny"
     mode: str = field(default="full", metadata=_choice("full", "linear_probe"))
-    drop_path: float = 0.0
-    head_width: int | None = None
-    embed_dim: int | None = None
-    depth: int | None = None
-    num_heads: int | None = None
-    patch_size: int | None = None
+    drop_path: float = _field(0.0, **_range(0, 1, high_open=True))
+    head_width: int | None = _field(None, **_range(1, MAX_WIDTH))
+    embed_dim: int | None = _field(None, **_range(1, MAX_WIDTH))
+    depth: int | None = _field(None, **_range(1, MAX_DEPTH))
+    num_heads: int | None = _field(None, **_range(1, MAX_HEADS))
+    patch_size: int | None = _field(None, **_range(1, MAX_PATCH))
     attention: str | None = field(default=None, metadata=_choice(*ATTENTION_KINDS))
     channel_embedding: str | None = field(default=None, metadata=_choice("wavelength", "index"))
 
@@ -152,22 +178,22 @@ class FinetuneModelConfig:
 class FinetuneOptimConfig(OptimConfig):
     """Fine-tuning defaults (less_vit.md §3.3): weight decay 0.01, warmup 20 %, no clipping."""
 
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.2
-    grad_clip: float = 0.0
-    class_weights: dict[str, float] | None = None
+    weight_decay: float = _field(0.01, **_range(0))
+    warmup_ratio: float = _field(0.2, **_range(0, 1))
+    grad_clip: float = _field(0.0, **_range(0))
+    class_weights: dict[str, float] | None = field(default=None, metadata=_range(0))
 
 
 @dataclass(frozen=True)
 class FinetuneTrainConfig:
     """Epochs, early stopping and the validation metric that chooses the best checkpoint."""
 
-    epochs: int = 10
-    patience: int = 3
+    epochs: int = _field(10, **_range(1))
+    patience: int = _field(3, **_range(1))
     metric: str = field(
         default="auto", metadata=_choice("auto", "miou", "accuracy", "f1", "rmse", "mae")
     )
-    seed: int = 42
+    seed: int = _field(42, **_range(0, MAX_SEED))
     device: str = "auto"
     precision: str = field(default="auto", metadata=_choice(*PRECISIONS))
     progress: bool = True

@@ -72,12 +72,37 @@ def open_chip_folder(path: str | Path) -> ChipFolder:
             raise KeyError(", ".join(missing))
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{meta_path}: malformed ({exc}); re-run `gfm tile`") from exc
-    if not meta["chips"]:
+    if not isinstance(meta["chips"], list) or not meta["chips"]:
         raise InputError(f"{path}: the chip folder holds no chips")
+    _check_records(path, meta_path, meta["chips"])
     stats = read_stats(path / "stats.json")
     if stats.names != tuple(b["name"] for b in meta["bands"]):
         raise InputError(f"{path}: stats.json bands differ from chips.json; re-run `gfm tile`")
     return ChipFolder(path, meta, stats)
+
+
+def _check_records(folder: Path, meta_path: Path, records: list[Any]) -> None:
+    """Every chip record names its image (and label) by a relative path inside ``folder``.
+
+    A chips.json is data anyone can hand over with a chip folder: a path that climbs out
+    (``../../etc/x.tif``) or is absolute would make training read files outside the folder.
+    """
+    root = folder.resolve()
+    for number, record in enumerate(records):
+        if not isinstance(record, dict) or not isinstance(record.get("image"), str):
+            raise InputError(f"{meta_path}: chip {number} has no image path; re-run `gfm tile`")
+        for key in ("image", "label"):
+            rel = record.get(key)
+            if rel is None:
+                continue
+            if not isinstance(rel, str):
+                raise InputError(f"{meta_path}: chip {number} {key} must be a path")
+            target = (root / rel).resolve()
+            if Path(rel).is_absolute() or root not in target.parents:
+                raise InputError(
+                    f"{meta_path}: chip {number} names {rel!r}, outside the chip folder; chip "
+                    "paths must stay inside it (re-run `gfm tile`)"
+                )
 
 
 def augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:

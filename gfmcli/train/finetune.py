@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from gfmcli.train.run import (
     json_safe,
     model_inputs,
     prepare_run_dir,
+    removed_if_empty_on_failure,
     save_config,
 )
 
@@ -118,8 +120,13 @@ def _check_folders(cfg: FinetuneConfig, folders: list[ChipFolder]) -> None:
             )
 
 
-def build_task_model(cfg: FinetuneConfig, num_outputs: int):
-    """The task model, with the pretrained encoder's weights when ``model.pretrained`` is set."""
+def build_task_model(cfg: FinetuneConfig, num_outputs: int, classes: Sequence[ClassInfo] = ()):
+    """The task model, with the pretrained encoder's weights when ``model.pretrained`` is set.
+
+    A pretrained checkpoint with a head of the same task and the same classes (ids and names,
+    in order) keeps its head too; any other head is dropped with a warning that says so, so
+    fine-tuning shipped segmentation weights on other classes never loses the head silently.
+    """
     from gfmcli.model.checkpoint import load_checkpoint
     from gfmcli.model.tasks import build_model, model_config_for
 
@@ -154,7 +161,35 @@ def build_task_model(cfg: FinetuneConfig, num_outputs: int):
     )
     model = build_model(config)
     model.encoder.load_state_dict(pretrained.encoder.state_dict(), strict=True)
+    if pretrained.head is not None:
+        _reuse_head(model, pretrained, contract, cfg, classes)
     return model, contract
+
+
+def _reuse_head(model, pretrained, contract, cfg: FinetuneConfig, classes) -> None:
+    """Load ``pretrained``'s head into ``model`` when task and classes match; else warn."""
+    source = cfg.model.pretrained
+    theirs = [(c.id, c.name) for c in contract.classes]
+    ours = [(c.id, c.name) for c in classes]
+    if contract.task == cfg.model.task and theirs == ours:
+        try:
+            model.head.load_state_dict(pretrained.head.state_dict(), strict=True)
+        except RuntimeError:  # another head width: the classes match but the shapes do not
+            pass
+        else:
+            log.info(
+                "%s: keeping its %s head (the same %d classes)", source, contract.task, len(ours)
+            )
+            return
+    names = ", ".join(name for _, name in theirs) or "no classes"
+    log.warning(
+        "%s: its %s head (%s) does not match this run's %s classes, so it is dropped and a new "
+        "head is trained on the pretrained encoder",
+        source,
+        contract.task,
+        names,
+        cfg.model.task,
+    )
 
 
 def _loss(task: str, out: torch.Tensor, batch: dict, weights: torch.Tensor | None) -> torch.Tensor:
@@ -172,7 +207,8 @@ def finetune(cfg: FinetuneConfig, *, command: str = "") -> FinetuneResult:
     """Fine-tune (or linear-probe) as configured; writes ``best.pt`` chosen on validation."""
     ctx = D.init_distributed(cfg.train.device)
     try:
-        return _Finetuner(cfg, ctx, command).run()
+        with removed_if_empty_on_failure(Path(cfg.output.dir)):
+            return _Finetuner(cfg, ctx, command).run()
     finally:
         D.shutdown(ctx)
 
@@ -211,7 +247,7 @@ class _Finetuner:
         D.barrier(ctx)
         torch.manual_seed(seed)
         self.model, self.pretrained_contract = build_task_model(
-            cfg, len(self.classes) if self.classes else 1
+            cfg, len(self.classes) if self.classes else 1, self.classes or ()
         )
         self.model.to(ctx.device)
         self.probe = cfg.model.mode == "linear_probe"
@@ -481,4 +517,5 @@ def _brief(scores: dict[str, Any]) -> dict[str, Any]:
 def _progress(iterable, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, unit="batch", disable=not enabled, leave=False)
+    # disable=None: no bar when stderr is not a terminal (a log file, cron's mail)
+    return tqdm(iterable, desc=desc, unit="batch", disable=None if enabled else True, leave=False)

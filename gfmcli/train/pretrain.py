@@ -40,6 +40,7 @@ from gfmcli.train.run import (
     contract_bands,
     model_inputs,
     prepare_run_dir,
+    removed_if_empty_on_failure,
     save_config,
 )
 from gfmcli.train.state import check_resume_config
@@ -89,7 +90,8 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, command: str = "") ->
     """Run (or resume) the pretraining described by ``cfg``; see the module docstring."""
     ctx = D.init_distributed(cfg.train.device)
     try:
-        return _Pretrainer(cfg, ctx, resume, command).run()
+        with removed_if_empty_on_failure(Path(cfg.output.dir)):
+            return _Pretrainer(cfg, ctx, resume, command).run()
     finally:
         D.shutdown(ctx)
 
@@ -302,4 +304,7 @@ class _Pretrainer:
 def _progress(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", disable=not enabled, leave=False)
+    # disable=None: no bar when stderr is not a terminal (a log file, cron's mail)
+    return tqdm(
+        total=total, initial=initial, unit="step", disable=None if enabled else True, leave=False
+    )

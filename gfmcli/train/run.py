@@ -7,8 +7,10 @@ The run folder (``output.dir``) holds ``last.pt`` (the latest checkpoint, with r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,20 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool, resumable: bool
     if found and overwrite and not resume:
         for name in (BEST, METRICS, VAL_METRICS):
             (out / name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def removed_if_empty_on_failure(out: Path) -> Iterator[None]:
+    """Run the body; if it fails and ``out`` did not exist before and is still empty, remove
+    it, so a run refused for its configuration or data leaves no empty run folder behind."""
+    existed = out.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only ever succeeds on an empty folder
+        raise
 
 
 def save_config(out: Path, cfg: Any) -> None:

@@ -14,11 +14,12 @@ moved to the ``buffer`` split and not used at all.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from gfmcli.errors import InputError
+from gfmcli.errors import UsageError
 
 SPLITS = ("train", "val", "test")
 BUFFER = "buffer"
@@ -34,13 +35,15 @@ class GridChip:
 
 
 def parse_fractions(text: str) -> tuple[float, float, float]:
-    """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1); InputError unless 3 non-negative numbers sum to 1."""
+    """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1); UsageError (exit 2) unless 3 finite, non-negative
+    numbers sum to 1."""
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise InputError(f"--split {text!r}: expected three numbers like 0.8,0.1,0.1") from None
-    if len(values) != 3 or min(values) < 0 or abs(sum(values) - 1.0) > 1e-6:
-        raise InputError(f"--split {text!r}: expected train,val,test fractions summing to 1")
+        raise UsageError(f"--split {text!r}: expected three numbers like 0.8,0.1,0.1") from None
+    finite = all(math.isfinite(v) for v in values)
+    if len(values) != 3 or not finite or min(values) < 0 or abs(sum(values) - 1.0) > 1e-6:
+        raise UsageError(f"--split {text!r}: expected train,val,test fractions summing to 1")
     return values  # type: ignore[return-value]
 
 

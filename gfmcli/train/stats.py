@@ -13,12 +13,13 @@ checkpoint's contract (``BandInfo.mean``/``std``), so a model is always fed the 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from gfmcli.errors import InputError
+from gfmcli.errors import InputError, OutputError
 
 
 @dataclass
@@ -89,14 +90,18 @@ class NormStats:
 
 
 def write_stats(path: Path, stats: BandStatistics) -> None:
-    path.write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+    """Write ``stats.json``; OutputError (a full disk, a lost folder) naming the file."""
+    try:
+        path.write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write chip statistics ({exc.strerror or exc})") from exc
 
 
 def read_stats(path: Path) -> NormStats:
     """Read ``stats.json``; InputError naming the file if it is missing or malformed."""
     try:
         bands = json.loads(Path(path).read_text())["bands"]
-        return NormStats(
+        stats = NormStats(
             names=tuple(str(b["name"]) for b in bands),
             mean=tuple(float(b["mean"]) for b in bands),
             std=tuple(float(b["std"]) for b in bands),
@@ -107,3 +112,10 @@ def read_stats(path: Path) -> NormStats:
         ) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: malformed chip statistics ({exc}); re-run `gfm tile`") from exc
+    for name, mean, std in zip(stats.names, stats.mean, stats.std, strict=True):
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            raise InputError(
+                f"{path}: band {name} has mean {mean} and std {std}; a model normalises by "
+                "them, so they must be finite and std positive (re-run `gfm tile`)"
+            )
+    return stats

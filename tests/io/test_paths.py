@@ -11,19 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from gfmcli.atomic import STALE_AGE_S, host_key, partial_path, remove_with_prefix, stale_partials
 from gfmcli.errors import InputError, OutputError
 from gfmcli.io.paths import (
-    STALE_AGE_S,
     OutputLock,
     expand_inputs,
     expand_inputs_lenient,
-    host_key,
     output_format,
-    partial_path,
     plan_outputs,
-    remove_with_prefix,
     should_skip_existing,
-    stale_partials,
 )
 
 

@@ -96,8 +96,10 @@ def test_resume_counts_the_style(tiny_model, s2_scene, tmp_path):
     again = _predict(tiny_model, str(src), "-o", str(out), "--probabilities")
     assert again.stdout.split() == [str(out / "scene.tif"), str(out / "scene.probs.tif")]
     assert (out / "scene.probs.qml").is_file()
+    before = (out / "scene.tif").stat().st_mtime_ns
     third = _predict(tiny_model, str(src), "-o", str(out), "--probabilities")
-    assert third.stdout.strip() == "", "complete: skipped"
+    assert third.stdout.split() == again.stdout.split(), "skipped outputs are listed too"
+    assert (out / "scene.tif").stat().st_mtime_ns == before, "complete: skipped"
 
 
 def test_a_raster_gfm_did_not_make_is_never_redone(tiny_model, s2_scene, tmp_path):
@@ -108,7 +110,8 @@ def test_a_raster_gfm_did_not_make_is_never_redone(tiny_model, s2_scene, tmp_pat
     shutil.copy(src, theirs)  # someone's own file at the output path, without sidecars
     before = theirs.read_bytes()
     result = _predict(tiny_model, str(src), "-o", str(out))
-    assert result.exit_code == 0 and result.stdout.strip() == ""
+    assert result.exit_code == 5 and result.stdout.strip() == ""
+    assert "carries no gfm provenance tag" in result.stderr and "--overwrite" in result.stderr
     assert theirs.read_bytes() == before and not (out / "scene.qml").exists()
 
 

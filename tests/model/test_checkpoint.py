@@ -14,6 +14,7 @@ import torch
 
 from gfmcli.contract import BandInfo, ClassInfo, ModelContract
 from gfmcli.errors import ModelError, OutputError
+from gfmcli.model import checkpoint as checkpoint_module
 from gfmcli.model.checkpoint import (
     FORMAT_VERSION,
     list_weights,
@@ -179,6 +180,48 @@ def test_weights_and_contract_mismatches(tmp_path, saved):
     assert "not valid JSON" in _error(_rewrite(good, tmp_path / "e.pt", no_contract))
 
 
+def test_a_huge_contract_is_refused_before_anything_is_allocated(tmp_path, saved, monkeypatch):
+    _, _, good = saved
+
+    def huge(p):  # 4096 wide x 64 deep: ~51 GB if it were built
+        contract = json.loads(p["contract"])
+        contract["model_config"]["encoder"]["overrides"].update(
+            embed_dim=4096, depth=64, num_heads=64
+        )
+        p["contract"] = json.dumps(contract)
+
+    path = _rewrite(good, tmp_path / "huge.pt", huge)
+    built = []
+    real = checkpoint_module.build_model
+    monkeypatch.setattr(
+        checkpoint_module,
+        "build_model",
+        lambda config: built.append(torch.empty(0).device) or real(config),
+    )
+    assert "more than gfm loads" in _error(path)
+    assert built == [torch.device("meta")], "only the memory-free skeleton was built"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["classes"][0].update(id=300), "class id 300 is outside 0..254"),
+        (lambda c: c["classes"][1].update(id=0), "class ids repeat"),
+        (lambda c: c["bands"][2].update(std=0.0), "contract band 'B4'"),
+        (lambda c: c["bands"][0].update(mean=float("nan")), "must be finite"),
+    ],
+)
+def test_contract_values_that_would_crash_a_run_are_model_errors(tmp_path, saved, edit, message):
+    _, _, good = saved
+
+    def change(p):
+        contract = json.loads(p["contract"])
+        edit(contract)
+        p["contract"] = json.dumps(contract)
+
+    assert message in _error(_rewrite(good, tmp_path / "edited.pt", change), read_contract)
+
+
 def test_save_checks_contract_against_model(tmp_path, saved):
     model, written, _ = saved
     with pytest.raises(ModelError, match="lists 2 classes but the head has 3 outputs"):
@@ -187,6 +230,29 @@ def test_save_checks_contract_against_model(tmp_path, saved):
     with pytest.raises(ModelError, match="contract task 'classification'"):
         save_checkpoint(tmp_path / "x.pt", model, wrong_task)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_save_removes_temporaries_of_killed_saves_by_the_age_host_rule(tmp_path, saved):
+    import subprocess
+    import sys
+    import time
+
+    from gfmcli.atomic import STALE_AGE_S, partial_path
+
+    model, written, _ = saved
+    path = tmp_path / "last.pt"
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    killed = partial_path(path, pid=gone)  # this host, a dead pid: kill -9 mid-save
+    elsewhere = path.with_name(".last.partial-4242-0badc0de.pt")  # another host, fresh
+    old = path.with_name(".last.partial-4243-0badc0de.pt")  # another host, long ago
+    for temporary in (killed, elsewhere, old):
+        temporary.write_bytes(b"half a checkpoint")
+    os.utime(old, (time.time() - STALE_AGE_S - 60,) * 2)
+    save_checkpoint(path, model, written)
+    assert read_contract(path) == written
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if ".partial-" in p.name)
+    assert leftovers == [elsewhere.name]
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path, saved, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,6 +252,21 @@ def test_simulate_scene_without_descriptions_and_refusing_to_clobber(tmp_path):
     with pytest.raises(OutputError, match="exists"):
         simulate_scene(tmp_path, sensors=["landsat8"], size_m=300.0)
     simulate_scene(tmp_path, sensors=["landsat8"], size_m=300.0, overwrite=True)
+
+
+def test_a_full_disk_leaves_no_truncated_scene(tmp_path, monkeypatch):
+    import errno
+
+    from gfmcli.data import scene as scene_module
+
+    def full(path, rendering):
+        Path(path).write_bytes(b"half a label raster")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(scene_module, "_write_labels", full)
+    with pytest.raises(OutputError, match=r"landsat8_labels.tif: .*no space left"):
+        simulate_scene(tmp_path, sensors=["landsat8"], size_m=300.0)
+    assert list(tmp_path.iterdir()) == [], "nothing at a final path, no temporaries"
 
 
 def test_simulate_scene_rejects_geographic_crs(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,56 @@ def test_find_key_line_handles_dotted_keys_and_headers():
     assert find_key_line(text, "train.x.y") == 5
     assert find_key_line(text, "optim.missing") == 2
     assert find_key_line(text, "nothing") is None
+
+
+PRETRAIN_MINIMAL = '[data]\nchips = ["chips"]\n\n[output]\ndir = "run"\n'
+FINETUNE_MINIMAL = (
+    '[data]\nchips = ["chips"]\n\n[model]\ntask = "segmentation"\n\n[output]\ndir = "run"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("schema", "table", "line", "message"),
+    [
+        (PretrainConfig, "train", "checkpoint_every = 0", "train.checkpoint_every = 0 is out"),
+        (PretrainConfig, "train", "log_every = 0", "must be at least 1"),
+        (PretrainConfig, "train", "steps = -5", "train.steps = -5 is out of range"),
+        (PretrainConfig, "optim", "accumulate = 0", "optim.accumulate = 0 is out of range"),
+        (PretrainConfig, "optim", "lr = nan", "optim.lr = nan must be a finite number"),
+        (PretrainConfig, "optim", "betas = [0.9, 1.5]", "optim.betas = 1.5 is out of range"),
+        (PretrainConfig, "data", "num_workers = -1", "data.num_workers = -1 is out of range"),
+        (PretrainConfig, "train", "seed = -1", "train.seed = -1 is out of range"),
+        (PretrainConfig, "train", f"seed = {2**62}", "must be in [0, 4294967295]"),
+        (PretrainConfig, "model", "embed_dim = 100000", "model.embed_dim = 100000 is out"),
+        (FinetuneConfig, "train", "epochs = 0", "train.epochs = 0 is out of range"),
+        (FinetuneConfig, "optim", "class_weights = { water = -1 }", "class_weights.water"),
+    ],
+)
+def test_values_out_of_range_are_config_errors_naming_key_and_line(schema, table, line, message):
+    base = PRETRAIN_MINIMAL if schema is PretrainConfig else FINETUNE_MINIMAL
+    text = base.replace(f"[{table}]\n", f"[{table}]\n{line}\n")
+    if f"[{table}]" not in base:
+        text = f"{base}\n[{table}]\n{line}\n"
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        parse_config(text, schema, source="run.toml")
+    number = text.splitlines().index(line) + 1
+    assert str(info.value).startswith(f"run.toml:{number}: ")
+
+
+def test_a_class_id_that_no_uint8_map_holds_is_a_config_error():
+    text = FINETUNE_MINIMAL + '\n[[classes]]\nid = 300\nname = "water"\n'
+    with pytest.raises(ConfigError, match=r"classes\[0\].id = 300 is out of range"):
+        parse_config(text, FinetuneConfig, source="run.toml")
+
+
+def test_one_toml_gives_the_same_paths_from_any_folder_and_by_any_name(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    path = write(tmp_path / "cfg", PRETRAIN_MINIMAL, "pre.toml")
+    absolute = load_config(path, PretrainConfig)
+    monkeypatch.chdir(tmp_path)
+    relative = load_config(Path("cfg/pre.toml"), PretrainConfig)
+    monkeypatch.chdir(tmp_path / "cfg")
+    dotted = load_config(Path("../cfg/./pre.toml"), PretrainConfig)
+    expected = (str((tmp_path / "cfg" / "chips").resolve()),)
+    assert absolute.data.chips == relative.data.chips == dotted.data.chips == expected
+    assert absolute.output.dir == relative.output.dir == str((tmp_path / "cfg" / "run").resolve())

@@ -151,6 +151,30 @@ dir = "pre"
     assert "accuracy" in log[0]
 
 
+def test_a_pretrained_head_is_kept_for_the_same_classes_else_dropped_with_a_warning(
+    write_config, tmp_path, chips, caplog
+):
+    import logging
+
+    first = write_config(tmp_path, chips, extra=CLASSES, epochs=1)
+    assert run("-c", first).exit_code == 0
+    (tmp_path / "base").mkdir()
+    (tmp_path / "out").rename(tmp_path / "base" / "out")
+    model = '[model]\npretrained = "base/out/best.pt"\n'
+    caplog.set_level(logging.INFO, logger="gfmcli")
+    model += "head_width = 16\n"
+    same = write_config(tmp_path, chips, model=model, extra=CLASSES, epochs=1)
+    assert CliRunner().invoke(cli, ["-v", "finetune", "-c", str(same)]).exit_code == 0
+    assert "keeping its segmentation head (the same 3 classes)" in caplog.text
+    assert "is dropped" not in caplog.text
+    caplog.clear()
+    (tmp_path / "out").rename(tmp_path / "kept")
+    other = write_config(tmp_path, chips, model=model, epochs=1)
+    assert run("-c", other).exit_code == 0
+    assert "its segmentation head (dark, mid, bright) does not match" in caplog.text
+    assert "is dropped and a new head is trained" in caplog.text
+
+
 def test_architecture_with_pretrained_is_a_config_error(write_config, tmp_path, chips):
     model = '[model]\npretrained = "x.pt"\ndepth = 2'
     result = run("-c", write_config(tmp_path, chips, model=model))

@@ -117,7 +117,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(write_config, tmp_path, 
     assert result.exit_code == 5 and "No space left" in result.output
     data = read_checkpoint(tmp_path / "out" / "last.pt")
     assert data.extra["step"] == 3  # the step-3 checkpoint is intact
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in (tmp_path / "out").iterdir() if ".partial-" in p.name]
 
 
 def test_missing_and_empty_chip_folders(write_config, tmp_path, chips):
@@ -127,6 +127,35 @@ def test_missing_and_empty_chip_folders(write_config, tmp_path, chips):
     (tmp_path / "empty").mkdir()
     result = run("-c", write_config(tmp_path, [tmp_path / "empty"]))
     assert result.exit_code == 3 and "no chips.json" in result.output
+
+
+def test_chip_paths_outside_the_chip_folder_are_refused(write_config, tmp_path, chips):
+    import shutil
+
+    folder = tmp_path / "copied"
+    shutil.copytree(chips[0], folder)
+    secret = tmp_path / "secret.tif"
+    secret.write_bytes(b"not for training")
+    meta = json.loads((folder / "chips.json").read_text())
+    for bad in ("../secret.tif", str(secret)):
+        meta["chips"][1]["image"] = bad
+        (folder / "chips.json").write_text(json.dumps(meta))
+        result = run("-c", write_config(tmp_path, [folder], out="run"))
+        assert result.exit_code == 3, result.output
+        assert "chip 1 names" in result.output and "outside the chip folder" in result.output
+    assert not (tmp_path / "run").exists(), "a refused run leaves no run folder"
+
+
+def test_zero_std_in_stats_json_is_an_input_error(write_config, tmp_path, chips):
+    import shutil
+
+    folder = tmp_path / "copied"
+    shutil.copytree(chips[0], folder)
+    stats = json.loads((folder / "stats.json").read_text())
+    stats["bands"][0]["std"] = 0.0
+    (folder / "stats.json").write_text(json.dumps(stats))
+    result = run("-c", write_config(tmp_path, [folder]))
+    assert result.exit_code == 3 and "std 0.0" in result.output, result.output
 
 
 def test_bad_toml_is_exit_7(write_config, tmp_path, chips):
