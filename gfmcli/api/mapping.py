@@ -32,6 +32,8 @@ from gfmcli.engine.options import DEFAULT_MODEL, FilePlan, FileResult, MapOption
 from gfmcli.engine.runner import check_run_options
 from gfmcli.errors import EXIT_PARTIAL_FAILURE, InputError, UsageError
 from gfmcli.io.paths import (
+    DEFAULT_NAME_TEMPLATE,
+    check_name_template,
     expand_inputs_lenient,
     no_empty_new_folders,
     output_folder,
@@ -131,6 +133,7 @@ def map_rasters(
     progress: RunProgress | None = None,
     command_line: Sequence[str] = (),
     stdin: TextIO | None = None,
+    name_template: str = DEFAULT_NAME_TEMPLATE,
 ) -> RunSummary:
     """Map every raster of ``inputs`` to ``output`` (a file for one input, else a folder).
 
@@ -138,7 +141,8 @@ def map_rasters(
     ``tif``, ``gpkg`` or ``parquet`` (default: from the output's extension). ``model`` is a
     shipped weights name, a checkpoint path, or an already loaded ``(model, contract)`` pair
     (``load_model``'s result, so a caller maps many batches with one load). An input ``-``
-    reads paths, one per line, from ``stdin``. ``command_line`` is recorded in the outputs'
+    reads paths, one per line, from ``stdin``; ``name_template`` names folder-mode outputs
+    (``{stem}``, ``{parent}``, ``{grandparent}``). ``command_line`` is recorded in the outputs'
     provenance tags. Complete outputs are skipped unless ``overwrite`` (a file gfm did not
     make is never replaced without it). ``--co`` creation options and the window against the
     model's patch size are checked before any input is read (UsageError); a folder the call
@@ -149,17 +153,18 @@ def map_rasters(
     started = time.perf_counter()
     options = options or MapOptions()
     check_creation_options(options.creation_options)  # before any input is read
+    check_name_template(name_template)
     progress = progress or _Silent()
     with no_empty_new_folders(output_folder(os.fspath(output))):
         return _map(
             inputs, output, options, model, kind, fmt, device, overwrite, keep_going, dry_run,
-            progress, command_line, stdin, started,
+            progress, command_line, stdin, started, name_template,
         )  # fmt: skip
 
 
 def _map(
     inputs, output, options, model, kind, fmt, device, overwrite, keep_going, dry_run,
-    progress, command_line, stdin, started,
+    progress, command_line, stdin, started, name_template,
 ) -> RunSummary:  # fmt: skip
     """The body of :func:`map_rasters`, inside its empty-folder guard."""
     arguments = [os.fspath(i) for i in inputs]
@@ -176,7 +181,9 @@ def _map(
         gdal_paths = [i for i in paths if not is_stac_path(i)] + list(stac)
         if not gdal_paths:
             raise UsageError("no input rasters found in the given paths")
-        pairs = plan_outputs(gdal_paths, os.fspath(output), fmt, suffix=KINDS[kind])
+        pairs = plan_outputs(
+            gdal_paths, os.fspath(output), fmt, suffix=KINDS[kind], name_template=name_template
+        )
         jobs = [_job(str(src), out, output_format(out), stac.get(str(src))) for src, out in pairs]
         net, contract = model if isinstance(model, tuple) else load_model(model)
         check_run_options(options, contract, kind)

@@ -31,6 +31,7 @@ _RUN_KEYS = (
     "dry_run",
     "quiet",
     "json_lines",
+    "name_template",
 )
 
 
@@ -49,6 +50,7 @@ class MappingRequest:
     dry_run: bool
     quiet: bool
     json_lines: bool
+    name_template: str
     options: Any  # gfmcli.engine.options.MapOptions (imported lazily)
 
     @classmethod
@@ -172,6 +174,7 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
             progress=bars,
             command_line=_command_line(ctx),
             stdin=sys.stdin,
+            name_template=request.name_template,
         )
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None

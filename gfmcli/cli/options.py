@@ -167,6 +167,14 @@ creation_opt = click.option(
     multiple=True,
     help="GDAL creation option for the COG driver, e.g. --co COMPRESS=ZSTD (repeatable).",
 )
+name_template_opt = click.option(
+    "--name-template",
+    default="{stem}",
+    show_default=True,
+    metavar="TEMPLATE",
+    help="Output names in folder mode: {stem} (the input's name), {parent} and {grandparent} "
+    "(its folders), e.g. '{parent}_{stem}' for inputs that share a file name.",
+)
 overwrite_opt = click.option(
     "--overwrite", is_flag=True, help="Redo outputs that exist (default: skip them, resume)."
 )
@@ -209,6 +217,7 @@ def mapping_options(command):
             device_opt,
             precision_opt,
             creation_opt,
+            name_template_opt,
             overwrite_opt,
             keep_going_opt,
             dry_run_opt,

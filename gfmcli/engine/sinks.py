@@ -215,7 +215,7 @@ class EmbeddingVectorSink:
             r0, c0 = tile.row_off * self._patch, tile.col_off * self._patch
             r1 = min(r0 + tile.height * self._patch, self._grid.height)
             c1 = min(c0 + tile.width * self._patch, self._grid.width)
-            (x0, y0), (x1, y1) = t * (c0, r0), t * (c1, r1)
+            (x0, y0), (x1, y1) = t @ (c0, r0), t @ (c1, r1)
             geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
             rows.append(
                 {

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gfmcli.atomic import PARTIAL_MARK, host_key, is_stale
-from gfmcli.errors import InputError, OutputError
+from gfmcli.errors import InputError, OutputError, UsageError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
 OUTPUT_FORMATS = {".tif": "tif", ".tiff": "tif", ".gpkg": "gpkg", ".parquet": "parquet"}
@@ -201,22 +201,57 @@ def _same_file(a: str, b: Path) -> bool:
         return False
 
 
+DEFAULT_NAME_TEMPLATE = "{stem}"
+# The fields of --name-template: the input's base name without extension, and the names of its
+# folder and of that folder's parent (empty when the path has none).
+NAME_FIELDS = ("stem", "parent", "grandparent")
+
+
+def check_name_template(template: str) -> None:
+    """UsageError unless ``template`` names only ``NAME_FIELDS`` and makes a plain file name."""
+    try:
+        sample = template.format(stem="scene", parent="folder", grandparent="root")
+    except (KeyError, IndexError, ValueError) as exc:
+        fields = ", ".join(f"{{{f}}}" for f in NAME_FIELDS)
+        what = f"{{{exc.args[0]}}} is not a field" if isinstance(exc, KeyError) else "not valid"
+        raise UsageError(f"--name-template {template!r}: {what}; use {fields}") from None
+    if "{stem}" not in template or "/" in sample or sample.startswith("."):
+        raise UsageError(
+            f"--name-template {template!r}: must contain {{stem}} and make a plain file name "
+            "(no '/', not hidden), e.g. '{parent}_{stem}'"
+        )
+
+
+def output_name(input_path: str, template: str = DEFAULT_NAME_TEMPLATE) -> str:
+    """The base name (no extension) of ``input_path``'s output in folder mode."""
+    if is_gdal_path(input_path):
+        folders = [p for p in input_path.split("?", 1)[0].split("/")[:-1] if p]
+    else:
+        folders = [p.name for p in reversed(Path(input_path).absolute().parents) if p.name]
+    parent = folders[-1] if folders else ""
+    grandparent = folders[-2] if len(folders) > 1 else ""
+    return template.format(stem=_stem(input_path), parent=parent, grandparent=grandparent)
+
+
 def plan_outputs(
     inputs: Sequence[str],
     output: str | Path,
     fmt: str | None = None,
     *,
     suffix: str = "",
+    name_template: str = DEFAULT_NAME_TEMPLATE,
 ) -> list[tuple[str, Path]]:
     """Pair every input with its output path.
 
     * One input and an ``output`` that ends in ``.tif``/``.tiff``/``.gpkg`` (and is not an
       existing folder): that file.
     * Otherwise ``output`` is a folder (created if missing) and each input gets
-      ``<stem><suffix>.<fmt>`` in it (``fmt`` defaults to ``tif``; ``suffix`` lets ``embed``
-      write ``scene.emb.tif`` style names). Several inputs always need a folder.
+      ``<name><suffix>.<fmt>`` in it, ``<name>`` made by ``name_template`` (default
+      ``{stem}``; see :func:`output_name`), ``fmt`` defaulting to ``tif``; ``suffix`` lets
+      ``embed`` write ``scene.emb.tif`` style names. Several inputs always need a folder.
 
-    InputError when two inputs share a stem. OutputError when an output equals its input, when
+    InputError when two inputs get the same name (the message offers ``--name-template``).
+    OutputError when an output equals its input, when
     several inputs are given with a file name, when one input is given a name with another
     extension (``-o map.png`` would silently become a folder), when the folder cannot be created,
     or when a planned output file is an existing folder (all before any compute).
@@ -245,11 +280,12 @@ def plan_outputs(
         seen: dict[str, str] = {}
         pairs = []
         for item in inputs:
-            stem = _stem(item)
+            stem = output_name(item, name_template)
             if stem in seen:
                 raise InputError(
-                    f"{seen[stem]} and {item} would both write {stem}{suffix}.{ext}; "
-                    "rename one or run them separately"
+                    f"{seen[stem]} and {item} would both write {stem}{suffix}.{ext}; name the "
+                    "outputs after their folders too with --name-template '{parent}_{stem}', "
+                    "or rename one"
                 )
             seen[stem] = item
             pairs.append((item, out / f"{stem}{suffix}.{ext}"))

@@ -313,3 +313,31 @@ def test_an_unexpected_error_is_one_line_and_the_batch_goes_on(tmp_path, tiny_ch
     assert proc.stdout.splitlines() == [str(out / "a.tif"), str(out / "c.tif")]
     assert is_class_map(out / "c.tif") and not (out / "b.tif").exists()
     assert leftovers(out) == []
+
+
+def test_glob_characters_in_names_leak_no_temporaries_and_stale_ones_go(
+    tmp_path, tiny_checkpoint, scene
+):
+    a = scene(tmp_path, "a.tif")
+    out = tmp_path / "maps" / "map[1].tif"
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    killed = out.with_name(f".map[1].partial-{gone}-{host_key()}.staged.tif")  # kill -9
+    killed.parent.mkdir()
+    killed.write_bytes(b"half a map")
+    model = ("-m", tiny_checkpoint, *WINDOW)
+    for extra in ((), ("--overwrite", "--probabilities")):
+        proc = invoke("-q", "predict", a, "-o", out, *model, *extra)
+        assert proc.returncode == 0, proc.stderr
+    assert is_class_map(out) and out.with_name("map[1].probs.tif").is_file()
+    assert leftovers(out.parent) == []
+
+
+def test_inputs_with_one_file_name_get_a_way_out(tmp_path, tiny_checkpoint, scene):
+    a, b = scene(tmp_path / "x", "scene.tif"), scene(tmp_path / "y", "scene.tif", seed=1)
+    out = tmp_path / "maps"
+    model = ("-m", tiny_checkpoint, *WINDOW)
+    proc = invoke("predict", a, b, "-o", out, *model)
+    assert_fails(proc, 3, "would both write scene.tif", "--name-template '{parent}_{stem}'")
+    proc = invoke("-q", "predict", a, b, "-o", out, "--name-template", "{parent}_{stem}", *model)
+    assert proc.stdout.splitlines() == [str(out / "x_scene.tif"), str(out / "y_scene.tif")]

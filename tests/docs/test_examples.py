@@ -52,7 +52,14 @@ def test_cron_script_is_idempotent_and_locked(tiny_checkpoint_factory, tmp_path)
     inbox.mkdir()
     model = tiny_checkpoint_factory(tmp_path / "tiny.pt")
     script = str(EXAMPLES / "cron-regional-mapping.sh")
-    env = _env(GFM_MODEL=str(model))
+    # cron's own environment: PATH=/usr/bin:/bin, gfm named by GFM= as the crontab line does
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}
+    env.update(GFM=_gfm(), GFM_MODEL=str(model))
+    missing = subprocess.run(
+        ["bash", script, str(inbox), str(out)], env={**env, "GFM": "gfm"}, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 127 and "set GFM=/path/to/venv/bin/gfm" in missing.stderr
 
     proc = subprocess.run(["bash", script, str(inbox), str(out)], env=env, timeout=300)
     assert proc.returncode == 0, "an empty inbox is not a failure"

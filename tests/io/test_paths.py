@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from gfmcli.atomic import STALE_AGE_S, host_key, partial_path, remove_with_prefix, stale_partials
-from gfmcli.errors import InputError, OutputError
+from gfmcli.errors import InputError, OutputError, UsageError
 from gfmcli.io.paths import (
     OutputLock,
+    check_name_template,
     expand_inputs,
     expand_inputs_lenient,
     output_format,
@@ -83,6 +84,21 @@ def test_several_inputs_need_folder_which_is_created(tmp_path):
     pairs = plan_outputs([a, b, "/vsicurl/https://host/c.tif?sig=1"], out, "gpkg", suffix=".emb")
     assert out.is_dir()
     assert [p.name for _, p in pairs] == ["a.emb.gpkg", "b.emb.gpkg", "c.emb.gpkg"]
+
+
+def test_a_name_template_separates_inputs_that_share_a_file_name(tmp_path):
+    a, b = _touch(tmp_path, "2024/x/scene.tif", "2025/y/scene.tif")
+    with pytest.raises(InputError, match=r"--name-template '\{parent\}_\{stem\}'"):
+        plan_outputs([a, b], tmp_path / "out")
+    pairs = plan_outputs([a, b], tmp_path / "out", name_template="{parent}_{stem}")
+    assert [p.name for _, p in pairs] == ["x_scene.tif", "y_scene.tif"]
+    pairs = plan_outputs(
+        [a, "/vsicurl/https://h/z/c.tif?s=1"], tmp_path / "o", name_template="{grandparent}-{stem}"
+    )
+    assert [p.name for _, p in pairs] == ["2024-scene.tif", "h-c.tif"]
+    for bad in ("{parent}", "{stem}/{parent}", "{folder}_{stem}", ".{stem}"):
+        with pytest.raises(UsageError, match="--name-template"):
+            check_name_template(bad)
 
 
 def test_same_stem_and_output_equal_input_are_refused(tmp_path):
