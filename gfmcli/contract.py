@@ -128,6 +128,8 @@ class ModelContract:
                 classes=classes,
                 provenance=dict(data.get("provenance", {})),
             )
+        except ModelError:
+            raise  # a value check of __post_init__: its own words name the field
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"the model contract is incomplete or malformed ({exc})") from exc
 

@@ -341,3 +341,39 @@ def test_inputs_with_one_file_name_get_a_way_out(tmp_path, tiny_checkpoint, scen
     assert_fails(proc, 3, "would both write scene.tif", "--name-template '{parent}_{stem}'")
     proc = invoke("-q", "predict", a, b, "-o", out, "--name-template", "{parent}_{stem}", *model)
     assert proc.stdout.splitlines() == [str(out / "x_scene.tif"), str(out / "y_scene.tif")]
+
+
+# --- what reaches stderr: -q errors only, -vv gfm's own debug, warnings that say the fix ------
+
+
+def test_quiet_is_silent_and_verbose_shows_gfms_own_logs_only(tmp_path):
+    src = _write_raster(tmp_path, "scene.tif", height=40, width=40)
+    labels = _write_raster(tmp_path, "labels.tif", count=1, height=40, width=40, dtype="uint8")
+    args = ("--labels", labels, "--sensor", "vnir4", "--size", "32", "--min-labelled", "0")
+    quiet = gfm("-q", "tile", src, "-o", tmp_path / "quiet", *args)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    loud = gfm("-vv", "tile", src, "-o", tmp_path / "loud", *args)
+    assert loud.returncode == 0, loud.stderr
+    lines = loud.stderr.splitlines()
+    assert any("wrote 4 chips" in line for line in lines), loud.stderr  # gfm's info log
+    # 4 chips in one block: none for validation, and the warning says how to fix it
+    assert any("warning: no validation chips" in line and "--block-size" in line for line in lines)
+    assert not any("env context" in line or "CPLE_" in line for line in lines), "no GDAL debug"
+    assert "\r" not in loud.stderr, "no progress bar when stderr is not a terminal"
+
+
+def test_a_checkpoint_with_impossible_classes_is_one_model_error(tmp_path, tiny_checkpoint):
+    import json
+
+    import torch
+
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    contract = json.loads(payload["contract"])
+    contract["classes"][2]["id"] = 300
+    payload["contract"] = json.dumps(contract)
+    edited = tmp_path / "edited.pt"
+    torch.save(payload, edited)
+    a = scene(tmp_path, "a.tif")
+    proc = gfm("predict", a, "-o", tmp_path / "maps", "-m", edited, *WINDOW)
+    assert_fails(proc, 4, "edited.pt: contract classes: class id 300 is outside 0..254")
+    assert not (tmp_path / "maps").exists()

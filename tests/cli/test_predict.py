@@ -608,3 +608,21 @@ def test_scale_option_reads_reflectance_files(checkpoint, make_raster, tmp_path)
     assert "--scale 1 --offset 0" in wrong.stderr and not (tmp_path / "b.tif").exists()
     bad = _predict(checkpoint, str(src), "-o", str(tmp_path / "c.tif"), "--scale", "x")
     assert bad.exit_code == 2 and "not a number" in bad.output
+
+
+def test_a_full_disk_while_writing_embedding_vectors_is_one_output_error(
+    checkpoint, scene, tmp_path, monkeypatch
+):
+    import errno
+
+    import geopandas as gpd
+
+    def full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", full)
+    out = tmp_path / "e.gpkg"
+    result = _invoke("embed", "-m", str(checkpoint), str(scene()), "-o", str(out))
+    assert result.exit_code == 5, result.output
+    assert "e.gpkg: writing embeddings failed" in result.stderr and "No space" in result.stderr
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]

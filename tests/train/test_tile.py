@@ -401,3 +401,12 @@ def test_tile_shares_predicts_band_rules(make_raster, tmp_path):
     result = run(landsat, "-o", tmp_path / "c", "--size", "32", "--sensor", "landsat5")
     assert result.exit_code == 0, result.output
     assert [b["wavelength_nm"] for b in meta(tmp_path / "c")["bands"]][4] == 1650.0
+
+
+def test_a_failed_statistics_write_is_an_output_error(tmp_path):
+    from gfmcli.errors import OutputError
+    from gfmcli.train.stats import BandStatistics, write_stats
+
+    stats = BandStatistics(("blue",))
+    with pytest.raises(OutputError, match=r"stats.json: cannot write chip statistics"):
+        write_stats(tmp_path / "gone" / "stats.json", stats)
