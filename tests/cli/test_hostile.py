@@ -346,9 +346,9 @@ def test_inputs_with_one_file_name_get_a_way_out(tmp_path, tiny_checkpoint, scen
 # --- what reaches stderr: -q errors only, -vv gfm's own debug, warnings that say the fix ------
 
 
-def test_quiet_is_silent_and_verbose_shows_gfms_own_logs_only(tmp_path):
-    src = _write_raster(tmp_path, "scene.tif", height=40, width=40)
-    labels = _write_raster(tmp_path, "labels.tif", count=1, height=40, width=40, dtype="uint8")
+def test_quiet_is_silent_and_verbose_shows_gfms_own_logs_only(tmp_path, make_raster):
+    src = make_raster(tmp_path, "scene.tif", height=40, width=40)
+    labels = make_raster(tmp_path, "labels.tif", count=1, height=40, width=40, dtype="uint8")
     args = ("--labels", labels, "--sensor", "vnir4", "--size", "32", "--min-labelled", "0")
     quiet = gfm("-q", "tile", src, "-o", tmp_path / "quiet", *args)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
@@ -362,7 +362,7 @@ def test_quiet_is_silent_and_verbose_shows_gfms_own_logs_only(tmp_path):
     assert "\r" not in loud.stderr, "no progress bar when stderr is not a terminal"
 
 
-def test_a_checkpoint_with_impossible_classes_is_one_model_error(tmp_path, tiny_checkpoint):
+def test_a_checkpoint_with_impossible_classes_is_one_model_error(tmp_path, tiny_checkpoint, scene):
     import json
 
     import torch

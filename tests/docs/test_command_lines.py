@@ -131,9 +131,9 @@ def test_every_help_example_runs(tmp_path, monkeypatch):
 
 
 def test_example_configs_point_at_where_their_names_are_listed():
-    from gfmcli.config import PretrainConfig, load_config
-
     from gfmcli.model.registry import list_models
+    from gfmcli.tomlconf import load_config
+    from gfmcli.train.config import PretrainConfig
 
     toml = ROOT / "examples" / "pretrain.toml"
     name = load_config(toml, PretrainConfig).model.name

@@ -257,7 +257,7 @@ def test_simulate_scene_without_descriptions_and_refusing_to_clobber(tmp_path):
 def test_a_full_disk_leaves_no_truncated_scene(tmp_path, monkeypatch):
     import errno
 
-    from gfmcli.data import scene as scene_module
+    from gfmcli.simulate import scene as scene_module
 
     def full(path, rendering):
         Path(path).write_bytes(b"half a label raster")
