@@ -26,7 +26,6 @@ from gfmcli.engine.runner import map_file, missing_outputs_sidecars, output_path
 from gfmcli.engine.sinks import EMBEDDING_LAYER
 from gfmcli.errors import GfmError, OutputError, unexpected_error
 from gfmcli.io.paths import OutputLock, is_gdal_path, should_skip_existing
-from gfmcli.io.vector import LAYER as VECTOR_LAYER
 from gfmcli.io.writer import GDAL_ERRORS, check_writable
 from gfmcli.model.tasks import GfmModel
 from gfmcli.runtime.devices import resolve_devices
@@ -346,7 +345,9 @@ def _geotiff_state(path: Path) -> tuple[str, str]:
 
 
 def _geopackage_state(path: Path) -> tuple[str, str]:
-    import pyogrio
+    import pyogrio  # only here: a GeoTIFF run never loads the vector stack
+
+    from gfmcli.io.vector import LAYER as VECTOR_LAYER
 
     try:
         layers = {str(name) for name, _ in pyogrio.list_layers(path)}
