@@ -78,7 +78,8 @@ def make_checkpoint(path: Path, head: dict | None = None, **encoder) -> Path:
 
 
 def make_raster(path: Path, size: int) -> Path:
-    """A smooth 4-band uint16 field, written in 512-row strips (never whole in memory)."""
+    """A smooth 4-band uint16 field, written in 512-row strips (never whole in memory); DN 1700
+    to 3300, i.e. reflectance 0.07 to 0.23 under the Sentinel-2 L2A offset of -1000 DN."""
     profile = dict(
         driver="GTiff",
         count=4,
@@ -103,7 +104,7 @@ def make_raster(path: Path, size: int) -> Path:
             rows = np.arange(row, min(row + 512, size), dtype=np.float32)[:, None]
             block = np.stack(
                 [
-                    1500 + 800 * np.sin(rows / (97 + 13 * b)) * np.cos(cols / (61 + 7 * b))
+                    2500 + 800 * np.sin(rows / (97 + 13 * b)) * np.cos(cols / (61 + 7 * b))
                     for b in range(4)
                 ]
             ).astype("uint16")
