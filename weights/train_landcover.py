@@ -49,11 +49,19 @@ LAND = (TREE, GRASS, BARE, BUILT, BURNED)
 S2_NM = {"B01": 442.7, "B02": 492.4, "B03": 559.8, "B04": 664.6, "B05": 704.1, "B06": 740.5,
          "B07": 782.8, "B08": 832.8, "B8A": 864.7, "B09": 945.1, "B10": 1373.5, "B11": 1613.7,
          "B12": 2202.4}  # fmt: skip
-# Subsets of Sentinel-2 that users keep (10-band stacks, 6-band, 4-band VNIR).
-S2_SUBSETS = (
-    ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"),
-    ("B02", "B03", "B04", "B08", "B11", "B12"),
-    ("B02", "B03", "B04", "B08"),
+# Subsets of Sentinel-2 that users keep (10-band stacks, 6-band, 4-band VNIR), each told at
+# Sentinel-2's band centres (None), and Sentinel-2 bands shown as the Landsat band sets they
+# stand in for, told at Landsat 8 OLI / Landsat 4-7 TM centres: users stack Sentinel-2 as
+# Landsat, and a real scene seen through Landsat's bands teaches what the simulated Landsat
+# scenes cannot (before these views a real lake given as Landsat 8 mapped as tree cover).
+L8_NM = (443.0, 482.0, 561.4, 654.6, 864.6, 1608.9, 2200.7)
+TM_NM = (485.0, 560.0, 660.0, 835.0, 1650.0, 2215.0)
+S2_VIEWS: tuple[tuple[tuple[str, ...], tuple[float, ...] | None], ...] = (
+    (("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"), None),
+    (("B02", "B03", "B04", "B08", "B11", "B12"), None),
+    (("B02", "B03", "B04", "B08"), None),
+    (("B01", "B02", "B03", "B04", "B8A", "B11", "B12"), L8_NM),
+    (("B02", "B03", "B04", "B08", "B11", "B12"), TM_NM),
 )
 UKIS_NM = {
     "sentinel2": [492.4, 559.8, 664.6, 832.8, 1613.7, 2202.4],
@@ -199,30 +207,48 @@ def real_pools(root: Path, hold_out: set[str]) -> list[Pool]:
     return pools
 
 
-def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator):
+@dataclass(frozen=True)
+class Recipe:
+    """Which augmentations run (all by default; each can be switched off for the ablation table
+    in docs/model-card.md)."""
+
+    toa: bool = True  # surface chips turned into top-of-atmosphere reflectance half the time
+    clouds: bool = True  # clouds, cloud shadows and snow painted over simulated chips
+    subsets: bool = True  # band subsets users keep
+    landsat_views: bool = True  # Sentinel-2 chips shown as Landsat band sets
+    jitter: bool = True  # band centres jittered by ~1 %
+
+
+def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recipe):
     """One batch: band subset, product level, clouds/snow, gain and noise, flips."""
     images = pool.images[idx].copy()
     allowed = pool.allowed[idx].copy()
     wl = list(pool.wavelengths)
     keep = list(range(len(wl)))
-    if pool.s2_names is not None and rng.random() < 0.55:
-        subset = S2_SUBSETS[rng.integers(len(S2_SUBSETS))]
-        keep = [i for i, n in enumerate(pool.s2_names) if n in subset]
-    elif len(wl) > 50 and rng.random() < 0.7:  # hyperspectral: a random subset of its bands
+    told: tuple[float, ...] | None = None  # wavelengths to tell the model, if not the pool's
+    views = S2_VIEWS if recipe.landsat_views else S2_VIEWS[:3]
+    if pool.s2_names is not None and recipe.subsets and rng.random() < 0.55:
+        subset, told = views[rng.integers(len(views))]
+        keep = [pool.s2_names.index(n) for n in subset if n in pool.s2_names]
+        if told is not None and len(keep) != len(told):  # a pool without B01: no Landsat view
+            keep, told = list(range(len(wl))), None
+    elif (
+        len(wl) > 50 and recipe.subsets and rng.random() < 0.7
+    ):  # hyperspectral: a random subset of its bands
         count = int(rng.integers(24, 96))
         keep = sorted(rng.choice(len(wl), size=count, replace=False).tolist())
     out_images, out_allowed = [], []
     for img, al in zip(images, allowed, strict=True):
         gsd = pool.gsd
-        if pool.synthetic and rng.random() < 0.1:
+        if pool.synthetic and recipe.clouds and rng.random() < 0.1:
             labels = exact_labels(al)
             img, labels = add_snow(img, wl, rng, cover=rng.uniform(0.2, 0.9), gsd_m=gsd,
                                    labels=labels, forbid=labels == WATER)  # fmt: skip
             al = label_bits(labels)
-        if pool.surface and rng.random() < 0.5:
+        if pool.surface and recipe.toa and rng.random() < 0.5:
             haze = max(8.0, 1500.0 / gsd) if rng.random() < 0.5 else None
             img = to_toa(img, wl, Atmosphere.draw(rng), rng if haze else None, haze)
-        if pool.synthetic and rng.random() < 0.4:
+        if pool.synthetic and recipe.clouds and rng.random() < 0.4:
             field = cloud_field(img.shape[1:], rng, gsd_m=gsd, cover=rng.uniform(0.05, 0.6),
                                 sun_elevation_deg=rng.uniform(25, 65))  # fmt: skip
             labels = exact_labels(al)
@@ -239,8 +265,9 @@ def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator):
     # Band centres jittered by ~1 %: sensors of one kind differ by that much, and a model that
     # knows a band only at its exact registry wavelength changes its mind when told 842 nm for
     # 833 nm (measured: 21 % of a real scene's pixels).
-    jitter = rng.normal(1.0, 0.01, size=len(keep))
-    shown = [wl[i] * j for i, j in zip(keep, jitter, strict=True)]
+    centres = list(told) if told is not None else [wl[i] for i in keep]
+    jitter = rng.normal(1.0, 0.01 if recipe.jitter else 0.0, size=len(keep))
+    shown = [w * j for w, j in zip(centres, jitter, strict=True)]
     return np.stack(out_images), np.stack(out_allowed), shown
 
 
@@ -298,7 +325,18 @@ def main() -> None:
     parser.add_argument("--hold-out", default="", help="comma list: ukis-sentinel2, eolearn, ...")
     parser.add_argument("--no-real", action="store_true", help="simulated scenes only")
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
+    parser.add_argument(
+        "--without",
+        default="",
+        help="comma list of augmentations to switch off (ablation): "
+        + ", ".join(f.name for f in dataclasses.fields(Recipe)),
+    )
     args = parser.parse_args()
+    off = {s for s in args.without.split(",") if s}
+    unknown = off - {f.name for f in dataclasses.fields(Recipe)}
+    if unknown:
+        parser.error(f"unknown --without {', '.join(sorted(unknown))}")
+    recipe = Recipe(**{name: False for name in off})
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     start = time.time()
@@ -346,7 +384,7 @@ def main() -> None:
         pool = pools[rng.choice(len(pools), p=p)]
         bs = 4 if len(pool.wavelengths) > 50 else args.batch_size
         idx = rng.choice(len(pool.images), size=bs, replace=len(pool.images) < bs)
-        images, allowed, wl = augment(pool, idx, rng)
+        images, allowed, wl = augment(pool, idx, rng, recipe)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         logits = model(norm(images, wl), wavelengths=tuple(wl), gsd=pool.gsd)

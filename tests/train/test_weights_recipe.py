@@ -68,8 +68,33 @@ def test_augmented_labels_follow_the_pixels(recipe):
     labels[:, :, :32] = recipe.bits(recipe.TREE)
     pool = recipe.Pool("t", images, labels, [490, 560, 665, 842, 1610, 2190], 30.0, True, True)
     for _ in range(5):
-        out, allowed, wl = recipe.augment(pool, np.arange(4), rng)
+        out, allowed, wl = recipe.augment(pool, np.arange(4), rng, recipe.Recipe())
         assert out.shape[1] == len(wl) == 6
         tree = allowed == recipe.bits(recipe.TREE)
         water = allowed == recipe.bits(recipe.WATER)
         assert out[:, 3][tree].mean() > out[:, 3][water].mean() + 0.2
+
+
+def test_sentinel2_chips_are_shown_as_landsat_band_sets_at_landsat_centres(recipe):
+    rng = np.random.default_rng(1)
+    names = tuple(recipe.S2_NM)
+    images = np.stack([np.full((4, 4), 2.0**i, np.float32) for i in range(len(names))])[
+        None
+    ].repeat(2, axis=0)  # band i holds 2**i: which bands were kept survives gain and noise
+    labels = np.full((2, 4, 4), recipe.bits(recipe.TREE), np.uint16)
+    pool = recipe.Pool("s2", images, labels, list(recipe.S2_NM.values()), 10.0, False, False, names)
+    seen = set()
+    for _ in range(200):
+        out, _, wl = recipe.augment(pool, np.arange(2), rng, recipe.Recipe(jitter=False))
+        kept = tuple(names[round(float(np.log2(v)))] for v in out[0, :, 0, 0])
+        if len(wl) == 7:
+            assert kept == ("B01", "B02", "B03", "B04", "B8A", "B11", "B12")
+            assert tuple(wl) == recipe.L8_NM
+            seen.add("landsat8")
+        elif tuple(wl) == recipe.TM_NM:
+            assert kept == ("B02", "B03", "B04", "B08", "B11", "B12")
+            seen.add("tm")
+    assert seen == {"landsat8", "tm"}
+    for _ in range(50):  # switched off, no Landsat view and no subset appear
+        out, _, wl = recipe.augment(pool, np.arange(2), rng, recipe.Recipe(subsets=False))
+        assert len(wl) == len(names)
