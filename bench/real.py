@@ -12,7 +12,10 @@ one table: source, sensor, level, scored classes, OA, mIoU and per-class recall.
 several images (three dates, 18 tiles) are scored together: their confusion matrices are summed.
 ``--index-rule`` adds the spectral-index baseline (``bench/index_rule.py``) on the same images.
 BigEarthNet has patch labels only: its row is the share of pixels mapped to a class that the
-patch's labels allow.
+patch's labels allow. A second table checks scenes without label rasters against what their
+README says they show (an arid steppe is bare soil or sparse grass, not built-up; a Long Island
+scene is about 61 % water; a city is mostly built-up) and scores the spyndex Landsat 8 samples
+(urban / vegetation / water spectra, each painted as a 32 x 32 block of a test raster).
 """
 
 from __future__ import annotations
@@ -333,6 +336,180 @@ def score_source(model: str, src: Source, work: Path) -> dict:
     return score
 
 
+@dataclass(frozen=True)
+class Check:
+    """An unlabelled scene and what its README says it shows: the share of its valid pixels
+    mapped to ``allowed`` (classes the description admits), and ``report`` classes' shares."""
+
+    name: str
+    sensor: str
+    level: str
+    image: str
+    predict_args: tuple[str, ...]
+    allowed: tuple[str, ...]
+    expectation: str
+    report: tuple[str, ...] = ()
+    scale: float = 1e-4
+    wavelengths: tuple[float, ...] = ()
+
+
+def checks(root: Path) -> list[Check]:
+    pre2022 = ("--sensor", "sentinel2-l1c-pre2022")
+    return [
+        Check(
+            "xarray_spatial_s2 Patagonia",
+            "Sentinel-2",
+            "TOA?",
+            str(root / "xarray_spatial_s2/s2_6band_10m.tif"),
+            pre2022,
+            ("bare soil", "grass/crops"),
+            "arid steppe, NDVI 0.08: bare soil or grass, no town",
+            ("built-up",),
+            wavelengths=(490, 560, 665, 842, 1610, 2190),
+        ),
+        Check(
+            "rio_cloudmask_l8 Long Island",
+            "Landsat 8 OLI",
+            "TOA",
+            str(root / "rio_cloudmask_l8/LC80130312015295LGN00_toa.tif"),
+            ("--sensor", "landsat8-toa"),
+            (
+                "water",
+                "tree cover",
+                "grass/crops",
+                "bare soil",
+                "built-up",
+                "cloud",
+                "cloud shadow",
+            ),
+            "about 61 % water (ocean, bays) at 120 m",
+            ("water",),
+            scale=1.0,
+            wavelengths=(443, 482, 561, 655, 865, 1609, 2201, 1373),
+        ),
+        Check(
+            "satsense_s2 Bangalore L1C",
+            "Sentinel-2",
+            "L1C",
+            str(root / "satsense_s2/section_2_sentinel_l1c.tif"),
+            pre2022,
+            ("built-up", "tree cover", "grass/crops", "water"),
+            "a city: mostly built-up, with trees and lawns",
+            ("built-up",),
+            wavelengths=(490, 560, 665, 842),
+        ),
+    ]
+
+
+def check_shares(model: str, check: Check, work: Path) -> dict:
+    """Share of ``check.image``'s valid pixels in each class, and in the allowed set."""
+    out = work / f"check-{abs(hash((model, check.name)))}.tif"
+    src = Source(
+        check.name,
+        check.sensor,
+        check.level,
+        (),
+        (),
+        "",
+        check.predict_args,
+        scale=check.scale,
+        wavelengths=check.wavelengths,
+    )
+    error = predict(model, check.image, src, out)
+    if error:
+        return {"error": error}
+    with rasterio.open(out) as ds:
+        classes = ds.read(1)
+    valid = classes[classes != 255]
+    counts = np.bincount(valid, minlength=len(GFM_CLASSES))[: len(GFM_CLASSES)]
+    share = {n: float(c / max(valid.size, 1)) for n, c in zip(GFM_CLASSES, counts, strict=True)}
+    return {"allowed_share": sum(share[n] for n in check.allowed), "shares": share}
+
+
+def spyndex_samples(root: Path, model: str, work: Path) -> dict | str:
+    """spyndex's labelled Landsat 8 C2 L2 samples (urban, vegetation, water), each painted as a
+    32 x 32 block of one raster written as C2 L2 DN and mapped with ``--sensor landsat8``;
+    a block is right when its majority class is one its label allows."""
+    import csv
+
+    rows = list(csv.DictReader((root / "spyndex/landsat8_c2l2_samples.csv").open()))
+    bands = [f"SR_B{i}" for i in range(1, 8)]
+    block, per_row = 32, 11
+    n_rows = -(-len(rows) // per_row)
+    dn = np.zeros((7, n_rows * block, per_row * block), np.uint16)  # 0 = nodata between blocks
+    for i, row in enumerate(rows):
+        y, x = (i // per_row) * block, (i % per_row) * block
+        refl = np.array([float(row[b]) for b in bands])
+        dn[:, y : y + block, x : x + block] = np.round((refl + 0.2) / 2.75e-5)[:, None, None]
+    image = work / "spyndex-samples.tif"
+    with rasterio.open(
+        image,
+        "w",
+        driver="GTiff",
+        width=dn.shape[2],
+        height=dn.shape[1],
+        count=7,
+        dtype="uint16",
+        nodata=0,
+    ) as ds:
+        ds.write(dn)
+        ds.descriptions = tuple(bands)
+    out = work / f"spyndex-{abs(hash(model))}.tif"
+    src = Source(
+        "spyndex",
+        "",
+        "",
+        (),
+        (),
+        "",
+        ("--sensor", "landsat8", "--gsd", "30"),
+        scale=2.75e-5,
+        offset=-0.2,
+        wavelengths=(443, 482, 561, 655, 865, 1609, 2201),
+    )
+    error = predict(model, str(image), src, out)
+    if error:
+        return error
+    with rasterio.open(out) as ds:
+        classes = ds.read(1)
+    allowed = {"Urban": {4}, "Vegetation": {1, 2}, "Water": {0}}
+    right: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        y, x = (i // per_row) * block, (i % per_row) * block
+        ids = classes[y : y + block, x : x + block].ravel()
+        majority = int(np.bincount(ids[ids != 255], minlength=256).argmax())
+        right.setdefault(row["class"], []).append(int(majority in allowed[row["class"]]))
+    per_class = {name: float(np.mean(v)) for name, v in right.items()}
+    total = sum(sum(v) for v in right.values()) / sum(len(v) for v in right.values())
+    return {"accuracy": float(total), "per_class": per_class}
+
+
+def check_table(root: Path, model: str, work: Path) -> dict:
+    results = {}
+    print(f"{'unlabelled scene':28s} {'sensor':15s} {'level':6s} {'allowed':>7s}  expectation")
+    for check in checks(root):
+        r = results[check.name] = check_shares(model, check, work)
+        if "error" in r:
+            print(f"{check.name:28s} {check.sensor:15s} {check.level:6s} {'-':>7s}  {r['error']}")
+            continue
+        shown = ", ".join(f"{n} {r['shares'][n]:.2f}" for n in check.report)
+        print(
+            f"{check.name:28s} {check.sensor:15s} {check.level:6s} {r['allowed_share']:7.3f}"
+            f"  {check.expectation} ({shown})"
+        )
+    samples = spyndex_samples(root, model, work)
+    results["spyndex_l8 samples"] = samples if isinstance(samples, dict) else {"error": samples}
+    text = (
+        f"{samples['accuracy']:.3f} of 120 samples right ("
+        + ", ".join(f"{k} {v:.2f}" for k, v in samples["per_class"].items())
+        + ")"
+        if isinstance(samples, dict)
+        else samples
+    )
+    print(f"{'spyndex_l8 samples':28s} {'Landsat 8 OLI':15s} {'C2 L2':6s} {text}")
+    return results
+
+
 def row_text(src: Source, score: dict) -> str:
     head = f"{src.name:28s} {src.sensor:15s} {src.level:6s}"
     if "error" in score:
@@ -380,6 +557,8 @@ def main() -> int:
                     else ben
                 )
                 print(f"{'bigearthnet_s2 (patch labels)':28s} {'Sentinel-2':15s} {'L2A':6s} {text}")
+            if not args.only or "checks".startswith(tuple(args.only.split(","))):
+                rows["checks"] = check_table(root, model, work)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(everything, indent=1))
     return 0

@@ -129,13 +129,16 @@ def exact_labels(allowed: np.ndarray) -> np.ndarray:
     return np.where(allowed == 0, 255, np.log2(np.maximum(allowed, 1)).astype(np.uint8))
 
 
-def simulated_pools(scenes: int, seed0: int, size_m: float) -> list[Pool]:
+def simulated_pools(scenes: int, seed0: int, size_m: float, arid: bool = True) -> list[Pool]:
+    """Chips of ``scenes`` simulated landscapes per sensor; with ``arid`` every third one is
+    arid steppe and bare hills (bare ground that must not map as built-up)."""
     pools = []
     for sensor, chip in (("sentinel2-l2a", 64), ("landsat8", 48), ("enmap", 32)):
         images, allowed = [], []
         wl = None
         for s in range(scenes):
-            lc = simulate_landcover(size_m, size_m, seed=seed0 + s)
+            biome = {"biome": "arid"} if arid and s % 3 == 2 else {}
+            lc = simulate_landcover(size_m, size_m, seed=seed0 + s, **biome)
             r = render(lc, sensor, seed=s)
             spec = r.sensor
             refl = r.data.astype(np.float32) * spec.scale + spec.offset
@@ -217,6 +220,7 @@ class Recipe:
     subsets: bool = True  # band subsets users keep
     landsat_views: bool = True  # Sentinel-2 chips shown as Landsat band sets
     jitter: bool = True  # band centres jittered by ~1 %
+    arid: bool = True  # every third simulated scene arid (steppe, bare hills)
 
 
 def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recipe):
@@ -358,7 +362,7 @@ def main() -> None:
     model.load_state_dict(own)
 
     hold_out = {s for s in args.hold_out.split(",") if s}
-    pools = simulated_pools(args.scenes, 1000 + args.seed, 5120.0)
+    pools = simulated_pools(args.scenes, 1000 + args.seed, 5120.0, arid=recipe.arid)
     if not args.no_real:
         pools += real_pools(Path(args.realdata), hold_out)
     weights = {"sim sentinel2-l2a": 0.3, "sim landsat8": 0.12, "sim enmap": 0.1,

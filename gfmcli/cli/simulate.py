@@ -47,6 +47,13 @@ def _cloud_cover(ctx: click.Context, param: click.Parameter, value: str | None):
     help="State of vegetation and fields (default: drawn from the seed).",
 )
 @click.option(
+    "--biome",
+    type=click.Choice(["temperate", "arid"]),
+    default="temperate",
+    show_default=True,
+    help="Landscape: farmland and forests, or arid steppe and bare hills.",
+)
+@click.option(
     "--level",
     type=click.Choice(["surface", "toa"]),
     default=None,
@@ -65,8 +72,8 @@ def _cloud_cover(ctx: click.Context, param: click.Parameter, value: str | None):
               help="Seed of the clouds and aerosol [default: --seed].")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 def simulate(
-    output, sensor_names, size_m, seed, crs, no_descriptions, nodata_fraction, season, level,
-    cloud_cover, cloud_seed, overwrite,
+    output, sensor_names, size_m, seed, crs, no_descriptions, nodata_fraction, season, biome,
+    level, cloud_cover, cloud_seed, overwrite,
 ) -> None:  # fmt: skip
     """Simulate a landscape from measured spectra and write <sensor>.tif + <sensor>_labels.tif.
 
@@ -91,6 +98,7 @@ def simulate(
         level=level,
         cloud_cover=cloud_cover,
         cloud_seed=cloud_seed,
+        biome=biome,
     )
     for path in paths.values():
         click.echo(str(path))

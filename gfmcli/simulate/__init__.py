@@ -5,6 +5,7 @@ it, ``simulate_scene`` writes images and labels for several sensors. See docs/si
 """
 
 from gfmcli.simulate.landcover import (
+    BIOMES,
     KIND_CLASS,
     LANDCOVER_CLASSES,
     LandCoverMap,
@@ -32,6 +33,7 @@ from gfmcli.simulate.spectra import (
 )
 
 __all__ = [
+    "BIOMES",
     "DEFAULT_SENSORS",
     "KINDS",
     "KIND_CLASS",

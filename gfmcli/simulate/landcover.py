@@ -47,7 +47,7 @@ LANDCOVER_CLASSES: tuple[ClassInfo, ...] = (
 KIND_CLASS = np.array(
     [{"lake": 0, "river": 0, "tree": 1, "crop": 2, "grass": 2, "soil": 3, "roof": 4,
       "pavement": 4, "burned": 5, "shadow": 4, "rail": 4, "flatroof": 4, "concrete": 4,
-      "conifer": 1, "stubble": 2, "shallow": 0, "snow": 8}[kind] for kind in KINDS],
+      "conifer": 1, "stubble": 2, "shallow": 0, "snow": 8, "steppe": 3}[kind] for kind in KINDS],
     dtype=np.uint8,
 )  # fmt: skip
 
@@ -132,7 +132,16 @@ _PARCEL_SHARES = {
 _SUN_ELEVATION = {"spring": (35, 55), "summer": (50, 65), "autumn": (25, 45), "winter": (15, 28)}
 
 
-def _parcels(shape, res, table: Objects, rng, season: str) -> np.ndarray:
+# Landscapes: temperate farmland (fields, meadows, forests) or arid land (steppe, bare plains and
+# slopes, a few irrigated fields and thickets), where bare ground is most of the scene and must
+# not be taken for a town.
+BIOMES = ("temperate", "arid")
+_ARID_PARCEL_SHARES = (0.12, 0.13, 0.15, 0.6)
+
+
+def _parcels(
+    shape, res, table: Objects, rng, season: str, shares: tuple[float, ...] | None = None
+) -> np.ndarray:
     x, y = coords(shape, res)
     theta = rng.uniform(0, np.pi)
     u = x * np.float32(np.cos(theta)) + y * np.float32(np.sin(theta))
@@ -148,7 +157,7 @@ def _parcels(shape, res, table: Objects, rng, season: str) -> np.ndarray:
     kinds = rng.choice(
         [KIND_ID[k] for k in _PARCEL_KINDS],
         size=(len(cuts_u) + 1) * n_fields,
-        p=_PARCEL_SHARES[season],
+        p=_PARCEL_SHARES[season] if shares is None else shares,
     )
     strip *= np.int32(n_fields)
     strip += np.searchsorted(cuts_v, v).astype(np.int32)
@@ -174,7 +183,7 @@ def _paint_patches(
 
 # Snow on open land: chance of a snowy scene and its cover range, by season.
 _SNOW = {"winter": (0.5, 0.3, 1.0), "spring": (0.05, 0.05, 0.3)}
-_OPEN_LAND = ("crop", "stubble", "grass", "soil", "burned")
+_OPEN_LAND = ("crop", "stubble", "grass", "soil", "burned", "steppe")
 
 
 def _snow(objects, shape, res, table: Objects, rng, season: str) -> None:
@@ -309,13 +318,16 @@ def simulate_landcover(
     crs: str = "EPSG:32633",
     origin: tuple[float, float] = (500000.0, 5400000.0),
     season: str | None = None,
+    biome: str = "temperate",
 ) -> LandCoverMap:
     """A random but plausible landscape of ``height_m`` x ``width_m`` at ``resolution_m``.
 
     Deterministic in ``seed``. Every scene has parcels, forest, bare soil, a town and a river,
     so all five base classes appear once the scene spans more than about 1 km. ``season``
     (one of ``SEASONS``) defaults to one drawn from the seed (summer 40 %, spring and autumn
-    20 % each, winter 20 %); it also sets the sun elevation.
+    20 % each, winter 20 %); it also sets the sun elevation. ``biome`` (one of ``BIOMES``):
+    ``"arid"`` turns most of the land into steppe and bare ground on hilly terrain, with few
+    fields, thickets and lakes (the town and the river stay).
     """
     if not (height_m > 0 and width_m > 0 and resolution_m > 0):
         raise SimulatorError("scene height, width and resolution must be positive metres")
@@ -327,6 +339,8 @@ def simulate_landcover(
             f"a {shape[0]}x{shape[1]} base grid is too large; use a coarser resolution_m "
             "or a smaller scene"
         )
+    if biome not in BIOMES:
+        raise SimulatorError(f"unknown biome {biome!r}; use one of {', '.join(BIOMES)}")
     if season is not None and season not in SEASONS:
         raise SimulatorError(f"unknown season {season!r}; use one of {', '.join(SEASONS)}")
     # The season and the sun come from their own stream, so choosing a season changes nothing
@@ -338,14 +352,21 @@ def simulate_landcover(
     # Terrain: half the scenes are flat, a third hilly, the rest mountainous.
     relief = float(sky.choice([sky.uniform(0, 30), sky.uniform(30, 200), sky.uniform(200, 800)],
                               p=[0.5, 0.35, 0.15]))  # fmt: skip
+    arid = biome == "arid"
+    if arid:  # arid land is rarely flat: hills or mountains
+        relief = float(sky.uniform(60, 500))
     rng = np.random.default_rng(seed)
     res = float(resolution_m)
     table = Objects()
-    objects = _parcels(shape, res, table, rng, season)
-    _paint_patches(objects, shape, res, table, rng, "grass", 400.0, 0.15, 250.0)
+    objects = _parcels(shape, res, table, rng, season, _ARID_PARCEL_SHARES if arid else None)
+    if arid:
+        _paint_patches(
+            objects, shape, res, table, rng, "steppe", 900.0, 0.65, 300.0, other="soil", share=0.3
+        )
+    _paint_patches(objects, shape, res, table, rng, "grass", 400.0, 0.05 if arid else 0.15, 250.0)
     _paint_patches(objects, shape, res, table, rng, "soil", 300.0, 0.06, 200.0)
     forest = _paint_patches(
-        objects, shape, res, table, rng, "tree", 600.0, 0.28, 150.0,
+        objects, shape, res, table, rng, "tree", 600.0, 0.04 if arid else 0.28, 150.0,
         other="conifer", share=rng.uniform(0.0, 0.7),
     )  # fmt: skip
     if rng.random() < 0.5:
@@ -358,7 +379,7 @@ def simulate_landcover(
         _railway(objects, shape, res, table, rng)
     for _ in range(rng.integers(1, 3)):
         _rural_road(objects, shape, res, table, rng)
-    for _ in range(rng.integers(1, 4)):
+    for _ in range(rng.integers(0, 2) if arid else rng.integers(1, 4)):
         _lake(objects, shape, res, table, rng)
     # Last, so water runs through everything (bridges are below 10 m anyway).
     for water, ids in _streams(shape, res, table, rng):

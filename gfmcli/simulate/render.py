@@ -44,7 +44,7 @@ _MAX_SAMPLES = 4  # sample points per pixel and axis: 16 per pixel resolve cover
 _TEXTURE = {"lake": 0.03, "river": 0.05, "tree": 0.3, "crop": 0.08, "grass": 0.12,
             "soil": 0.1, "roof": 0.12, "pavement": 0.1, "burned": 0.12, "shadow": 0.15,
             "rail": 0.15, "flatroof": 0.06, "concrete": 0.1, "conifer": 0.3, "stubble": 0.1,
-            "shallow": 0.08, "snow": 0.05}  # fmt: skip
+            "shallow": 0.08, "snow": 0.05, "steppe": 0.15}  # fmt: skip
 # C-band backscatter (dB) VV, VH and the spread between objects, by kind.
 _BACKSCATTER = {"lake": (-22.0, -29.0, 1.5), "river": (-19.0, -26.0, 1.5),
                 "tree": (-7.5, -13.5, 1.0), "crop": (-10.0, -17.0, 2.0),
@@ -54,7 +54,7 @@ _BACKSCATTER = {"lake": (-22.0, -29.0, 1.5), "river": (-19.0, -26.0, 1.5),
                 "rail": (-8.0, -15.0, 2.0), "flatroof": (-2.0, -7.0, 3.0),
                 "concrete": (-13.0, -21.0, 2.0), "conifer": (-7.0, -12.5, 1.0),
                 "stubble": (-11.5, -19.0, 1.5), "shallow": (-20.0, -27.0, 1.5),
-                "snow": (-15.0, -23.0, 2.0)}  # fmt: skip
+                "snow": (-15.0, -23.0, 2.0), "steppe": (-14.0, -22.5, 2.0)}  # fmt: skip
 _NOISE_FLOOR_DB = -25.0  # Sentinel-1 IW NESZ is about -22 to -26 dB
 _ENL = 4.4  # equivalent number of looks of Sentinel-1 IW GRDH
 # Water vapour absorption at the top of the atmosphere: (centre nm, depth, sigma nm).

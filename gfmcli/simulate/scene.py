@@ -28,7 +28,7 @@ from rasterio.errors import RasterioError
 from gfmcli.atomic import partial_path, remove_with_prefix, stale_partials
 from gfmcli.errors import OutputError
 from gfmcli.sensors import get_sensor
-from gfmcli.simulate.landcover import LANDCOVER_CLASSES, SimulatorError, simulate_landcover
+from gfmcli.simulate.landcover import BIOMES, LANDCOVER_CLASSES, SimulatorError, simulate_landcover
 from gfmcli.simulate.render import LABEL_NODATA, LEVELS, Rendering, render
 from gfmcli.simulate.spectra import SEASONS
 
@@ -95,6 +95,7 @@ def simulate_scene(
     level: str | None = None,
     cloud_cover: float | str | None = None,
     cloud_seed: int | None = None,
+    biome: str = "temperate",
 ) -> dict[str, Path]:
     """Simulate a scene and write ``<sensor>.tif`` and ``<sensor>_labels.tif`` per sensor.
 
@@ -105,7 +106,8 @@ def simulate_scene(
     from the seed) and ``level`` (``"surface"`` or ``"toa"``; default: top of atmosphere for
     L1C sensors only) go to ``simulate_landcover`` and ``render``, as do ``cloud_cover`` (0-1 or
     ``"auto"``) and ``cloud_seed``: the optical images get the same clouds and shadows, and
-    their labels the classes ``cloud`` and ``cloud shadow``. Returns the written paths
+    their labels the classes ``cloud`` and ``cloud shadow``; ``biome`` (``"temperate"`` or
+    ``"arid"``) goes to ``simulate_landcover``. Returns the written paths
     keyed ``<sensor>`` and ``<sensor>_labels``; the same arguments write the same bytes.
     """
     specs = [get_sensor(name) for name in ([sensors] if isinstance(sensors, str) else sensors)]
@@ -114,6 +116,8 @@ def simulate_scene(
     _check_crs(crs)
     if season is not None and season not in SEASONS:
         raise SimulatorError(f"unknown season {season!r}; use one of {', '.join(SEASONS)}")
+    if biome not in BIOMES:
+        raise SimulatorError(f"unknown biome {biome!r}; use one of {', '.join(BIOMES)}")
     if level is not None and level not in LEVELS:
         raise SimulatorError(f"unknown product level {level!r}; use one of {', '.join(LEVELS)}")
     if cloud_cover is not None and cloud_cover != "auto" and not 0.0 <= float(cloud_cover) <= 1:
@@ -137,7 +141,14 @@ def simulate_scene(
     except OSError as exc:
         raise OutputError(f"cannot create output folder {out}: {exc}") from exc
     landcover = simulate_landcover(
-        float(height_m), float(width_m), base, seed=seed, crs=crs, origin=origin, season=season
+        float(height_m),
+        float(width_m),
+        base,
+        seed=seed,
+        crs=crs,
+        origin=origin,
+        season=season,
+        biome=biome,
     )
     for target in targets.values():
         for stale in stale_partials(target):  # left by a killed run (same host, or old)

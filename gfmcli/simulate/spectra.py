@@ -30,6 +30,7 @@ from gfmcli.simulate.atmosphere import snow_spectrum
 KINDS = (
     "lake", "river", "tree", "crop", "grass", "soil", "roof", "pavement", "burned",
     "shadow", "rail", "flatroof", "concrete", "conifer", "stubble", "shallow", "snow",
+    "steppe",
 )  # fmt: skip
 KIND_ID = {name: i for i, name in enumerate(KINDS)}
 # Seasons change what vegetation and fields look like (``sample_object_spectra``).
@@ -269,6 +270,12 @@ def _draw(
         # Laboratory soils are dry and smooth; moisture and roughness darken them in the field.
         wet = 0.45 if season == "winter" else 0.55
         return _pick(pools["bare"], n, rng) * u(wet, 1.0, n)[:, None]
+    if kind == "steppe":
+        # Arid steppe and scrub: soil, gravel and sand with 5-35 % cover of dry tussocks and
+        # shrubs (mostly litter-coloured, a little green), darkened by stones and their shadows.
+        ground = _pick(pools["bare"], n, rng) * u(0.45, 0.9, n)[:, None]
+        tufts = _mix(_pick(pools["npv"], n, rng), _pick(pools["canopy"], n, rng), u(0, 0.35, n))
+        return _mix(ground, tufts, u(0.05, 0.35, n))
     if kind in ("roof", "pavement", "flatroof", "concrete"):
         return _pick(pools[kind], n, rng)
     if kind == "shadow":

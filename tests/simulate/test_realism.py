@@ -371,3 +371,38 @@ def test_simulate_cli_clouds(tmp_path):
     assert (labels == CLOUD).mean() > 0.2
     bad = CliRunner().invoke(cli, ["simulate", "-o", str(tmp_path / "b"), "--cloud-cover", "2"])
     assert bad.exit_code == 2 and "fraction" in bad.output and not (tmp_path / "b").exists()
+
+
+def test_arid_biome_is_mostly_bare_ground_with_a_town_and_steppe_reads_as_bare():
+    arid = simulate_landcover(3000.0, 3000.0, resolution_m=10.0, seed=4, biome="arid")
+    temperate = simulate_landcover(3000.0, 3000.0, resolution_m=10.0, seed=4)
+    share = np.bincount(arid.classes.ravel(), minlength=9) / arid.classes.size
+    share_t = np.bincount(temperate.classes.ravel(), minlength=9) / temperate.classes.size
+    assert share[3] > 0.5 and share_t[3] < 0.3  # bare soil dominates only the arid scene
+    assert share[1] < 0.1 < share_t[1]  # few thickets, where temperate land has forests
+    assert share[4] > 0.01  # the town is still there: bare ground is not all there is
+    kinds = arid.object_kind[arid.objects]
+    assert (kinds == KIND_ID["steppe"]).mean() > 0.2
+    assert KIND_CLASS[KIND_ID["steppe"]] == 3
+    assert arid.relief_m >= 60.0  # hills or mountains
+    # steppe spectra: soil-like (NIR/red well under a meadow's), brighter in SWIR than red
+    library = load_library()
+    wl = library.wavelengths_nm
+    spectra = sample_object_spectra(
+        library, np.full(200, KIND_ID["steppe"]), seed=1, season="summer"
+    )[:, 0]
+    red, nir, swir = (spectra[:, np.argmin(abs(wl - w))] for w in (660, 840, 1610))
+    ndvi = (nir - red) / (nir + red)
+    assert np.median(ndvi) < 0.3 and np.median(swir) > np.median(red)
+
+
+def test_unknown_biome_is_refused_and_the_cli_takes_arid(tmp_path):
+    with pytest.raises(SimulatorError, match="biome"):
+        simulate_landcover(1000.0, 1000.0, biome="tundra")
+    result = CliRunner().invoke(
+        cli, ["simulate", "-o", str(tmp_path), "--biome", "arid", "--size-m", "640", "--seed", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "sentinel2-l2a_labels.tif") as ds:
+        labels = ds.read(1)
+    assert (labels == 3).mean() > 0.4
