@@ -67,6 +67,30 @@ class Source:
     nodata: float | None = 0
     licence: str = ""
     extra: dict = field(default_factory=dict)
+    as_landsat8: bool = False  # map a Landsat 8 C2 L2 stack made of the image's S2 bands
+
+
+# Sentinel-2 bands standing in for Landsat 8 OLI bands 1-7, as users stack them.
+L8_FROM_S2 = ("B01", "B02", "B03", "B04", "B8A", "B11", "B12")
+
+
+def as_landsat8(image: str, out: Path) -> Path:
+    """``image`` (Sentinel-2, reflectance x 10000) as a Landsat 8 Collection 2 Level-2 stack:
+    bands B01 B02 B03 B04 B8A B11 B12 in OLI order, DN = (reflectance + 0.2) / 2.75e-5,
+    described SR_B1 ... SR_B7 (top-of-atmosphere values stay what they are: a user's L1C
+    stack given as C2 L2 is exactly this)."""
+    with rasterio.open(image) as ds:
+        index = [ds.descriptions.index(name) + 1 for name in L8_FROM_S2]
+        refl = ds.read(index).astype(np.float64) * 1e-4
+        valid = ds.read_masks(1) > 0
+        profile = ds.profile
+    dn = np.clip(np.round((refl + 0.2) / 2.75e-5), 1, 65535).astype(np.uint16)
+    dn[:, ~valid] = 0
+    profile.update(count=7, dtype="uint16", nodata=0, driver="GTiff")
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(dn)
+        dst.descriptions = tuple(f"SR_B{i}" for i in range(1, 8))
+    return out
 
 
 S2_13 = (443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190)
@@ -93,6 +117,20 @@ def sources(root: Path) -> list[Source]:
             ("--sensor", "sentinel2-l1c-pre2022"),
             wavelengths=S2_13,
             licence="MIT",
+        ),
+        Source(
+            "eolearn as Landsat 8",
+            "S2A as OLI",
+            "L1C",
+            tuple(str(eo / f"S2_L1C_{d}.tif") for d in dates),
+            (str(eo / "lulc.tif"),) * 3,
+            "eolearn.toml",
+            ("--sensor", "landsat8"),
+            scale=2.75e-5,
+            offset=-0.2,
+            wavelengths=(443, 482, 561, 655, 865, 1609, 2201),
+            licence="MIT",
+            as_landsat8=True,
         ),
         Source(
             "ukis_csmask sentinel2",
@@ -239,6 +277,8 @@ def rule_map(image: str, src: Source, out: Path) -> None:
 
 
 def predict(model: str, image: str, src: Source, out: Path) -> str | None:
+    if src.as_landsat8:
+        image = str(as_landsat8(image, out.with_name(out.stem + "-l8.tif")))
     if model == "index-rule":
         rule_map(image, src, out)
         return None
@@ -293,8 +333,9 @@ def summarise(results: list[dict]) -> dict:
     }
 
 
-def bigearthnet(root: Path, model: str, work: Path) -> dict | str:
-    """Share of pixels mapped to a class the patch's CORINE labels allow (weak labels)."""
+def bigearthnet(root: Path, model: str, work: Path, landsat8: bool = False) -> dict | str:
+    """Share of pixels mapped to a class the patch's CORINE labels allow (weak labels); with
+    ``landsat8`` each patch is mapped as a Landsat 8 C2 L2 stack of its bands."""
     sys.path.insert(0, str(HERE.parent / "weights"))
     from train_landcover import CORINE, SNOW  # the one CORINE -> gfm table
 
@@ -304,8 +345,22 @@ def bigearthnet(root: Path, model: str, work: Path) -> dict | str:
         allowed = {c for label in meta["labels"] for c in CORINE.get(label, ())}
         if meta.get("seasonal_snow"):
             allowed.add(SNOW)
-        out = work / f"ben-{folder.name}.tif"
+        out = work / f"ben-{folder.name}-{landsat8}.tif"
         src = Source("bigearthnet", "", "", (), (), "", wavelengths=S2_13[:10] + S2_13[11:])
+        if landsat8:
+            src = Source(
+                "bigearthnet as Landsat 8",
+                "",
+                "",
+                (),
+                (),
+                "",
+                ("--sensor", "landsat8"),
+                scale=2.75e-5,
+                offset=-0.2,
+                as_landsat8=True,
+                wavelengths=(443, 482, 561, 655, 865, 1609, 2201),
+            )
         err = predict(model, str(folder / f"{folder.name}.tif"), src, out)
         if err:
             return err
@@ -557,6 +612,16 @@ def main() -> int:
                     else ben
                 )
                 print(f"{'bigearthnet_s2 (patch labels)':28s} {'Sentinel-2':15s} {'L2A':6s} {text}")
+                ben8 = bigearthnet(root, model, work, landsat8=True)
+                rows["bigearthnet as Landsat 8"] = (
+                    ben8 if isinstance(ben8, dict) else {"error": ben8}
+                )
+                text = (
+                    f"{ben8['allowed_share']:.3f} of pixels in a class the labels allow"
+                    if isinstance(ben8, dict)
+                    else ben8
+                )
+                print(f"{'bigearthnet as Landsat 8':28s} {'S2 as OLI':15s} {'L2A':6s} {text}")
             if not args.only or "checks".startswith(tuple(args.only.split(","))):
                 rows["checks"] = check_table(root, model, work)
     if args.json_out:

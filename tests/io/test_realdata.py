@@ -95,3 +95,28 @@ def test_reversed_real_stack_is_refused(tmp_path, contract):
         _check(reversed_copy, contract)
     with rasterio.open(source) as src:
         assert np.array_equal(src.read(), data)  # the real file is untouched
+
+
+def _bigearthnet_patches() -> list[str]:
+    if not REALDATA.is_dir():
+        return []
+    return sorted(p.name for p in (REALDATA / "bigearthnet_s2").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("patch", _bigearthnet_patches())
+def test_sentinel2_patch_stacked_as_landsat8_passes_the_order_check(tmp_path, contract, patch):
+    """Users stack Sentinel-2 bands as Landsat 8 (B01 B02 B03 B04 B8A B11 B12 as SR_B1..SR_B7);
+    a small, uniform vegetated patch in that true order must map, not be refused as shuffled
+    (a patch with little vegetation contrast may still get a warning)."""
+    with rasterio.open(REALDATA / "bigearthnet_s2" / patch / f"{patch}.tif") as src:
+        profile = src.profile
+        names = ("B01", "B02", "B03", "B04", "B8A", "B11", "B12")
+        data = src.read([src.descriptions.index(n) + 1 for n in names]).astype(np.float64)
+    dn = np.round((data * 1e-4 + 0.2) / 2.75e-5).astype(np.uint16)
+    stack = tmp_path / "l8.tif"
+    profile.update(count=7)
+    with rasterio.open(stack, "w", **profile) as dst:
+        dst.write(dn)
+        dst.descriptions = tuple(f"SR_B{i}" for i in range(1, 8))
+    checked = _check(stack, contract, sensor="landsat8")  # raises InputError when refused
+    assert len(checked.bands) == 7
