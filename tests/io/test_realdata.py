@@ -120,3 +120,25 @@ def test_sentinel2_patch_stacked_as_landsat8_passes_the_order_check(tmp_path, co
         dst.descriptions = tuple(f"SR_B{i}" for i in range(1, 8))
     checked = _check(stack, contract, sensor="landsat8")  # raises InputError when refused
     assert len(checked.bands) == 7
+
+
+def test_open_water_crops_are_not_refused_as_shuffled(tmp_path, contract):
+    """Over open water the band-to-band correlations are noise: the order check may warn but
+    must not refuse a true-order file (Long Island Landsat 8 TOA, ocean-only 32 x 32 crops)."""
+    source = REALDATA / "rio_cloudmask_l8" / "LC80130312015295LGN00_toa.tif"
+    with rasterio.open(source) as src:
+        profile, data, descriptions = src.profile, src.read(), src.descriptions
+    profile.update(width=32, height=32, blockxsize=16, blockysize=16, tiled=True)
+    crops = 0
+    for y in range(0, data.shape[1] - 32, 32):
+        for x in range(0, data.shape[2] - 32, 32):
+            crop = data[:, y : y + 32, x : x + 32]
+            if (crop == 0).any() or np.median(crop[4]) > 0.05 or crops == 60:
+                continue  # fill, not open water, or enough crops
+            path = tmp_path / f"ocean_{y}_{x}.tif"
+            with rasterio.open(path, "w", **profile) as dst:
+                dst.write(crop)
+                dst.descriptions = descriptions
+            _check(path, contract, sensor="landsat8-toa")  # raises InputError when refused
+            crops += 1
+    assert crops > 50
