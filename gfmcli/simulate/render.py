@@ -425,7 +425,9 @@ def _effects(landcover, spec, seed, level, haze, adjacency, illumination, terrai
             raise SimulatorError(f"{name} must be >= 0, got {value}")
     draw = np.random.default_rng([landcover.seed, int(seed), 11])
     toa = level == "toa"
-    drawn_glint = draw.uniform(0.02, 0.12) if draw.random() < 0.2 else 0.0
+    # Sun glint strong enough to matter is a minority of land acquisitions (it needs the sun's
+    # mirror direction near the view; Sentinel-2 and Landsat look near nadir at mid-morning).
+    drawn_glint = draw.uniform(0.01, 0.06) if draw.random() < 0.1 else 0.0
     drawn_adjacency = draw.uniform(0.03, 0.1)
     return Effects(
         level=level,
@@ -473,8 +475,8 @@ def render(
     ``adjacency`` the share of the ~300 m surroundings mixed into a pixel at 550 nm
     (default 0.03-0.1 at the top of atmosphere, else none); ``illumination`` the relative
     amplitude of smooth brightness variation; ``terrain`` shades the land cover's relief under
-    its sun; ``glint`` is the sun-glint reflectance on water (default: 20 % of acquisitions get
-    0.02-0.12); ``blur`` the Gaussian PSF sigma and ``misregistration`` the standard deviation
+    its sun; ``glint`` is the sun-glint reflectance on water (default: 10 % of acquisitions get
+    0.01-0.06); ``blur`` the Gaussian PSF sigma and ``misregistration`` the standard deviation
     of per-band shifts, both in native pixels; ``gain_error`` the standard deviation of per-band
     relative gain; ``noise`` scales sensor noise (optical) or speckle (radar: 1.0 = Sentinel-1's
     4.4 looks, 0 = none). ``cloud_cover`` (0-1, or ``"auto"``: 40 % of acquisitions clear,
