@@ -163,9 +163,22 @@ def map_rasters(
 
 
 def _map(
-    inputs, output, options, model, kind, fmt, device, overwrite, keep_going, dry_run,
-    progress, command_line, stdin, started, name_template,
-) -> RunSummary:  # fmt: skip
+    inputs: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    options: MapOptions,
+    model: str | os.PathLike[str] | tuple[GfmModel, ModelContract],
+    kind: str,
+    fmt: str | None,
+    device: str,
+    overwrite: bool,
+    keep_going: bool,
+    dry_run: bool,
+    progress: RunProgress,
+    command_line: Sequence[str],
+    stdin: TextIO | None,
+    started: float,
+    name_template: str,
+) -> RunSummary:
     """The body of :func:`map_rasters`, inside its empty-folder guard."""
     arguments = [os.fspath(i) for i in inputs]
     paths, problems = expand_inputs_lenient(arguments, stdin=stdin if "-" in arguments else None)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from gfmcli.atomic import stale_partials
@@ -235,8 +237,10 @@ def read_files(path: str) -> list[Path]:
     if not Path(path).is_file():
         return files  # missing, a folder or a FIFO: open_raster reports it; never block here
     try:
-        with rasterio.open(path) as dataset:
-            listed = dataset.files
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # open_raster judges that
+            with rasterio.open(path) as dataset:
+                listed = dataset.files
     except GDAL_ERRORS:
         return files
     return files + [Path(f) for f in listed if not is_gdal_path(f)]
@@ -329,16 +333,21 @@ def existing_output(path: Path) -> tuple[str, str]:
 
 def _geotiff_state(path: Path) -> tuple[str, str]:
     try:
-        with rasterio.open(path) as dataset:
-            if "GFM_VERSION" not in dataset.tags():
-                return FOREIGN, "carries no gfm provenance tag (GFM_VERSION)"
-            height, width = dataset.block_shapes[0]
-            row = (dataset.height - 1) // height * height
-            col = (dataset.width - 1) // width * width
-            try:
-                dataset.read(1, window=Window(col, row, width, height), boundless=False)
-            except GDAL_ERRORS:
-                return REDO, "is a gfm output whose data no longer reads"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # maps of bare inputs
+            with rasterio.open(path) as dataset:
+                if "GFM_VERSION" not in dataset.tags():
+                    return FOREIGN, "carries no gfm provenance tag (GFM_VERSION)"
+                height, width = dataset.block_shapes[0]
+                row = (dataset.height - 1) // height * height
+                col = (dataset.width - 1) // width * width
+                try:
+                    last = Window(
+                        col, row, min(width, dataset.width - col), min(height, dataset.height - row)
+                    )
+                    dataset.read(1, window=last)
+                except GDAL_ERRORS:
+                    return REDO, "is a gfm output whose data no longer reads"
     except GDAL_ERRORS:
         return FOREIGN, "GDAL cannot read it"
     return COMPLETE, ""

@@ -239,7 +239,10 @@ class StagedRasterWriter:
             # An input without georeferencing gets an output on the same bare pixel grid.
             profile.update(crs=grid.crs, transform=grid.transform)
         try:
-            self._dataset = rasterio.open(self._staged, "w", **profile)
+            with warnings.catch_warnings():
+                # A bare pixel grid is deliberate here (the input had none), not a user mistake.
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self._dataset = rasterio.open(self._staged, "w", **profile)
             for i, text in enumerate(band_descriptions or ()):
                 self._dataset.set_band_description(i + 1, text)
             for i, items in enumerate(band_tags or ()):
@@ -287,7 +290,9 @@ class StagedRasterWriter:
                 rasterio.shutil.copy(self._staged, self._cog, driver="COG", **self._cog_options)
             except GDAL_ERRORS as exc:
                 raise self._failure("writing the COG", exc) from exc
-            _, errors, _ = cog_validate(str(self._cog), quiet=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a bare pixel grid
+                _, errors, _ = cog_validate(str(self._cog), quiet=True)
             errors = _real_cog_errors(self._cog, errors)
             if errors:
                 raise ValidationFailed(f"{self.path}: not a valid COG: {'; '.join(errors)}")

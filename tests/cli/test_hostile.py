@@ -377,3 +377,22 @@ def test_a_checkpoint_with_impossible_classes_is_one_model_error(tmp_path, tiny_
     proc = gfm("predict", a, "-o", tmp_path / "maps", "-m", edited, *WINDOW)
     assert_fails(proc, 4, "edited.pt: contract classes: class id 300 is outside 0..254")
     assert not (tmp_path / "maps").exists()
+
+
+# The test writes its bare input itself (rasterio warns then); gfm's run must not warn.
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_file_without_georeferencing_maps_without_python_warnings(tmp_path, tiny_checkpoint):
+    import numpy as np
+
+    bare = tmp_path / "bare.tif"
+    data = np.random.default_rng(0).integers(1000, 4000, (4, 40, 40)).astype("uint16")
+    with rasterio.open(
+        bare, "w", driver="GTiff", width=40, height=40, count=4, dtype="uint16"
+    ) as ds:
+        ds.write(data)
+        ds.descriptions = ("B02", "B03", "B04", "B08")
+    out = tmp_path / "maps" / "bare.tif"
+    for _ in range(2):  # written, then skipped: both look at the bare grid
+        proc = gfm("predict", bare, "-o", out, "-m", tiny_checkpoint, *WINDOW, "--gsd", "10")
+        assert proc.returncode == 0 and "Warning" not in proc.stderr, proc.stderr
+    assert is_class_map(out)

@@ -583,6 +583,8 @@ def test_dry_run_of_an_empty_sample_warns_and_the_run_scans(checkpoint, make_ras
     assert (classes[600:603, 600:603] != 255).all() and (classes[:590] == 255).all()
 
 
+# The test writes a file without georeferencing on purpose; rasterio warns when it does.
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_file_without_georeferencing_maps_onto_its_pixel_grid(checkpoint, scene, tmp_path):
     from affine import Affine
 

@@ -164,6 +164,8 @@ def test_reference_in_another_crs_is_reprojected(make_raster, tmp_path):
     assert result.overall_accuracy > 0.97, "only pixels on block edges may differ"
 
 
+# The test writes a file without georeferencing on purpose; rasterio warns when it does.
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_rasters_without_crs_must_have_the_same_shape(make_raster, tmp_path):
     labels = np.array([[0, 1, 2], [3, 0, 1]])
     ref = make_raster(

@@ -256,6 +256,8 @@ def test_scale_and_offset_per_band_or_for_all(tmp_path, make_raster):
             resolve_bands(src, _contract(), scale=(1.0, 1.0))
 
 
+# The test writes a file without georeferencing on purpose; rasterio warns when it does.
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_file_without_georeferencing_takes_gsd_from_the_option_or_the_sensor(tmp_path, make_raster):
     path = make_raster(
         tmp_path, count=4, crs=None, transform=Affine.identity(),

@@ -56,6 +56,8 @@ def test_truncated_geotiff(tmp_path, make_raster):
         open_raster(cut)
 
 
+# The test writes a file without georeferencing on purpose; rasterio warns when it does.
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_zero_bands_no_crs_no_transform(tmp_path, make_raster):
     # GDAL has no zero-band GeoTIFF or VRT; a GeoPackage holding two raster tables opens as a
     # container with zero bands and two subdatasets.

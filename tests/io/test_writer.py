@@ -243,6 +243,8 @@ def test_embeddings_on_a_one_tile_wide_patch_grid(tmp_path):
         np.testing.assert_array_equal(src.read(), values)
 
 
+# The test writes a file without georeferencing on purpose; rasterio warns when it does.
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_not_tiled_errors_stay_for_striped_files(tmp_path):
     path = tmp_path / "strips.tif"
     with rasterio.open(path, "w", driver="GTiff", width=512, height=600, count=1,

@@ -207,3 +207,24 @@ def test_decoder_drop_path_reaches_the_decoder(
     result = run("-c", config)
     assert result.exit_code == 0, result.output
     assert seen == [expected]
+
+
+def test_resume_accepts_the_same_toml_by_a_relative_path_and_q_is_silent(
+    write_config, tmp_path, chips, monkeypatch
+):
+    import os
+    import re
+
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    config = write_config(folder, chips, steps=3)
+    relative = json.dumps([os.path.relpath(c, folder) for c in chips])  # relative to the TOML
+    config.write_text(re.sub(r"chips = .*", f"chips = {relative}", config.read_text(), count=1))
+    monkeypatch.chdir(tmp_path)
+    first = CliRunner().invoke(cli, ["-q", "pretrain", "-c", "cfg/pretrain.toml"])
+    assert first.exit_code == 0 and first.stderr == "", first.output  # -q: errors only
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = run("-c", "../cfg/pretrain.toml", "--resume", "--steps", "4")
+    assert again.exit_code == 0, again.output
+    assert max(losses(folder / "out")) == 4
