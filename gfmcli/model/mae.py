@@ -83,28 +83,38 @@ def hyper_mae_loss(
     position_mask: torch.Tensor,
     channel_mask: torch.Tensor,
     is_radar: torch.Tensor,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The Hyper-MAE loss, per modality from each band's actual modality.
 
-    Per-token MSE over the p*p pixels (B, C, N). For each modality present: position loss =
-    error averaged over its bands, then over hidden positions; channel loss = error averaged
-    over positions, then over its hidden bands. Result = mean over modalities of position
-    losses + mean of channel losses, the latter only over the modalities with a hidden band in
-    the batch (a modality with none has no channel loss, and counting it as 0 would halve the
-    others'; 0 when no band at all is hidden). A token whose band and position were both
-    visible contributes nothing.
+    The one definition: ``HyperMAE.forward`` returns it and pretraining optimises it (with
+    ``valid``), so the two cannot drift apart. Per-token MSE over the p*p pixels (B, C, N); with
+    ``valid`` (B, 1, N, p*p, True where a pixel holds data) over the valid pixels only, and a
+    token without one left out. For each modality present: position loss = error over its bands
+    at hidden positions; channel loss = error over all positions of its hidden bands. Result =
+    mean over modalities of position losses + mean of channel losses, the latter only over the
+    modalities with a hidden band (with a valid token) in the batch: a modality with none has no
+    channel loss, and counting it as 0 would halve the others' (issue #9); 0 when no band at all
+    is hidden. A token whose band and position were both visible contributes nothing.
     """
-    err = (pred.float() - target.float()).pow(2).mean(-1)  # fp32 for a stable reduction
-    pos_mask = position_mask.to(err.dtype)
+    sq = (pred.float() - target.float()).pow(2)  # fp32 for a stable reduction
+    if valid is None:
+        err, has = sq.mean(-1), torch.ones_like(sq[..., 0])
+    else:
+        v = valid.to(sq.dtype)
+        count = v.sum(-1)
+        err = (sq * v).sum(-1) / count.clamp_min(1)
+        has = (count > 0).to(err.dtype).expand_as(err)
     pos_terms, chan_terms = [], []
     for rows in (~is_radar, is_radar):
         if not bool(rows.any()):
             continue
-        e = err[:, rows]
-        pos_terms.append((e.mean(1) * pos_mask).sum() / pos_mask.sum().clamp_min(1))
-        chan_mask = channel_mask[:, rows].to(err.dtype)
-        if bool(chan_mask.any()):
-            chan_terms.append((e.mean(2) * chan_mask).sum() / chan_mask.sum())
+        e, w = err[:, rows], has[:, rows]
+        pos = w * position_mask[:, None, :].to(err.dtype)
+        chan = w * channel_mask[:, rows, None].to(err.dtype)
+        pos_terms.append((e * pos).sum() / pos.sum().clamp_min(1))
+        if bool(chan.any()):
+            chan_terms.append((e * chan).sum() / chan.sum())
     chan_loss = torch.stack(chan_terms).mean() if chan_terms else err.new_zeros(())
     return torch.stack(pos_terms).mean() + chan_loss
 

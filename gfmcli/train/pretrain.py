@@ -65,25 +65,16 @@ class PretrainResult:
 
 
 def masked_mae_loss(out: Any, valid: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Hyper-MAE loss over hidden tokens, each token's error averaged over its valid pixels and
-    tokens without valid pixels left out. Equals ``out.loss`` when every pixel is valid."""
+    """``hyper_mae_loss`` of a ``MaeOutput`` with the (B, H, W) pixel mask ``valid`` laid out
+    as tokens, so pixels without data teach nothing. Equals ``out.loss`` when all are valid."""
+    from gfmcli.model.mae import hyper_mae_loss
+
     b, n = valid.shape[0], out.pred.shape[2]
-    v = valid.float().reshape(b, valid.shape[1] // patch_size, patch_size, -1, patch_size)
+    v = valid.reshape(b, valid.shape[1] // patch_size, patch_size, -1, patch_size)
     v = v.permute(0, 1, 3, 2, 4).reshape(b, 1, n, patch_size * patch_size)
-    sq = (out.pred.float() - out.target.float()).pow(2)
-    count = v.sum(-1)
-    err = (sq * v).sum(-1) / count.clamp_min(1)  # (B, C, N)
-    has = (count > 0).float().expand_as(err)
-    pos_terms, chan_terms = [], []
-    for rows in (~out.is_radar, out.is_radar):
-        if not bool(rows.any()):
-            continue
-        e, w = err[:, rows], has[:, rows]
-        pos = w * out.position_mask[:, None, :].float()
-        chan = w * out.channel_mask[:, rows, None].float()
-        pos_terms.append((e * pos).sum() / pos.sum().clamp_min(1))
-        chan_terms.append((e * chan).sum() / chan.sum().clamp_min(1))
-    return torch.stack(pos_terms).mean() + torch.stack(chan_terms).mean()
+    return hyper_mae_loss(
+        out.pred, out.target, out.position_mask, out.channel_mask, out.is_radar, valid=v
+    )
 
 
 def pretrain(cfg: PretrainConfig, *, resume: bool = False, command: str = "") -> PretrainResult:

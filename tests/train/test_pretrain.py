@@ -228,3 +228,22 @@ def test_resume_accepts_the_same_toml_by_a_relative_path_and_q_is_silent(
     again = run("-c", "../cfg/pretrain.toml", "--resume", "--steps", "4")
     assert again.exit_code == 0, again.output
     assert max(losses(folder / "out")) == 4
+
+
+def test_masked_loss_leaves_a_modality_without_hidden_band_out_of_the_channel_mean():
+    from gfmcli.model.mae import MaeOutput, hyper_mae_loss
+    from gfmcli.train.pretrain import masked_mae_loss
+
+    err = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]])  # (B=1, C=3, N=2), 2 optical
+    pred, target = err.sqrt()[..., None], torch.zeros(1, 3, 2, 1)
+    masks = (torch.tensor([[False, True]]), torch.tensor([[True, False, False]]))
+    is_radar = torch.tensor([False, False, True])
+    out = MaeOutput(hyper_mae_loss(pred, target, *masks, is_radar), pred, target, *masks, is_radar)
+    # optical: position 3, channel 1.5; radar: position 6 and no hidden band, so no channel
+    # term (a 0 term would halve optical's: 5.25)
+    loss = masked_mae_loss(out, torch.ones(1, 1, 2, dtype=torch.bool), 1)
+    torch.testing.assert_close(loss, torch.tensor((3 + 6) / 2 + 1.5))
+    torch.testing.assert_close(loss, out.loss)
+    # the hidden optical band's only valid token is its first: channel term 1, not 1.5
+    loss = masked_mae_loss(out, torch.tensor([[[True, False]]]), 1)
+    torch.testing.assert_close(loss, torch.tensor((0 + 0) / 2 + 1.0))
