@@ -30,11 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from gfmcli.contract import ClassInfo, ModelContract
+from gfmcli.contract import ClassInfo
 from gfmcli.errors import BandContractError, ConfigError, InputError
 from gfmcli.runtime import distributed as D
-from gfmcli.runtime.devices import autocast_context
-from gfmcli.tomlconf import config_to_dict
+from gfmcli.train.base import Trainer
 from gfmcli.train.config import ARCHITECTURE_KEYS, FinetuneConfig, encoder_overrides
 from gfmcli.train.datasets import (
     ChipDataset,
@@ -46,18 +45,7 @@ from gfmcli.train.datasets import (
 from gfmcli.train.labels import IGNORE_INDEX
 from gfmcli.train.metrics import default_metric, is_better, metric_value, score_batches
 from gfmcli.train.optim import build_optimizer, lr_at, set_lr
-from gfmcli.train.run import (
-    BEST,
-    METRICS,
-    VAL_METRICS,
-    MetricsLog,
-    contract_bands,
-    json_safe,
-    model_inputs,
-    prepare_run_dir,
-    removed_if_empty_on_failure,
-    save_config,
-)
+from gfmcli.train.run import BEST, VAL_METRICS, json_safe, model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -205,20 +193,17 @@ def _loss(task: str, out: torch.Tensor, batch: dict, weights: torch.Tensor | Non
 
 def finetune(cfg: FinetuneConfig, *, command: str = "") -> FinetuneResult:
     """Fine-tune (or linear-probe) as configured; writes ``best.pt`` chosen on validation."""
-    ctx = D.init_distributed(cfg.train.device)
-    try:
-        with removed_if_empty_on_failure(Path(cfg.output.dir)):
-            return _Finetuner(cfg, ctx, command).run()
-    finally:
-        D.shutdown(ctx)
+    return _Finetuner.launch(cfg, command=command)
 
 
-class _Finetuner:
+class _Finetuner(Trainer):
+    """An epoch of supervised steps, then validation decides ``best.pt`` and early stopping."""
+
+    cfg: FinetuneConfig
+
     def __init__(self, cfg: FinetuneConfig, ctx: D.DistContext, command: str) -> None:
-        self.cfg, self.ctx, self.command = cfg, ctx, command
+        super().__init__(cfg, ctx, command)
         self.task = cfg.model.task
-        self.out = Path(cfg.output.dir)
-        self.folders = [open_chip_folder(p) for p in cfg.data.chips]
         _check_folders(cfg, self.folders)
         self.classes = resolve_classes(cfg, self.folders)
         class_ids = [c.id for c in self.classes]
@@ -242,10 +227,7 @@ class _Finetuner:
                     "--split that gives it blocks (or set data.train_split/val_split)"
                 )
         self.weights = self._class_weights()
-        if ctx.is_main:
-            prepare_run_dir(self.out, resume=False, overwrite=cfg.output.overwrite, resumable=False)
-        D.barrier(ctx)
-        torch.manual_seed(seed)
+        self.open_run_dir(resumable=False)
         self.model, self.pretrained_contract = build_task_model(
             cfg, len(self.classes) if self.classes else 1, self.classes or ()
         )
@@ -255,13 +237,11 @@ class _Finetuner:
             self.model.freeze_encoder()
         self.trainable = self.model.head if self.probe else self.model
         self.optimizer = build_optimizer(self.trainable, cfg.optim)
-        self.autocast = autocast_context(ctx.device, cfg.train.precision)
         self.metric = default_metric(self.task) if cfg.train.metric == "auto" else cfg.train.metric
         if self.task == "regression" and self.metric not in ("rmse", "mae"):
             raise ConfigError(f"train.metric {self.metric!r} does not apply to regression")
         if self.task != "regression" and self.metric in ("rmse", "mae"):
             raise ConfigError(f"train.metric {self.metric!r} does not apply to {self.task}")
-        self.log = MetricsLog(self.out / METRICS, ctx.is_main)
 
     def _class_weights(self) -> torch.Tensor | None:
         given = self.cfg.optim.class_weights
@@ -309,13 +289,7 @@ class _Finetuner:
         if self.probe:
             train_batches = self._cache(train_loader)
             val_batches = self._cache(val_loader)
-        net = self.trainable
-        if ctx.distributed:
-            net = torch.nn.parallel.DistributedDataParallel(
-                self.trainable,
-                device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
-                find_unused_parameters=True,
-            )
+        net = self.wrap(self.trainable)
         weights = None if self.weights is None else self.weights.to(ctx.device)
         total_steps = cfg.train.epochs * len(train_sampler)
         step, best, best_epoch, best_scores, stale = 0, None, 0, {}, 0
@@ -327,7 +301,7 @@ class _Finetuner:
             self.train_set.set_epoch(epoch)
             batches = self._shuffled(train_batches, epoch) if self.probe else train_loader
             losses = []
-            for batch in _progress(batches, f"epoch {epoch}", cfg.train.progress and ctx.is_main):
+            for batch in self.progress(batches, desc=f"epoch {epoch}", unit="batch"):
                 set_lr(self.optimizer, lr_at(step, total_steps, cfg.optim))
                 with self.autocast:
                     out = self._forward(net, batch)
@@ -434,35 +408,24 @@ class _Finetuner:
     def _save(self, epoch: int, scores: dict[str, Any]) -> None:
         if not self.ctx.is_main:
             return
-        from gfmcli.model.checkpoint import save_checkpoint
-
         first = self.folders[0]
         if len({f.band_key for f in self.folders}) > 1:
             log.warning("several band sets: the checkpoint's contract describes %s", first.path)
-        contract = ModelContract(
+        contract = self.contract(
+            self.model,
+            [first],
             model_name=self.model.spec.encoder,
-            model_config=self.model.config,
             task=self.task,
-            sensor=first.meta["sensor"],
-            bands=contract_bands([first]),
-            gsd=float(first.meta["gsd"]),
-            patch_size=self.model.patch_size,
             classes=self.classes,
-            provenance={
-                "command": self.command,
-                "config": config_to_dict(self.cfg),
-                "chips": [str(f.path) for f in self.folders],
-                "epoch": epoch,
-                "selected_on": f"validation {self.metric}",
-                "val_scores": json_safe(_brief(scores)),
-                "pretrained": self.cfg.model.pretrained,
-                "pretrained_provenance": (
-                    self.pretrained_contract.provenance if self.pretrained_contract else None
-                ),
-            },
+            epoch=epoch,
+            selected_on=f"validation {self.metric}",
+            val_scores=json_safe(_brief(scores)),
+            pretrained=self.cfg.model.pretrained,
+            pretrained_provenance=(
+                self.pretrained_contract.provenance if self.pretrained_contract else None
+            ),
         )
-        save_checkpoint(self.out / BEST, self.model, contract)
-        save_config(self.out, self.cfg)
+        self.save(self.out / BEST, self.model, contract)
 
 
 def evaluate(
@@ -512,10 +475,3 @@ def _mean(values: list[float]) -> float:
 def _brief(scores: dict[str, Any]) -> dict[str, Any]:
     """Scores without the bulky confusion matrix (for logs and provenance)."""
     return {k: v for k, v in scores.items() if k != "confusion_matrix"}
-
-
-def _progress(iterable, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    # disable=None: no bar when stderr is not a terminal (a log file, cron's mail)
-    return tqdm(iterable, desc=desc, unit="batch", disable=None if enabled else True, leave=False)

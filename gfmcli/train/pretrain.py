@@ -25,24 +25,14 @@ from typing import Any, cast
 import torch
 from torch.utils.data import DataLoader
 
-from gfmcli.contract import ModelContract
 from gfmcli.errors import InputError
 from gfmcli.runtime import distributed as D
-from gfmcli.runtime.devices import autocast_context
 from gfmcli.tomlconf import config_to_dict
+from gfmcli.train.base import Trainer
 from gfmcli.train.config import PretrainConfig, encoder_overrides
-from gfmcli.train.datasets import ChipDataset, GroupedBatchSampler, collate, open_chip_folder
+from gfmcli.train.datasets import ChipDataset, GroupedBatchSampler, collate
 from gfmcli.train.optim import build_optimizer, lr_at, set_lr
-from gfmcli.train.run import (
-    CHECKPOINT,
-    METRICS,
-    MetricsLog,
-    contract_bands,
-    model_inputs,
-    prepare_run_dir,
-    removed_if_empty_on_failure,
-    save_config,
-)
+from gfmcli.train.run import CHECKPOINT, model_inputs
 from gfmcli.train.state import check_resume_config
 
 log = logging.getLogger(__name__)
@@ -79,22 +69,19 @@ def masked_mae_loss(out: Any, valid: torch.Tensor, patch_size: int) -> torch.Ten
 
 def pretrain(cfg: PretrainConfig, *, resume: bool = False, command: str = "") -> PretrainResult:
     """Run (or resume) the pretraining described by ``cfg``; see the module docstring."""
-    ctx = D.init_distributed(cfg.train.device)
-    try:
-        with removed_if_empty_on_failure(Path(cfg.output.dir)):
-            return _Pretrainer(cfg, ctx, resume, command).run()
-    finally:
-        D.shutdown(ctx)
+    return _Pretrainer.launch(cfg, resume=resume, command=command)
 
 
-class _Pretrainer:
+class _Pretrainer(Trainer):
+    """The masked-reconstruction step, on a step count (``train.steps``), resumable."""
+
+    cfg: PretrainConfig
+
     def __init__(self, cfg: PretrainConfig, ctx: D.DistContext, resume: bool, command: str):
         from gfmcli.model.mae import HyperMAE
         from gfmcli.model.tasks import build_model, model_config_for
 
-        self.cfg, self.ctx, self.command = cfg, ctx, command
-        self.out = Path(cfg.output.dir)
-        self.folders = [open_chip_folder(p) for p in cfg.data.chips]
+        super().__init__(cfg, ctx, command)
         self.dataset = ChipDataset(
             self.folders, cfg.data.splits, augment=cfg.data.augment, seed=cfg.train.seed
         )
@@ -111,10 +98,7 @@ class _Pretrainer:
                 f"{len(self.dataset)} chip(s) make no full batch of {cfg.data.batch_size} per "
                 f"process ({ctx.world_size} process(es)); lower data.batch_size"
             )
-        if ctx.is_main:
-            prepare_run_dir(self.out, resume=resume, overwrite=cfg.output.overwrite)
-        D.barrier(ctx)
-        torch.manual_seed(cfg.train.seed)
+        self.open_run_dir(resume=resume)
         model_config = model_config_for(
             cfg.model.name, "pretrain", encoder_overrides=encoder_overrides(cfg.model)
         )
@@ -131,20 +115,13 @@ class _Pretrainer:
         self.optimizer = build_optimizer(self.mae, cfg.optim)
         self.generator = torch.Generator(device=ctx.device)
         self.generator.manual_seed(cfg.train.seed * 1009 + ctx.rank)
-        self.autocast = autocast_context(ctx.device, cfg.train.precision)
         fp16 = getattr(self.autocast, "fast_dtype", None) == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.step = self.micro = 0
         self.chips_seen = 0
         if resume:
             self._restore()
-        self.net: torch.nn.Module = self.mae
-        if ctx.distributed:
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.mae, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
-                find_unused_parameters=True,
-            )  # fmt: skip
-        self.log = MetricsLog(self.out / METRICS, ctx.is_main)
+        self.net = self.wrap(self.mae)
 
     def _restore(self) -> None:
         from gfmcli.model.checkpoint import read_checkpoint
@@ -178,7 +155,7 @@ class _Pretrainer:
         per_epoch = len(self.sampler)
         total = cfg.train.steps
         accumulate = cfg.optim.accumulate
-        bar = _progress(total, self.step, cfg.train.progress and ctx.is_main)
+        bar = self.progress(total=total, initial=self.step, unit="step")
         started, window_loss, loss = time.perf_counter(), [], float("nan")
         start_step, start_chips = self.step, self.chips_seen
         self.mae.train()
@@ -255,28 +232,18 @@ class _Pretrainer:
         return float(total.item()) / self.ctx.world_size
 
     def _checkpoint(self) -> None:
-        from gfmcli.model.checkpoint import save_checkpoint
         from gfmcli.train.state import rng_state
 
         state = {"global": rng_state(), "generator": self.generator.get_state()}
         states = D.gather_objects(state, self.ctx)
         if not self.ctx.is_main:
             return
-        folder = self.folders[0]
-        contract = ModelContract(
+        contract = self.contract(
+            self.model,
+            self.folders,
             model_name=self.cfg.model.name,
-            model_config=self.model.config,
             task="pretrain",
-            sensor="+".join(dict.fromkeys(f.meta["sensor"] for f in self.folders)),
-            bands=contract_bands(self.folders),
-            gsd=float(folder.meta["gsd"]),
-            patch_size=self.model.patch_size,
-            provenance={
-                "command": self.command,
-                "config": config_to_dict(self.cfg),
-                "chips": [str(f.path) for f in self.folders],
-                "steps": self.step,
-            },
+            steps=self.step,
         )
         decoder = {k: v for k, v in self.mae.state_dict().items() if not k.startswith("encoder.")}
         extra = {
@@ -288,14 +255,4 @@ class _Pretrainer:
             "rng": states,
             "config": config_to_dict(self.cfg),
         }
-        save_checkpoint(self.out / CHECKPOINT, self.model, contract, extra)
-        save_config(self.out, self.cfg)
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    from tqdm import tqdm
-
-    # disable=None: no bar when stderr is not a terminal (a log file, cron's mail)
-    return tqdm(
-        total=total, initial=initial, unit="step", disable=None if enabled else True, leave=False
-    )
+        self.save(self.out / CHECKPOINT, self.model, contract, extra)
