@@ -43,8 +43,8 @@ def finetune(ctx, config_path, evaluate, checkpoint, split_name, metrics_path, *
     """
     from gfmcli.tomlconf import load_config
     from gfmcli.train.config import FinetuneConfig
-    from gfmcli.train.finetune import evaluate as run_evaluate
     from gfmcli.train.finetune import finetune as run_finetune
+    from gfmcli.train.scoring import evaluate as run_evaluate
 
     overrides = collect_overrides(options, steps_key="train.epochs")
     if ctx.obj and ctx.obj.get("quiet"):

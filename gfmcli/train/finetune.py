@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,22 +29,20 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from gfmcli.contract import ClassInfo
-from gfmcli.errors import BandContractError, ConfigError, InputError
+from gfmcli.errors import ConfigError, InputError
 from gfmcli.runtime import distributed as D
 from gfmcli.train.base import Trainer
-from gfmcli.train.config import ARCHITECTURE_KEYS, FinetuneConfig, encoder_overrides
+from gfmcli.train.config import FinetuneConfig
 from gfmcli.train.datasets import (
     ChipDataset,
-    ChipFolder,
     GroupedBatchSampler,
     collate,
-    open_chip_folder,
 )
 from gfmcli.train.labels import IGNORE_INDEX
 from gfmcli.train.metrics import default_metric, is_better, metric_value, score_batches
 from gfmcli.train.optim import build_optimizer, lr_at, set_lr
 from gfmcli.train.run import BEST, VAL_METRICS, json_safe, model_inputs
+from gfmcli.train.task_model import build_task_model, check_labels, resolve_classes
 
 log = logging.getLogger(__name__)
 
@@ -61,123 +58,6 @@ class FinetuneResult:
     val_scores: dict[str, Any]
     checkpoint: Path
     seconds: float
-
-
-def resolve_classes(cfg: FinetuneConfig, folders: list[ChipFolder]) -> tuple[ClassInfo, ...]:
-    """The output classes: ``[[classes]]`` from the config, else the chips' class list; an
-    InputError if chips hold class ids the list lacks."""
-    if cfg.model.task == "regression":
-        return ()
-    if cfg.classes:
-        classes = tuple(ClassInfo(c.id, c.name, c.color) for c in cfg.classes)
-    else:
-        merged: dict[int, ClassInfo] = {}
-        for folder in folders:
-            for c in folder.meta.get("classes", []):
-                merged.setdefault(
-                    int(c["id"]), ClassInfo(int(c["id"]), c["name"], tuple(c["color"]))
-                )
-        classes = tuple(merged[i] for i in sorted(merged))
-    ids = {c.id for c in classes}
-    if len(ids) != len(classes):
-        raise ConfigError("[[classes]] lists the same class id twice")
-    for folder in folders:
-        present = set(folder.meta.get("class_ids_present", []))
-        unknown = sorted(present - ids)
-        if unknown:
-            raise InputError(
-                f"{folder.path}: labels hold class id(s) {', '.join(map(str, unknown))} that are "
-                f"not in the class list ({', '.join(map(str, sorted(ids)))}); add them to "
-                "[[classes]] or fix the labels"
-            )
-    if len(classes) < 2 and cfg.model.task != "regression":
-        raise InputError(f"{cfg.model.task} needs at least 2 classes; found {len(classes)}")
-    return classes
-
-
-def _check_folders(cfg: FinetuneConfig, folders: list[ChipFolder]) -> None:
-    want = "regression" if cfg.model.task == "regression" else "classes"
-    for folder in folders:
-        kind = folder.meta.get("task")
-        if kind is None:
-            raise InputError(f"{folder.path}: chips have no labels; run `gfm tile --labels ...`")
-        if kind != want:
-            what = "numeric targets" if kind == "regression" else "class ids"
-            raise InputError(
-                f"{folder.path}: labels are {what} but model.task is {cfg.model.task!r}"
-            )
-
-
-def build_task_model(cfg: FinetuneConfig, num_outputs: int, classes: Sequence[ClassInfo] = ()):
-    """The task model, with the pretrained encoder's weights when ``model.pretrained`` is set.
-
-    A pretrained checkpoint with a head of the same task and the same classes (ids and names,
-    in order) keeps its head too; any other head is dropped with a warning that says so, so
-    fine-tuning shipped segmentation weights on other classes never loses the head silently.
-    """
-    from gfmcli.model.checkpoint import load_checkpoint
-    from gfmcli.model.tasks import build_model, model_config_for
-
-    head: dict[str, Any] = {}
-    if cfg.model.head_width is not None and cfg.model.task != "classification":
-        head = {"width": cfg.model.head_width, "min_width": min(32, cfg.model.head_width)}
-    if cfg.model.pretrained is None:
-        overrides = encoder_overrides(cfg.model)
-        if cfg.model.channel_embedding is not None:  # ablation switch, fine-tuning only
-            overrides["channel_embedding"] = cfg.model.channel_embedding
-        config = model_config_for(
-            cfg.model.name,
-            cfg.model.task,
-            num_outputs=num_outputs,
-            encoder_overrides=overrides,
-            **head,
-        )
-        return build_model(config), None
-    given = [
-        k for k in (*ARCHITECTURE_KEYS, "channel_embedding") if getattr(cfg.model, k) is not None
-    ]
-    if given:
-        raise ConfigError(
-            f"model.{given[0]} cannot be set with model.pretrained: the architecture comes from "
-            "the pretrained checkpoint"
-        )
-    pretrained, contract = load_checkpoint(cfg.model.pretrained)
-    spec = pretrained.spec
-    overrides = {**spec.encoder_overrides, "drop_path_rate": cfg.model.drop_path}
-    config = model_config_for(
-        spec.encoder, cfg.model.task, num_outputs=num_outputs, encoder_overrides=overrides, **head
-    )
-    model = build_model(config)
-    model.encoder.load_state_dict(pretrained.encoder.state_dict(), strict=True)
-    if pretrained.head is not None:
-        _reuse_head(model, pretrained, contract, cfg, classes)
-    return model, contract
-
-
-def _reuse_head(model, pretrained, contract, cfg: FinetuneConfig, classes) -> None:
-    """Load ``pretrained``'s head into ``model`` when task and classes match; else warn."""
-    source = cfg.model.pretrained
-    theirs = [(c.id, c.name) for c in contract.classes]
-    ours = [(c.id, c.name) for c in classes]
-    if contract.task == cfg.model.task and theirs == ours:
-        try:
-            model.head.load_state_dict(pretrained.head.state_dict(), strict=True)
-        except RuntimeError:  # another head width: the classes match but the shapes do not
-            pass
-        else:
-            log.info(
-                "%s: keeping its %s head (the same %d classes)", source, contract.task, len(ours)
-            )
-            return
-    names = ", ".join(name for _, name in theirs) or "no classes"
-    log.warning(
-        "%s: its %s head (%s) does not match this run's %s classes, so it is dropped and a new "
-        "head is trained on the pretrained encoder",
-        source,
-        contract.task,
-        names,
-        cfg.model.task,
-    )
 
 
 def _loss(task: str, out: torch.Tensor, batch: dict, weights: torch.Tensor | None) -> torch.Tensor:
@@ -204,7 +84,7 @@ class _Finetuner(Trainer):
     def __init__(self, cfg: FinetuneConfig, ctx: D.DistContext, command: str) -> None:
         super().__init__(cfg, ctx, command)
         self.task = cfg.model.task
-        _check_folders(cfg, self.folders)
+        check_labels(cfg, self.folders)
         self.classes = resolve_classes(cfg, self.folders)
         class_ids = [c.id for c in self.classes]
         seed = cfg.train.seed
@@ -426,46 +306,6 @@ class _Finetuner(Trainer):
             ),
         )
         self.save(self.out / BEST, self.model, contract)
-
-
-def evaluate(
-    cfg: FinetuneConfig,
-    checkpoint: Path | None = None,
-    split: str | None = None,
-    output: Path | None = None,
-) -> dict[str, Any]:
-    """Score ``checkpoint`` (default ``output.dir/best.pt``) on the test split; write JSON."""
-    from gfmcli.model.checkpoint import load_checkpoint
-
-    checkpoint = Path(checkpoint or Path(cfg.output.dir) / BEST)
-    split = split or cfg.data.test_split
-    model, contract = load_checkpoint(checkpoint)
-    folders = [open_chip_folder(p) for p in cfg.data.chips]
-    _check_folders(cfg, folders)
-    for folder in folders:
-        if folder.band_names != contract.band_names:
-            raise BandContractError(
-                f"{folder.path}: bands {', '.join(folder.band_names)} differ from the "
-                f"checkpoint's {', '.join(contract.band_names)}"
-            )
-    ctx = D.DistContext(0, 1, 0, torch.device("cpu"))
-    dataset = ChipDataset(folders, [split], contract.task, [c.id for c in contract.classes])
-    if len(dataset) == 0:
-        raise InputError(f"no chips in split {split!r} of {', '.join(cfg.data.chips)}")
-    sampler = GroupedBatchSampler(dataset.group_of, cfg.data.batch_size, shuffle=False)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
-
-    def forward(batch: dict[str, Any]) -> torch.Tensor:
-        return model(**model_inputs(batch, dataset.groups[batch["group"]], ctx.device))
-
-    names = [c.name for c in contract.classes]
-    with torch.no_grad():
-        computed = score_batches(contract.task, names, loader, forward)
-    scores = {"split": split, "checkpoint": str(checkpoint), "chips": len(dataset), **computed}
-    output = Path(output or Path(cfg.output.dir) / f"{split}_metrics.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(json_safe(scores), indent=1) + "\n")
-    return scores
 
 
 def _mean(values: list[float]) -> float:
