@@ -3,10 +3,10 @@
 Run by ``weights/build.sh`` after the Hyper-MAE pretraining and the simulated-scene fine-tuning
 (``landcover-sim.pt``): that model's encoder and head start this stage, whose data are
 
-- simulated scenes (``gfmcli.simulate``) for Sentinel-2 L2A, Landsat 8 and the EnMAP-like
-  spectrometer, each chip read as surface reflectance or, half the time, as top-of-atmosphere
-  reflectance with haze (``gfmcli.simulate.atmosphere``), with clouds, cloud shadows and snow
-  painted in and labelled;
+- simulated scenes (``gfmcli.simulate``; every third one an arid landscape of steppe and bare
+  hills) for Sentinel-2 L2A, Landsat 8 and the EnMAP-like spectrometer, each chip read as
+  surface reflectance or, half the time, as top-of-atmosphere reflectance with haze
+  (``gfmcli.simulate.atmosphere``), with clouds, cloud shadows and snow painted in and labelled;
 - the real scenes of ``../shared/realdata`` whose licences allow shipping weights trained on
   them (ukis_csmask: Apache-2.0; eolearn_s2_slovenia: MIT; bigearthnet_s2: CDLA-Permissive-1.0),
   with their labels as they are: exact classes where the source has them, and *sets* of
@@ -16,8 +16,10 @@ Run by ``weights/build.sh`` after the Hyper-MAE pretraining and the simulated-sc
   and nothing more.
 
 Every batch holds one band set; Sentinel-2 chips are also shown as the 10-, 6- and 4-band
-subsets users keep, so the model learns to map with the bands a file has. Sources named with
-``--hold-out`` are left out (leave-one-source-out evaluation, docs/model-card.md).
+subsets users keep and as the Landsat 8 OLI and Landsat 4-7 TM band sets they stand in for (told
+at Landsat's band centres), so the model learns to map with the bands a file has. Sources named
+with ``--hold-out`` are left out (leave-one-source-out evaluation), and ``--without`` switches
+augmentations off one at a time (the ablation table of docs/model-card.md).
 """
 
 from __future__ import annotations
