@@ -21,6 +21,7 @@ scene is about 61 % water; a city is mostly built-up) and scores the spyndex Lan
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -70,8 +71,15 @@ class Source:
     as_landsat8: bool = False  # map a Landsat 8 C2 L2 stack made of the image's S2 bands
 
 
-# Sentinel-2 bands standing in for Landsat 8 OLI bands 1-7, as users stack them.
+# Sentinel-2 bands standing in for Landsat 8 OLI bands 1-7, as users stack them, and how such a
+# Collection 2 Level-2 stack is scaled (for the index rule) and described.
 L8_FROM_S2 = ("B01", "B02", "B03", "B04", "B8A", "B11", "B12")
+L8_STACK: dict = {
+    "scale": 2.75e-5,
+    "offset": -0.2,
+    "wavelengths": (443, 482, 561, 655, 865, 1609, 2201),
+    "as_landsat8": True,
+}
 
 
 def as_landsat8(image: str, out: Path) -> Path:
@@ -106,31 +114,25 @@ def sources(root: Path) -> list[Source]:
     ukis_args = ("--gsd", "30")
     ukis_s2 = ("--sensor", "sentinel2-l1c-pre2022", *ukis_args)
     ukis_eval = ("--reference-nodata", "none")
+    eolearn = Source(
+        "eolearn_s2_slovenia",
+        "Sentinel-2A",
+        "L1C",
+        tuple(str(eo / f"S2_L1C_{d}.tif") for d in dates),
+        (str(eo / "lulc.tif"),) * 3,
+        "eolearn.toml",
+        ("--sensor", "sentinel2-l1c-pre2022"),
+        wavelengths=S2_13,
+        licence="MIT",
+    )
     rows = [
-        Source(
-            "eolearn_s2_slovenia",
-            "Sentinel-2A",
-            "L1C",
-            tuple(str(eo / f"S2_L1C_{d}.tif") for d in dates),
-            (str(eo / "lulc.tif"),) * 3,
-            "eolearn.toml",
-            ("--sensor", "sentinel2-l1c-pre2022"),
-            wavelengths=S2_13,
-            licence="MIT",
-        ),
-        Source(
-            "eolearn as Landsat 8",
-            "S2A as OLI",
-            "L1C",
-            tuple(str(eo / f"S2_L1C_{d}.tif") for d in dates),
-            (str(eo / "lulc.tif"),) * 3,
-            "eolearn.toml",
-            ("--sensor", "landsat8"),
-            scale=2.75e-5,
-            offset=-0.2,
-            wavelengths=(443, 482, 561, 655, 865, 1609, 2201),
-            licence="MIT",
-            as_landsat8=True,
+        eolearn,
+        dataclasses.replace(
+            eolearn,
+            name="eolearn as Landsat 8",
+            sensor="S2A as OLI",
+            predict_args=("--sensor", "landsat8"),
+            **L8_STACK,
         ),
         Source(
             "ukis_csmask sentinel2",
@@ -348,18 +350,11 @@ def bigearthnet(root: Path, model: str, work: Path, landsat8: bool = False) -> d
         out = work / f"ben-{folder.name}-{landsat8}.tif"
         src = Source("bigearthnet", "", "", (), (), "", wavelengths=S2_13[:10] + S2_13[11:])
         if landsat8:
-            src = Source(
-                "bigearthnet as Landsat 8",
-                "",
-                "",
-                (),
-                (),
-                "",
-                ("--sensor", "landsat8"),
-                scale=2.75e-5,
-                offset=-0.2,
-                as_landsat8=True,
-                wavelengths=(443, 482, 561, 655, 865, 1609, 2201),
+            src = dataclasses.replace(
+                src,
+                name="bigearthnet as Landsat 8",
+                predict_args=("--sensor", "landsat8"),
+                **L8_STACK,
             )
         err = predict(model, str(folder / f"{folder.name}.tif"), src, out)
         if err:
