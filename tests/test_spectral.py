@@ -6,15 +6,15 @@ import pytest
 
 from gfmcli.errors import BandContractError
 from gfmcli.sensors import get_sensor
-from gfmcli.spectral import (
+from gfmcli.spectral.identify import identify_bands
+from gfmcli.spectral.labels import (
     FileFacts,
     common_name_wavelength,
-    identify_bands,
     match_label,
     parse_wavelength,
-    tag_families,
     tag_wavelength,
 )
+from gfmcli.spectral.sensor import tag_families
 
 S2_L1C = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 

@@ -4,7 +4,7 @@
 :class:`BandMapping` (one entry per model input band) or raises BandContractError saying what was
 expected and how to fix it. It never guesses band order. The rules, also in docs/formats.md:
 
-1. **Band identity**: :func:`gfmcli.spectral.identify_bands`, the rulebook shared with
+1. **Band identity**: :func:`gfmcli.spectral.identify.identify_bands`, the rulebook shared with
    ``gfm tile`` (``--bands``, band descriptions and tags, ``--sensor``, the sensor inferred from
    the file's tells).
 
@@ -44,7 +44,9 @@ from gfmcli.contract import BandInfo, ModelContract
 from gfmcli.errors import BandContractError
 from gfmcli.io.reader import RasterSource
 from gfmcli.sensors import OPTICAL, SensorSpec
-from gfmcli.spectral import FileBand, FileFacts, identify_bands, sensor_or_none
+from gfmcli.spectral.identify import FileBand, identify_bands
+from gfmcli.spectral.labels import FileFacts
+from gfmcli.spectral.sensor import sensor_or_none
 
 logger = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
 Band-order mistakes are silent and ruinous (anchors.md pain point 6: inverted predictions, each
 band normalised with another band's statistics), so the identity of every band is settled once,
 from the user's ``--sensor``/``--bands`` or the file's band descriptions and tags, by the same
-rulebook as ``predict`` (:func:`gfmcli.spectral.identify_bands`: sensor inferred from the file's
-tells, ambiguous files refused, bad bands left out), and then written into the chips' metadata
-and from there into the model contract.
+rulebook as ``predict`` (:func:`gfmcli.spectral.identify.identify_bands`: sensor inferred from
+the file's tells, ambiguous files refused, bad bands left out), and then written into the chips'
+metadata and from there into the model contract.
 
 Scaling per band follows :mod:`gfmcli.scaling`: the file's own scale/offset, then ESA's
 quantification tags, then the sensor's (per band for Landsat Level-1 DN). Bands identified by
@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from gfmcli import scaling as scaling_rules
-from gfmcli.spectral import FileBand, FileFacts, identify_bands
+from gfmcli.spectral.identify import FileBand, identify_bands
+from gfmcli.spectral.labels import FileFacts
 
 log = logging.getLogger(__name__)
 

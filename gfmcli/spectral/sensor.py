@@ -1,0 +1,168 @@
+"""Rules 2 and 3 of the band rulebook (:mod:`gfmcli.spectral`): which sensor and product a file is.
+
+From the file's tells: tags naming a platform, band labels that exist on one family only, the
+pixel size; then the product within the family (Sentinel-2 level, Landsat by data type).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from gfmcli.errors import BandContractError, SensorError
+from gfmcli.sensors import BandSpec, SensorSpec, get_sensor, list_sensors
+from gfmcli.spectral.labels import FileFacts, common_name_wavelength, match_label, parse_wavelength
+
+# Pixel size that separates a Sentinel-2 stack (10/20 m) from a Landsat one (30 m).
+S2_LANDSAT_GSD_SPLIT_M = 25.0
+_S2_ONLY_LABEL = re.compile(r"^b(0[1-9]|8a|08a)$", re.IGNORECASE)
+# Dataset tag keys that name a platform or an instrument, and what their values say.
+_PLATFORM_KEYS = re.compile(
+    r"sensor|spacecraft|platform|mission|instrument|satellite|scene_id|product_id|product_uri",
+    re.IGNORECASE,
+)
+_FAMILY_PATTERNS = {
+    "sentinel2": re.compile(r"sentinel[\s_-]*2|\bS2[AB]?(_MSI|\b)|\bMSI\b", re.IGNORECASE),
+    "landsat9": re.compile(r"landsat[\s_-]*0?9\b|\bLC0?9", re.IGNORECASE),
+    "landsat8": re.compile(r"landsat[\s_-]*0?8\b|\bLC0?8|\bOLI\b(?![-_]?2)", re.IGNORECASE),
+    "landsat7": re.compile(r"landsat[\s_-]*0?7\b|\bLE0?7|\bETM", re.IGNORECASE),
+    "landsat5": re.compile(r"landsat[\s_-]*0?5\b|\bLT0?5|\bTM\b", re.IGNORECASE),
+    "enmap": re.compile(r"enmap", re.IGNORECASE),
+    "sentinel1": re.compile(r"sentinel[\s_-]*1|\bS1[AB]?\b", re.IGNORECASE),
+}
+_LEVEL_KEYS = re.compile(r"^(product|product_type|processing_level|level)$", re.IGNORECASE)
+_S2_LEVELS = {"l1c": re.compile(r"L1C|MSI1C|level[\s_-]*1C", re.IGNORECASE),
+              "l2a": re.compile(r"L2A|MSI2A|level[\s_-]*2A", re.IGNORECASE)}  # fmt: skip
+# Families that band labels alone may point to (vnir4 and the like are only named by --sensor).
+_INFERRED_FAMILIES = ("sentinel2", "landsat8", "landsat7", "landsat5", "enmap", "sentinel1")
+FAMILY_DEFAULT = {
+    "sentinel2": "sentinel2-l2a",
+    "landsat9": "landsat9",
+    "landsat8": "landsat8",
+    "landsat7": "landsat7",
+    "landsat5": "landsat5",
+    "enmap": "enmap",
+    "sentinel1": "sentinel1",
+}
+_FAMILY_TITLE = {
+    "sentinel2": "Sentinel-2",
+    "landsat8": "Landsat 8/9 OLI",
+    "landsat9": "Landsat 9 OLI-2",
+    "landsat7": "Landsat 7 ETM+",
+    "landsat5": "Landsat 5 TM",
+    "enmap": "EnMAP",
+    "sentinel1": "Sentinel-1",
+}
+# Landsat products by data type (how USGS ships each level).
+_LANDSAT_BY_DTYPE = {"uint16": "", "int16": "-c1", "uint8": "-l1", "float": "-toa"}
+
+
+def tag_families(tags: Mapping[str, str]) -> set[str]:
+    """Sensor families named by the platform/instrument tags (``SENSOR: Landsat 7 ETM+``)."""
+    found = set()
+    for key, value in tags.items():
+        if not _PLATFORM_KEYS.search(key):
+            continue
+        for family, pattern in _FAMILY_PATTERNS.items():
+            if pattern.search(str(value)):
+                found.add(family)
+    if "landsat9" in found:
+        found.discard("landsat8")
+    return found
+
+
+def _fits(family: str, label: str) -> bool:
+    """Whether ``label`` can name a band of some product of ``family`` (zero-padded ``B01`` and
+    ``B8A`` count as Sentinel-2 only; wavelengths and common names fit every family)."""
+    if family != "sentinel2" and _S2_ONLY_LABEL.match(label.strip()):
+        return False
+    if _neutral(label):
+        return True
+    products = [get_sensor(n) for n in list_sensors() if get_sensor(n).family == family]
+    return any(isinstance(match_label(label, spec), BandSpec) for spec in products)
+
+
+def _neutral(label: str) -> bool:
+    return parse_wavelength(label) is not None or common_name_wavelength(label) is not None
+
+
+def _product(family: str, facts: FileFacts, labels: Sequence[str], default: str | None) -> str:
+    """Rule 3: the product of ``family`` this file is."""
+    if family == "sentinel2":
+        if any(get_sensor("sentinel2-l1c").band("B10").matches(x) for x in labels if x):
+            return "sentinel2-l1c"
+        for key, value in facts.tags.items():
+            if _LEVEL_KEYS.match(key):
+                for level, pattern in _S2_LEVELS.items():
+                    if pattern.search(str(value)):
+                        return f"sentinel2-{level}"
+        if default and get_sensor(default).family == "sentinel2":
+            return get_sensor(default).name
+        return "sentinel2-l2a"
+    if family.startswith("landsat"):
+        dtype = facts.dtypes[0] if facts.dtypes else "uint16"
+        kind = "float" if dtype.startswith("float") else dtype
+        return f"{FAMILY_DEFAULT[family]}{_LANDSAT_BY_DTYPE.get(kind, '')}"
+    return FAMILY_DEFAULT[family]
+
+
+def _choices(families: Sequence[str]) -> str:
+    return " / ".join(f"--sensor {FAMILY_DEFAULT[f]}" for f in families)
+
+
+def infer_sensor(
+    facts: FileFacts, labels: Sequence[str], default: str | None
+) -> tuple[SensorSpec | None, str]:
+    """Rule 2 and 3: the file's sensor from its tells, and a note saying why; raises
+    BandContractError when the tells leave several sensors whose band names differ."""
+    used = [x for x in labels if x]
+    tagged = tag_families(facts.tags)
+    families = [f for f in _INFERRED_FAMILIES if all(_fits(f, x) for x in used)]
+    why = ""
+    if len(tagged) == 1:
+        (family,) = tagged
+        if all(_fits(family, x) for x in used):
+            why = "its tags name it"
+            families = [family]
+        else:
+            raise BandContractError(
+                f"{facts.path}: its tags say {_FAMILY_TITLE[family]} but its band descriptions "
+                f"({', '.join(used[:4])}…) are not {_FAMILY_TITLE[family]} band names; pass "
+                "--sensor NAME (see `gfm sensors`) or --bands"
+            )
+    if not families:  # some label fits no sensor: read against the model's, which names it
+        return (sensor_or_none(default) if default else None), ""
+    if len(families) > 1 and facts.gsd_m is not None:
+        landsat_like = facts.gsd_m >= S2_LANDSAT_GSD_SPLIT_M
+        by_gsd = [f for f in families if (f == "sentinel2") != landsat_like or f == "enmap"]
+        if by_gsd and len(by_gsd) < len(families):
+            families, why = by_gsd, f"its pixels are {facts.gsd_m:.3g} m"
+    if len(families) > 1:
+        default_family = get_sensor(default).family if default else ""
+        if all(_neutral(x) for x in used):
+            if default_family in families:
+                return get_sensor(_product(default_family, facts, used, default)), ""
+            return None, ""
+        if "enmap" in families:
+            families = [f for f in families if f != "enmap"]
+        if len(families) > 1:
+            titles = ", ".join(_FAMILY_TITLE[f] for f in families)
+            raise BandContractError(
+                f"{facts.path}: cannot tell which sensor it is: its band descriptions "
+                f"({', '.join(used[:6])}) name bands of {titles}, where the same name is a "
+                f"different band (B5: 705 nm on Sentinel-2, 865 nm on OLI, 1650 nm on TM/ETM+); "
+                f"pass {_choices(families)}"
+            )
+    (family,) = families
+    if not why:
+        why = "its band names"
+    product = _product(family, facts, used, default)
+    return get_sensor(product), f"read as {product} ({why})"
+
+
+def sensor_or_none(name: str) -> SensorSpec | None:
+    """The registered sensor ``name``, or None (a contract may name a custom band set)."""
+    try:
+        return get_sensor(name)
+    except SensorError:
+        return None
