@@ -199,7 +199,7 @@ def tiny_encoder_toml() -> str:
 
 
 def _optical_chips(tmp_path: Path, name: str = "s2", labels: bool = False, size: int = 128) -> Path:
-    from gfmcli.train.chips import TileOptions, tile
+    from gfmcli.train.chips import ChipOptions, tile
     from gfmcli.train.labels import LabelSource
 
     rng = np.random.default_rng(0)
@@ -216,7 +216,7 @@ def _optical_chips(tmp_path: Path, name: str = "s2", labels: bool = False, size:
         )
         label_src = LabelSource(path)
     out = tmp_path / f"chips_{name}"
-    opts = TileOptions(size=32, stride=32, sensor="vnir4", block=1, fractions=(0.6, 0.2, 0.2))
+    opts = ChipOptions(size=32, stride=32, sensor="vnir4", block=1, fractions=(0.6, 0.2, 0.2))
     tile([raster], out, opts, label_src)
     return out
 
@@ -230,13 +230,13 @@ def optical_chips() -> Callable[..., Path]:
 
 
 def _radar_chips(tmp_path: Path) -> Path:
-    from gfmcli.train.chips import TileOptions, tile
+    from gfmcli.train.chips import ChipOptions, tile
 
     raster = _write_raster(
         tmp_path, "s1.tif", count=2, height=96, width=96, dtype="float32", descriptions=["VV", "VH"]
     )
     out = tmp_path / "chips_s1"
-    tile([raster], out, TileOptions(size=32, stride=32, sensor="sentinel1", block=1))
+    tile([raster], out, ChipOptions(size=32, stride=32, sensor="sentinel1", block=1))
     return out
 
 

@@ -152,13 +152,13 @@ def tile(
     from tqdm import tqdm
 
     from gfmcli.errors import GfmError
-    from gfmcli.train.chips import TileOptions, chip_starts
+    from gfmcli.train.chips import ChipOptions, chip_starts
     from gfmcli.train.chips import tile as run_tile
     from gfmcli.train.labels import LabelSource
     from gfmcli.train.split import parse_fractions
 
     classes = _load_classes(classes_value)
-    options = TileOptions(
+    options = ChipOptions(
         size=size,
         stride=size if stride is None else stride,
         sensor=sensor,

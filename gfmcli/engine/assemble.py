@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gfmcli.engine.batching import WindowBatch
-from gfmcli.engine.mosaic import RowBlock, StripMosaic
+from gfmcli.engine.mosaic import FinishedRows, StripMosaic
 from gfmcli.engine.sinks import Sink
 from gfmcli.engine.tiling import Stripe, WindowPlan
 from gfmcli.errors import ModelError
@@ -38,7 +38,7 @@ class MosaicAssembler:
         self._sink = sink
         self._stripe = stripe
 
-    def _encode(self, blocks: list[RowBlock]) -> list[Any]:
+    def _encode(self, blocks: list[FinishedRows]) -> list[Any]:
         s = self._stripe
         start, stop = s.own_start - s.col_off, s.own_stop - s.col_off
         if (start, stop) != (0, s.width):

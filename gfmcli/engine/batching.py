@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from gfmcli.engine.tiling import Tile, WindowPlan
+from gfmcli.engine.tiling import PlannedWindow, WindowPlan
 
 T = TypeVar("T")
 ReadFn = Callable[[tuple[int, int, int, int]], tuple[np.ndarray, np.ndarray]]
@@ -33,7 +33,7 @@ class WindowBatch:
     tile is empty).
     """
 
-    tiles: tuple[Tile, ...]
+    tiles: tuple[PlannedWindow, ...]
     valid: tuple[np.ndarray | None, ...]
     empty: tuple[bool, ...]
     data: np.ndarray | None
@@ -61,7 +61,7 @@ def iter_batches(
     # Runs of empty windows (an ocean, a swath edge) close a batch too, so a batch never holds
     # more than this many tiles whatever the nodata area.
     max_tiles = 4 * batch_size + 8
-    tiles: list[Tile] = []
+    tiles: list[PlannedWindow] = []
     valids: list[np.ndarray | None] = []
     empty: list[bool] = []
     arrays: list[np.ndarray] = []

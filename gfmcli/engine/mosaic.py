@@ -8,7 +8,7 @@ finished blocks the caller has not popped yet. The contract with the runner:
 * For every tile of the plan, call :meth:`StripMosaic.add` with the model's probabilities (or
   :meth:`StripMosaic.skip` when the window was all nodata and the model was not run).
 * Call :meth:`StripMosaic.pop_ready` whenever convenient (e.g. after each batch) and hand the
-  returned :class:`RowBlock` objects, top to bottom, to the writer.
+  returned :class:`FinishedRows` objects, top to bottom, to the writer.
 * Call :meth:`StripMosaic.finish` at the end; it checks that no tile is missing.
 
 Determinism: float addition is not associative, so the accumulation order is fixed to plan order
@@ -33,12 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from gfmcli.engine import blend
-from gfmcli.engine.tiling import Tile, WindowPlan
+from gfmcli.engine.tiling import PlannedWindow, WindowPlan
 from gfmcli.errors import ModelError
 
 
 @dataclass(frozen=True, eq=False)
-class RowBlock:
+class FinishedRows:
     """Finished raster rows ``[row_off, row_off + rows)``, not yet divided, starting at raster
     column ``col_off`` (0 for a whole-width block; a stripe's columns otherwise).
 
@@ -63,9 +63,9 @@ class RowBlock:
         blend.normalize(self.acc, self.wsum, out, np.float32(nodata))
         return out
 
-    def columns(self, start: int, stop: int, col_off: int) -> RowBlock:
+    def columns(self, start: int, stop: int, col_off: int) -> FinishedRows:
         """Columns ``start:stop`` of this block (contiguous copies), placed at ``col_off``."""
-        return RowBlock(
+        return FinishedRows(
             self.row_off,
             np.ascontiguousarray(self.acc[:, :, start:stop]),
             np.ascontiguousarray(self.wsum[:, start:stop]),
@@ -101,7 +101,7 @@ class StripMosaic:
         self._wsum = np.zeros((capacity, plan.width), np.float32)
         self._base = 0  # raster row of accumulator row 0
         self._next = 0  # index of the next tile to accumulate
-        self._ready: list[RowBlock] = []
+        self._ready: list[FinishedRows] = []
         self._pending: dict[int, tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._weights: dict[tuple[bool, bool, bool, bool], np.ndarray] = {}
         self.peak_rows_held = capacity
@@ -116,7 +116,7 @@ class StripMosaic:
         """True once every tile of the plan has been added or skipped."""
         return self._next == len(self.plan)
 
-    def add(self, tile: Tile, pred: np.ndarray, valid: np.ndarray) -> None:
+    def add(self, tile: PlannedWindow, pred: np.ndarray, valid: np.ndarray) -> None:
         """Blend one window: ``pred`` (K, window, window) float32 probabilities, ``valid`` bool.
 
         ``valid`` is False where the input was nodata or outside the raster; those pixels get
@@ -136,16 +136,16 @@ class StripMosaic:
             np.ascontiguousarray(valid, dtype=bool),
         )
 
-    def skip(self, tile: Tile) -> None:
+    def skip(self, tile: PlannedWindow) -> None:
         """Record that ``tile`` contributes nothing (all nodata, model not run)."""
         self._submit(tile, None, None)
 
-    def pop_ready(self) -> list[RowBlock]:
+    def pop_ready(self) -> list[FinishedRows]:
         """Finished blocks, top to bottom, released from the mosaic (each returned once)."""
         ready, self._ready = self._ready, []
         return ready
 
-    def finish(self) -> list[RowBlock]:
+    def finish(self) -> list[FinishedRows]:
         """The last finished blocks; raises ValueError if some tiles were never added."""
         if not self.done:
             missing = len(self.plan) - self._next
@@ -155,7 +155,9 @@ class StripMosaic:
             )
         return self.pop_ready()
 
-    def _submit(self, tile: Tile, pred: np.ndarray | None, valid: np.ndarray | None) -> None:
+    def _submit(
+        self, tile: PlannedWindow, pred: np.ndarray | None, valid: np.ndarray | None
+    ) -> None:
         if not 0 <= tile.index < len(self.plan) or self.plan.tiles[tile.index] != tile:
             raise ValueError(f"{tile} is not part of this mosaic's plan")
         if tile.index < self._next or tile.index in self._pending:
@@ -177,7 +179,9 @@ class StripMosaic:
             parked_pred, parked_valid = self._pending.pop(self._next)
             self._consume(self.plan.tiles[self._next], parked_pred, parked_valid)
 
-    def _consume(self, tile: Tile, pred: np.ndarray | None, valid: np.ndarray | None) -> None:
+    def _consume(
+        self, tile: PlannedWindow, pred: np.ndarray | None, valid: np.ndarray | None
+    ) -> None:
         if pred is not None:
             assert valid is not None  # a window the model saw has its validity mask
             edges = self.plan.edges(tile)
@@ -200,11 +204,13 @@ class StripMosaic:
         if n <= 0:
             return
         if stop == self.plan.height:  # last rows: hand over the buffers themselves, no copy
-            self._ready.append(RowBlock(self._base, self._acc[:, :n], self._wsum[:n]))
+            self._ready.append(FinishedRows(self._base, self._acc[:, :n], self._wsum[:n]))
             self._acc = self._acc[:, :0]
             self._wsum = self._wsum[:0]
         else:
-            self._ready.append(RowBlock(self._base, self._acc[:, :n].copy(), self._wsum[:n].copy()))
+            self._ready.append(
+                FinishedRows(self._base, self._acc[:, :n].copy(), self._wsum[:n].copy())
+            )
             keep = self._acc.shape[1] - n
             self._acc[:, :keep] = self._acc[:, n:]
             self._wsum[:keep] = self._wsum[n:]

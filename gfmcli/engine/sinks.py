@@ -1,12 +1,12 @@
 """Where blended row blocks go: class maps, probabilities, polygons, embeddings, vector tables.
 
 A sink owns the staged output files of one raster. For every finished
-:class:`~gfmcli.engine.mosaic.RowBlock`, top to bottom, the blend thread calls ``encode(block)``,
-which turns the float accumulator into the compact arrays to store (uint8 classes are 4 K times
-smaller than the K float32 sums, so the writer queue stays small even for very wide rasters),
-and the writer thread calls ``write(payload)``; then ``finalize()`` (atomic rename, returns the
-final paths) or ``abort()`` (removes every temporary). Sinks know arrays and writers, never the
-model.
+:class:`~gfmcli.engine.mosaic.FinishedRows`, top to bottom, the blend thread calls
+``encode(block)``, which turns the float accumulator into the compact arrays to store (uint8
+classes are 4 K times smaller than the K float32 sums, so the writer queue stays small even for
+very wide rasters), and the writer thread calls ``write(payload)``; then ``finalize()`` (atomic
+rename, returns the final paths) or ``abort()`` (removes every temporary). Sinks know arrays and
+writers, never the model.
 
 The GeoPackage sinks import ``gfmcli.io.vector`` (pyogrio, which loads geopandas and pandas:
 about 0.4 s) and geopandas only when one is built, so a GeoTIFF run never pays for them.
@@ -24,7 +24,7 @@ import numpy as np
 
 from gfmcli.atomic import partial_path
 from gfmcli.contract import ClassInfo, ModelContract, contract_hash
-from gfmcli.engine.mosaic import RowBlock
+from gfmcli.engine.mosaic import FinishedRows
 from gfmcli.engine.options import MapOptions
 from gfmcli.errors import OutputError
 from gfmcli.io.reader import RasterSource
@@ -44,12 +44,12 @@ Window = tuple[int, int, int, int]
 EMBEDDING_LAYER = "embeddings"
 
 
-def _window(block: RowBlock) -> Window:
+def _window(block: FinishedRows) -> Window:
     return (block.row_off, block.col_off, block.rows, block.wsum.shape[1])
 
 
 class Sink(Protocol):
-    def encode(self, block: RowBlock) -> Any: ...
+    def encode(self, block: FinishedRows) -> Any: ...
     def write(self, payload: Any) -> None: ...
     def finalize(self) -> list[Path]: ...
     def abort(self) -> None: ...
@@ -89,7 +89,7 @@ class ClassMapSink:
             self.abort()
             raise
 
-    def encode(self, block: RowBlock) -> tuple[Window, np.ndarray, np.ndarray | None]:
+    def encode(self, block: FinishedRows) -> tuple[Window, np.ndarray, np.ndarray | None]:
         ids = _class_ids(block, self._ids)
         probs = None
         if self._probs is not None:
@@ -118,7 +118,7 @@ class FloatRasterSink:
     def __init__(self, writer: StagedRasterWriter) -> None:
         self._writer = writer
 
-    def encode(self, block: RowBlock) -> tuple[Window, np.ndarray]:
+    def encode(self, block: FinishedRows) -> tuple[Window, np.ndarray]:
         return _window(block), block.probabilities(np.nan)
 
     def write(self, payload: tuple[Window, np.ndarray]) -> None:
@@ -156,7 +156,7 @@ class PolygonSink:
             bigtiff="IF_SAFER",
         )  # fmt: skip
 
-    def encode(self, block: RowBlock) -> tuple[Window, np.ndarray]:
+    def encode(self, block: FinishedRows) -> tuple[Window, np.ndarray]:
         return _window(block), _class_ids(block, self._ids)
 
     def write(self, payload: tuple[Window, np.ndarray]) -> None:
@@ -200,7 +200,7 @@ class EmbeddingVectorSink:
         self._pool = pool
         self._written = 0
 
-    def encode(self, block: RowBlock) -> Any:  # pragma: no cover - vectors come per window
+    def encode(self, block: FinishedRows) -> Any:  # pragma: no cover - vectors come per window
         raise TypeError("EmbeddingVectorSink takes per-window vectors, not row blocks")
 
     def write(self, payload: list[tuple[Any, np.ndarray, float]]) -> None:
@@ -275,7 +275,7 @@ class EmbeddingParquetSink:
             contract_hash=contract_hash, pool=pool,
         )  # fmt: skip
 
-    def encode(self, block: RowBlock) -> Any:  # pragma: no cover - vectors come per window
+    def encode(self, block: FinishedRows) -> Any:  # pragma: no cover - vectors come per window
         raise TypeError("EmbeddingParquetSink takes per-window vectors, not row blocks")
 
     def write(self, payload: list[tuple[Any, np.ndarray, float]]) -> None:
@@ -294,7 +294,7 @@ class EmbeddingParquetSink:
         self._writer.abort()
 
 
-def _class_ids(block: RowBlock, ids: np.ndarray) -> np.ndarray:
+def _class_ids(block: FinishedRows, ids: np.ndarray) -> np.ndarray:
     """uint8 class ids of the block's argmax (model output index -> contract class id)."""
     indices, _ = block.classify()
     return np.where(block.wsum > 0, ids[np.minimum(indices, len(ids) - 1)], indices)

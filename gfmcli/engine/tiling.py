@@ -33,7 +33,7 @@ from gfmcli.errors import InputError
 
 
 @dataclass(frozen=True)
-class Tile:
+class PlannedWindow:
     """One read window: ``index`` in plan order, origin and (always full) size in raster pixels.
 
     ``row_off + height`` may exceed the raster height (and likewise for columns) only when the
@@ -67,7 +67,7 @@ class WindowPlan:
     overlap: int
     row_offsets: tuple[int, ...]
     col_offsets: tuple[int, ...]
-    tiles: tuple[Tile, ...]
+    tiles: tuple[PlannedWindow, ...]
     block_aligned: bool | None
     """True/False when a block shape was given (interior origins on block boundaries), else None."""
 
@@ -89,7 +89,7 @@ class WindowPlan:
     def __len__(self) -> int:
         return len(self.tiles)
 
-    def window_row(self, tile: Tile) -> int:
+    def window_row(self, tile: PlannedWindow) -> int:
         """The window row of ``tile`` (tiles are row-major, ``n_cols`` per row)."""
         return tile.index // self.n_cols
 
@@ -107,14 +107,14 @@ class WindowPlan:
             return self.row_offsets[window_rows_done]
         return self.height
 
-    def clip(self, tile: Tile) -> tuple[int, int]:
+    def clip(self, tile: PlannedWindow) -> tuple[int, int]:
         """``(rows, cols)`` of ``tile`` that lie inside the raster (the rest is boundless fill)."""
         return (
             min(tile.row_stop, self.height) - tile.row_off,
             min(tile.col_stop, self.width) - tile.col_off,
         )
 
-    def edges(self, tile: Tile) -> tuple[bool, bool, bool, bool]:
+    def edges(self, tile: PlannedWindow) -> tuple[bool, bool, bool, bool]:
         """Which sides of ``tile`` are interior (another window continues beyond them).
 
         Returns ``(top, bottom, left, right)``; raster-edge sides are False, which tells the blend
@@ -162,12 +162,12 @@ def plan_windows(
     if window < 1 or window % multiple_of:
         lower = max(multiple_of, window // multiple_of * multiple_of)
         raise InputError(
-            f"tile size {window} must be a positive multiple of the patch size {multiple_of}; "
+            f"window size {window} must be a positive multiple of the patch size {multiple_of}; "
             f"use e.g. {lower} or {lower + multiple_of}"
         )
     if not 0 <= overlap < window:
         raise InputError(
-            f"overlap {overlap} must be at least 0 and smaller than the tile size {window}"
+            f"overlap {overlap} must be at least 0 and smaller than the window size {window}"
         )
     fitted = -(-max(height, width) // multiple_of) * multiple_of
     if fitted < window:  # the whole raster fits in one smaller window (module docstring)
@@ -176,7 +176,7 @@ def plan_windows(
     row_offsets = _offsets(height, window, stride)
     col_offsets = _offsets(width, window, stride)
     tiles = tuple(
-        Tile(r * len(col_offsets) + c, row_off, col_off, window, window)
+        PlannedWindow(r * len(col_offsets) + c, row_off, col_off, window, window)
         for r, row_off in enumerate(row_offsets)
         for c, col_off in enumerate(col_offsets)
     )

@@ -227,7 +227,8 @@ def _pixel_size_m(crs: Any, transform: Any, shape: tuple[int, int]) -> tuple[flo
 
 
 def _window_bounds(window: Any) -> tuple[int, int, int, int]:
-    """``(row_off, col_off, height, width)`` of a rasterio Window, a tiling Tile or a 4-tuple."""
+    """``(row_off, col_off, height, width)`` of a rasterio Window, a ``PlannedWindow`` or a
+    4-tuple."""
     if isinstance(window, tuple):
         row_off, col_off, height, width = window
     else:
@@ -285,7 +286,7 @@ def read_window(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Model input for one window: ``(data float32 (C, h, w), valid bool (h, w))``.
 
-    ``window`` is a rasterio ``Window``, a ``gfmcli.engine.tiling.Tile`` or a tuple
+    ``window`` is a rasterio ``Window``, a ``gfmcli.engine.tiling.PlannedWindow`` or a tuple
     ``(row_off, col_off, height, width)``; it may run past the raster's edges (the outside is
     padded and invalid). Bands come in ``mapping`` order, scaled and normalised per band.
     """

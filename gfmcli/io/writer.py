@@ -260,8 +260,8 @@ class StagedRasterWriter:
     def write(self, window: Any, array: np.ndarray) -> None:
         """Write ``array`` (``(count, h, w)``, or ``(h, w)`` for one band) at ``window``.
 
-        ``window`` is a rasterio ``Window``, a tiling ``Tile`` or ``(row_off, col_off, h, w)``
-        and must lie inside the grid.
+        ``window`` is a rasterio ``Window``, a ``PlannedWindow`` (engine/tiling.py) or
+        ``(row_off, col_off, h, w)`` and must lie inside the grid.
         """
         row_off, col_off, height, width = _window_bounds(window)
         if array.ndim == 2:

@@ -46,7 +46,7 @@ CHIP_FOLDER_ENTRIES = frozenset(
 
 
 @dataclass(frozen=True)
-class TileOptions:
+class ChipOptions:
     """Everything ``tile`` needs besides the input paths (see ``gfm tile --help``)."""
 
     size: int = 128
@@ -72,7 +72,7 @@ def chip_starts(length: int, size: int, stride: int) -> list[int]:
 def tile(
     rasters: list[Path],
     out_dir: Path,
-    options: TileOptions,
+    options: ChipOptions,
     labels: LabelSource | Sequence[LabelSource] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> TileResult:

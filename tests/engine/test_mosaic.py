@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gfmcli.engine.mosaic import RowBlock, StripMosaic
+from gfmcli.engine.mosaic import FinishedRows, StripMosaic
 from gfmcli.engine.tiling import plan_windows
 from gfmcli.errors import ModelError
 
@@ -39,7 +39,7 @@ def _read_boundless(image, valid, tile):
 def _run(image, valid, window, overlap, order=None, max_pending=16):
     plan = plan_windows(image.shape[1], image.shape[2], window, overlap)
     mosaic = StripMosaic(CLASSES, plan, max_pending=max_pending)
-    blocks: list[RowBlock] = []
+    blocks: list[FinishedRows] = []
     tiles = plan.tiles if order is None else [plan.tiles[i] for i in order]
     for tile in tiles:
         pixels, mask = _read_boundless(image, valid, tile)
@@ -183,4 +183,4 @@ def test_protocol_errors():
     with pytest.raises(ValueError, match="never added"):
         mosaic.finish()
     with pytest.raises(ValueError, match="nodata 1"):
-        RowBlock(0, np.zeros((2, 1, 1), np.float32), np.ones((1, 1), np.float32)).classify(1)
+        FinishedRows(0, np.zeros((2, 1, 1), np.float32), np.ones((1, 1), np.float32)).classify(1)

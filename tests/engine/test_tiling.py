@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gfmcli.engine.tiling import Tile, plan_windows
+from gfmcli.engine.tiling import PlannedWindow, plan_windows
 from gfmcli.errors import InputError
 
 SIZES = [
@@ -78,7 +78,7 @@ def test_row_major_order_and_indices():
 
 def test_small_raster_gets_one_window_past_edge():
     plan = plan_windows(1, 1, 16, 0, multiple_of=8)
-    assert plan.tiles == (Tile(0, 0, 0, 8, 8),)
+    assert plan.tiles == (PlannedWindow(0, 0, 0, 8, 8),)
     assert plan.clip(plan.tiles[0]) == (1, 1)
     assert plan.edges(plan.tiles[0]) == (False, False, False, False)
 
@@ -115,7 +115,7 @@ def test_block_alignment_reported():
 @pytest.mark.parametrize(
     ("window", "overlap", "multiple_of", "match"),
     [
-        (0, 0, 1, "tile size 0"),
+        (0, 0, 1, "window size 0"),
         (30, 0, 16, "multiple of the patch size 16; use e.g. 16 or 32"),
         (32, 32, 16, "overlap 32"),
         (32, -1, 16, "overlap -1"),

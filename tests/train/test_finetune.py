@@ -206,7 +206,7 @@ def test_unknown_class_weight_name(write_config, tmp_path, chips):
 def test_regression_end_to_end(make_raster, write_config, tmp_path):
     import numpy as np
 
-    from gfmcli.train.chips import TileOptions, tile
+    from gfmcli.train.chips import ChipOptions, tile
     from gfmcli.train.labels import LabelSource
 
     rng = np.random.default_rng(3)
@@ -215,7 +215,7 @@ def test_regression_end_to_end(make_raster, write_config, tmp_path):
     target = (data[2] / 1000.0).astype("float32")  # a target the red band explains
     labels = make_raster(tmp_path, "height.tif", data=target, dtype="float32")
     chips = tmp_path / "chips"
-    options = TileOptions(size=32, stride=32, sensor="vnir4", block=1, regression=True,
+    options = ChipOptions(size=32, stride=32, sensor="vnir4", block=1, regression=True,
                           fractions=(0.5, 0.25, 0.25))  # fmt: skip
     tile([raster], chips, options, LabelSource(labels, regression=True))
     config = write_config(tmp_path, chips, task="regression", epochs=1)
