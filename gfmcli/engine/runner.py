@@ -194,7 +194,6 @@ def _plans(
                 options.window,
                 options.overlap,
                 multiple_of=patch,
-                block_shape=src.block_shape,
             ),
         )
         for stripe in plan_stripes(src.width, options.overlap)

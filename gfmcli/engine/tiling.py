@@ -16,9 +16,8 @@ pixels zero weight. Nothing is ever skipped, so a 1 x 1 raster still gets exactl
 Block alignment: interior window origins are ``k * stride``. When the input's internal block
 shape divides the stride (and hence every origin), each read touches only the blocks it needs;
 the edge-flush windows start at ``height - window`` / ``width - window`` and are aligned only if
-those are multiples too. ``WindowPlan.block_aligned`` reports whether the other origins are aligned
-so the caller can suggest a better ``--tile``/``--overlap`` pair; it never changes the grid, so
-outputs do not depend on how the input happens to be tiled.
+those are multiples too. The grid never depends on the input's blocks, so outputs do not depend
+on how the input happens to be tiled.
 
 Row bookkeeping for the streaming blender: window row ``r`` touches raster rows
 ``[row_offsets[r], row_stop(r))``. Once window rows ``0 .. r`` are fully blended, raster rows
@@ -68,8 +67,6 @@ class WindowPlan:
     row_offsets: tuple[int, ...]
     col_offsets: tuple[int, ...]
     tiles: tuple[PlannedWindow, ...]
-    block_aligned: bool | None
-    """True/False when a block shape was given (interior origins on block boundaries), else None."""
 
     @property
     def stride(self) -> int:
@@ -145,13 +142,11 @@ def plan_windows(
     overlap: int,
     *,
     multiple_of: int = 1,
-    block_shape: tuple[int, int] | None = None,
 ) -> WindowPlan:
     """Plan the row-major grid of full-size read windows covering a ``height x width`` raster.
 
     ``window`` must be a positive multiple of ``multiple_of`` (the model's patch size) and
-    ``0 <= overlap < window``. ``block_shape`` is the input's internal ``(rows, cols)`` tiling;
-    it only sets :attr:`WindowPlan.block_aligned` (see the module docstring).
+    ``0 <= overlap < window``.
 
     Raises :class:`~gfmcli.errors.InputError` for unusable sizes, naming the value and the fix.
     """
@@ -180,17 +175,6 @@ def plan_windows(
         for r, row_off in enumerate(row_offsets)
         for c, col_off in enumerate(col_offsets)
     )
-    aligned: bool | None = None
-    if block_shape is not None:
-        block_rows, block_cols = block_shape
-        if block_rows < 1 or block_cols < 1:
-            raise InputError(
-                f"block shape {block_shape} must be positive; check the input's tiling"
-            )
-        # The edge-flush origin is excluded: it is wherever the raster edge puts it.
-        aligned = all(o % block_rows == 0 for o in row_offsets[:-1]) and all(
-            o % block_cols == 0 for o in col_offsets[:-1]
-        )
     return WindowPlan(
         height=height,
         width=width,
@@ -199,7 +183,6 @@ def plan_windows(
         row_offsets=row_offsets,
         col_offsets=col_offsets,
         tiles=tiles,
-        block_aligned=aligned,
     )
 
 

@@ -105,13 +105,6 @@ def test_edges_interior_flags():
     assert plan.edges(middle) == (True, True, True, True)
 
 
-def test_block_alignment_reported():
-    assert plan_windows(2000, 2000, 512, 0, block_shape=(512, 512)).block_aligned is True
-    assert plan_windows(2000, 2000, 512, 64, block_shape=(512, 512)).block_aligned is False
-    assert plan_windows(2000, 2000, 320, 64, block_shape=(256, 256)).block_aligned is True
-    assert plan_windows(100, 100, 64, 16).block_aligned is None
-
-
 @pytest.mark.parametrize(
     ("window", "overlap", "multiple_of", "match"),
     [
