@@ -94,10 +94,6 @@ class BandMapping:
     sensor_given: bool = False
 
     @property
-    def indexes(self) -> list[int]:
-        return [b.index for b in self.bands]
-
-    @property
     def names(self) -> list[str]:
         return [b.name for b in self.bands]
 
