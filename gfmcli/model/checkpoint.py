@@ -214,11 +214,6 @@ def _load_failure(exc: Exception) -> str:
     )
 
 
-def read_contract(path: str | os.PathLike[str]) -> ModelContract:
-    """Only the contract of a checkpoint (bands, classes, provenance), e.g. for ``gfm info``."""
-    return read_checkpoint(path, map_location="cpu").contract
-
-
 def load_weights(
     model: GfmModel,
     state_dict: dict[str, torch.Tensor],

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from gfmcli.api.info import describe_checkpoint, shipped_models
 from gfmcli.cli.main import cli
 from gfmcli.contract import contract_hash
-from gfmcli.model.checkpoint import default_weights_dir, list_weights, read_contract
+from gfmcli.model.checkpoint import default_weights_dir, list_weights, read_checkpoint
 
 
 def _run(*args: str):
@@ -31,7 +31,7 @@ def test_models_lists_every_shipped_checkpoint_from_its_contract():
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == names
     for name, line in zip(names, lines, strict=True):
-        contract = read_contract(default_weights_dir() / f"{name}.pt")
+        contract = read_checkpoint(default_weights_dir() / f"{name}.pt").contract
         assert contract.task in line and contract.sensor in line
         assert f"{len(contract.classes)} classes" in line
         assert all(c.name in line for c in contract.classes)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from gfmcli.cli.main import cli
 from gfmcli.contract import contract_hash
 from gfmcli.io import geoparquet
-from gfmcli.model.checkpoint import read_contract
+from gfmcli.model.checkpoint import read_checkpoint
 
 
 def _embed(model, *args):
@@ -47,7 +47,7 @@ def test_geoparquet_rows_match_the_geopackage_vectors(tiny_model, s2_scene, tmp_
     # and their footprints clipped to the raster: rows 48..70, columns 64..90
     assert set(table.width) == {32, 26} and set(table.height) == {32, 22}
 
-    contract = read_contract(tiny_model)
+    contract = read_checkpoint(tiny_model).contract
     assert set(table.source) == {str(src)} and set(table.model) == {contract.model_name}
     assert set(table.contract_hash) == {contract_hash(contract)}
     assert set(table["pool"]) == {"mean"}

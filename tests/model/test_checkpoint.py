@@ -21,7 +21,6 @@ from gfmcli.model.checkpoint import (
     load_checkpoint,
     load_model,
     read_checkpoint,
-    read_contract,
     save_checkpoint,
 )
 from gfmcli.model.tasks import build_model, model_config_for
@@ -80,7 +79,7 @@ def test_round_trip_is_bit_exact(tmp_path, task):
     path = tmp_path / f"{task}.pt"
     written = save_checkpoint(path, model, _contract(model, 3 if task != "embedding" else 0))
     loaded, contract = load_checkpoint(path)
-    assert contract == written == read_contract(path)
+    assert contract == written == read_checkpoint(path).contract
     assert contract.model_config == model.config == loaded.config
     assert contract.provenance["command"] == "gfm train cfg.toml"
     assert contract.provenance["gfm_version"] and contract.provenance["date"]
@@ -129,7 +128,7 @@ def test_missing_truncated_text_and_foreign_files(tmp_path, saved):
     foreign = tmp_path / "plain_state_dict.pt"
     torch.save(model.state_dict(), foreign)
     assert "not a gfm checkpoint" in _error(foreign)
-    assert "not a gfm checkpoint" in _error(foreign, read_contract)
+    assert "not a gfm checkpoint" in _error(foreign, read_checkpoint)
 
 
 def _rewrite(src: Path, dst: Path, edit) -> Path:
@@ -219,7 +218,7 @@ def test_contract_values_that_would_crash_a_run_are_model_errors(tmp_path, saved
         edit(contract)
         p["contract"] = json.dumps(contract)
 
-    assert message in _error(_rewrite(good, tmp_path / "edited.pt", change), read_contract)
+    assert message in _error(_rewrite(good, tmp_path / "edited.pt", change), read_checkpoint)
 
 
 def test_save_checks_contract_against_model(tmp_path, saved):
@@ -250,7 +249,7 @@ def test_a_save_removes_temporaries_of_killed_saves_by_the_age_host_rule(tmp_pat
         temporary.write_bytes(b"half a checkpoint")
     os.utime(old, (time.time() - STALE_AGE_S - 60,) * 2)
     save_checkpoint(path, model, written)
-    assert read_contract(path) == written
+    assert read_checkpoint(path).contract == written
     leftovers = sorted(p.name for p in tmp_path.iterdir() if ".partial-" in p.name)
     assert leftovers == [elsewhere.name]
 
