@@ -324,8 +324,9 @@ def _tm_bands(table: tuple, level1: bool) -> tuple[BandSpec, ...]:
         aliases = [f"B{number}", common, *(("nir",) if common == "nir08" else ())]
         name = f"B{number}" if level1 else f"SR_B{number}"
         aliases = [a for a in aliases if a != name] + ([f"SR_B{number}"] if level1 else [])
-        bands.append(BandSpec(name, centre, width, 30.0, aliases=tuple(aliases), scale=scale,
-                              offset=offset))  # fmt: skip
+        bands.append(
+            BandSpec(name, centre, width, 30.0, aliases=tuple(aliases), scale=scale, offset=offset)
+        )
     return tuple(bands)
 
 

@@ -20,6 +20,7 @@ S2_L1C = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", 
 
 
 def _facts(labels, *, tags=None, band_tags=None, dtype="uint16", gsd=10.0):
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     return FileFacts(
         path="x.tif", count=len(labels), descriptions=tuple(labels), tags=tags or {},
         band_tags=tuple(band_tags or [{}] * len(labels)), dtypes=(dtype,) * len(labels),
@@ -44,6 +45,7 @@ def test_wavelengths_in_text_and_tags():
 
 def test_s2_names_across_products_and_spellings():
     l2a = get_sensor("sentinel2-l2a")
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
     for label, name in (("B4", "B04"), ("b8a", "B8A"), ("B08A", "B8A"), ("nir08", "B8A"),
                         ("rededge1", "B05"), ("swir22", "B12"), ("coastal", "B01")):  # fmt: skip
         assert match_label(label, l2a).name == name
@@ -91,6 +93,7 @@ def test_landsat_product_follows_the_data_type():
         dtype: identify_bands(_facts(labels, tags=tags, dtype=dtype)).sensor.name
         for dtype in ("uint16", "int16", "uint8", "float32")
     }
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     assert products == {"uint16": "landsat5", "int16": "landsat5-c1", "uint8": "landsat5-l1",
                         "float32": "landsat5-toa"}  # fmt: skip
 
@@ -116,8 +119,10 @@ def test_spectrometer_wavelengths_stay_themselves_and_bad_bands_are_skipped():
     listed = _facts(labels, tags={"BAD_BANDS": "1,2", "SENSOR": "EnMAP HSI"})
     enmap = identify_bands(listed, default_sensor="sentinel2-l2a")
     assert enmap.sensor.name == "enmap" and enmap.bands[0].index == 3
-    untitled = _facts([""] * 3, band_tags=[{"wavelength": "0.49"}, {"wavelength": "0.56"},
-                                            {"wavelength": "0.665"}])  # fmt: skip
+    untitled = _facts(
+        [""] * 3,
+        band_tags=[{"wavelength": "0.49"}, {"wavelength": "0.56"}, {"wavelength": "0.665"}],
+    )
     snapped = identify_bands(untitled, default_sensor="sentinel2-l2a")
     assert [b.name for b in snapped.bands] == ["B02", "B03", "B04"]  # one to one: S2 bands
 

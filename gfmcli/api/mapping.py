@@ -156,6 +156,7 @@ def map_rasters(
     check_name_template(name_template)
     progress = progress or _Silent()
     with no_empty_new_folders(output_folder(os.fspath(output))):
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 13 lines)
         return _map(
             inputs, output, options, model, kind, fmt, device, overwrite, keep_going, dry_run,
             progress, command_line, stdin, started, name_template,

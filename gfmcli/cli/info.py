@@ -27,6 +27,7 @@ from gfmcli.cli import options as opt
 @click.option("--no-timing", is_flag=True, help="Skip measuring the model (no time estimate).")
 @click.option("--json", "json_lines", is_flag=True, help="One JSON object per PATH on stdout.")
 @click.pass_context
+# fmt: skip below: arguments grouped by meaning (ruff format would add 12 lines)
 def info(ctx: click.Context, paths, model, sensor, bands, window, overlap, batch_size, device,
          precision, no_timing, json_lines) -> None:  # fmt: skip
     """Describe checkpoints (their contract) and rasters (what gfm would make of them).
@@ -47,6 +48,7 @@ def info(ctx: click.Context, paths, model, sensor, bands, window, overlap, batch
     from gfmcli.engine.options import MapOptions
     from gfmcli.errors import GfmError
 
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     options = MapOptions(
         window=window, overlap=overlap, batch_size=batch_size, precision=precision,
         sensor=sensor, bands=bands,
@@ -70,6 +72,7 @@ def info(ctx: click.Context, paths, model, sensor, bands, window, overlap, batch
                 raise
             first_error = first_error or exc
             if json_lines:
+                # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
                 echo_json({"kind": kind, "path": path, "status": "failed", "message": str(exc),
                            "exit_code": exc.exit_code})  # fmt: skip
             click.echo(f"gfm: error: {exc}", err=True)

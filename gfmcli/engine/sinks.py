@@ -149,6 +149,7 @@ class PolygonSink:
         self._grid = grid
         self._writer = PolygonWriter(path, grid.crs, classes)
         self._staged = partial_path(path, ".ids")  # a GeoTIFF, whatever the name ends in
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 12 lines)
         self._dataset = rasterio.open(
             self._staged, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
             dtype="uint8", nodata=CLASS_NODATA, crs=grid.crs, transform=grid.transform,
@@ -270,6 +271,7 @@ class EmbeddingParquetSink:
 
         self._grid = grid
         self._patch = patch_size
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
         self._writer = EmbeddingTableWriter(
             path, grid.crs, dim=dim, source=source, model=model,
             contract_hash=contract_hash, pool=pool,

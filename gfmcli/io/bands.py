@@ -246,8 +246,11 @@ def resolve_bands(
         _facts(src, known_gsd), sensor=sensor, bands=bands, default_sensor=contract.sensor
     )
     spec = identified.sensor
-    notes = [n for n in identified.notes if not (spec and spec.name == contract.sensor)
-             or "read as" not in n]  # fmt: skip
+    notes = [
+        n
+        for n in identified.notes
+        if not (spec and spec.name == contract.sensor) or "read as" not in n
+    ]
     contract_spec = sensor_or_none(contract.sensor)
     same_family = bool(
         spec and contract_spec and spec.family and spec.family == contract_spec.family
@@ -281,12 +284,16 @@ def resolve_bands(
         )
     scales = scaling_rules.per_band(
         None if scale is None else tuple(scale) if isinstance(scale, Sequence) else (scale,),
-        src.count, "--scale", src.path,
-    )  # fmt: skip
+        src.count,
+        "--scale",
+        src.path,
+    )
     offsets = scaling_rules.per_band(
         None if offset is None else tuple(offset) if isinstance(offset, Sequence) else (offset,),
-        src.count, "--offset", src.path,
-    )  # fmt: skip
+        src.count,
+        "--offset",
+        src.path,
+    )
     file_scaling = scaling_rules.explicit_file_scaling(src.path, src.scales, src.offsets)
 
     def band_scaling(band: FileBand, info: BandInfo | None) -> tuple[float, float, str]:
@@ -325,6 +332,7 @@ def resolve_bands(
             candidates = [c for c in contract.bands if c.modality == band.modality]
             mean, std = _interpolated(band, candidates, far)
             wavelength = band.wavelength_nm
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 12 lines)
         mapped.append(MappedBand(band.index, band.name, wavelength, band.modality, s, o, mean,
                                  std, nodata(band), source))  # fmt: skip
     if far:

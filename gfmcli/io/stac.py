@@ -51,6 +51,7 @@ FETCH_TIMEOUT_S = 60
 WAVELENGTH_MATCH_NM = 20.0
 _SKIPPED_ROLES = {"visual", "overview", "thumbnail"}
 _COG = "profile=cloud-optimized"
+# fmt: skip below: a table, one entry per line (ruff format would add 6 lines)
 _GDAL_TYPES = {
     "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
     "int32": "Int32", "float32": "Float32", "float64": "Float64",

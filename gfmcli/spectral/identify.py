@@ -58,8 +58,9 @@ def _snap(found: list[FileBand], spec: SensorSpec | None) -> list[FileBand]:
         if nearest.name in taken:
             return found
         taken.add(nearest.name)
-        snapped.append(FileBand(band.index, nearest.name, nearest.wavelength_nm,
-                                nearest.modality, nearest))  # fmt: skip
+        snapped.append(
+            FileBand(band.index, nearest.name, nearest.wavelength_nm, nearest.modality, nearest)
+        )
     return snapped
 
 
@@ -107,8 +108,9 @@ def _from_labels(
             continue
         identity = match_label(text, spec)
         if isinstance(identity, BandSpec):
-            found.append(FileBand(index, identity.name, identity.wavelength_nm,
-                                  identity.modality, identity))  # fmt: skip
+            found.append(
+                FileBand(index, identity.name, identity.wavelength_nm, identity.modality, identity)
+            )
         elif identity is not None:
             found.append(FileBand(index, text, identity, OPTICAL))
         else:
@@ -185,8 +187,10 @@ def identify_bands(
                 f"{len(spec.bands)} ({', '.join(spec.band_names)}); pass --bands naming the "
                 "file's bands in order"
             )
-        found = [FileBand(i + 1, b.name, b.wavelength_nm, b.modality, b)
-                 for i, b in enumerate(spec.bands)]  # fmt: skip
+        found = [
+            FileBand(i + 1, b.name, b.wavelength_nm, b.modality, b)
+            for i, b in enumerate(spec.bands)
+        ]
     else:
         raise BandContractError(
             f"cannot tell which bands {facts.path} holds: its bands have no descriptions; "

@@ -31,6 +31,7 @@ COMMON_NAMES: dict[str, tuple[float, float]] = {
     "lwir11": (10500.0, 11500.0),
     "lwir12": (11500.0, 12500.0),
 }
+# fmt: skip below: a table, one entry per line (ruff format would add 8 lines)
 _UNIT_FACTORS = {"nm": 1.0, "nanometers": 1.0, "nanometres": 1.0, "um": 1000.0, "µm": 1000.0,
                  "micrometers": 1000.0, "micrometres": 1000.0, "microns": 1000.0,
                  "micron": 1000.0}  # fmt: skip

@@ -31,8 +31,10 @@ _FAMILY_PATTERNS = {
     "sentinel1": re.compile(r"sentinel[\s_-]*1|\bS1[AB]?\b", re.IGNORECASE),
 }
 _LEVEL_KEYS = re.compile(r"^(product|product_type|processing_level|level)$", re.IGNORECASE)
-_S2_LEVELS = {"l1c": re.compile(r"L1C|MSI1C|level[\s_-]*1C", re.IGNORECASE),
-              "l2a": re.compile(r"L2A|MSI2A|level[\s_-]*2A", re.IGNORECASE)}  # fmt: skip
+_S2_LEVELS = {
+    "l1c": re.compile(r"L1C|MSI1C|level[\s_-]*1C", re.IGNORECASE),
+    "l2a": re.compile(r"L2A|MSI2A|level[\s_-]*2A", re.IGNORECASE),
+}
 # Families that band labels alone may point to (vnir4 and the like are only named by --sensor).
 _INFERRED_FAMILIES = ("sentinel2", "landsat8", "landsat7", "landsat5", "enmap", "sentinel1")
 FAMILY_DEFAULT = {

@@ -61,6 +61,7 @@ class ChipBands:
         return physical
 
     def to_dicts(self) -> list[dict]:
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
         return [
             {"name": n, "wavelength_nm": w, "modality": m, "scale": s, "offset": o}
             for n, w, m, s, o in zip(

@@ -50,8 +50,11 @@ class ChipFolder:
     @property
     def band_key(self) -> tuple:
         """Identity of the band set: names, wavelengths and GSD."""
-        return (self.band_names, tuple(b["wavelength_nm"] for b in self.meta["bands"]),
-                float(self.meta["gsd"]))  # fmt: skip
+        return (
+            self.band_names,
+            tuple(b["wavelength_nm"] for b in self.meta["bands"]),
+            float(self.meta["gsd"]),
+        )
 
     def records(self, splits: Sequence[str]) -> list[dict[str, Any]]:
         return [r for r in self.meta["chips"] if r["split"] in splits]

@@ -38,6 +38,7 @@ from gfmcli.train.state import check_resume_config
 log = logging.getLogger(__name__)
 
 # Settings that must not change between a run and its resumption (train.steps may grow).
+# fmt: skip below: a table, one entry per line (ruff format would add 6 lines)
 RESUME_KEYS = [
     "model", "data.chips", "data.batch_size", "data.splits", "data.augment", "optim", "train.seed",
 ]  # fmt: skip
@@ -89,6 +90,7 @@ class _Pretrainer(Trainer):
             raise InputError(
                 f"no chips in split(s) {', '.join(cfg.data.splits)} of {', '.join(cfg.data.chips)}"
             )
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
         self.sampler = GroupedBatchSampler(
             self.dataset.group_of, cfg.data.batch_size, shuffle=True, drop_last=True,
             seed=cfg.train.seed, rank=ctx.rank, world_size=ctx.world_size,
@@ -140,8 +142,9 @@ class _Pretrainer(Trainer):
         if len(states) != self.ctx.world_size:
             log.warning(
                 "resuming with %d process(es), saved with %d: the random streams differ",
-                self.ctx.world_size, len(states),
-            )  # fmt: skip
+                self.ctx.world_size,
+                len(states),
+            )
         state = states[self.ctx.rank % len(states)]
         set_rng_state(state["global"])
         self.generator.set_state(state["generator"])
@@ -149,9 +152,12 @@ class _Pretrainer(Trainer):
     def run(self) -> PretrainResult:
         cfg, ctx = self.cfg, self.ctx
         loader = DataLoader(
-            self.dataset, batch_sampler=self.sampler, collate_fn=collate,
-            num_workers=cfg.data.num_workers, generator=torch.Generator(),
-        )  # fmt: skip
+            self.dataset,
+            batch_sampler=self.sampler,
+            collate_fn=collate,
+            num_workers=cfg.data.num_workers,
+            generator=torch.Generator(),
+        )
         per_epoch = len(self.sampler)
         total = cfg.train.steps
         accumulate = cfg.optim.accumulate
@@ -176,6 +182,7 @@ class _Pretrainer(Trainer):
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if self.step % cfg.train.log_every == 0 or self.step == total:
+                    # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
                     self.log.write({
                         "step": self.step, "epoch": epoch, "loss": loss,
                         "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
@@ -190,10 +197,14 @@ class _Pretrainer(Trainer):
         seconds = time.perf_counter() - started
         chips = self.chips_seen - start_chips
         result = PretrainResult(
-            self.step, loss, seconds, chips / seconds if seconds > 0 else 0.0,
+            self.step,
+            loss,
+            seconds,
+            chips / seconds if seconds > 0 else 0.0,
             self.out / CHECKPOINT,
-        )  # fmt: skip
+        )
         if ctx.is_main:
+            # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
             self.log.write({"summary": True, "steps": self.step, "final_loss": loss,
                             "seconds": round(seconds, 3), "steps_done": self.step - start_step,
                             "chips_per_second": result.chips_per_second})  # fmt: skip

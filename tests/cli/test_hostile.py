@@ -242,6 +242,7 @@ def test_complex_rasters_and_zero_pixel_sizes_are_input_errors(
 ):
     data = tmp_path / "data"
     complex_ = _write_complex(data)
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     flat = make_raster(
         data, "flat.tif", descriptions=("B02", "B03", "B04", "B08"), height=40, width=40,
         transform=rasterio.Affine(0, 0, 5e5, 0, 0, 5e6),
@@ -251,6 +252,7 @@ def test_complex_rasters_and_zero_pixel_sizes_are_input_errors(
     for path, message in ((complex_, "complex64 holds complex numbers"), (flat, "zero or")):
         proc = gfm("tile", path, "-o", tmp_path / "chips", "--sensor", "vnir4", "--size", "32")
         assert_fails(proc, 3, f"{path.name}: ", message)
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
     proc = gfm(
         "predict", flat, good, "-o", tmp_path / "maps", "--keep-going",
         "-m", tiny_checkpoint, *WINDOW,
@@ -320,6 +322,7 @@ def test_glob_characters_in_names_leak_no_temporaries_and_stale_ones_go(
 ):
     a = scene(tmp_path, "a.tif")
     out = tmp_path / "maps" / "map[1].tif"
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
     gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True).stdout)  # fmt: skip
     killed = out.with_name(f".map[1].partial-{gone}-{host_key()}.staged.tif")  # kill -9

@@ -56,9 +56,12 @@ def test_cron_script_is_idempotent_and_locked(tiny_checkpoint_factory, tmp_path)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}
     env.update(GFM=_gfm(), GFM_MODEL=str(model))
     missing = subprocess.run(
-        ["bash", script, str(inbox), str(out)], env={**env, "GFM": "gfm"}, capture_output=True,
-        text=True, timeout=60,
-    )  # fmt: skip
+        ["bash", script, str(inbox), str(out)],
+        env={**env, "GFM": "gfm"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 127 and "set GFM=/path/to/venv/bin/gfm" in missing.stderr
 
     proc = subprocess.run(["bash", script, str(inbox), str(out)], env=env, timeout=300)

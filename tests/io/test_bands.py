@@ -13,6 +13,7 @@ from gfmcli.io.reader import open_raster, read_window
 from gfmcli.sensors import get_sensor
 
 S2 = get_sensor("sentinel2-l2a")
+# fmt: skip below: a table, one entry per line (ruff format would add 5 lines)
 S2_STATS = {"B02": (0.14, 0.085), "B03": (0.13, 0.088), "B04": (0.137, 0.114),
             "B08": (0.23, 0.125), "B11": (0.22, 0.134)}  # fmt: skip
 
@@ -27,6 +28,7 @@ def _contract(names=("B02", "B03", "B04", "B08"), sensor="sentinel2-l2a", gsd=10
         BandInfo(n, S2.band(n).wavelength_nm, "optical", *S2_STATS[n], 1e-4, -0.1) for n in names
     ]
     bands += [BandInfo(n, w, "radar", m, s) for n, w, m, s in radar]
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
     return ModelContract(
         model_name="tiny", model_config={}, task="segmentation", sensor=sensor,
         bands=tuple(bands), gsd=gsd, patch_size=8,
@@ -125,6 +127,7 @@ def test_unknown_description_names_it_and_suggests_sensor(tmp_path, make_raster)
 
 
 def test_cross_sensor_uses_own_wavelengths_and_nearest_stats(tmp_path, make_raster):
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     path = make_raster(
         tmp_path, count=3, height=20, width=20, descriptions=["SR_B2", "SR_B4", "SR_B5"],
         transform=Affine(30.0, 0, 500000.0, 0, -30.0, 5000000.0),
@@ -135,8 +138,10 @@ def test_cross_sensor_uses_own_wavelengths_and_nearest_stats(tmp_path, make_rast
     assert mapping.cross_sensor and mapping.sensor == "landsat8"
     assert mapping.wavelengths == [482.0, 654.6, 864.6]
     assert [(b.mean, b.std) for b in mapping.bands] == [
-        S2_STATS["B02"], S2_STATS["B04"], S2_STATS["B08"],
-    ]  # fmt: skip
+        S2_STATS["B02"],
+        S2_STATS["B04"],
+        S2_STATS["B08"],
+    ]
     assert {(b.scale, b.offset) for b in mapping.bands} == {(2.75e-5, -0.2)}
     far = _contract(("B02", "B11"))
     with open_raster(path) as src:
@@ -158,6 +163,7 @@ def test_radar_only_maps_to_radar(tmp_path, make_raster):
 
 
 def test_wavelength_descriptions_and_file_scaling(tmp_path, make_raster):
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     path = make_raster(
         tmp_path, count=4, dtype="float32", descriptions=["492 nm", "560nm", "665 nm", "833 nm"],
         scales=[1.0] * 4, offsets=[0.0] * 4,
@@ -168,6 +174,7 @@ def test_wavelength_descriptions_and_file_scaling(tmp_path, make_raster):
         assert mapping.bands[0].scale == 1e-4  # 1/0 in the file means "not set"
         overridden = resolve_bands(src, _contract(), scale=1.0, offset=0.0)
         assert {(b.scale, b.offset) for b in overridden.bands} == {(1.0, 0.0)}
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
     tagged = make_raster(
         tmp_path, "tagged.tif", count=4, descriptions=["B02", "B03", "B04", "B08"],
         scales=[2e-4] * 4, offsets=[-0.5] * 4, nodata=65535,
@@ -178,6 +185,7 @@ def test_wavelength_descriptions_and_file_scaling(tmp_path, make_raster):
 
 
 def test_gsd_far_from_contract_warns(tmp_path, make_raster):
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     path = make_raster(tmp_path, count=4, descriptions=["B02", "B03", "B04", "B08"],
                        transform=Affine(60.0, 0, 500000.0, 0, -60.0, 5000000.0))  # fmt: skip
     with open_raster(path) as src:
@@ -205,9 +213,11 @@ L1C = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B1
 
 def test_l1c_stack_maps_with_l2a_weights_dropping_b10(tmp_path, make_raster):
     path = make_raster(
-        tmp_path, count=13, descriptions=L1C,
+        tmp_path,
+        count=13,
+        descriptions=L1C,
         tags={"QUANTIFICATION_VALUE": "10000", "RADIO_ADD_OFFSET": "0"},
-    )  # fmt: skip
+    )
     contract = _contract(("B02", "B03", "B04", "B08", "B11"))
     with open_raster(path) as src:
         mapping = resolve_bands(src, contract)
@@ -223,13 +233,17 @@ def test_l1c_stack_maps_with_l2a_weights_dropping_b10(tmp_path, make_raster):
 
 def test_esa_offset_tags_and_explicit_file_scaling(tmp_path, make_raster):
     l2a = make_raster(
-        tmp_path, "l2a.tif", count=4, descriptions=["B02", "B03", "B04", "B08"],
+        tmp_path,
+        "l2a.tif",
+        count=4,
+        descriptions=["B02", "B03", "B04", "B08"],
         tags={"BOA_QUANTIFICATION_VALUE": "10000", "BOA_ADD_OFFSET": "-1000"},
-    )  # fmt: skip
+    )
     with open_raster(l2a) as src:
         mapping = resolve_bands(src, _contract(sensor="sentinel2-l2a-pre2022"))
     assert {(b.scale, b.offset) for b in mapping.bands} == {(1e-4, -0.1)}
     # GDAL never writes scale 1 / offset 0; other writers may: the GDAL_METADATA item counts.
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
     path = make_raster(
         tmp_path, "unit.tif", count=4, dtype="float32", descriptions=["B02", "B03", "B04", "B08"],
         scales=[2.0] * 4, offsets=[5.0] * 4,
@@ -252,8 +266,11 @@ def test_scale_and_offset_per_band_or_for_all(tmp_path, make_raster):
         assert {(b.scale, b.offset) for b in one.bands} == {(2e-4, 0.0)}  # --scale alone: offset 0
         each = resolve_bands(src, _contract(), scale=(1e-4, 2e-4, 3e-4, 4e-4), offset=(-0.2,))
         assert [(b.scale, b.offset) for b in each.bands] == [
-            (1e-4, -0.2), (2e-4, -0.2), (3e-4, -0.2), (4e-4, -0.2),
-        ]  # fmt: skip
+            (1e-4, -0.2),
+            (2e-4, -0.2),
+            (3e-4, -0.2),
+            (4e-4, -0.2),
+        ]
         kept = resolve_bands(src, _contract(), offset=(0.0,))  # --offset alone keeps the scale
         assert {(b.scale, b.offset) for b in kept.bands} == {(1e-4, 0.0)}
         with pytest.raises(InputError, match="has 4 bands but --scale lists 2 values"):
@@ -264,15 +281,20 @@ def test_scale_and_offset_per_band_or_for_all(tmp_path, make_raster):
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_file_without_georeferencing_takes_gsd_from_the_option_or_the_sensor(tmp_path, make_raster):
     path = make_raster(
-        tmp_path, count=4, crs=None, transform=Affine.identity(),
+        tmp_path,
+        count=4,
+        crs=None,
+        transform=Affine.identity(),
         descriptions=["B02", "B03", "B04", "B08"],
-    )  # fmt: skip
+    )
     with open_raster(path) as src:
         assert resolve_bands(src, _contract(), gsd=30.0).gsd_m == 30.0
         nominal = resolve_bands(src, _contract())
     assert nominal.gsd_m == 10.0
-    assert any("no georeferencing; assuming sentinel2-l2a's nominal 10 m" in w
-               for w in nominal.warnings)  # fmt: skip
+    assert any(
+        "no georeferencing; assuming sentinel2-l2a's nominal 10 m" in w for w in nominal.warnings
+    )
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     waves = make_raster(
         tmp_path, "waves.tif", count=3, crs=None, transform=Affine.identity(),
         descriptions=["500 nm", "505 nm", "510 nm"],
@@ -282,6 +304,7 @@ def test_file_without_georeferencing_takes_gsd_from_the_option_or_the_sensor(tmp
 
 
 def test_thermal_and_absorption_bands_are_not_used(tmp_path, make_raster):
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     path = make_raster(
         tmp_path, count=5, dtype="float32", descriptions=["B2", "B4", "B5", "B9", "B10"],
         tags={"SENSOR": "Landsat 8 OLI/TIRS"}, transform=Affine(30.0, 0, 5e5, 0, -30.0, 5e6),
@@ -291,6 +314,7 @@ def test_thermal_and_absorption_bands_are_not_used(tmp_path, make_raster):
     assert mapping.sensor == "landsat8-toa" and mapping.names == ["B2", "B4", "B5"]
     assert any("B10 (thermal) not used" in w for w in mapping.warnings)
     assert any("B9 (1373 nm) lie in a water-absorption window" in w for w in mapping.warnings)
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     thermal = make_raster(
         tmp_path, "bt.tif", count=2, dtype="float32", descriptions=["B10", "B11"],
         tags={"SENSOR": "Landsat 8 OLI/TIRS"},

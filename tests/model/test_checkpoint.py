@@ -240,6 +240,7 @@ def test_a_save_removes_temporaries_of_killed_saves_by_the_age_host_rule(tmp_pat
 
     model, written, _ = saved
     path = tmp_path / "last.pt"
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
     gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True).stdout)  # fmt: skip
     killed = partial_path(path, pid=gone)  # this host, a dead pid: kill -9 mid-save

@@ -178,8 +178,9 @@ def test_fused_recombination_equals_naive(rank: int) -> None:
     out_s = torch.randn(b, rank, h, n, s, generator=g)
     weight, bias = torch.randn(dim, dim, generator=g), torch.randn(dim, generator=g)
     fused = recombine_project(out_c, out_s, weight, bias)
-    torch.testing.assert_close(fused, naive_recombine_project(out_c, out_s, weight, bias),
-                               atol=1e-5, rtol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        fused, naive_recombine_project(out_c, out_s, weight, bias), atol=1e-5, rtol=1e-5
+    )
 
 
 # --- Perception Field Mask --------------------------------------------------------------------

@@ -100,19 +100,23 @@ def test_decoder_stochastic_depth_follows_the_encoder_rate_by_default() -> None:
         return [getattr(b.drop_path1, "prob", 0.0) for b in mae.decoder_blocks]
 
     kw = {"embed_dim": 32, "depth": 1, "num_heads": 2, "patch_size": 8}
-    mae = HyperMAE("less_vit_tiny", decoder_depth=3, decoder_dim=32, decoder_heads=2,
-                   drop_path_rate=0.2, **kw)  # fmt: skip
+    mae = HyperMAE(
+        "less_vit_tiny", decoder_depth=3, decoder_dim=32, decoder_heads=2, drop_path_rate=0.2, **kw
+    )
     assert rates(mae) == pytest.approx([0.0, 0.1, 0.2])  # linear over the decoder, as encoder
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
     mae = HyperMAE("less_vit_tiny", decoder_depth=3, decoder_dim=32, decoder_heads=2,
                    decoder_drop_path=0.4, **kw)  # fmt: skip
     assert rates(mae) == pytest.approx([0.0, 0.2, 0.4])
     assert mae.encoder.cfg.drop_path_rate == 0.0  # the encoder keeps its own rate
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
     mae = HyperMAE("less_vit_tiny", decoder_depth=3, decoder_dim=32, decoder_heads=2,
                    drop_path_rate=0.2, decoder_drop_path=0.0, **kw)  # fmt: skip
     assert rates(mae) == [0.0, 0.0, 0.0]
     with pytest.raises(ModelError, match="decoder_drop_path"):
         tiny_mae(decoder_drop_path=1.0)
     # it acts while training: two passes with the same masks differ, eval passes do not
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
     mae = HyperMAE("less_vit_tiny", decoder_depth=2, decoder_dim=32, decoder_heads=2,
                    decoder_drop_path=0.5, **kw)  # fmt: skip
     x = torch.rand(4, 3, 16, 16)

@@ -215,8 +215,9 @@ def test_regression_end_to_end(make_raster, write_config, tmp_path):
     target = (data[2] / 1000.0).astype("float32")  # a target the red band explains
     labels = make_raster(tmp_path, "height.tif", data=target, dtype="float32")
     chips = tmp_path / "chips"
-    options = ChipOptions(size=32, stride=32, sensor="vnir4", block=1, regression=True,
-                          fractions=(0.5, 0.25, 0.25))  # fmt: skip
+    options = ChipOptions(
+        size=32, stride=32, sensor="vnir4", block=1, regression=True, fractions=(0.5, 0.25, 0.25)
+    )
     tile([raster], chips, options, LabelSource(labels, regression=True))
     config = write_config(tmp_path, chips, task="regression", epochs=1)
     result = run("-c", config)

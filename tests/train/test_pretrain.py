@@ -169,6 +169,7 @@ def test_masked_loss_matches_library_loss_and_ignores_invalid_pixels():
     from gfmcli.train.pretrain import masked_mae_loss
 
     torch.manual_seed(0)
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 8 lines)
     mae = HyperMAE("less_vit_tiny", decoder_depth=1, decoder_dim=32, decoder_heads=2,
                    embed_dim=32, depth=1, num_heads=2, patch_size=8)  # fmt: skip
     x = torch.randn(2, 3, 32, 32)

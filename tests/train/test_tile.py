@@ -192,8 +192,10 @@ def test_label_raster_in_another_crs_is_reprojected(make_raster, tmp_path):
             ds.crs, "EPSG:4326", ds.width, ds.height, *ds.bounds, resolution=2e-5
         )
         target = np.full((height, width), 255, np.uint8)
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
         reproject(ds.read(1), target, src_transform=ds.transform, src_crs=ds.crs,
                   dst_transform=transform, dst_crs="EPSG:4326", dst_nodata=255)  # fmt: skip
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
     labels = make_raster(tmp_path, "wgs84.tif", data=target, dtype="uint8", crs="EPSG:4326",
                          transform=transform, nodata=255)  # fmt: skip
     out = tmp_path / "chips"
@@ -233,6 +235,7 @@ def test_vector_labels_in_another_crs(make_raster, tmp_path):
 def test_unknown_label_class_is_an_input_error(make_raster, tmp_path):
     src = vnir(make_raster, tmp_path, height=64, width=64)
     labels = write_label_raster(tmp_path, make_raster, values=(1, 9))
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 11 lines)
     result = run(src, "--labels", labels, "-o", tmp_path / "c", "--sensor", "vnir4",
                  "--classes", "landcover", "--size", "32")  # fmt: skip
     assert result.exit_code == 3
@@ -382,6 +385,7 @@ def test_tile_shares_predicts_band_rules(make_raster, tmp_path):
         "B11",
         "B12",
     ]
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
     src = make_raster(
         tmp_path, "l1c.tif", count=13, height=40, width=40, nodata=0, descriptions=l1c,
         tags={"QUANTIFICATION_VALUE": "10000", "RADIO_ADD_OFFSET": "-1000"},
@@ -392,6 +396,7 @@ def test_tile_shares_predicts_band_rules(make_raster, tmp_path):
     assert meta(tmp_path / "a")["sensor"] == "sentinel2-l1c" and len(bands) == 13
     assert {(b["scale"], b["offset"]) for b in bands} == {(1e-4, -0.1)}  # from ESA's tags
     numbers = ["B1", "B2", "B3", "B4", "B5", "B7"]
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
     landsat = make_raster(
         tmp_path, "tm.tif", count=6, height=40, width=40, descriptions=numbers,
         transform=Affine(30.0, 0, 500000.0, 0, -30.0, 5000000.0),
