@@ -28,11 +28,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-CONFIDENCE_SCALE = 254
-"""Confidence is stored as ``round(max_probability * 254)`` in uint8, so 255 is free for nodata."""
-
-CONFIDENCE_NODATA = 255
-
 
 def _ramp(n: int, overlap: int, taper_start: bool, taper_end: bool) -> np.ndarray:
     """1-D weights of length ``n``: 1, with a raised-cosine rise over ``overlap`` samples per side.
@@ -163,15 +158,13 @@ def argmax_classes(  # pragma: no cover - compiled
     acc: np.ndarray,
     wsum: np.ndarray,
     out_classes: np.ndarray,
-    out_conf: np.ndarray,
     nodata_value: int,
 ) -> None:
-    """Per pixel, the class with the largest blended probability and its quantised confidence.
+    """Per pixel, the class with the largest blended probability.
 
     ``out_classes`` (uint8) gets the arg-max over K (first on ties, like ``np.argmax``) or
-    ``nodata_value`` where ``wsum == 0``. ``out_conf`` (uint8) gets
-    ``floor(max_probability * 254 + 0.5)`` clipped to 254, or 255 where ``wsum == 0``. Dividing by
-    ``wsum`` does not change the arg-max, so it is taken on the weighted sums directly.
+    ``nodata_value`` where ``wsum == 0``. Dividing by ``wsum`` does not change the arg-max, so it
+    is taken on the weighted sums directly.
     """
     n_k, n_r, n_c = acc.shape
     for i in range(n_r):
@@ -179,7 +172,6 @@ def argmax_classes(  # pragma: no cover - compiled
             s = wsum[i, j]
             if s <= 0:
                 out_classes[i, j] = nodata_value
-                out_conf[i, j] = CONFIDENCE_NODATA
                 continue
             best = 0
             top = acc[0, i, j]
@@ -188,20 +180,14 @@ def argmax_classes(  # pragma: no cover - compiled
                     top = acc[k, i, j]
                     best = k
             out_classes[i, j] = best
-            q = np.floor(np.float64(top) / np.float64(s) * CONFIDENCE_SCALE + 0.5)
-            out_conf[i, j] = min(max(q, 0.0), CONFIDENCE_SCALE)
 
 
 def argmax_classes_numpy(
     acc: np.ndarray,
     wsum: np.ndarray,
     out_classes: np.ndarray,
-    out_conf: np.ndarray,
     nodata_value: int,
 ) -> None:
     """NumPy reference for :func:`argmax_classes`."""
     covered = wsum > 0
     out_classes[...] = np.where(covered, np.argmax(acc, axis=0), nodata_value)
-    safe = np.where(covered, wsum, np.float32(1)).astype(np.float64)
-    q = np.floor(acc.max(axis=0).astype(np.float64) / safe * CONFIDENCE_SCALE + 0.5)
-    out_conf[...] = np.where(covered, np.clip(q, 0, CONFIDENCE_SCALE), CONFIDENCE_NODATA)

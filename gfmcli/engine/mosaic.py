@@ -72,18 +72,15 @@ class FinishedRows:
             col_off,
         )
 
-    def classify(self, nodata: int = 255) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 ``(classes, confidence)`` of shape (rows, W); see :func:`blend.argmax_classes`.
-
-        Classes are ``0 .. K-1`` or ``nodata``; confidence is ``round(max_prob * 254)`` or 255.
-        """
+    def classify(self, nodata: int = 255) -> np.ndarray:
+        """uint8 classes ``0 .. K-1`` (or ``nodata``) of shape (rows, W); see
+        :func:`blend.argmax_classes`."""
         num_classes = self.acc.shape[0]
         if not 0 <= nodata <= 255 or nodata < num_classes:
             raise ValueError(f"class nodata {nodata} must be in {num_classes}..255 for uint8")
         classes = np.empty(self.wsum.shape, np.uint8)
-        confidence = np.empty(self.wsum.shape, np.uint8)
-        blend.argmax_classes(self.acc, self.wsum, classes, confidence, nodata)
-        return classes, confidence
+        blend.argmax_classes(self.acc, self.wsum, classes, nodata)
+        return classes
 
 
 class StripMosaic:

@@ -298,7 +298,7 @@ class EmbeddingParquetSink:
 
 def _class_ids(block: FinishedRows, ids: np.ndarray) -> np.ndarray:
     """uint8 class ids of the block's argmax (model output index -> contract class id)."""
-    indices, _ = block.classify()
+    indices = block.classify()
     return np.where(block.wsum > 0, ids[np.minimum(indices, len(ids) - 1)], indices)
 
 

@@ -56,11 +56,9 @@ def _assemble(blocks, height):
     assert [b.row_off for b in blocks] == sorted(b.row_off for b in blocks)
     assert sum(b.rows for b in blocks) == height
     probs = np.concatenate([b.probabilities() for b in blocks], axis=1)
-    parts = [b.classify() for b in blocks]
-    classes = np.concatenate([p[0] for p in parts])
-    confidence = np.concatenate([p[1] for p in parts])
+    classes = np.concatenate([b.classify() for b in blocks])
     wsum = np.concatenate([b.wsum for b in blocks])
-    return probs, classes, confidence, wsum
+    return probs, classes, wsum
 
 
 def _scene(height, width, seed=0, holes=True):
@@ -86,12 +84,11 @@ def _scene(height, width, seed=0, holes=True):
 def test_tiled_blend_equals_untiled(height, width, window, overlap):
     image, valid = _scene(height, width)
     _, _, blocks = _run(image, valid, window, overlap)
-    probs, classes, confidence, wsum = _assemble(blocks, height)
+    probs, classes, wsum = _assemble(blocks, height)
     direct = _toy_model(image)
     expected_classes = np.where(valid, direct.argmax(axis=0), 255)
     np.testing.assert_array_equal(classes, expected_classes)
     assert (wsum[~valid] == 0).all() and (wsum[valid] > 0).all()
-    assert (confidence[~valid] == 255).all()
     np.testing.assert_allclose(probs[:, valid], direct[:, valid], rtol=2e-6, atol=1e-7)
     assert np.isnan(probs[:, ~valid]).all()
 
@@ -128,9 +125,8 @@ def test_two_overlapping_constant_windows_give_weighted_mean():
         np.testing.assert_allclose(block.wsum[3, 4 + d], w_a + w_b, rtol=1e-5)
     np.testing.assert_allclose(probs[:, 5, :4], np.repeat(p_a[:, None], 4, 1), rtol=1e-6)
     np.testing.assert_allclose(probs[:, 5, 8:], np.repeat(p_b[:, None], 4, 1), rtol=1e-6)
-    classes, confidence = block.classify()
+    classes = block.classify()
     assert classes[0].tolist() == [0] * 6 + [1] * 6
-    assert confidence[0, 0] == round(0.8 * 254) and confidence[0, -1] == round(0.7 * 254)
 
 
 def test_memory_bounded_for_tall_raster():
@@ -162,7 +158,7 @@ def test_skipped_row_becomes_nodata_and_advances():
         else:
             mosaic.add(tile, pred, np.ones((8, 8), bool))
     blocks = mosaic.finish()
-    classes = np.concatenate([b.classify()[0] for b in blocks])
+    classes = np.concatenate([b.classify() for b in blocks])
     assert (classes[8:12] == 255).all()  # rows only window row 1 covers
     assert (classes[:8] == 0).all() and (classes[12:] == 0).all()
 
