@@ -27,7 +27,8 @@ from gfmcli.engine.options import FilePlan, FileResult, MapOptions
 from gfmcli.engine.runner import map_file, missing_outputs_sidecars, output_paths, plan_file
 from gfmcli.engine.sinks import EMBEDDING_LAYER
 from gfmcli.errors import GfmError, OutputError, unexpected_error
-from gfmcli.io.paths import OutputLock, is_gdal_path, should_skip_existing
+from gfmcli.io.output_lock import OutputLock
+from gfmcli.io.paths import is_gdal_path, should_skip_existing
 from gfmcli.io.writer import GDAL_ERRORS, check_writable
 from gfmcli.model.tasks import GfmModel
 from gfmcli.runtime.devices import resolve_devices
@@ -143,7 +144,7 @@ def run_jobs(
 
     Before anything runs, every file a job would write is compared with every file the inputs
     read (:func:`input_conflicts`); a job that would replace one fails. Each job holds its
-    output's :class:`~gfmcli.io.paths.OutputLock` while it runs, so a second run on the same
+    output's :class:`~gfmcli.io.output_lock.OutputLock` while it runs, so a second run on the same
     output fails that job instead of writing it too.
 
     Without ``keep_going`` the first error propagates (outputs already written stay; the

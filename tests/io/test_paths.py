@@ -13,8 +13,8 @@ import pytest
 
 from gfmcli.atomic import STALE_AGE_S, host_key, partial_path, remove_with_prefix, stale_partials
 from gfmcli.errors import InputError, OutputError, UsageError
+from gfmcli.io.output_lock import OutputLock
 from gfmcli.io.paths import (
-    OutputLock,
     check_name_template,
     expand_inputs,
     expand_inputs_lenient,
