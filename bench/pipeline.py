@@ -375,7 +375,8 @@ def part_cog(work: Path, size: int = 4096) -> None:
     from rio_cogeo.profiles import cog_profiles
 
     from gfmcli.contract import ClassInfo
-    from gfmcli.io.writer import RasterGrid, class_map_writer
+    from gfmcli.io.products import class_map_writer
+    from gfmcli.io.writer import RasterGrid
 
     classes = tuple(ClassInfo(i, f"c{i}", (30 * i, 100, 200)) for i in range(8))
     grid = RasterGrid(

@@ -23,7 +23,8 @@ import rasterio
 
 from gfmcli.errors import GfmError
 from gfmcli.io.bands import resolve_bands
-from gfmcli.io.reader import check_values, open_raster, probe_raster
+from gfmcli.io.reader import open_raster, probe_raster
+from gfmcli.io.values import check_values
 from gfmcli.model.checkpoint import load_model
 
 # Files that need flags to map (everything else maps with none); None: refused by design.

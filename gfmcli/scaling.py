@@ -15,7 +15,7 @@ One rule for ``predict``, ``embed`` and ``tile``, highest priority first (docs/f
    ``gfm sensors`` (per band for Landsat Level-1 DN), else reflectance x 10000 for integer data
    and 1/0 for floats.
 
-The units check (:func:`gfmcli.io.reader.check_values`) then verifies the result on a sample.
+The units check (:func:`gfmcli.io.values.check_values`) then verifies the result on a sample.
 """
 
 from __future__ import annotations

@@ -40,20 +40,16 @@ from gfmcli.engine.sinks import Sink, abort_quietly, make_sink
 from gfmcli.engine.tiling import Stripe, WindowPlan, plan_stripes, plan_windows
 from gfmcli.errors import InputError, ModelError, UsageError
 from gfmcli.io.bands import BandMapping, resolve_bands
+from gfmcli.io.products import missing_sidecars, probabilities_path, provenance_tags
 from gfmcli.io.reader import (
     Probe,
     RasterSource,
-    check_values,
     open_raster,
     probe_raster,
     read_window,
 )
-from gfmcli.io.writer import (
-    check_writable,
-    missing_sidecars,
-    probabilities_path,
-    provenance_tags,
-)
+from gfmcli.io.values import check_values
+from gfmcli.io.writer import check_writable
 from gfmcli.model.bands import Bands
 
 ProgressFn = Callable[[int], None]

@@ -27,17 +27,15 @@ from gfmcli.contract import ClassInfo, ModelContract, contract_hash
 from gfmcli.engine.mosaic import FinishedRows
 from gfmcli.engine.options import MapOptions
 from gfmcli.errors import OutputError
-from gfmcli.io.reader import RasterSource
-from gfmcli.io.writer import (
-    CLASS_NODATA,
-    RasterGrid,
-    StagedRasterWriter,
+from gfmcli.io.products import (
     class_map_writer,
     embedding_writer,
     probabilities_path,
     probability_writer,
     quantise_probabilities,
 )
+from gfmcli.io.reader import RasterSource
+from gfmcli.io.writer import CLASS_NODATA, RasterGrid, StagedRasterWriter
 
 Window = tuple[int, int, int, int]
 # The layer of ``embed -o x.emb.gpkg`` (resume recognises gfm's GeoPackages by their layer).

@@ -30,15 +30,11 @@ import logging
 import math
 import os
 import re
-import shlex
 import shutil
-import struct
 import tempfile
 import warnings
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +48,11 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
-from gfmcli._version import __version__
 from gfmcli.atomic import partial_path, remove_with_prefix
-from gfmcli.contract import ClassInfo, ModelContract
 from gfmcli.errors import OutputError, UsageError, ValidationFailed
-from gfmcli.io.styles import class_map_style, probability_style, style_path
+from gfmcli.io.cog_check import real_cog_errors
+from gfmcli.io.sidecars import aux_path, aux_xml
+from gfmcli.io.styles import style_path
 
 CLASS_NODATA = 255
 PROBABILITY_NODATA = 255
@@ -206,7 +202,7 @@ class StagedRasterWriter:
         # Sidecars (final path, text), staged beside the map and renamed right after it.
         self._sidecars: list[tuple[Path, str]] = []
         if category_names:
-            self._sidecars.append((aux_path(self.path), _aux_xml(category_names)))
+            self._sidecars.append((aux_path(self.path), aux_xml(category_names)))
         if style is not None:
             self._sidecars.append((style_path(self.path), style))
         self._user_options = {k.upper(): str(v) for k, v in (creation_options or {}).items()}
@@ -252,7 +248,7 @@ class StagedRasterWriter:
             if scales:
                 self._dataset.scales = tuple(scales)
             if tags:
-                self._dataset.update_tags(**_tag_strings(tags))
+                self._dataset.update_tags(**tag_strings(tags))
         except GDAL_ERRORS as exc:
             self.abort()
             raise self._failure("cannot create the output", exc) from exc
@@ -293,7 +289,7 @@ class StagedRasterWriter:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a bare pixel grid
                 _, errors, _ = cog_validate(str(self._cog), quiet=True)
-            errors = _real_cog_errors(self._cog, errors)
+            errors = real_cog_errors(self._cog, errors)
             if errors:
                 raise ValidationFailed(f"{self.path}: not a valid COG: {'; '.join(errors)}")
             for final, text in self._sidecars:
@@ -377,231 +373,6 @@ class StagedRasterWriter:
         self.abort()
 
 
-def provenance_tags(
-    contract: ModelContract, command_line: Sequence[str], extra: Mapping[str, Any] | None = None
-) -> dict[str, str]:
-    """The standard provenance tags: how, when and with what model an output was made."""
-    tags = {
-        "GFM_VERSION": __version__,
-        "GFM_DATE": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "GFM_COMMAND": shlex.join(command_line),
-        "GFM_MODEL": contract.model_name,
-        "GFM_CONTRACT": contract.to_json(),
-    }
-    return {**tags, **_tag_strings(extra or {})}
-
-
-def _tag_strings(tags: Mapping[str, Any]) -> dict[str, str]:
+def tag_strings(tags: Mapping[str, Any]) -> dict[str, str]:
     """GeoTIFF metadata values are strings; everything else is stored as JSON."""
     return {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in tags.items()}
-
-
-# rio-cogeo 7 infers "not tiled" from a block as wide as the image, which is also what a tiled
-# image exactly one tile wide (e.g. 512 x 600 with 512 x 512 tiles) looks like to rasterio.
-_NOT_TILED = re.compile(
-    r"(^The file is greater than .* but is not tiled$|^Overview of index \d+ is not tiled$)"
-)
-_TILE_WIDTH_TAG = 322
-
-
-def _real_cog_errors(path: Path, errors: Sequence[str]) -> list[str]:
-    """``errors`` without rio-cogeo's "not tiled" false positives when every IFD has tiles."""
-    if not any(_NOT_TILED.match(e) for e in errors):
-        return list(errors)
-    tiled = _tiff_ifds_tiled(path)
-    if not tiled or not all(tiled):
-        return list(errors)
-    return [e for e in errors if not _NOT_TILED.match(e)]
-
-
-def _tiff_ifds_tiled(path: Path) -> list[bool]:
-    """For each image (IFD) of a TIFF or BigTIFF, whether it carries a TileWidth tag.
-
-    Read from the file's own directory entries because rasterio's ``profile["tiled"]`` and
-    ``block_shapes`` cannot tell one 512-wide tile column from 512-wide strips. ``[]`` when the
-    file is not a TIFF (or its first directory cannot be read).
-    """
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-        order = {b"II": "<", b"MM": ">"}.get(head[:2])
-        if order is None or len(head) < 8:
-            return []
-        big = struct.unpack(order + "H", head[2:4])[0] == 43
-        count_fmt, entry_size, offset_fmt = ("Q", 20, "Q") if big else ("H", 12, "I")
-        count_size, offset_size = struct.calcsize(count_fmt), struct.calcsize(offset_fmt)
-        first = head[8:16] if big else head[4:8]
-        offset = struct.unpack(order + offset_fmt, first)[0] if len(first) == offset_size else 0
-        tiled: list[bool] = []
-        while offset and len(tiled) < 256:  # a bound against cyclic IFD chains
-            handle.seek(offset)
-            raw = handle.read(count_size)
-            if len(raw) < count_size:
-                break
-            table = handle.read(struct.unpack(order + count_fmt, raw)[0] * entry_size)
-            tags = {
-                struct.unpack(order + "H", table[i : i + 2])[0]
-                for i in range(0, len(table) - 1, entry_size)
-            }
-            tiled.append(_TILE_WIDTH_TAG in tags)
-            raw = handle.read(offset_size)
-            offset = struct.unpack(order + offset_fmt, raw)[0] if len(raw) == offset_size else 0
-        return tiled
-
-
-def aux_path(raster: str | Path) -> Path:
-    """GDAL's PAM sidecar of a raster: ``map.tif`` -> ``map.tif.aux.xml``."""
-    raster = Path(raster)
-    return raster.with_name(raster.name + ".aux.xml")
-
-
-def _aux_xml(names: Sequence[str]) -> str:
-    """GDAL's PAM sidecar with the category names (gdalinfo "Categories", QGIS legends).
-
-    Staged by the writer and renamed to ``<map>.tif.aux.xml`` right after the map itself.
-    """
-    root = ET.Element("PAMDataset")
-    band = ET.SubElement(root, "PAMRasterBand", band="1")
-    categories = ET.SubElement(band, "CategoryNames")
-    for name in names:
-        ET.SubElement(categories, "Category").text = name
-    return ET.tostring(root, encoding="unicode")
-
-
-def sidecar_paths(raster: str | Path, kind: str) -> list[Path]:
-    """The sidecars gfm writes beside a ``class`` map (``.aux.xml`` and ``.qml``) or a
-    ``probabilities`` file (``.qml``); other outputs have none."""
-    if kind == "class":
-        return [aux_path(raster), style_path(raster)]
-    if kind == "probabilities":
-        return [style_path(raster)]
-    return []
-
-
-def missing_sidecars(raster: str | Path, kind: str) -> list[Path]:
-    """Sidecars of an existing gfm raster that are not there (a run killed between renames).
-
-    Only files gfm made (``GFM_VERSION`` tag) count: a raster gfm did not write is never
-    redone, so it is never overwritten.
-    """
-    missing = [p for p in sidecar_paths(raster, kind) if not p.is_file()]
-    if not missing or not Path(raster).is_file():
-        return []
-    try:
-        with rasterio.open(raster) as src:
-            made_by_gfm = "GFM_VERSION" in src.tags()
-    except GDAL_ERRORS:
-        return []
-    return missing if made_by_gfm else []
-
-
-def _check_class_ids(path: str | Path, classes: Sequence[ClassInfo]) -> None:
-    if not classes:
-        raise OutputError(f"{path}: the model has no classes, so it cannot write a class map")
-    bad = [c.id for c in classes if not 0 <= c.id < CLASS_NODATA]
-    if bad:
-        raise OutputError(f"{path}: class ids {bad} do not fit a uint8 map (0..254)")
-
-
-def class_map_writer(
-    path: str | Path,
-    grid: RasterGrid,
-    classes: Sequence[ClassInfo],
-    *,
-    tags: Mapping[str, Any] | None = None,
-    creation_options: Mapping[str, str] | None = None,
-) -> StagedRasterWriter:
-    """uint8 class ids, nodata 255, colour table and names from ``classes``, mode overviews."""
-    _check_class_ids(path, classes)
-    colormap = {c.id: (*c.color, 255) for c in classes}
-    colormap[CLASS_NODATA] = (0, 0, 0, 0)
-    names = [""] * (max(c.id for c in classes) + 1)
-    for c in classes:
-        names[c.id] = c.name
-    classes_json = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in classes]
-    return StagedRasterWriter(
-        path,
-        grid,
-        count=1,
-        dtype="uint8",
-        nodata=CLASS_NODATA,
-        overview_resampling="mode",
-        band_descriptions=["class"],
-        band_tags=[{f"CLASS_{c.id}": c.name for c in classes}],
-        colormap=colormap,
-        category_names=names,
-        style=class_map_style(classes, CLASS_NODATA),
-        tags={**(tags or {}), "GFM_CLASSES": classes_json},
-        creation_options=creation_options,
-    )
-
-
-def probabilities_path(map_path: str | Path) -> Path:
-    """Where ``--probabilities`` writes beside a class map: ``map.tif`` -> ``map.probs.tif``."""
-    map_path = Path(map_path)
-    return map_path.with_name(f"{map_path.stem}.probs{map_path.suffix}")
-
-
-def quantise_probabilities(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Probabilities in 0..1 (``(K, h, w)``) to uint8 percent, 255 where ``valid`` is False."""
-    out = np.rint(np.clip(probabilities, 0.0, 1.0) * 100.0).astype(np.uint8)
-    out[:, ~valid] = PROBABILITY_NODATA
-    return out
-
-
-def probability_writer(
-    path: str | Path,
-    grid: RasterGrid,
-    classes: Sequence[ClassInfo],
-    *,
-    tags: Mapping[str, Any] | None = None,
-    creation_options: Mapping[str, str] | None = None,
-) -> StagedRasterWriter:
-    """One uint8 band per class in percent (scale 0.01), nodata 255, average overviews."""
-    _check_class_ids(path, classes)
-    return StagedRasterWriter(
-        path,
-        grid,
-        count=len(classes),
-        dtype="uint8",
-        nodata=PROBABILITY_NODATA,
-        overview_resampling="average",
-        predictor=True,
-        band_descriptions=[f"probability of {c.name} (%)" for c in classes],
-        style=probability_style(classes),
-        scales=[0.01] * len(classes),
-        tags=tags,
-        creation_options=creation_options,
-    )
-
-
-def embedding_writer(
-    path: str | Path,
-    grid: RasterGrid,
-    *,
-    patch_size: int,
-    dim: int,
-    precision: str = "float32",
-    tags: Mapping[str, Any] | None = None,
-    creation_options: Mapping[str, str] | None = None,
-) -> StagedRasterWriter:
-    """Embeddings on the patch grid of ``grid`` (one pixel per ``patch_size`` patch).
-
-    ``precision="float16"`` stores half floats (GeoTIFF NBITS=16; readers get float32 values)
-    for half the size. Nodata is NaN; overviews average.
-    """
-    if precision not in ("float16", "float32"):
-        raise OutputError(f"{path}: embedding precision must be float16 or float32")
-    return StagedRasterWriter(
-        path,
-        grid.coarsened(patch_size),
-        count=dim,
-        dtype="float32",
-        nodata=float("nan"),
-        overview_resampling="average",
-        compress="ZSTD",
-        predictor=True,
-        nbits=16 if precision == "float16" else None,
-        band_descriptions=[f"embedding {i}" for i in range(dim)],
-        tags={**(tags or {}), "GFM_PATCH_SIZE": str(patch_size)},
-        creation_options=creation_options,
-    )

@@ -12,13 +12,13 @@ from rasterio.windows import Window
 from gfmcli.errors import InputError
 from gfmcli.io.bands import BandMapping, MappedBand
 from gfmcli.io.reader import (
-    check_values,
     open_raster,
     probe_raster,
     read_window,
     sample_windows,
     scan_windows,
 )
+from gfmcli.io.values import check_values
 
 
 def _mapping(indexes, *, scale=1e-4, offset=0.0, mean=0.2, std=0.1, nodata=None, radar=False,

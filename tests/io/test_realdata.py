@@ -17,7 +17,8 @@ import rasterio
 
 from gfmcli.errors import BandContractError, InputError
 from gfmcli.io.bands import resolve_bands
-from gfmcli.io.reader import check_values, open_raster, probe_raster
+from gfmcli.io.reader import open_raster, probe_raster
+from gfmcli.io.values import check_values
 from gfmcli.model.checkpoint import load_model
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"

@@ -18,8 +18,9 @@ from gfmcli.cli.main import cli
 from gfmcli.contract import ClassInfo
 from gfmcli.errors import OutputError
 from gfmcli.io import writer as writer_module
+from gfmcli.io.products import class_map_writer, probability_writer
 from gfmcli.io.styles import style_path
-from gfmcli.io.writer import RasterGrid, class_map_writer, probability_writer
+from gfmcli.io.writer import RasterGrid
 
 CLASSES = (ClassInfo(0, "water", (0, 0, 255)), ClassInfo(3, "bare soil", (180, 140, 90)))
 GRID = RasterGrid(40, 30, rasterio.crs.CRS.from_epsg(32632), Affine(10, 0, 5e5, 0, -10, 5e6))

@@ -16,10 +16,9 @@ from rio_cogeo.cogeo import cog_validate
 
 from gfmcli.contract import BandInfo, ClassInfo, ModelContract
 from gfmcli.errors import OutputError, ValidationFailed
+from gfmcli.io import cog_check
 from gfmcli.io import writer as writer_module
-from gfmcli.io.writer import (
-    RasterGrid,
-    check_writable,
+from gfmcli.io.products import (
     class_map_writer,
     embedding_writer,
     probabilities_path,
@@ -27,6 +26,7 @@ from gfmcli.io.writer import (
     provenance_tags,
     quantise_probabilities,
 )
+from gfmcli.io.writer import RasterGrid, check_writable
 
 CLASSES = (
     ClassInfo(0, "water", (0, 0, 255)),
@@ -226,10 +226,10 @@ def test_one_tile_wide_maps_are_valid_cogs(tmp_path, size):
         assert src.block_shapes[0] == (512, 512)
         np.testing.assert_array_equal(src.read(1), data)
         overviews = src.overviews(1)
-    assert writer_module._tiff_ifds_tiled(path) == [True] * (1 + len(overviews))
+    assert cog_check._tiff_ifds_tiled(path) == [True] * (1 + len(overviews))
     _, errors, _ = cog_validate(str(path), quiet=True)
     assert any("not tiled" in e for e in errors)  # the false positive this guards against
-    assert writer_module._real_cog_errors(path, errors) == []
+    assert cog_check.real_cog_errors(path, errors) == []
 
 
 def test_embeddings_on_a_one_tile_wide_patch_grid(tmp_path):
@@ -250,11 +250,11 @@ def test_not_tiled_errors_stay_for_striped_files(tmp_path):
     with rasterio.open(path, "w", driver="GTiff", width=512, height=600, count=1,
                        dtype="uint8", blockysize=512) as dst:  # fmt: skip
         dst.write(np.zeros((1, 600, 512), "uint8"))
-    assert writer_module._tiff_ifds_tiled(path) == [False]
+    assert cog_check._tiff_ifds_tiled(path) == [False]
     error = "The file is greater than 512xH or 512xW, but is not tiled"
-    assert writer_module._real_cog_errors(path, [error]) == [error]
+    assert cog_check.real_cog_errors(path, [error]) == [error]
     (tmp_path / "text.tif").write_text("not a tiff")
-    assert writer_module._real_cog_errors(tmp_path / "text.tif", [error]) == [error]
+    assert cog_check.real_cog_errors(tmp_path / "text.tif", [error]) == [error]
 
 
 def test_gdal_errors_name_the_creation_option_and_leave_nothing(tmp_path):
