@@ -4,6 +4,7 @@
 it, ``simulate_scene`` writes images and labels for several sensors. See docs/simulator.md.
 """
 
+from gfmcli.simulate.grid import render_labels
 from gfmcli.simulate.landcover import (
     BIOMES,
     KIND_CLASS,
@@ -18,7 +19,6 @@ from gfmcli.simulate.render import (
     Rendering,
     band_response,
     render,
-    render_labels,
     swath_mask,
 )
 from gfmcli.simulate.scene import DEFAULT_SENSORS, simulate_scene

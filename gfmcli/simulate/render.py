@@ -24,6 +24,7 @@ from affine import Affine
 
 from gfmcli.sensors import RADAR, BandSpec, SensorSpec, get_sensor
 from gfmcli.simulate.atmosphere import Atmosphere, CloudField, add_clouds, cloud_field, to_toa
+from gfmcli.simulate.grid import block_sum, grid_shape, render_bands, render_labels, to_grid
 from gfmcli.simulate.landcover import LANDCOVER_CLASSES, LandCoverMap, SimulatorError
 from gfmcli.simulate.noise import value_noise
 from gfmcli.simulate.optics import (
@@ -34,29 +35,16 @@ from gfmcli.simulate.optics import (
     resample_bilinear,
     terrain_illumination,
 )
+from gfmcli.simulate.radar import render_radar
 from gfmcli.simulate.spectra import KIND_ID, KINDS, load_library, sample_object_spectra
 
 LABEL_NODATA = 255
-_SUBGRID_BUDGET = 4_000_000  # sample points per strip: bounds peak memory at any scene size
-_MAX_SAMPLES = 4  # sample points per pixel and axis: 16 per pixel resolve cover to 1/16
 
 # Relative per-pixel brightness texture by kind (tree crowns are the most textured).
 _TEXTURE = {"lake": 0.03, "river": 0.05, "tree": 0.3, "crop": 0.08, "grass": 0.12,
             "soil": 0.1, "roof": 0.12, "pavement": 0.1, "burned": 0.12, "shadow": 0.15,
             "rail": 0.15, "flatroof": 0.06, "concrete": 0.1, "conifer": 0.3, "stubble": 0.1,
             "shallow": 0.08, "snow": 0.05, "steppe": 0.15}  # fmt: skip
-# C-band backscatter (dB) VV, VH and the spread between objects, by kind.
-_BACKSCATTER = {"lake": (-22.0, -29.0, 1.5), "river": (-19.0, -26.0, 1.5),
-                "tree": (-7.5, -13.5, 1.0), "crop": (-10.0, -17.0, 2.0),
-                "grass": (-12.0, -19.5, 1.5), "soil": (-13.0, -22.0, 2.0),
-                "roof": (1.0, -4.0, 3.0), "pavement": (-15.0, -23.0, 2.0),
-                "burned": (-12.5, -20.0, 1.5), "shadow": (-4.0, -9.0, 3.0),
-                "rail": (-8.0, -15.0, 2.0), "flatroof": (-2.0, -7.0, 3.0),
-                "concrete": (-13.0, -21.0, 2.0), "conifer": (-7.0, -12.5, 1.0),
-                "stubble": (-11.5, -19.0, 1.5), "shallow": (-20.0, -27.0, 1.5),
-                "snow": (-15.0, -23.0, 2.0), "steppe": (-14.0, -22.5, 2.0)}  # fmt: skip
-_NOISE_FLOOR_DB = -25.0  # Sentinel-1 IW NESZ is about -22 to -26 dB
-_ENL = 4.4  # equivalent number of looks of Sentinel-1 IW GRDH
 # Water vapour absorption at the top of the atmosphere: (centre nm, depth, sigma nm).
 _VAPOUR = ((940.0, 0.55, 25.0), (1135.0, 0.5, 25.0), (1380.0, 0.97, 45.0), (1880.0, 0.98, 60.0))
 
@@ -116,112 +104,6 @@ def band_response(
     return (weights @ interp).astype(np.float32)
 
 
-def grid_shape(landcover: LandCoverMap, gsd: float) -> tuple[int, int]:
-    """Rows and columns of the ``gsd`` grid inside the scene (whole pixels only)."""
-    return (
-        max(1, int(landcover.height_m / gsd + 1e-6)),
-        max(1, int(landcover.width_m / gsd + 1e-6)),
-    )
-
-
-def _sample_index(
-    start: int, stop: int, gsd: float, samples: int, res: float, n_base: int
-) -> np.ndarray:
-    """Base-grid index of ``samples`` evenly spaced points inside pixels ``start..stop-1``."""
-    pixels = np.arange(start, stop)[:, None]
-    pos = (pixels + (np.arange(samples)[None, :] + 0.5) / samples) * gsd
-    return np.clip((pos / res).astype(np.intp), 0, n_base - 1).ravel()
-
-
-def _strips(landcover: LandCoverMap, gsd: float, shape: tuple[int, int]):
-    """Yield (row slice, object ids on the sub-grid, sub-grid row/col indices, samples/axis)."""
-    res = landcover.resolution_m
-    samples = min(_MAX_SAMPLES, max(1, round(gsd / res)))
-    cols = _sample_index(0, shape[1], gsd, samples, res, landcover.shape[1])
-    step = max(1, _SUBGRID_BUDGET // (shape[1] * samples * samples))
-    for r0 in range(0, shape[0], step):
-        r1 = min(shape[0], r0 + step)
-        rows = _sample_index(r0, r1, gsd, samples, res, landcover.shape[0])
-        yield slice(r0, r1), landcover.objects[rows][:, cols], rows, cols, samples
-
-
-def render_labels(landcover: LandCoverMap, gsd: float) -> np.ndarray:
-    """Majority class per ``gsd`` pixel (ties to the lower class id), uint8."""
-    shape = grid_shape(landcover, gsd)
-    labels = np.empty(shape, dtype=np.uint8)
-    object_class = landcover.object_class
-    for rows, objects, _, _, samples in _strips(landcover, gsd, shape):
-        classes = object_class[objects]
-        counts = np.stack(
-            [_block_sum((classes == c.id).view(np.uint8), samples) for c in LANDCOVER_CLASSES]
-        )
-        labels[rows] = np.argmax(counts, axis=0).astype(np.uint8)
-    return labels
-
-
-def _render_bands(landcover, gsd, shape, values: np.ndarray, texture_amp: np.ndarray):
-    """Per-pixel band values (n_bands, rows, cols) on the ``gsd`` grid from object values
-    ``values`` of shape (n_objects, 2, n_bands): blend by ``mix``, scale by texture, average.
-
-    A pixel is linear in its objects' values: sum over its samples of v0*(1-w)*t + v1*w*t.
-    With many bands (imaging spectrometers) the samples are first merged into one weight per
-    (pixel, object, spectrum), so each band costs a pass over pixels rather than samples."""
-    n_objects, _, n_bands = values.shape
-    out = np.empty((n_bands, *shape), dtype=np.float32)
-    kind_amp = texture_amp[landcover.object_kind]
-    by_band = np.ascontiguousarray(values.transpose(2, 1, 0), dtype=np.float32)
-    for rows, objects, ri, ci, samples in _strips(landcover, gsd, shape):
-        weight = landcover.mix[ri][:, ci].astype(np.float32) / np.float32(255.0)
-        texture = (landcover.texture[ri][:, ci].astype(np.float32) - 128.0) / np.float32(128.0)
-        texture = (1.0 + kind_amp[objects] * texture) / np.float32(samples * samples)
-        first, second = (1.0 - weight) * texture, weight * texture
-        if n_bands <= 8:
-            for b in range(n_bands):
-                blend = by_band[b, 0][objects]
-                blend *= first
-                other = by_band[b, 1][objects]
-                other *= second
-                blend += other
-                out[b, rows] = _block_sum(blend, samples)
-            continue
-        h, w = objects.shape[0] // samples, objects.shape[1] // samples
-        pixel = np.arange(h * w, dtype=np.int64).reshape(h, 1, w, 1)
-        pixel = np.broadcast_to(pixel, (h, samples, w, samples)).reshape(objects.shape)
-        keys = pixel * (2 * n_objects) + objects  # column: spectrum * n_objects + object
-        keys = np.concatenate([keys, keys + n_objects], axis=None)
-        unique, inverse = np.unique(keys, return_inverse=True)
-        merged = np.bincount(inverse, weights=np.concatenate([first, second], axis=None))
-        pair_pixel, pair_column = np.divmod(unique, 2 * n_objects)
-        flat = by_band.reshape(n_bands, 2 * n_objects)
-        for b in range(n_bands):
-            summed = np.bincount(pair_pixel, flat[b][pair_column] * merged, minlength=h * w)
-            out[b, rows] = summed.reshape(h, w)
-    return out
-
-
-def _block_sum(values: np.ndarray, samples: int) -> np.ndarray:
-    """Sum of each ``samples`` x ``samples`` block, by adding strided slices (several times
-    faster than a reduction over the axes of a 4-D reshape)."""
-    rows = values[0::samples].copy()
-    for i in range(1, samples):
-        rows += values[i::samples]
-    out = rows[:, 0::samples].copy()
-    for j in range(1, samples):
-        out += rows[:, j::samples]
-    return out
-
-
-def _to_grid(source: np.ndarray, source_gsd: float, gsd: float, shape: tuple[int, int]):
-    """Nearest-neighbour resampling of ``source`` (pixels of ``source_gsd``) onto the ``gsd``
-    grid of ``shape``: each target pixel takes the source pixel under its centre."""
-    if source_gsd == gsd and source.shape == shape:
-        return source
-    rows = ((np.arange(shape[0]) + 0.5) * gsd / source_gsd).astype(np.intp)
-    cols = ((np.arange(shape[1]) + 0.5) * gsd / source_gsd).astype(np.intp)
-    rows = np.minimum(rows, source.shape[0] - 1)
-    return source[rows][:, np.minimum(cols, source.shape[1] - 1)]
-
-
 def swath_mask(landcover: LandCoverMap, gsd: float, fraction: float) -> np.ndarray:
     """True where a slanted swath edge leaves no data: about ``fraction`` of the scene's east
     side, defined on the ground so every sensor and resolution masks the same area."""
@@ -274,11 +156,11 @@ def _to_native(band: np.ndarray, gsd: float, native: float, native_shape) -> np.
         return band
     k = native / gsd
     if abs(k - round(k)) > 1e-6:
-        return _to_grid(band, gsd, native, native_shape)
+        return to_grid(band, gsd, native, native_shape)
     k = round(k)
     rows, cols = native_shape[0] * k, native_shape[1] * k
     padded = np.pad(band, ((0, rows - band.shape[0]), (0, cols - band.shape[1])), mode="edge")
-    return _block_sum(padded[:rows, :cols], k) / np.float32(k * k)
+    return block_sum(padded[:rows, :cols], k) / np.float32(k * k)
 
 
 def _ground_illumination(landcover, gsd, shape, rng, effects: Effects) -> np.ndarray:
@@ -356,9 +238,9 @@ def _render_optical(landcover, sensor, gsd, shape, rng, effects: Effects, labels
     # The ground as the sensor's bands see it, every band on the stack grid.
     image = np.empty((len(sensor.bands), *shape), dtype=np.float32)
     for native, native_shape, group in _native_groups(sensor, gsd, shape):
-        rendered = _render_bands(landcover, native, native_shape, values[:, :, group], amp)
+        rendered = render_bands(landcover, native, native_shape, values[:, :, group], amp)
         for k, band in enumerate(group):
-            image[band] = _to_grid(rendered[k], native, gsd, shape)
+            image[band] = to_grid(rendered[k], native, gsd, shape)
     del rendered
     image *= _ground_illumination(landcover, gsd, shape, rng, effects)
     image, labels = _atmosphere(landcover, image, wavelengths, gsd, shape, rng, labels, effects)
@@ -373,31 +255,12 @@ def _render_optical(landcover, sensor, gsd, shape, rng, effects: Effects, labels
             if effects.noise > 0:
                 sigma = effects.noise * (0.002 + 0.005 * np.abs(layer))
                 layer = layer + sigma * rng.standard_normal(layer.shape, dtype=np.float32)
-            image[band] = _to_grid(layer, native, gsd, shape)
+            image[band] = to_grid(layer, native, gsd, shape)
     image -= np.float32(sensor.offset)  # in place: the stack is the largest array here
     image /= np.float32(sensor.scale)
     np.rint(image, out=image)
     np.clip(image, 1, np.iinfo(np.uint16).max, out=image)
     return image.astype(np.uint16), labels
-
-
-def _render_radar(landcover, sensor, gsd, shape, rng, noise):
-    kinds = landcover.object_kind
-    scatter = np.random.default_rng([landcover.seed, 2])
-    table = np.array([_BACKSCATTER[k] for k in KINDS], dtype=np.float32)
-    image = np.empty((len(sensor.bands), *shape), dtype=np.float32)
-    texture = np.full(len(KINDS), 0.25, dtype=np.float32)  # about +-1 dB
-    for b, band in enumerate(sensor.bands):
-        column = 1 if band.name.upper() == "VH" else 0
-        db = table[kinds, column] + table[kinds, 2] * scatter.standard_normal(len(kinds))
-        # One value per object (both "spectra" equal), textured and averaged in linear power.
-        power = (10.0 ** (db / 10.0)).astype(np.float32)
-        values = np.stack([power, power], axis=1)[:, :, None]
-        image[b] = _render_bands(landcover, gsd, shape, values, texture)[0]
-    image += 10.0 ** (_NOISE_FLOOR_DB / 10.0)
-    if noise > 0:
-        image *= rng.gamma(_ENL / noise, noise / _ENL, size=image.shape).astype(np.float32)
-    return (10.0 * np.log10(np.maximum(image, 1e-6))).astype(np.float32)
 
 
 LEVELS = ("surface", "toa")
@@ -500,7 +363,7 @@ def render(
     level_out = None
     labels = render_labels(landcover, gsd)
     if all(radar):
-        data = _render_radar(landcover, spec, gsd, shape, rng, noise)
+        data = render_radar(landcover, spec, gsd, shape, rng, noise)
         nodata = None if nodata_fraction == 0 else float("nan")
     elif not any(radar):
         effects = _effects(landcover, spec, seed, level, haze, adjacency, illumination,
