@@ -138,8 +138,10 @@ def main() -> None:
     rate = _matmul_gflops()
     print(f"torch {torch.__version__}, {args.threads} threads, matmul {rate:.0f} GFLOP/s")
     print(f"load average at start: {os.getloadavg()}")
-    print("| model | C | window | LESS s | LESS peak MB | full s | full peak MB | time full/LESS "
-          "| mem full/LESS |")  # fmt: skip
+    print(
+        "| model | C | window | LESS s | LESS peak MB | full s | full peak MB | time full/LESS "
+        "| mem full/LESS |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         for size in SIZES:

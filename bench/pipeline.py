@@ -321,12 +321,16 @@ def part_cli(work: Path, args: argparse.Namespace) -> None:
             f"{pixels / med / 1e6:.2f} | {np.median(cpu[name]):.1f} | {max(rss[name]):.0f} |"
         )
     model_s, decode_s = floor["model"], floor["decode"]
-    print(f"| model only ({floor['precision']}), same windows, in process, median of "
-          f"{FLOOR_REPEATS} | | {model_s:.1f} | "
-          f"{pixels / model_s / 1e6:.2f} | | |")  # fmt: skip
-    print(f"| decode only (read + normalise), same windows, median of {FLOOR_REPEATS} | | "
-          f"{decode_s:.1f} | "
-          f"{pixels / decode_s / 1e6:.2f} | | |")  # fmt: skip
+    print(
+        f"| model only ({floor['precision']}), same windows, in process, median of "
+        f"{FLOOR_REPEATS} | | {model_s:.1f} | "
+        f"{pixels / model_s / 1e6:.2f} | | |"
+    )
+    print(
+        f"| decode only (read + normalise), same windows, median of {FLOOR_REPEATS} | | "
+        f"{decode_s:.1f} | "
+        f"{pixels / decode_s / 1e6:.2f} | | |"
+    )
     current = medians["current"]
     print(f"pipeline keeps the model busy {100 * model_s / current:.0f}% of the process's time")
     if "baseline" in medians:

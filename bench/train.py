@@ -31,6 +31,7 @@ import time
 
 import torch
 
+# fmt: skip below: a table, kept in rows (ruff format would add 13 lines)
 WAVELENGTHS_S2 = [442.7, 492.4, 559.8, 664.6, 704.1, 740.5, 782.8, 832.8, 864.7, 945.1, 1373.5,
                   1613.7, 2202.4]  # fmt: skip
 
@@ -45,10 +46,12 @@ def _build(args, attention: str, kind: str):
     from gfmcli.model.mae import HyperMAE
     from gfmcli.model.tasks import build_model, model_config_for
 
+    # fmt: skip below: a table, kept in rows (ruff format would add 4 lines)
     overrides = {"attention": attention, "embed_dim": args.dim, "depth": args.depth,
                  "num_heads": args.heads}  # fmt: skip
     if kind == "pretrain":
         return HyperMAE(args.model, decoder_depth=1, decoder_dim=64, decoder_heads=4, **overrides)
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
     config = model_config_for(args.model, "segmentation", num_outputs=6,
                               encoder_overrides=overrides, width=32, min_width=16)  # fmt: skip
     return build_model(config)
@@ -89,6 +92,7 @@ def child_attention(args) -> dict:
     torch.set_num_threads(args.threads)
     model = _build(args, args.attention, args.kind).train()
     seconds = _time(_step_fn(model, args.kind, args), args.steps, args.warmup)
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     return {
         "part": "attention", "kind": args.kind, "attention": args.attention, "step_s": seconds,
         "steps_per_s": 1 / seconds, "chips_per_s": args.batch / seconds,
@@ -111,6 +115,7 @@ def child_ddp(args) -> dict:
     if rank:
         return {}
     step_s = float(total.item())
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     return {"part": "ddp", "processes": world, "step_s": step_s,
             "chips_per_s": world * args.batch / step_s}  # fmt: skip
 
@@ -122,8 +127,9 @@ def _free_port() -> int:
 
 
 def _run_child(argv: list[str], env: dict | None = None) -> dict:
-    done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True,
-                          env=env, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, __file__, *argv], capture_output=True, text=True, env=env, check=False
+    )
     if done.returncode:
         raise SystemExit(done.stderr[-2000:])
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -131,6 +137,7 @@ def _run_child(argv: list[str], env: dict | None = None) -> dict:
 
 
 def _ddp_case(common: list[str], processes: int) -> dict:
+    # fmt: skip below: a table, kept in rows (ruff format would add 4 lines)
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
            "OMP_NUM_THREADS": "1"}  # fmt: skip
     env.pop("RANK", None)
@@ -138,6 +145,7 @@ def _ddp_case(common: list[str], processes: int) -> dict:
     procs = []
     for rank in range(processes):
         env_r = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
         procs.append(subprocess.Popen([sys.executable, __file__, "--child", "ddp", *common],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       env=env_r))  # fmt: skip
@@ -173,6 +181,7 @@ def main() -> None:
         if result:
             print(json.dumps(result))
         return
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 11 lines)
     common = [f"--{k}={v}" for k, v in (("model", args.model), ("dim", args.dim),
               ("depth", args.depth), ("heads", args.heads), ("bands", args.bands),
               ("size", args.size), ("batch", args.batch), ("steps", args.steps),
@@ -186,11 +195,15 @@ def main() -> None:
     results = {}
     for kind in ("pretrain", "finetune"):
         for attention in ("less", "full"):
-            r = _run_child(["--child", "attention", f"--kind={kind}",
-                            f"--attention={attention}", *common])  # fmt: skip
+            r = _run_child(
+                ["--child", "attention", f"--kind={kind}", f"--attention={attention}", *common]
+            )
             results[kind, attention] = r
-            print(f"| {kind} | {attention} | {r['step_s']:.3f} | {r['steps_per_s']:.2f} | "
-                  f"{r['chips_per_s']:.1f} |", flush=True)  # fmt: skip
+            print(
+                f"| {kind} | {attention} | {r['step_s']:.3f} | {r['steps_per_s']:.2f} | "
+                f"{r['chips_per_s']:.1f} |",
+                flush=True,
+            )
     for kind in ("pretrain", "finetune"):
         ratio = results[kind, "full"]["step_s"] / results[kind, "less"]["step_s"]
         print(f"{kind}: full / LESS step time = {ratio:.2f}x")
@@ -199,8 +212,10 @@ def main() -> None:
         ddp = {n: _ddp_case(common, n) for n in (1, 2)}
         for n, r in ddp.items():
             print(f"| {n} | {r['step_s']:.3f} | {r['chips_per_s']:.1f} |")
-        print(f"scaling 2 vs 1 process: {ddp[2]['chips_per_s'] / ddp[1]['chips_per_s']:.2f}x "
-              "(ideal 2.0)")  # fmt: skip
+        print(
+            f"scaling 2 vs 1 process: {ddp[2]['chips_per_s'] / ddp[1]['chips_per_s']:.2f}x "
+            "(ideal 2.0)"
+        )
         results.update({("ddp", n): r for n, r in ddp.items()})
     for r in results.values():
         print(json.dumps(r))

@@ -48,6 +48,7 @@ K = len(LANDCOVER_CLASSES)
 LAND = (TREE, GRASS, BARE, BUILT, BURNED)
 # Band centres as gfm's sensor registry (and so `gfm predict`) gives them: the model must see a
 # band at the wavelength it will be told at mapping time.
+# fmt: skip below: a table, kept in rows (ruff format would add 12 lines)
 S2_NM = {"B01": 442.7, "B02": 492.4, "B03": 559.8, "B04": 664.6, "B05": 704.1, "B06": 740.5,
          "B07": 782.8, "B08": 832.8, "B8A": 864.7, "B09": 945.1, "B10": 1373.5, "B11": 1613.7,
          "B12": 2202.4}  # fmt: skip
@@ -76,14 +77,17 @@ CORINE = {
     "Pastures": (GRASS,),
     "Complex cultivation patterns": (GRASS, BARE, TREE),
     "Land principally occupied by agriculture, with significant areas of natural vegetation": (
-        GRASS, BARE, TREE),
+        GRASS,
+        BARE,
+        TREE,
+    ),
     "Broad-leaved forest": (TREE,),
     "Coniferous forest": (TREE,),
     "Mixed forest": (TREE,),
     "Transitional woodland/shrub": (TREE, GRASS),
     "Peatbogs": (GRASS, BARE, WATER),
     "Water bodies": (WATER,),
-}  # fmt: skip
+}
 
 
 def bits(*classes: int) -> int:
@@ -185,6 +189,7 @@ def real_pools(root: Path, hold_out: set[str]) -> list[Pool]:
             for a, b in chips_of(img, table[lulc], 64, 36):
                 ims.append(a)
                 als.append(b)
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 8 lines)
         pools.append(
             Pool("eolearn", np.stack(ims), np.stack(als), list(S2_NM.values()), 10.0, False,
                  False, tuple(S2_NM))
@@ -205,6 +210,7 @@ def real_pools(root: Path, hold_out: set[str]) -> list[Pool]:
                 ims.append(a)
                 als.append(b)
         names = tuple(n for n in S2_NM if n != "B10")
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 8 lines)
         pools.append(
             Pool("bigearthnet", np.stack(ims), np.stack(als), [S2_NM[n] for n in names], 10.0,
                  True, False, names)
@@ -248,6 +254,7 @@ def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recip
         gsd = pool.gsd
         if pool.synthetic and recipe.clouds and rng.random() < 0.1:
             labels = exact_labels(al)
+            # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
             img, labels = add_snow(img, wl, rng, cover=rng.uniform(0.2, 0.9), gsd_m=gsd,
                                    labels=labels, forbid=labels == WATER)  # fmt: skip
             al = label_bits(labels)
@@ -255,6 +262,7 @@ def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recip
             haze = max(8.0, 1500.0 / gsd) if rng.random() < 0.5 else None
             img = to_toa(img, wl, Atmosphere.draw(rng), rng if haze else None, haze)
         if pool.synthetic and recipe.clouds and rng.random() < 0.4:
+            # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
             field = cloud_field(img.shape[1:], rng, gsd_m=gsd, cover=rng.uniform(0.05, 0.6),
                                 sun_elevation_deg=rng.uniform(25, 65))  # fmt: skip
             labels = exact_labels(al)
@@ -367,6 +375,7 @@ def main() -> None:
     pools = simulated_pools(args.scenes, 1000 + args.seed, 5120.0, arid=recipe.arid)
     if not args.no_real:
         pools += real_pools(Path(args.realdata), hold_out)
+    # fmt: skip below: a table, kept in rows (ruff format would add 7 lines)
     weights = {"sim sentinel2-l2a": 0.3, "sim landsat8": 0.12, "sim enmap": 0.1,
                "ukis sentinel2": 0.1, "ukis landsat7": 0.1, "ukis landsat5": 0.1,
                "eolearn": 0.13, "bigearthnet": 0.1}  # fmt: skip

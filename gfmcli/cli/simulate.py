@@ -18,6 +18,7 @@ def _cloud_cover(ctx: click.Context, param: click.Parameter, value: str | None):
     return fraction
 
 
+# fmt: skip below: the signature kept on few lines (ruff format would add 11 lines)
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-o", "--output", required=True, type=click.Path(), help="Folder to write into.")
 @click.option(
@@ -69,6 +70,7 @@ def _cloud_cover(ctx: click.Context, param: click.Parameter, value: str | None):
     "5-70 %%) and label them [default: none].",
 )
 @click.option("--cloud-seed", type=click.IntRange(min=0), default=None,
+              # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
               help="Seed of the clouds and aerosol [default: --seed].")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 def simulate(

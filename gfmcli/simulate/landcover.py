@@ -44,6 +44,7 @@ LANDCOVER_CLASSES: tuple[ClassInfo, ...] = (
 )
 
 # The land-cover class of each spectral kind, indexed by kind id.
+# fmt: skip below: a table, kept in rows (ruff format would add 20 lines)
 KIND_CLASS = np.array(
     [{"lake": 0, "river": 0, "tree": 1, "crop": 2, "grass": 2, "soil": 3, "roof": 4,
       "pavement": 4, "burned": 5, "shadow": 4, "rail": 4, "flatroof": 4, "concrete": 4,
@@ -208,11 +209,13 @@ def _settlements(objects, shape, res, table, rng, sun) -> None:
     radius = max(150.0, rng.uniform(0.12, 0.25) * min(h_m, w_m))
     centre = (rng.uniform(0.3, 0.7) * h_m, rng.uniform(0.3, 0.7) * w_m)
     built = int(KIND_CLASS[KIND_ID["roof"]])
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 10 lines)
     paint_town(objects, shape, res, table, rng, centre=centre, radius=radius,
                sun_azimuth_deg=sun[1], sun_elevation_deg=sun[0], built_class=built,
                zones=TOWN_ZONES)  # fmt: skip
     for _ in range(rng.poisson(h_m * w_m / 8e6)):
         centre = (rng.uniform(0, h_m), rng.uniform(0, w_m))
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 10 lines)
         paint_town(objects, shape, res, table, rng, centre=centre,
                    radius=rng.uniform(80.0, 250.0), sun_azimuth_deg=sun[1],
                    sun_elevation_deg=sun[0], built_class=built, zones=VILLAGE_ZONES)  # fmt: skip
@@ -221,6 +224,7 @@ def _settlements(objects, shape, res, table, rng, sun) -> None:
 def _railway(objects, shape, res, table: Objects, rng) -> None:
     """A nearly straight railway 5-12 m wide (ballast, sleepers, rails) in 300 m segments."""
     h_m, w_m = shape[0] * res, shape[1] * res
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
     dist, along = line_band(
         shape, res, rng, rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * min(h_m, w_m),
         (rng.uniform(5.0, 30.0),), (rng.uniform(3000.0, 8000.0),),
@@ -236,6 +240,7 @@ def _streams(shape, res, table: Objects, rng) -> list[tuple[np.ndarray, np.ndarr
     h_m, w_m = shape[0] * res, shape[1] * res
     out = []
     for _ in range(rng.integers(0, 3)):
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
         dist, along = line_band(
             shape, res, rng, rng.uniform(0, np.pi), rng.uniform(-0.45, 0.45) * min(h_m, w_m),
             (rng.uniform(30.0, 120.0), rng.uniform(5.0, 25.0)),
@@ -251,6 +256,7 @@ def _streams(shape, res, table: Objects, rng) -> list[tuple[np.ndarray, np.ndarr
 def _rural_road(objects, shape, res, table: Objects, rng) -> None:
     """A gently curving road 6-10 m wide across the scene, in 300 m segments."""
     h_m, w_m = shape[0] * res, shape[1] * res
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
     dist, along = line_band(
         shape, res, rng, rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * min(h_m, w_m),
         (rng.uniform(5.0, 40.0),), (rng.uniform(800.0, 3000.0),),
@@ -350,8 +356,11 @@ def simulate_landcover(
     season = drawn if season is None else season
     sun = (float(sky.uniform(*_SUN_ELEVATION[season])), float(sky.uniform(140.0, 170.0)))
     # Terrain: half the scenes are flat, a third hilly, the rest mountainous.
-    relief = float(sky.choice([sky.uniform(0, 30), sky.uniform(30, 200), sky.uniform(200, 800)],
-                              p=[0.5, 0.35, 0.15]))  # fmt: skip
+    relief = float(
+        sky.choice(
+            [sky.uniform(0, 30), sky.uniform(30, 200), sky.uniform(200, 800)], p=[0.5, 0.35, 0.15]
+        )
+    )
     arid = biome == "arid"
     if arid:  # arid land is rarely flat: hills or mountains
         relief = float(sky.uniform(60, 500))
@@ -365,6 +374,7 @@ def simulate_landcover(
         )
     _paint_patches(objects, shape, res, table, rng, "grass", 400.0, 0.05 if arid else 0.15, 250.0)
     _paint_patches(objects, shape, res, table, rng, "soil", 300.0, 0.06, 200.0)
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 9 lines)
     forest = _paint_patches(
         objects, shape, res, table, rng, "tree", 600.0, 0.04 if arid else 0.28, 150.0,
         other="conifer", share=rng.uniform(0.0, 0.7),

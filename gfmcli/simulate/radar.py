@@ -11,6 +11,7 @@ from gfmcli.simulate.grid import render_bands
 from gfmcli.simulate.spectra import KINDS
 
 # C-band backscatter (dB) VV, VH and the spread between objects, by kind.
+# fmt: skip below: a table, kept in rows (ruff format would add 11 lines)
 _BACKSCATTER = {"lake": (-22.0, -29.0, 1.5), "river": (-19.0, -26.0, 1.5),
                 "tree": (-7.5, -13.5, 1.0), "crop": (-10.0, -17.0, 2.0),
                 "grass": (-12.0, -19.5, 1.5), "soil": (-13.0, -22.0, 2.0),

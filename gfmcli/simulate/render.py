@@ -41,6 +41,7 @@ from gfmcli.simulate.spectra import KIND_ID, KINDS, load_library, sample_object_
 LABEL_NODATA = 255
 
 # Relative per-pixel brightness texture by kind (tree crowns are the most textured).
+# fmt: skip below: a table, kept in rows (ruff format would add 16 lines)
 _TEXTURE = {"lake": 0.03, "river": 0.05, "tree": 0.3, "crop": 0.08, "grass": 0.12,
             "soil": 0.1, "roof": 0.12, "pavement": 0.1, "burned": 0.12, "shadow": 0.15,
             "rail": 0.15, "flatroof": 0.06, "concrete": 0.1, "conifer": 0.3, "stubble": 0.1,
@@ -69,6 +70,7 @@ class Rendering:
     def profile(self) -> dict[str, Any]:
         """rasterio creation options for ``data`` (tiled GeoTIFF)."""
         bands, height, width = self.data.shape
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 9 lines)
         return {
             "driver": "GTiff", "width": width, "height": height, "count": bands,
             "dtype": self.data.dtype.name, "crs": self.crs, "transform": self.transform,
@@ -187,6 +189,7 @@ def _clouds(landcover, gsd, shape, effects: Effects) -> CloudField:
         int(np.ceil(landcover.width_m / DEM_GSD_M)) + 1,
     )
     # Cloud bases of low and middle clouds (0.5-2.5 km): their shadows land in the scene.
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
     field = cloud_field(ground, rng, gsd_m=DEM_GSD_M, cover=effects.cloud_cover,
                         sun_elevation_deg=landcover.sun_elevation_deg,
                         height_m=float(rng.uniform(500.0, 2500.0)))  # fmt: skip
@@ -203,6 +206,7 @@ def _atmosphere(landcover, image, wavelengths, gsd, shape, rng, labels, effects:
     if effects.cloud_cover > 0:
         field = _clouds(landcover, gsd, shape, effects)
         look = np.random.default_rng([landcover.seed, effects.cloud_seed, 14])
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
         image, labels = add_clouds(image, wavelengths, field, look, labels=labels,
                                    cloud_class=_class_id("cloud"),
                                    shadow_class=_class_id("cloud shadow"))  # fmt: skip
@@ -266,6 +270,7 @@ def _render_optical(landcover, sensor, gsd, shape, rng, effects: Effects, labels
 LEVELS = ("surface", "toa")
 
 
+# fmt: skip below: the signature kept on few lines (ruff format would add 15 lines)
 def _effects(landcover, spec, seed, level, haze, adjacency, illumination, terrain, glint, blur,
              misregistration, gain_error, noise, cloud_cover, cloud_seed) -> Effects:  # fmt: skip
     """Resolve the defaults: drawn from the scene and render seeds, the same for every sensor."""
@@ -281,6 +286,7 @@ def _effects(landcover, spec, seed, level, haze, adjacency, illumination, terrai
     level = ("toa" if "l1c" in spec.name.lower() else "surface") if level is None else level
     if level not in LEVELS:
         raise SimulatorError(f"unknown product level {level!r}; use 'surface' or 'toa'")
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
     for name, value in (("haze", haze), ("adjacency", adjacency), ("glint", glint),
                         ("blur", blur), ("misregistration", misregistration),
                         ("gain_error", gain_error)):  # fmt: skip
@@ -366,6 +372,7 @@ def render(
         data = render_radar(landcover, spec, gsd, shape, rng, noise)
         nodata = None if nodata_fraction == 0 else float("nan")
     elif not any(radar):
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 14 lines)
         effects = _effects(landcover, spec, seed, level, haze, adjacency, illumination,
                            terrain, glint, blur, misregistration, gain_error, noise,
                            cloud_cover, cloud_seed)  # fmt: skip

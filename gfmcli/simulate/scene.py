@@ -66,6 +66,7 @@ def _write_image(
 
 def _write_labels(path: Path, rendering: Rendering) -> None:
     height, width = rendering.labels.shape
+    # fmt: skip below: a table, kept in rows (ruff format would add 9 lines)
     profile = {
         "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint8",
         "crs": rendering.crs, "transform": rendering.transform, "nodata": LABEL_NODATA,
@@ -156,6 +157,7 @@ def simulate_scene(
     staged = {key: partial_path(target) for key, target in targets.items()}
     try:
         for spec in specs:
+            # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
             rendering = render(
                 landcover, spec, seed=seed, haze=haze, noise=noise,
                 nodata_fraction=nodata_fraction, level=level, cloud_cover=cloud_cover,

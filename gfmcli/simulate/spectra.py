@@ -27,6 +27,7 @@ from gfmcli.simulate.atmosphere import snow_spectrum
 # Spectral kinds: which pool and which mixing rule an object's spectra come from. The order is
 # part of the simulator's stable vocabulary (``gfmcli.simulate.landcover`` maps each kind to a
 # class). New kinds are appended, never inserted.
+# fmt: skip below: a table, kept in rows (ruff format would add 15 lines)
 KINDS = (
     "lake", "river", "tree", "crop", "grass", "soil", "roof", "pavement", "burned",
     "shadow", "rail", "flatroof", "concrete", "conifer", "stubble", "shallow", "snow",
@@ -110,6 +111,7 @@ def load_library() -> SpectralLibrary:
 # from Hale & Querry (1973) and Kou et al. (1993) (a = 4*pi*k/lambda), coarsely tabulated and
 # interpolated in log space. Past ~750 nm water absorbs so strongly that only the surface
 # reflection is left, so coarse values there change nothing visible.
+# fmt: skip below: a table, kept in rows (ruff format would add 54 lines)
 _AW_NM = np.array(
     [400, 420, 440, 460, 480, 500, 520, 540, 560, 580, 600, 620, 640, 660, 680, 700, 720, 740,
      760, 780, 800, 820, 840, 860, 880, 900, 920, 940, 960, 980, 1000, 1050, 1100, 1150, 1200,

@@ -21,6 +21,7 @@ from gfmcli.io.reader import (
 from gfmcli.io.values import check_values
 
 
+# fmt: skip below: the signature kept on few lines (ruff format would add 9 lines)
 def _mapping(indexes, *, scale=1e-4, offset=0.0, mean=0.2, std=0.1, nodata=None, radar=False,
              source="the default"):  # fmt: skip
     bands = tuple(
@@ -62,6 +63,7 @@ def test_zero_bands_no_crs_no_transform(tmp_path, make_raster):
     # GDAL has no zero-band GeoTIFF or VRT; a GeoPackage holding two raster tables opens as a
     # container with zero bands and two subdatasets.
     container = tmp_path / "two.gpkg"
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
     profile = dict(driver="GPKG", width=8, height=8, count=1, dtype="uint8", crs="EPSG:3857",
                    transform=Affine(1, 0, 0, 0, -1, 8))  # fmt: skip
     for table, append in (("a", "NO"), ("b", "YES")):
@@ -82,6 +84,7 @@ def test_zero_bands_no_crs_no_transform(tmp_path, make_raster):
 
 
 def test_source_facts(tmp_path, make_raster):
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
     path = make_raster(
         tmp_path, count=2, height=40, width=70, dtype="int16", nodata=-9999,
         descriptions=["B04", None], blocksize=32,
@@ -257,6 +260,7 @@ def test_probe_of_a_huge_sparse_raster_is_bounded(tmp_path, monkeypatch):
     # 100000 x 100000 px, no block written: what GDAL returns is nodata everywhere. The sample
     # (what a dry run does) must cost the same as for a small raster.
     path = tmp_path / "huge.tif"
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 11 lines)
     profile = dict(driver="GTiff", width=100_000, height=100_000, count=3, dtype="uint16",
                    crs="EPSG:32632", transform=Affine(10, 0, 500000, 0, -10, 5000000),
                    nodata=0, tiled=True, blockxsize=512, blockysize=512, sparse_ok=True,
@@ -283,11 +287,13 @@ def test_probe_reads_overviews_when_they_are_small(tmp_path, make_raster, monkey
 
 
 @pytest.mark.parametrize("blocksize", [None, 256])
-def test_scan_windows_tile_the_raster_in_bounded_reads(tmp_path, make_raster, monkeypatch,
-                                                       blocksize):  # fmt: skip
+def test_scan_windows_tile_the_raster_in_bounded_reads(
+    tmp_path, make_raster, monkeypatch, blocksize
+):
     monkeypatch.setattr("gfmcli.io.reader.SCAN_VALUES", 300_000)
-    path = make_raster(tmp_path, "r.tif", count=3, height=700, width=5000, dtype="uint8",
-                       blocksize=blocksize)  # fmt: skip
+    path = make_raster(
+        tmp_path, "r.tif", count=3, height=700, width=5000, dtype="uint8", blocksize=blocksize
+    )
     covered = np.zeros((700, 5000), dtype=int)
     with open_raster(path) as src:
         block_h = src.dataset.block_shapes[0][0]

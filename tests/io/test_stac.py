@@ -38,6 +38,7 @@ def _scene(height=70, width=90) -> np.ndarray:
 def _cog(path: Path, band: np.ndarray, transform=TRANSFORM) -> Path:
     """A single-band COG (staged GeoTIFF copied with GDAL's COG driver)."""
     staged = path.with_suffix(".staged.tif")
+    # fmt: skip below: a table, kept in rows (ruff format would add 6 lines)
     profile = {
         "driver": "GTiff", "count": 1, "height": band.shape[0], "width": band.shape[1],
         "dtype": band.dtype.name, "crs": "EPSG:32632", "transform": transform, "nodata": 0,
@@ -78,11 +79,14 @@ def _s2_assets(folder: Path, data: np.ndarray, style: str) -> dict:
             "type": "image/tiff; application=geotiff; profile=cloud-optimized",
             "roles": ["data"],
             "eo:bands": [
-                {"name": common if style == "earth-search" else name, "common_name": common,
-                 "center_wavelength": centre}
+                {
+                    "name": common if style == "earth-search" else name,
+                    "common_name": common,
+                    "center_wavelength": centre,
+                }
             ],
             "raster:bands": [{"nodata": 0, "data_type": "uint16", "scale": 0.0001, "offset": -0.1}],
-        }  # fmt: skip
+        }
     assets["visual"] = {
         "href": "TCI.tif",
         "roles": ["visual"],
@@ -111,6 +115,7 @@ def _write_item(folder: Path, style: str = "earth-search", data=None, item_id=IT
 
 
 def _stacked(path: Path, data: np.ndarray) -> Path:
+    # fmt: skip below: a table, kept in rows (ruff format would add 6 lines)
     profile = {
         "driver": "GTiff", "count": 4, "height": data.shape[1], "width": data.shape[2],
         "dtype": "uint16", "crs": "EPSG:32632", "transform": TRANSFORM, "nodata": 0,
@@ -181,6 +186,7 @@ def test_landsat_item_maps_without_sensor_by_wavelength(tiny_model, tmp_path):
     folder = tmp_path / "landsat"
     folder.mkdir()
     data = _scene(24, 30)
+    # fmt: skip below: a table, kept in rows (ruff format would add 4 lines)
     bands = {"blue": ("SR_B2", 0.48), "green": ("SR_B3", 0.56), "red": ("SR_B4", 0.65),
              "nir08": ("SR_B5", 0.86)}  # fmt: skip
     transform = Affine(30.0, 0.0, 500000.0, 0.0, -30.0, 5000000.0)

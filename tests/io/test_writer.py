@@ -33,8 +33,9 @@ CLASSES = (
     ClassInfo(1, "forest", (0, 128, 0)),
     ClassInfo(7, "urban", (200, 0, 0)),
 )
-GRID = RasterGrid(1100, 700, rasterio.crs.CRS.from_epsg(32632),
-                  Affine(10.0, 0, 500000.0, 0, -10.0, 5000000.0))  # fmt: skip
+GRID = RasterGrid(
+    1100, 700, rasterio.crs.CRS.from_epsg(32632), Affine(10.0, 0, 500000.0, 0, -10.0, 5000000.0)
+)
 
 
 def _class_data() -> np.ndarray:
@@ -47,6 +48,7 @@ def _class_data() -> np.ndarray:
 
 
 def _contract() -> ModelContract:
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 6 lines)
     return ModelContract(
         model_name="tiny", model_config={"dim": 8}, task="segmentation", sensor="sentinel2-l2a",
         bands=(BandInfo("B04", 664.6),), gsd=10.0, patch_size=8, classes=CLASSES,
@@ -98,8 +100,11 @@ def test_class_map_is_a_valid_cog_with_colours_names_and_tags(tmp_path):
     assert cog_validate(str(path), quiet=True)[0]
     with rasterio.open(path) as src:
         assert (src.width, src.height, src.crs, src.transform) == (
-            GRID.width, GRID.height, GRID.crs, GRID.transform,
-        )  # fmt: skip
+            GRID.width,
+            GRID.height,
+            GRID.crs,
+            GRID.transform,
+        )
         assert src.dtypes == ("uint8",) and src.nodata == 255
         assert src.profile["tiled"] and src.block_shapes[0] == (512, 512)
         assert src.compression.name == "deflate"
@@ -113,8 +118,10 @@ def test_class_map_is_a_valid_cog_with_colours_names_and_tags(tmp_path):
         assert src.tags(1)["CLASS_7"] == "urban"
         file_tags = src.tags()
         assert json.loads(file_tags["GFM_CLASSES"])[2] == {
-            "id": 7, "name": "urban", "color": [200, 0, 0],
-        }  # fmt: skip
+            "id": 7,
+            "name": "urban",
+            "color": [200, 0, 0],
+        }
         assert file_tags["GFM_MODEL"] == "tiny"
         assert "'in put.tif'" in file_tags["GFM_COMMAND"]
         assert json.loads(file_tags["GFM_CONTRACT"])["classes"][1]["name"] == "forest"
@@ -247,8 +254,9 @@ def test_embeddings_on_a_one_tile_wide_patch_grid(tmp_path):
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_not_tiled_errors_stay_for_striped_files(tmp_path):
     path = tmp_path / "strips.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=512, height=600, count=1,
-                       dtype="uint8", blockysize=512) as dst:  # fmt: skip
+    with rasterio.open(
+        path, "w", driver="GTiff", width=512, height=600, count=1, dtype="uint8", blockysize=512
+    ) as dst:
         dst.write(np.zeros((1, 600, 512), "uint8"))
     assert cog_check._tiff_ifds_tiled(path) == [False]
     error = "The file is greater than 512xH or 512xW, but is not tiled"

@@ -36,6 +36,7 @@ from gfmcli.simulate.spectra import KIND_ID, KINDS
 from gfmcli.simulate.urban import INDUSTRIAL, RESIDENTIAL, ZONES, paint_town
 
 BUILT = 4
+# fmt: skip below: a table, kept in rows (ruff format would add 8 lines)
 CLEAN = {"noise": 0.0, "illumination": 0.0, "haze": 0.0, "terrain": False, "glint": 0.0,
          "blur": 0.0, "misregistration": 0.0, "gain_error": 0.0}  # fmt: skip
 VEGETATION = [KIND_ID["tree"], KIND_ID["grass"]]
@@ -48,6 +49,7 @@ def _town(zone: int, seed: int = 0, sun=(180.0, 40.0)):
     table.add(np.array([KIND_ID["soil"]]))  # object 0: the ground outside the town
     objects = np.zeros(shape, dtype=np.int32)
     zones = (tuple(1.0 if z == zone else 0.0 for z in range(len(ZONES))),) * 3
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 10 lines)
     paint_town(objects, shape, res, table, np.random.default_rng(seed), centre=(1000.0, 1000.0),
                radius=700.0, sun_azimuth_deg=sun[0], sun_elevation_deg=sun[1],
                built_class=BUILT, zones=zones)  # fmt: skip
@@ -72,6 +74,7 @@ def test_residential_blocks_are_half_vegetation_at_10m_and_built_up_as_blocks(se
     mixed = (kind_pixels != kind_pixels[:, :1]).any(-1)
     assert mixed.mean() > 0.5  # most 10 m pixels mix roofs, lawns, trees, asphalt or shadow
     share = np.bincount(kinds[town], minlength=len(KINDS)) / town.sum()
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
     for kind, low, high in (("roof", 0.08, 0.3), ("pavement", 0.08, 0.3), ("shadow", 0.01, 0.2),
                             ("concrete", 0.03, 0.2), ("tree", 0.05, 0.4)):  # fmt: skip
         assert low < share[KIND_ID[kind]] < high, kind
@@ -267,6 +270,7 @@ def test_per_band_gain_error_scales_whole_bands():
 
 def test_simulate_cli_season_and_level_reach_the_files(tmp_path):
     out = tmp_path / "scene"
+    # fmt: skip below: arguments grouped by meaning (ruff format would add 11 lines)
     result = CliRunner().invoke(
         cli,
         ["simulate", "-o", str(out), "--size-m", "600", "--sensor", "sentinel2-l2a",
@@ -288,8 +292,9 @@ def test_the_documented_simulate_command_runs(tmp_path):
     gfm = shutil.which("gfm", path=str(Path(sys.executable).parent)) or shutil.which("gfm")
     if gfm is None:  # pragma: no cover - the package is installed for the tests
         pytest.skip("the gfm console script is not installed")
-    proc = subprocess.run([gfm, *command.split()[1:]], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [gfm, *command.split()[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("sentinel2-l1c", "landsat8"):
         with rasterio.open(tmp_path / "scene" / f"{name}.tif") as img:
@@ -361,6 +366,7 @@ def test_winter_scenes_can_be_snowy_and_snow_is_bright_but_dark_in_the_swir():
 
 def test_simulate_cli_clouds(tmp_path):
     out = tmp_path / "cloudy"
+    # fmt: skip below: a table, kept in rows (ruff format would add 11 lines)
     args = ["simulate", "-o", str(out), "--size-m", "900", "--sensor", "landsat8",
             "--cloud-cover", "0.5", "--cloud-seed", "3"]  # fmt: skip
     result = CliRunner().invoke(cli, args)

@@ -32,6 +32,7 @@ from gfmcli.simulate.spectra import KINDS
 
 WATER, TREES, GRASS, BARE, BUILT = 0, 1, 2, 3, 4
 # Every acquisition and sensor effect off: renders are exact functions of the land cover.
+# fmt: skip below: a table, kept in rows (ruff format would add 8 lines)
 CLEAN = {"noise": 0.0, "illumination": 0.0, "haze": 0.0, "terrain": False, "glint": 0.0,
          "blur": 0.0, "misregistration": 0.0, "gain_error": 0.0}  # fmt: skip
 
