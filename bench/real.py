@@ -74,12 +74,18 @@ class Source:
 # Sentinel-2 bands standing in for Landsat 8 OLI bands 1-7, as users stack them, and how such a
 # Collection 2 Level-2 stack is scaled (for the index rule) and described.
 L8_FROM_S2 = ("B01", "B02", "B03", "B04", "B8A", "B11", "B12")
-L8_STACK: dict = {
+L8_C2L2: dict = {
     "scale": 2.75e-5,
     "offset": -0.2,
     "wavelengths": (443, 482, 561, 655, 865, 1609, 2201),
-    "as_landsat8": True,
 }
+L8_STACK: dict = {**L8_C2L2, "as_landsat8": True}
+
+
+def c2l2_dn(reflectance: np.ndarray) -> np.ndarray:
+    """Reflectance as Landsat Collection 2 Level-2 DN (uint16, 1..65535; 0 stays for nodata)."""
+    dn = (reflectance - L8_C2L2["offset"]) / L8_C2L2["scale"]
+    return np.clip(np.round(dn), 1, 65535).astype(np.uint16)
 
 
 def as_landsat8(image: str, out: Path) -> Path:
@@ -92,7 +98,7 @@ def as_landsat8(image: str, out: Path) -> Path:
         refl = ds.read(index).astype(np.float64) * 1e-4
         valid = ds.read_masks(1) > 0
         profile = ds.profile
-    dn = np.clip(np.round((refl + 0.2) / 2.75e-5), 1, 65535).astype(np.uint16)
+    dn = c2l2_dn(refl)
     dn[:, ~valid] = 0
     profile.update(count=7, dtype="uint16", nodata=0, driver="GTiff")
     with rasterio.open(out, "w", **profile) as dst:
@@ -490,7 +496,7 @@ def spyndex_samples(root: Path, model: str, work: Path) -> dict | str:
     for i, row in enumerate(rows):
         y, x = (i // per_row) * block, (i % per_row) * block
         refl = np.array([float(row[b]) for b in bands])
-        dn[:, y : y + block, x : x + block] = np.round((refl + 0.2) / 2.75e-5)[:, None, None]
+        dn[:, y : y + block, x : x + block] = c2l2_dn(refl)[:, None, None]
     image = work / "spyndex-samples.tif"
     with rasterio.open(
         image,
@@ -513,9 +519,7 @@ def spyndex_samples(root: Path, model: str, work: Path) -> dict | str:
         (),
         "",
         ("--sensor", "landsat8", "--gsd", "30"),
-        scale=2.75e-5,
-        offset=-0.2,
-        wavelengths=(443, 482, 561, 655, 865, 1609, 2201),
+        **L8_C2L2,
     )
     error = predict(model, str(image), src, out)
     if error:
@@ -599,24 +603,18 @@ def main() -> int:
                 rows[src.name] = score_source(model, src, work)
                 print(row_text(src, rows[src.name]))
             if not args.only or "bigearthnet".startswith(tuple(args.only.split(","))):
-                ben = bigearthnet(root, model, work)
-                rows["bigearthnet_s2"] = ben if isinstance(ben, dict) else {"error": ben}
-                text = (
-                    f"{ben['allowed_share']:.3f} of pixels in a class the labels allow"
-                    if isinstance(ben, dict)
-                    else ben
-                )
-                print(f"{'bigearthnet_s2 (patch labels)':28s} {'Sentinel-2':15s} {'L2A':6s} {text}")
-                ben8 = bigearthnet(root, model, work, landsat8=True)
-                rows["bigearthnet as Landsat 8"] = (
-                    ben8 if isinstance(ben8, dict) else {"error": ben8}
-                )
-                text = (
-                    f"{ben8['allowed_share']:.3f} of pixels in a class the labels allow"
-                    if isinstance(ben8, dict)
-                    else ben8
-                )
-                print(f"{'bigearthnet as Landsat 8':28s} {'S2 as OLI':15s} {'L2A':6s} {text}")
+                for key, label, sensor, landsat8 in (
+                    ("bigearthnet_s2", "bigearthnet_s2 (patch labels)", "Sentinel-2", False),
+                    ("bigearthnet as Landsat 8", "bigearthnet as Landsat 8", "S2 as OLI", True),
+                ):
+                    ben = bigearthnet(root, model, work, landsat8=landsat8)
+                    rows[key] = ben if isinstance(ben, dict) else {"error": ben}
+                    text = (
+                        f"{ben['allowed_share']:.3f} of pixels in a class the labels allow"
+                        if isinstance(ben, dict)
+                        else ben
+                    )
+                    print(f"{label:28s} {sensor:15s} {'L2A':6s} {text}")
             if not args.only or "checks".startswith(tuple(args.only.split(","))):
                 rows["checks"] = check_table(root, model, work)
     if args.json_out:
