@@ -158,26 +158,16 @@ def describe_raster(
 
     ``options`` is a ``MapOptions`` (window, overlap, batch size, ``--sensor``/``--bands``).
     ``timing`` (a :class:`ModelTimer`) measures the model on one batch of this band count and
-    window to estimate the model time of the whole raster; None skips it. Raises the same
+    window to estimate the model time of the whole raster; None skips it. The plan, the bands
+    and their scaling (after the value checks) come from the engine's own planning
+    (``open_plan``), so the window count is the run's. Raises the same
     InputError/BandContractError a run would, before any output exists.
     """
     from gfmcli.engine.options import PREDICT_TASKS
-    from gfmcli.engine.runner import plan_file
-    from gfmcli.io.bands import resolve_bands
-    from gfmcli.io.reader import open_raster
+    from gfmcli.engine.runner import open_plan
 
     kind = "predict" if contract.task in PREDICT_TASKS else "embed"
-    plan = plan_file(path, Path("info.tif"), "tif", contract, options, kind)
-    with open_raster(path) as src:
-        mapping = resolve_bands(
-            src,
-            contract,
-            sensor=options.sensor,
-            bands=list(options.bands) if options.bands else None,
-            scale=options.scale,
-            offset=options.offset,
-            gsd=options.gsd,
-        )
+    with open_plan(path, Path("info.tif"), "tif", contract, options, kind) as (plan, src, mapping):
         bands = tuple(
             {
                 "index": b.index,

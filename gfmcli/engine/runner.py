@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,11 @@ def _plans(
     ]
 
 
+def _window_count(plans: list[tuple[Stripe, WindowPlan]]) -> int:
+    """The windows a run reads (and reports through ``on_windows``): every stripe's plan."""
+    return sum(len(plan) for _, plan in plans)
+
+
 def estimate_peak_memory(
     contract: ModelContract, plan: WindowPlan, bands: int, options: MapOptions, kind: str
 ) -> int:
@@ -242,26 +248,45 @@ def plan_file(
     kind: str = "predict",
 ) -> FilePlan:
     """Open and check one input against the contract and plan its windows, without the model."""
+    with open_plan(path, output, fmt, contract, options, kind) as (plan, _, _):
+        return plan
+
+
+@contextmanager
+def open_plan(
+    path: str,
+    output: Path,
+    fmt: str,
+    contract: ModelContract,
+    options: MapOptions,
+    kind: str = "predict",
+) -> Iterator[tuple[FilePlan, RasterSource, BandMapping]]:
+    """:func:`plan_file`'s plan with the raster still open and its checked band mapping, so
+    ``gfm info`` reports the bands a run would use from the one opening that planned it."""
     check_outputs(kind, _task_mode(kind, contract, path), fmt, options, path)
     src, mapping, warnings = _open_checked(path, contract, options, scan=False)
     with src:
         _check_grid(src, fmt)
         plans = _plans(src, contract, options, kind)
         plan = plans[0][1]
-        return FilePlan(
-            input=path,
-            output=output,
-            fmt=fmt,
-            height=src.height,
-            width=src.width,
-            bands=tuple(mapping.names),
-            gsd_m=mapping.gsd_m,
-            windows=sum(len(p) for _, p in plans),
-            grid="patch" if kind == "embed" else f"pixel, {len(plans)} stripe(s)",
-            peak_memory_bytes=estimate_peak_memory(
-                contract, plan, len(mapping.bands), options, kind
+        yield (
+            FilePlan(
+                input=path,
+                output=output,
+                fmt=fmt,
+                height=src.height,
+                width=src.width,
+                bands=tuple(mapping.names),
+                gsd_m=mapping.gsd_m,
+                windows=_window_count(plans),
+                grid="patch" if kind == "embed" else f"pixel, {len(plans)} stripe(s)",
+                peak_memory_bytes=estimate_peak_memory(
+                    contract, plan, len(mapping.bands), options, kind
+                ),
+                warnings=warnings,
             ),
-            warnings=warnings,
+            src,
+            mapping,
         )
 
 
@@ -294,7 +319,7 @@ def map_file(
     with src:
         _check_grid(src, fmt)
         plans = _plans(src, contract, options, kind)
-        windows = sum(len(plan) for _, plan in plans)
+        windows = _window_count(plans)
         if on_plan is not None:
             on_plan(windows)
         model = pool.model

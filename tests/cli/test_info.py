@@ -6,11 +6,14 @@ import json
 import shutil
 
 import pytest
+import rasterio
 from click.testing import CliRunner
 
 from gfmcli.api.info import describe_checkpoint, shipped_models
 from gfmcli.cli.main import cli
 from gfmcli.contract import contract_hash
+from gfmcli.engine import runner, tiling
+from gfmcli.io.reader import read_window
 from gfmcli.model.checkpoint import default_weights_dir, list_weights, read_checkpoint
 
 
@@ -102,3 +105,46 @@ def test_info_with_sensor_for_undescribed_bands_and_bad_paths(tiny_model, make_r
     first, second = _lines(mixed.stdout)
     assert first["kind"] == "checkpoint" and first["status"] == "ok"
     assert second["status"] == "failed" and "missing.tif" in second["message"]
+
+
+@pytest.mark.parametrize(
+    ("command", "task", "overlap"), [("predict", "segmentation", "8"), ("embed", "pretrain", "16")]
+)
+def test_info_dry_run_and_run_count_the_windows_a_run_reads(
+    tiny_checkpoint_factory, s2_scene, tmp_path, monkeypatch, command, task, overlap
+):
+    """``gfm info``, ``--dry-run`` and the run plan once (engine.runner.open_plan), so their
+    window counts are the windows the run reads, stripes (narrowed here to 40 columns) included;
+    gfm info describes a pretrained encoder's embeddings."""
+    monkeypatch.setattr(tiling, "STRIPE_WIDTH", 40)
+    src = str(s2_scene())
+    model = tiny_checkpoint_factory(tmp_path / f"{task}.pt", task)
+    options = ("-m", str(model), "--window", "32", "--overlap", overlap)
+    (described,) = _lines(_run("info", src, *options, "--no-timing", "--json").stdout)
+    out = str(tmp_path / "out.tif")
+    (planned,) = _lines(_run(command, src, *options, "-o", out, "--dry-run", "--json").stdout)
+    reads = []
+
+    def counted(*args, **kwargs):
+        reads.append(args[1])
+        return read_window(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "read_window", counted)
+    (done,) = _lines(_run(command, src, *options, "-o", out, "--json").stdout)
+    assert done["status"] == "ok"
+    assert described["command"] == command
+    assert described["windows"] == planned["windows"] == done["windows"] == len(reads)
+    if command == "predict":
+        assert described["grid"] == "pixel, 3 stripe(s)"  # 90 columns in stripes of 40
+
+
+def test_info_shows_the_scaling_the_value_checks_give_a_run(tiny_model, s2_scene, tmp_path):
+    """Float reflectance under the sensor's default DN scale is read as reflectance by a run;
+    gfm info reports that scale, not the default, since both come from one checked opening."""
+    src = str(s2_scene(dtype="float32"))
+    with rasterio.open(src, "r+") as dst:
+        dst.write(dst.read() / 10000)
+    args = ("info", src, "-m", str(tiny_model), "--no-timing", "--json")
+    (record,) = _lines(_run(*args, "--window", "32", "--overlap", "8").stdout)
+    assert [b["scale"] for b in record["bands"]] == [1.0] * 4
+    assert [b["offset"] for b in record["bands"]] == [0.0] * 4
