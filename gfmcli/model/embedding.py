@@ -26,7 +26,7 @@ from torch import nn
 
 from gfmcli.errors import BandContractError, ModelError
 from gfmcli.model.config import RADAR_INDEX_OFFSET, EncoderConfig
-from gfmcli.model.layers import init_weights, layer_norm, sincos_1d
+from gfmcli.model.layers import init_normal, init_weights, layer_norm, sincos_1d
 from gfmcli.model.pfm import PfmCache
 
 Wavelengths = torch.Tensor | Sequence[float]
@@ -247,7 +247,7 @@ class TokenGridEncoder(nn.Module):
             if embed is not None:
                 embed.init_weights()
         for token in (self.cls_token, self.band_cls_token, self.location_cls_token):
-            nn.init.normal_(token, std=0.02)
+            init_normal(token, std=0.02)
 
     def _embed(self, x: torch.Tensor, which: str) -> torch.Tensor:
         if x.ndim != 4:

@@ -19,7 +19,7 @@ from torch import nn
 
 from gfmcli.errors import ModelError
 from gfmcli.model.embedding import PosChanEmbed, TokenGridEncoder, Wavelengths
-from gfmcli.model.layers import init_weights, layer_norm
+from gfmcli.model.layers import init_normal, init_weights, layer_norm
 from gfmcli.model.less import less_blocks
 from gfmcli.model.pfm import PfmCache
 from gfmcli.model.registry import create_model
@@ -194,7 +194,7 @@ class HyperMAE(nn.Module):
             if head is not None:
                 head.apply(init_weights)
         for token in (self.mask_token, self.location_mask_token, self.band_mask_token):
-            nn.init.normal_(token, std=0.02)
+            init_normal(token, std=0.02)
 
     def _restore(
         self,

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from gfmcli.errors import BandContractError, ModelError
 from gfmcli.model.embedding import EncoderOutput, PatchEmbed, PosChanEmbed, pos_chan_embedding
-from gfmcli.model.layers import sincos_1d
+from gfmcli.model.layers import init_normal, sincos_1d
 from gfmcli.model.less import LessBlock, recombine_project
 from gfmcli.model.pfm import PfmCache, perception_field_mask
 from gfmcli.model.registry import create_model, get_config, list_models
@@ -420,3 +420,16 @@ def test_checkpoint_round_trip_keeps_channel_embedding(tmp_path) -> None:
     assert loaded.encoder.cfg.channel_embedding == "index"
     x, wl = torch.randn(1, 4, 16, 16), S2_WL[:4]
     torch.testing.assert_close(loaded(x, wl, 10.0), model(x, wl, 10.0))
+
+
+def test_init_normal_draws_like_torch_and_skips_meta_tensors():
+    torch.manual_seed(3)
+    expected = torch.nn.init.normal_(torch.empty(4, 5), std=0.02)
+    torch.manual_seed(3)
+    drawn = torch.empty(4, 5)
+    init_normal(drawn, std=0.02)
+    assert torch.equal(drawn, expected)
+    # Same seed, same next draw: a meta tensor consumed nothing from the generator.
+    torch.manual_seed(3)
+    init_normal(torch.empty(4, 5, device="meta"), std=0.02)
+    assert torch.equal(torch.nn.init.normal_(torch.empty(4, 5), std=0.02), expected)
