@@ -21,12 +21,42 @@ Kernels take arrays and scalars only (``nopython``, ``nogil`` so the runner can 
 worker thread while the GIL is free for reading and writing) and each has a NumPy reference with
 the same semantics, used by the parity tests and as documentation. Expected dtypes: ``acc``,
 ``pred``, ``weight`` and ``wsum`` float32, ``valid`` bool, outputs as documented per kernel.
+
+Compiled code is cached on disk (Numba's ``cache=True``): in ``$NUMBA_CACHE_DIR`` when set,
+else beside this file, else, when the package folder is read-only, in the user's cache folder
+(``~/.cache/numba``). Where none is writable (a read-only container without a writable home)
+Numba refuses to cache at all, at import; the kernels are then compiled in every process
+instead (about 1.5 s), rather than ``gfm`` failing to start.
+
+First calls: even with the code cached, a process's first kernel call sets up Numba's CPU
+target, about 0.4 s of Python that holds the GIL. :func:`warm_up` pays it with the argument
+types the mosaic passes, on a thread of its own (:func:`warm_up_in_background`), while the
+run's set-up reads and checks the input.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar, cast
+
 import numpy as np
 from numba import njit
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _kernel(func: F) -> F:
+    """``njit(nogil=True, cache=True)``, or uncached where Numba finds no writable cache
+    folder (it raises RuntimeError "cannot cache function ...: no locator available")."""
+    try:
+        return cast(F, njit(nogil=True, cache=True)(func))
+    except RuntimeError:
+        log.debug("no writable Numba cache folder; %s is compiled in this process", func.__name__)
+        return cast(F, njit(nogil=True)(func))
 
 
 def _ramp(n: int, overlap: int, taper_start: bool, taper_end: bool) -> np.ndarray:
@@ -67,7 +97,7 @@ def window_weights(
     return np.maximum(np.outer(rows, cols), floor).astype(np.float32)
 
 
-@njit(nogil=True, cache=True)
+@_kernel
 def accumulate(  # pragma: no cover - compiled
     acc: np.ndarray,
     wsum: np.ndarray,
@@ -130,7 +160,7 @@ def accumulate_numpy(
     acc[:, rows, cols] += np.where(mask, pred[:, i0:i1, j0:j1] * weight, np.float32(0))
 
 
-@njit(nogil=True, cache=True)
+@_kernel
 def normalize(  # pragma: no cover - compiled
     acc: np.ndarray, wsum: np.ndarray, out: np.ndarray, nodata: float
 ) -> None:
@@ -153,7 +183,7 @@ def normalize_numpy(acc: np.ndarray, wsum: np.ndarray, out: np.ndarray, nodata: 
     out[...] = np.where(covered, acc / safe, np.float32(nodata))
 
 
-@njit(nogil=True, cache=True)
+@_kernel
 def argmax_classes(  # pragma: no cover - compiled
     acc: np.ndarray,
     wsum: np.ndarray,
@@ -191,3 +221,31 @@ def argmax_classes_numpy(
     """NumPy reference for :func:`argmax_classes`."""
     covered = wsum > 0
     out_classes[...] = np.where(covered, np.argmax(acc, axis=0), nodata_value)
+
+
+def warm_up() -> None:
+    """Call every kernel once on 1-pixel arrays of the types :class:`~gfmcli.engine.mosaic.
+    StripMosaic` and :class:`~gfmcli.engine.mosaic.FinishedRows` pass (C-contiguous float32,
+    bool and uint8 arrays, int64 offsets and nodata, a float32 fill value), so their cached
+    machine code is loaded and the run's first calls find it ready."""
+    acc = np.zeros((1, 1, 1), np.float32)
+    wsum = np.zeros((1, 1), np.float32)
+    accumulate(acc, wsum, acc.copy(), wsum.copy(), np.ones((1, 1), bool), 0, 0)
+    normalize(acc, wsum, np.empty_like(acc), np.float32(0))
+    argmax_classes(acc, wsum, np.empty((1, 1), np.uint8), 255)
+
+
+def _warm_up_quietly() -> None:
+    try:
+        warm_up()
+    except Exception:  # the run's own first call raises it again, where it is reported
+        log.debug("warming up the blend kernels failed", exc_info=True)
+
+
+def warm_up_in_background() -> threading.Thread:
+    """Start :func:`warm_up` on a daemon thread and return it. A kernel called meanwhile waits
+    for Numba's compiler lock, so the warm-up never races the run; a failing warm-up is only
+    logged (debug), since the run's first call raises the same error where it is handled."""
+    thread = threading.Thread(target=_warm_up_quietly, name="gfm-blend-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -22,6 +22,7 @@ from rasterio.windows import Window
 
 from gfmcli.atomic import stale_partials
 from gfmcli.contract import ModelContract
+from gfmcli.engine.blend import warm_up_in_background
 from gfmcli.engine.inference import DevicePool
 from gfmcli.engine.options import FilePlan, FileResult, MapOptions
 from gfmcli.engine.runner import map_file, missing_outputs_sidecars, output_paths, plan_file
@@ -153,6 +154,10 @@ def run_jobs(
     """
     ranks = ranks or RankInfo()
     progress = progress or _Silent()
+    # Numba's first-call set-up (GIL-bound Python) overlaps the checks below, which spend most
+    # of their time in GDAL and NumPy with the GIL released, instead of the first windows'
+    # blend, where it would hold up the model threads.
+    warm_up_in_background()
     conflicts = input_conflicts(jobs, options, kind)
     if conflicts and not keep_going:
         raise next(iter(conflicts.values()))

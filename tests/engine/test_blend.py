@@ -1,6 +1,13 @@
-"""Blend weights and kernels: ramp shape, Numba/NumPy parity, nodata, hand-checked values."""
+"""Blend weights and kernels: ramp shape, Numba/NumPy parity, nodata, hand-checked values, the
+warm-up and the cache fallback."""
 
 from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -119,3 +126,63 @@ def test_argmax_ties_take_the_first_class():
     cls = np.empty((1, 2), np.uint8)
     blend.argmax_classes(acc, wsum, cls, 255)
     assert cls.tolist() == [[0, 0]]  # tie at zero: first class, like np.argmax
+
+
+_KERNELS = ("accumulate", "normalize", "argmax_classes")
+_SIGNATURES = """
+import json, sys
+from gfmcli import MapOptions, map_rasters
+from gfmcli.engine import blend
+
+def signatures():
+    return {k: sorted(str(s) for s in getattr(blend, k).signatures) for k in %r}
+
+blend.warm_up()
+warm = signatures()
+options = MapOptions(window=32, overlap=8, probabilities=True)
+map_rasters([sys.argv[1]], sys.argv[2], options, model=sys.argv[3])
+print(json.dumps([warm, signatures()]))
+"""
+
+
+def test_warm_up_loads_every_kernel_signature_a_run_calls(tiny_model, s2_scene, tmp_path):
+    # A fresh process: this one's kernels may have been called with other types already.
+    script = _SIGNATURES % (_KERNELS,)
+    cmd = [sys.executable, "-c", script, str(s2_scene()), str(tmp_path / "map.tif")]
+    proc = subprocess.run([*cmd, str(tiny_model)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warm, after_run = json.loads(proc.stdout.splitlines()[-1])
+    assert all(warm[k] for k in _KERNELS)  # each kernel loaded once
+    assert after_run == warm  # and the run needed no other argument types
+
+
+def test_kernels_work_without_a_writable_cache_folder(tmp_path):
+    # Only the NUMBA_CACHE_DIR locator, and no NUMBA_CACHE_DIR: Numba finds nowhere to cache,
+    # as in a read-only container without a writable home.
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["NUMBA_CACHE_LOCATOR_CLASSES"] = "UserProvidedCacheLocator"
+    script = (
+        "import numpy as np\n"
+        "from gfmcli.engine import blend\n"
+        "acc, wsum = np.zeros((2, 3, 3), np.float32), np.zeros((3, 3), np.float32)\n"
+        "pred, w, v = np.ones((2, 2, 2), np.float32), np.ones((2, 2), np.float32), "
+        "np.ones((2, 2), bool)\n"
+        "blend.accumulate(acc, wsum, pred, w, v, 1, 1)\n"
+        "print(acc.sum(), wsum.sum())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["8.0", "4.0"]
+
+
+def test_a_failed_warm_up_is_only_logged(monkeypatch, caplog):
+    def broken() -> None:
+        raise ValueError("no LLVM today")
+
+    monkeypatch.setattr(blend, "warm_up", broken)
+    with caplog.at_level(logging.DEBUG, logger="gfmcli.engine.blend"):
+        blend.warm_up_in_background().join(timeout=60)
+    assert "warming up the blend kernels failed" in caplog.text
+    assert "no LLVM today" in caplog.text
