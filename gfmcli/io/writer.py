@@ -213,6 +213,9 @@ class StagedRasterWriter:
             "RESAMPLING": overview_resampling.upper(),
             "OVERVIEWS": "IGNORE_EXISTING",
             "BIGTIFF": "IF_SAFER",
+            # The COG is made after the last window, when the model threads are idle: every core
+            # compresses (identical bytes; 2048^2 class map on 2 cores: 0.34-0.45 s -> 0.23-0.3 s).
+            "NUM_THREADS": "ALL_CPUS",
             **({"NBITS": str(nbits)} if nbits else {}),
             **self._user_options,
         }

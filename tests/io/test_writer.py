@@ -167,6 +167,24 @@ def test_overwrite_replaces_and_creation_options_pass_through(tmp_path):
         out.write((15, 0, 10, 30), np.ones((10, 30), "uint8"))
 
 
+def test_the_cog_is_compressed_on_every_core_into_the_same_bytes(tmp_path, monkeypatch):
+    threads = []
+    copy = writer_module.rasterio.shutil.copy
+
+    def spy(*args, **options):
+        threads.append(options.get("NUM_THREADS"))
+        return copy(*args, **options)
+
+    monkeypatch.setattr(writer_module.rasterio.shutil, "copy", spy)
+    data = _class_data()
+    for name, options in (("all.tif", None), ("one.tif", {"num_threads": "1"})):
+        with class_map_writer(tmp_path / name, GRID, CLASSES, creation_options=options) as out:
+            out.write((0, 0, GRID.height, GRID.width), data)
+            out.finalize()
+    assert threads == ["ALL_CPUS", "1"]  # --co NUM_THREADS still has the last word
+    assert (tmp_path / "all.tif").read_bytes() == (tmp_path / "one.tif").read_bytes()
+
+
 def test_bad_classes_and_unwritable_folder(tmp_path):
     with pytest.raises(OutputError, match="do not fit a uint8 map"):
         class_map_writer(tmp_path / "m.tif", GRID, (ClassInfo(255, "x"),))
