@@ -22,16 +22,18 @@ worker thread while the GIL is free for reading and writing) and each has a NumP
 the same semantics, used by the parity tests and as documentation. Expected dtypes: ``acc``,
 ``pred``, ``weight`` and ``wsum`` float32, ``valid`` bool, outputs as documented per kernel.
 
+Numba is imported, and each kernel made, on the kernel's first use (:class:`Kernel`), not when
+this module is imported: ``import numba`` alone is 0.2 s of a process's start, and its
+first-call set-up of the CPU target about 0.4 s more, both Python that holds the GIL.
+:func:`warm_up` pays them with the argument types the mosaic passes; ``run_jobs`` calls it on
+a thread while the input's checks run in GDAL and NumPy with the GIL released, so the first
+windows' blend finds the kernels ready.
+
 Compiled code is cached on disk (Numba's ``cache=True``): in ``$NUMBA_CACHE_DIR`` when set,
 else beside this file, else, when the package folder is read-only, in the user's cache folder
 (``~/.cache/numba``). Where none is writable (a read-only container without a writable home)
-Numba refuses to cache at all, at import; the kernels are then compiled in every process
-instead (about 1.5 s), rather than ``gfm`` failing to start.
-
-First calls: even with the code cached, a process's first kernel call sets up Numba's CPU
-target, about 0.4 s of Python that holds the GIL. :func:`warm_up` pays it with the argument
-types the mosaic passes, on a thread of its own (:func:`warm_up_in_background`), while the
-run's set-up reads and checks the input.
+Numba refuses to cache at all; the kernels are then compiled in every process instead (about
+1.5 s), rather than ``gfm`` failing.
 """
 
 from __future__ import annotations
@@ -39,24 +41,54 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
-from numba import njit
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., None])
 
 
-def _kernel(func: F) -> F:
-    """``njit(nogil=True, cache=True)``, or uncached where Numba finds no writable cache
-    folder (it raises RuntimeError "cannot cache function ...: no locator available")."""
+class Kernel:
+    """A function compiled with ``njit(nogil=True, cache=True)`` on its first call (from any
+    thread: the first caller compiles or loads it, the others wait), or without the cache
+    where Numba finds no writable cache folder (it raises RuntimeError "cannot cache function
+    ...: no locator available")."""
+
+    def __init__(self, func: Callable[..., None]) -> None:
+        self.py_func = func
+        self.__doc__ = func.__doc__
+        self._lock = threading.Lock()
+        self._dispatcher: Any = None
+
+    def dispatcher(self) -> Any:
+        """The Numba dispatcher (its ``signatures`` are the argument types compiled so far)."""
+        if self._dispatcher is None:
+            with self._lock:
+                if self._dispatcher is None:
+                    self._dispatcher = _compile(self.py_func)
+        return self._dispatcher
+
+    def __call__(self, *args: Any) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            dispatcher = self.dispatcher()
+        dispatcher(*args)
+
+
+def _compile(func: Callable[..., None]) -> Any:
+    from numba import njit
+
     try:
-        return cast(F, njit(nogil=True, cache=True)(func))
+        return njit(nogil=True, cache=True)(func)
     except RuntimeError:
         log.debug("no writable Numba cache folder; %s is compiled in this process", func.__name__)
-        return cast(F, njit(nogil=True)(func))
+        return njit(nogil=True)(func)
+
+
+def _kernel(func: F) -> F:
+    return cast(F, Kernel(func))
 
 
 def _ramp(n: int, overlap: int, taper_start: bool, taper_end: bool) -> np.ndarray:
@@ -226,26 +258,10 @@ def argmax_classes_numpy(
 def warm_up() -> None:
     """Call every kernel once on 1-pixel arrays of the types :class:`~gfmcli.engine.mosaic.
     StripMosaic` and :class:`~gfmcli.engine.mosaic.FinishedRows` pass (C-contiguous float32,
-    bool and uint8 arrays, int64 offsets and nodata, a float32 fill value), so their cached
-    machine code is loaded and the run's first calls find it ready."""
+    bool and uint8 arrays, int64 offsets and nodata, a float32 fill value), so Numba is
+    imported, their cached machine code loaded and the run's first calls find them ready."""
     acc = np.zeros((1, 1, 1), np.float32)
     wsum = np.zeros((1, 1), np.float32)
     accumulate(acc, wsum, acc.copy(), wsum.copy(), np.ones((1, 1), bool), 0, 0)
     normalize(acc, wsum, np.empty_like(acc), np.float32(0))
     argmax_classes(acc, wsum, np.empty((1, 1), np.uint8), 255)
-
-
-def _warm_up_quietly() -> None:
-    try:
-        warm_up()
-    except Exception:  # the run's own first call raises it again, where it is reported
-        log.debug("warming up the blend kernels failed", exc_info=True)
-
-
-def warm_up_in_background() -> threading.Thread:
-    """Start :func:`warm_up` on a daemon thread and return it. A kernel called meanwhile waits
-    for Numba's compiler lock, so the warm-up never races the run; a failing warm-up is only
-    logged (debug), since the run's first call raises the same error where it is handled."""
-    thread = threading.Thread(target=_warm_up_quietly, name="gfm-blend-warm-up", daemon=True)
-    thread.start()
-    return thread

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from rasterio.windows import Window
 
 from gfmcli.atomic import stale_partials
 from gfmcli.contract import ModelContract
-from gfmcli.engine.blend import warm_up_in_background
+from gfmcli.engine import blend
 from gfmcli.engine.inference import DevicePool
 from gfmcli.engine.options import FilePlan, FileResult, MapOptions
 from gfmcli.engine.runner import map_file, missing_outputs_sidecars, output_paths, plan_file
@@ -30,7 +32,7 @@ from gfmcli.engine.sinks import EMBEDDING_LAYER
 from gfmcli.errors import GfmError, OutputError, unexpected_error
 from gfmcli.io.output_lock import OutputLock
 from gfmcli.io.paths import is_gdal_path, should_skip_existing
-from gfmcli.io.writer import GDAL_ERRORS, check_writable
+from gfmcli.io.writer import GDAL_ERRORS, check_writable, cog_validator
 from gfmcli.model.tasks import GfmModel
 from gfmcli.runtime.devices import resolve_devices
 from gfmcli.runtime.distributed import ProcessGroup, RankInfo, device_spec_for_rank, shard
@@ -47,6 +49,33 @@ GDAL_CACHE_BYTES = 64 * 2**20
 def gdal_env() -> rasterio.Env:
     """The GDAL settings every predict/embed run (and its dry run) reads and writes under."""
     return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
+
+
+log = logging.getLogger(__name__)
+
+
+def _prepare() -> None:
+    try:
+        blend.warm_up()
+        cog_validator()
+    except Exception:  # the run's own first use raises it again, where it is reported
+        log.debug("preparing the blend kernels and the COG check failed", exc_info=True)
+
+
+def prepare_in_background() -> threading.Thread:
+    """Import and set up, on a daemon thread, what a run needs only after its first windows:
+    Numba and the blend kernels (:func:`~gfmcli.engine.blend.warm_up`, 0.6 s) and rio-cogeo's
+    COG check (0.2 s), all Python that holds the GIL.
+
+    Started before the devices and the first input's checks, which spend most of their time
+    in GDAL and NumPy with the GIL released, it runs on the core they leave idle instead of
+    before them or on the blend thread while the model threads run. A kernel or import used
+    meanwhile waits for it (Numba's and the import system's locks); a failure is only logged
+    (debug), since the run's own first use raises it again where it is handled.
+    """
+    thread = threading.Thread(target=_prepare, name="gfm-prepare", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass(frozen=True)
@@ -154,10 +183,7 @@ def run_jobs(
     """
     ranks = ranks or RankInfo()
     progress = progress or _Silent()
-    # Numba's first-call set-up (GIL-bound Python) overlaps the checks below, which spend most
-    # of their time in GDAL and NumPy with the GIL released, instead of the first windows'
-    # blend, where it would hold up the model threads.
-    warm_up_in_background()
+    prepare_in_background()
     conflicts = input_conflicts(jobs, options, kind)
     if conflicts and not keep_going:
         raise next(iter(conflicts.values()))

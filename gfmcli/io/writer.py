@@ -33,10 +33,10 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -46,7 +46,6 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
-from rio_cogeo.cogeo import cog_validate
 
 from gfmcli.atomic import partial_path, remove_with_prefix
 from gfmcli.errors import OutputError, UsageError, ValidationFailed
@@ -163,6 +162,15 @@ def _window_bounds(window: Any) -> tuple[int, int, int, int]:
     if isinstance(window, tuple):
         return tuple(int(v) for v in window)  # type: ignore[return-value]
     return int(window.row_off), int(window.col_off), int(window.height), int(window.width)
+
+
+def cog_validator() -> Callable[..., tuple[bool, list[str], list[str]]]:
+    """rio-cogeo's ``cog_validate``, imported when first needed: rio-cogeo builds pydantic
+    models and loads tile matrix sets at import (0.2 s), which a run needs only once its first
+    map is written; ``run_jobs`` imports it on a thread while the first input is checked."""
+    from rio_cogeo.cogeo import cog_validate
+
+    return cast(Callable[..., tuple[bool, list[str], list[str]]], cog_validate)
 
 
 class StagedRasterWriter:
@@ -291,7 +299,7 @@ class StagedRasterWriter:
                 raise self._failure("writing the COG", exc) from exc
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a bare pixel grid
-                _, errors, _ = cog_validate(str(self._cog), quiet=True)
+                _, errors, _ = cog_validator()(str(self._cog), quiet=True)
             errors = real_cog_errors(self._cog, errors)
             if errors:
                 raise ValidationFailed(f"{self.path}: not a valid COG: {'; '.join(errors)}")

@@ -143,7 +143,8 @@ def test_exception_or_interrupt_leaves_nothing(tmp_path):
 
 
 def test_invalid_cog_raises_and_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer_module, "cog_validate", lambda *a, **k: (False, ["bad IFD"], []))
+    invalid = lambda *a, **k: (False, ["bad IFD"], [])  # noqa: E731
+    monkeypatch.setattr(writer_module, "cog_validator", lambda: invalid)
     path = tmp_path / "map.tif"
     with (
         pytest.raises(ValidationFailed, match="not a valid COG: bad IFD"),
