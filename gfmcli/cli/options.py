@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,29 +123,53 @@ order_check_opt = click.option(
     help="Refuse inputs whose band-to-band correlations say the band order is wrong "
     "(reversed or shuffled stacks); --no-order-check when you know the order is right.",
 )
+
+
+def count_opt(
+    flag: str,
+    default: int | None,
+    help: str,
+    *,
+    minimum: int = 1,
+    maximum: int | None = None,
+    **kwargs: Any,
+) -> Callable[[Any], Any]:
+    """An integer option of at least ``minimum`` (sizes, counts, seeds) whose ``--help`` shows
+    its default and range, the same way for every command."""
+    return click.option(
+        flag,
+        type=click.IntRange(min=minimum, max=maximum),
+        default=default,
+        show_default=default is not None,
+        help=help,
+        **kwargs,
+    )
+
+
+def fraction_opt(flag: str, default: float, help: str) -> Callable[[Any], Any]:
+    """A fraction in [0, 1] with its default shown in ``--help``."""
+    return click.option(
+        flag, type=click.FloatRange(0, 1), default=default, show_default=True, help=help
+    )
+
+
 # Larger windows only cost memory (the blend weights alone are window^2 floats per class);
 # 8192 px is 16x the default and well past where bigger windows stop helping.
 MAX_WINDOW = 8192
-window_opt = click.option(
+window_opt = count_opt(
     "--window",
-    type=click.IntRange(min=1, max=MAX_WINDOW),
-    default=DEFAULT_WINDOW,
-    show_default=True,
-    help="Window size in pixels (a multiple of the model's patch size).",
+    DEFAULT_WINDOW,
+    "Window size in pixels (a multiple of the model's patch size).",
+    maximum=MAX_WINDOW,
 )
-overlap_opt = click.option(
+overlap_opt = count_opt(
     "--overlap",
-    type=click.IntRange(min=0),
-    default=DEFAULT_OVERLAP,
-    show_default=True,
-    help="Overlap between neighbouring windows in pixels; blended with a cosine ramp.",
+    DEFAULT_OVERLAP,
+    "Overlap between neighbouring windows in pixels; blended with a cosine ramp.",
+    minimum=0,
 )
-batch_size_opt = click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Windows per model call (per device).",
+batch_size_opt = count_opt(
+    "--batch-size", DEFAULT_BATCH_SIZE, "Windows per model call (per device)."
 )
 device_opt = click.option(
     "--device",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from gfmcli.cli import options as opt
 from gfmcli.cli.report import echo_json
 
 
@@ -57,35 +58,14 @@ def _load_classes(value: str | None) -> tuple[dict, ...]:
     help="Class list: a TOML file of [[classes]] id/name/color, or 'landcover'.",
 )
 @click.option("--regression", is_flag=True, help="Labels are numeric targets, not class ids.")
-@click.option(
-    "--size",
-    default=128,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Chip size in pixels.",
+@opt.count_opt("--size", 128, "Chip size in pixels.")
+@opt.count_opt("--stride", None, "Chip step in pixels [default: --size].")
+@opt.sensor_opt
+@opt.bands_opt
+@opt.fraction_opt(
+    "--min-valid", 0.5, "Skip chips with a smaller fraction of valid pixels (inside the raster)."
 )
-@click.option(
-    "--stride",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Chip step in pixels [default: --size].",
-)
-@click.option("--sensor", help="Sensor of the rasters (see `gfm sensors`).")
-@click.option("--bands", help="Comma-separated band names of the file's bands, in file order.")
-@click.option(
-    "--min-valid",
-    default=0.5,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Skip chips with a smaller fraction of valid pixels (inside the raster).",
-)
-@click.option(
-    "--min-labelled",
-    default=0.1,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Skip chips with a smaller fraction of labelled pixels.",
-)
+@opt.fraction_opt("--min-labelled", 0.1, "Skip chips with a smaller fraction of labelled pixels.")
 @click.option(
     "--split",
     "split_text",
@@ -93,27 +73,13 @@ def _load_classes(value: str | None) -> tuple[dict, ...]:
     show_default=True,
     help="train,val,test fractions of spatial blocks.",
 )
-@click.option(
-    "--block-size",
-    default=4,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Spatial block edge in chips; a block goes to one split as a whole.",
+@opt.count_opt(
+    "--block-size", 4, "Spatial block edge in chips; a block goes to one split as a whole."
 )
-@click.option(
-    "--buffer",
-    default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Drop training chips within this many chips of a val/test chip.",
+@opt.count_opt(
+    "--buffer", 0, "Drop training chips within this many chips of a val/test chip.", minimum=0
 )
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 2**32 - 1),
-    help="Seed of the block assignment.",
-)
+@opt.count_opt("--seed", 0, "Seed of the block assignment.", minimum=0, maximum=2**32 - 1)
 @click.option("--overwrite", is_flag=True, help="Replace an existing chip folder.")
 @click.option(
     "--json",
@@ -162,7 +128,7 @@ def tile(
         size=size,
         stride=size if stride is None else stride,
         sensor=sensor,
-        bands=tuple(b.strip() for b in bands.split(",")) if bands else None,
+        bands=bands,
         min_valid=min_valid,
         min_labelled=min_labelled,
         fractions=parse_fractions(split_text),

@@ -50,3 +50,50 @@ def test_help_does_not_import_the_library():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _option(command: str, flag: str):
+    import click
+
+    found = cli.get_command(click.Context(cli), command)
+    return next(p for p in found.params if flag in p.opts)
+
+
+@pytest.mark.parametrize("flag", ["--sensor", "--bands"])
+def test_the_input_band_options_are_one_definition(flag):
+    """tile, predict, embed and info name an input's sensor and bands with the same option
+    (cli/options.py), so they parse and explain them alike."""
+    first, *others = (_option(c, flag) for c in ("predict", "embed", "info", "tile"))
+    for other in others:
+        assert (other.help, type(other.type), other.default) == (
+            first.help,
+            type(first.type),
+            first.default,
+        )
+
+
+def test_tile_takes_bands_like_predict(runner, tmp_path):
+    assert _option("tile", "--bands").type.convert(" B02, B03 ,B04", None, None) == (
+        "B02",
+        "B03",
+        "B04",
+    )
+    result = runner.invoke(cli, ["tile", "x.tif", "-o", str(tmp_path / "c"), "--bands", " , "])
+    assert result.exit_code == 2 and "give at least one band name" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "low", "high", "default"),
+    [
+        ("predict", "--window", 1, 8192, 512),
+        ("predict", "--overlap", 0, None, 64),
+        ("tile", "--size", 1, None, 128),
+        ("tile", "--stride", 1, None, None),
+        ("tile", "--buffer", 0, None, 0),
+        ("tile", "--seed", 0, 2**32 - 1, 0),
+    ],
+)
+def test_count_options_keep_their_ranges_and_defaults(command, flag, low, high, default):
+    option = _option(command, flag)
+    assert (option.type.min, option.type.max, option.default) == (low, high, default)
+    assert bool(option.show_default) == (default is not None)
