@@ -31,7 +31,8 @@ class GfmError(Exception):
 class UsageError(GfmError, ValueError):
     """The call itself cannot run: no inputs at all, options that contradict each other, or an
     option value the command cannot take (out of range, refused by GDAL), found before any work
-    starts. The CLI shows it as click's usage error (exit code 2)."""
+    starts. The CLI shows it as one ``gfm: error:`` line naming the command's ``--help``, the
+    way it shows click's own usage errors (exit code 2)."""
 
     exit_code = 2
 

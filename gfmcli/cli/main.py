@@ -1,9 +1,10 @@
 """The ``gfm`` command line: a click group whose commands parse, call one library function, report.
 
 Errors: every ``GfmError`` becomes one line on stderr (``gfm: error: ...``) and its exit code
-(see ``gfmcli.errors``); any other exception becomes one line that points at ``--debug`` (exit
-1); ``--debug`` prints the traceback first and keeps the exit code. Library imports (torch, numba,
-rasterio) happen inside the commands so that ``gfm --help`` stays instant.
+(see ``gfmcli.errors``), and so do click's usage errors (exit 2; a usage error's line ends by
+naming the command's ``--help``); any other exception becomes one line that points at
+``--debug`` (exit 1); ``--debug`` prints the traceback first and keeps the exit code. Library
+imports (torch, numba, rasterio) happen inside the commands so that ``gfm --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import traceback
 import click
 
 from gfmcli._version import __version__
-from gfmcli.errors import EXIT_INTERRUPTED, GfmError, unexpected_error
+from gfmcli.errors import EXIT_INTERRUPTED, GfmError, UsageError, unexpected_error
 
 log = logging.getLogger("gfmcli")
 
@@ -53,11 +54,25 @@ class GfmGroup(click.Group):
             return getattr(importlib.import_module(module_name), attribute)
         return super().get_command(ctx, cmd_name)
 
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _HELP_INSTEAD:
+            raise  # plain `gfm`: click prints the help
+        except click.ClickException as exc:  # an unknown option of gfm itself
+            _echo_click_error(exc, info_name or "gfm")
+            raise click.exceptions.Exit(exc.exit_code) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise  # click prints usage errors itself (exit 2) and carries ctx.exit codes
+        except _HELP_INSTEAD:
+            raise
+        except click.ClickException as exc:  # a command's unknown option, bad value, ...
+            _echo_click_error(exc, _command_path(ctx))
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise  # ctx.exit codes
         except GfmError as exc:
             self._report(ctx, exc, exc)
         except KeyboardInterrupt:
@@ -72,8 +87,31 @@ class GfmGroup(click.Group):
         exit with its code; ``--debug`` never changes the exit code."""
         if ctx.obj and ctx.obj.get("debug"):
             traceback.print_exception(original, file=sys.stderr)
-        click.echo(f"gfm: error: {error}", err=True)
+        hint = _help_hint(_command_path(ctx)) if isinstance(error, UsageError) else ""
+        click.echo(f"gfm: error: {error}{hint}", err=True)
         ctx.exit(error.exit_code)
+
+
+# click >= 8.2 raises this for a group called without arguments; its show() prints the help.
+_HELP_INSTEAD = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _command_path(ctx: click.Context) -> str:
+    """``gfm predict`` while a subcommand runs (the group's context), else ``gfm``."""
+    return " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+
+
+def _help_hint(command_path: str) -> str:
+    return f" (see '{command_path} --help')"
+
+
+def _echo_click_error(exc: click.ClickException, command_path: str) -> None:
+    """click's own errors (unknown option, bad value, missing argument: usage errors, exit 2)
+    as gfm's one ``gfm: error:`` line, not click's usage block."""
+    hint = ""
+    if isinstance(exc, click.UsageError):
+        hint = _help_hint(exc.ctx.command_path if exc.ctx is not None else command_path)
+    click.echo(f"gfm: error: {exc.format_message().rstrip('.')}{hint}", err=True)
 
 
 @click.group(cls=GfmGroup, context_settings={"help_option_names": ["-h", "--help"]})

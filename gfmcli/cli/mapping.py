@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from gfmcli.cli.report import Reporter, echo_json, plan_record
-from gfmcli.errors import InputError, UsageError
+from gfmcli.errors import InputError
 
 # Parsed options that steer the run; every other option is a field of MapOptions.
 _RUN_KEYS = (
@@ -176,8 +176,6 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
             stdin=sys.stdin,
             name_template=request.name_template,
         )
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from None
     finally:
         bars.close()
     if request.dry_run:

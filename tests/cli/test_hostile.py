@@ -68,13 +68,12 @@ def assert_fails(proc, code: int, *fragments: str, errors: int = 1) -> None:
 
 
 def assert_usage_error(proc, fragment: str) -> None:
-    """Exit 2, no traceback, one error line with ``fragment`` (click's ``Error:`` format for
-    option values, ``gfm: error:`` for the ones gfm finds)."""
+    """Exit 2, no traceback, and stderr one ``gfm: error:`` line with ``fragment`` (whether
+    click or gfm found the error)."""
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    lines = [
-        line for line in proc.stderr.splitlines() if line.startswith(("Error:", "gfm: error:"))
-    ]
-    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gfm: error:"), proc.stderr
+    assert fragment in lines[0], proc.stderr
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -97,3 +97,37 @@ def test_count_options_keep_their_ranges_and_defaults(command, flag, low, high, 
     option = _option(command, flag)
     assert (option.type.min, option.type.max, option.default) == (low, high, default)
     assert bool(option.show_default) == (default is not None)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment", "command"),
+    [
+        (["predict", "a.tif", "-o", "b.tif", "--window", "0"], "'--window': 0 is not", "predict"),
+        (["embed", "a.tif", "-o", "b.tif", "--bogus"], "No such option '--bogus'", "embed"),
+        (["predict"], "Missing argument 'INPUT...'", "predict"),
+        (["tile", "a.tif", "-o", "c", "--size", "0"], "'--size': 0 is not", "tile"),
+        (["tile", "a.tif", "-o", "c", "--split", "1,2"], "--split '1,2': expected", "tile"),
+        (
+            ["predict", "a.tif", "-o", "b.tif", "--name-template", "{x}"],
+            "--name-template",
+            "predict",
+        ),
+        (["--bogus"], "No such option '--bogus'", ""),
+        (["bogus"], "No such command 'bogus'", ""),
+    ],
+)
+def test_usage_errors_are_one_gfm_error_line_with_exit_2(args, fragment, command):
+    """Whether click (option parsing) or gfm (a value it checks) finds it, a usage error is one
+    ``gfm: error:`` line naming the command's --help (docs/cli.md), and exit code 2."""
+    result = CliRunner().invoke(cli, args, prog_name="gfm")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    help_of = " ".join(filter(None, ("gfm", command)))
+    assert line.startswith("gfm: error: ") and line.endswith(f" (see '{help_of} --help')")
+    assert fragment in line
+
+
+def test_gfm_alone_still_prints_its_help():
+    result = CliRunner().invoke(cli, [], prog_name="gfm")
+    assert "Usage: gfm [OPTIONS] COMMAND" in result.output and "gfm: error" not in result.output
