@@ -55,6 +55,8 @@ FLOOR_REPEATS = 3
 
 
 def make_checkpoint(path: Path, head: dict | None = None, **encoder) -> Path:
+    """A random-weight (seed 0) 5-class Sentinel-2 segmentation checkpoint; ``head`` holds the
+    head's size options (width, min_width, pixel_dim) and ``encoder`` the encoder overrides."""
     from gfmcli.contract import BandInfo, ClassInfo, ModelContract
     from gfmcli.model.checkpoint import save_checkpoint
     from gfmcli.model.tasks import build_model, model_config_for
@@ -62,7 +64,7 @@ def make_checkpoint(path: Path, head: dict | None = None, **encoder) -> Path:
 
     torch.manual_seed(0)
     config = model_config_for(
-        "less_vit_tiny", "segmentation", num_outputs=5, encoder_overrides=encoder
+        "less_vit_tiny", "segmentation", num_outputs=5, encoder_overrides=encoder, **(head or {})
     )
     s2 = get_sensor("sentinel2-l2a")
     bands = tuple(
