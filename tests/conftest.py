@@ -246,6 +246,35 @@ def radar_chips() -> Callable[[Path], Path]:
     return _radar_chips
 
 
+def _gfm(*args: object, input: str | None = None, quiet: bool = True):
+    from click.testing import CliRunner
+
+    from gfmcli.cli.main import cli
+
+    argv = [*(["-q"] if quiet else []), *map(str, args)]
+    return CliRunner().invoke(cli, argv, input=input, catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def gfm() -> Callable[..., Any]:
+    """``gfm(*args, input=None, quiet=True)``: ``gfm -q ARGS`` in this process (click's runner;
+    arguments may be paths; exceptions not caught, so a bug fails with its traceback). Returns
+    click's result (``exit_code``, ``stdout``, ``stderr``, ``output``)."""
+    return _gfm
+
+
+@pytest.fixture(scope="session")
+def predict_tiny(tiny_model) -> Callable[..., Any]:
+    """``predict_tiny(*args, input=None, quiet=True)``: :func:`gfm` running ``predict`` with the
+    tiny model and 32 px windows, overlap 8 (small scenes get several windows)."""
+
+    def run(*args: object, input: str | None = None, quiet: bool = True):
+        base = ("predict", "-m", tiny_model, "--window", "32", "--overlap", "8")
+        return _gfm(*base, *args, input=input, quiet=quiet)
+
+    return run
+
+
 @pytest.fixture
 def runner():
     """A click ``CliRunner`` for ``gfm`` commands."""

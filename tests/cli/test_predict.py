@@ -11,59 +11,23 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from click.testing import CliRunner
 from rasterio.env import get_gdal_config
 from rio_cogeo.cogeo import cog_validate
 
 import gfmcli.engine.jobs as jobs
 from gfmcli import map_rasters
-from gfmcli.cli.main import cli
-from gfmcli.contract import ClassInfo
 from gfmcli.engine.inference import DevicePool
 from gfmcli.engine.options import MapOptions
 from gfmcli.model.checkpoint import load_checkpoint
 
 BANDS = ("B02", "B03", "B04", "B08")
-CLASSES = (
-    ClassInfo(0, "water", (0, 0, 255)),
-    ClassInfo(1, "trees", (0, 128, 0)),
-    ClassInfo(2, "other", (200, 200, 0)),
-)
+WINDOW_32_8 = ("--window", "32", "--overlap", "8")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tiny_checkpoint_factory) -> Path:
-    return tiny_checkpoint_factory(tmp_path_factory.mktemp("model") / "tiny.pt")
-
-
-@pytest.fixture
-def scene(make_raster, tmp_path):
-    """A 70 x 90 four-band uint16 S2-like scene with a nodata corner (DN 0)."""
-
-    def make(name: str = "scene.tif", **kwargs) -> Path:
-        rng = np.random.default_rng(len(name))
-        data = rng.integers(1000, 4000, (4, 70, 90)).astype("uint16")
-        data[:, :10, :12] = 0
-        kwargs.setdefault("descriptions", BANDS)
-        return make_raster(tmp_path, name, data=data, nodata=0, **kwargs)
-
-    return make
-
-
-def _invoke(*args: str, input: str | None = None):
-    return CliRunner().invoke(cli, ["-q", *args], input=input, catch_exceptions=False)
-
-
-def _predict(checkpoint: Path, *args: str, input: str | None = None):
-    return _invoke(
-        "predict", "-m", str(checkpoint), "--window", "32", "--overlap", "8", *args, input=input
-    )
-
-
-def test_predict_writes_a_valid_cog_with_the_contract(checkpoint, scene, tmp_path):
-    src = scene()
+def test_predict_writes_a_valid_cog_with_the_contract(predict_tiny, s2_scene, tmp_path):
+    src = s2_scene()
     out = tmp_path / "maps" / "map.tif"
-    result = _predict(checkpoint, str(src), "-o", str(out))
+    result = predict_tiny(str(src), "-o", str(out))
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str(out)
     valid, errors, _ = cog_validate(str(out), quiet=True)
@@ -82,9 +46,11 @@ def test_predict_writes_a_valid_cog_with_the_contract(checkpoint, scene, tmp_pat
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_map_does_not_depend_on_batch_size_or_device_count(checkpoint, scene, tmp_path, precision):
-    src = scene()
-    model, contract = load_checkpoint(checkpoint)
+def test_map_does_not_depend_on_batch_size_or_device_count(
+    tiny_model, s2_scene, tmp_path, precision
+):
+    src = s2_scene()
+    model, contract = load_checkpoint(tiny_model)
     maps = []
     for batch_size, devices in ((1, 1), (3, 1), (2, 2)):
         out = tmp_path / f"map-{batch_size}-{devices}.tif"
@@ -109,7 +75,7 @@ def test_map_does_not_depend_on_batch_size_or_device_count(checkpoint, scene, tm
 
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_runs_read_under_a_block_cache_of_megabytes(
-    checkpoint, scene, tmp_path, monkeypatch, dry_run
+    predict_tiny, s2_scene, tmp_path, monkeypatch, dry_run
 ):
     # GDAL's effective cache size, read back while a file is being mapped (or planned): an
     # integer GDAL_CACHEMAX is bytes to rasterio, so 64 would leave GDAL a 64-byte cache.
@@ -122,35 +88,31 @@ def test_runs_read_under_a_block_cache_of_megabytes(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(jobs, name, spy)
-    result = _predict(
-        checkpoint,
-        str(scene()),
-        "-o",
-        str(tmp_path / "map.tif"),
-        *(["--dry-run"] if dry_run else []),
+    result = predict_tiny(
+        s2_scene(), "-o", tmp_path / "map.tif", *(["--dry-run"] if dry_run else [])
     )
     assert result.exit_code == 0, result.output
     assert seen == [jobs.GDAL_CACHE_BYTES]
     assert jobs.GDAL_CACHE_BYTES >= 32 * 2**20
 
 
-def test_folder_mode_resume_and_overwrite(checkpoint, scene, tmp_path):
-    a, b = scene("a.tif"), scene("b.tif")
+def test_folder_mode_resume_and_overwrite(predict_tiny, s2_scene, tmp_path):
+    a, b = s2_scene("a.tif"), s2_scene("b.tif")
     out = tmp_path / "maps"
-    assert _predict(checkpoint, str(a), str(b), "-o", str(out)).exit_code == 0
+    assert predict_tiny(str(a), str(b), "-o", str(out)).exit_code == 0
     first = (out / "a.tif").stat().st_mtime_ns
-    result = _predict(checkpoint, str(a.parent), "-o", str(out))
+    result = predict_tiny(str(a.parent), "-o", str(out))
     assert result.exit_code == 0  # nothing rewritten; the finished maps are listed
     assert result.stdout.split() == [str(out / "a.tif"), str(out / "b.tif")]
     assert (out / "a.tif").stat().st_mtime_ns == first
-    result = _predict(checkpoint, str(a), "-o", str(out), "--overwrite")
+    result = predict_tiny(str(a), "-o", str(out), "--overwrite")
     assert result.exit_code == 0 and (out / "a.tif").stat().st_mtime_ns != first
 
 
-def test_paths_from_stdin_and_probabilities(checkpoint, scene, tmp_path):
-    a = scene("a.tif")
+def test_paths_from_stdin_and_probabilities(predict_tiny, s2_scene, tmp_path):
+    a = s2_scene("a.tif")
     out = tmp_path / "maps"
-    result = _predict(checkpoint, "-", "-o", str(out), "--probabilities", input=f"{a}\n\n")
+    result = predict_tiny("-", "-o", str(out), "--probabilities", input=f"{a}\n\n")
     assert result.exit_code == 0, result.output
     with rasterio.open(out / "a.probs.tif") as d:
         probs = d.read()
@@ -160,46 +122,18 @@ def test_paths_from_stdin_and_probabilities(checkpoint, scene, tmp_path):
     assert (probs[:, :10, :12] == 255).all()
 
 
-def test_keep_going_reports_bad_inputs_and_maps_the_rest(checkpoint, scene, tmp_path):
-    good = scene("good.tif")
+def test_keep_going_reports_bad_inputs_and_maps_the_rest(
+    gfm, predict_tiny, tiny_model, s2_scene, tmp_path
+):
+    good = s2_scene("good.tif")
     bad = tmp_path / "bad.tif"
     bad.write_text("not a raster")
     out = tmp_path / "maps"
-    runner = CliRunner()
-    result = runner.invoke(
-        cli,
-        [
-            "-q",
-            "predict",
-            "-m",
-            str(checkpoint),
-            "--window",
-            "32",
-            "--overlap",
-            "8",
-            str(bad),
-            str(good),
-            "-o",
-            str(out),
-            "--keep-going",
-        ],
-    )
+    result = predict_tiny(bad, good, "-o", out, "--keep-going")
     assert result.exit_code == 1
     assert (out / "good.tif").exists() and not (out / "bad.tif").exists()
     assert "bad.tif" in result.stderr and "Traceback" not in result.output
-    result = runner.invoke(
-        cli,
-        [
-            "-q",
-            "predict",
-            "-m",
-            str(checkpoint),
-            str(bad),
-            str(good),
-            "-o",
-            str(tmp_path / "other"),
-        ],
-    )
+    result = gfm("predict", "-m", tiny_model, bad, good, "-o", tmp_path / "other")
     assert result.exit_code == 3
     assert not (tmp_path / "other" / "good.tif").exists(), "without --keep-going the run stops"
 
@@ -218,18 +152,18 @@ def test_keep_going_reports_bad_inputs_and_maps_the_rest(checkpoint, scene, tmp_
     ],
 )
 def test_bad_inputs_give_one_clear_line(
-    tiny_checkpoint_factory, checkpoint, scene, make_raster, tmp_path, case, code, words
+    gfm, tiny_checkpoint_factory, tiny_model, s2_scene, make_raster, tmp_path, case, code, words
 ):
-    src = scene()
-    model = checkpoint
+    src = s2_scene()
+    model = tiny_model
     output = tmp_path / "out.tif"
     extra: list[str] = []
     if case == "missing":
         src = tmp_path / "nope.tif"
     elif case == "no_crs":
-        src = scene("nocrs.tif", crs=None)
+        src = s2_scene("nocrs.tif", crs=None)
     elif case == "no_descriptions":
-        src = scene("plain.tif", descriptions=None)
+        src = s2_scene("plain.tif", descriptions=None)
     elif case == "unknown_sensor":
         extra = ["--sensor", "sentinel7"]
     elif case == "all_nodata":
@@ -240,12 +174,10 @@ def test_bad_inputs_give_one_clear_line(
         output = src
     elif case == "corrupt_model":
         model = tmp_path / "tiny.pt"
-        model.write_bytes(checkpoint.read_bytes()[:500])
+        model.write_bytes(tiny_model.read_bytes()[:500])
     elif case == "pretrain_model":
         model = tiny_checkpoint_factory(tmp_path / "pre.pt", task="pretrain")
-    result = CliRunner().invoke(
-        cli, ["-q", "predict", "-m", str(model), str(src), "-o", str(output), *extra]
-    )
+    result = gfm("predict", "-m", model, src, "-o", output, *extra)
     assert result.exit_code == code, result.output
     message = result.stderr.strip()
     assert message.startswith("gfm: error:") and len(message.splitlines()) == 1
@@ -255,21 +187,19 @@ def test_bad_inputs_give_one_clear_line(
         assert not output.exists()
 
 
-def test_unwritable_output_fails_before_work(checkpoint, scene, tmp_path):
+def test_unwritable_output_fails_before_work(gfm, tiny_model, s2_scene, tmp_path):
     if os.geteuid() == 0:
         target = Path("/proc/gfm-cannot-write/map.tif")
     else:  # pragma: no cover - depends on the user running the tests
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         target = locked / "map.tif"
-    result = CliRunner().invoke(
-        cli, ["-q", "predict", "-m", str(checkpoint), str(scene()), "-o", str(target)]
-    )
+    result = gfm("predict", "-m", tiny_model, s2_scene(), "-o", target)
     assert result.exit_code == 5, result.output
     assert "cannot write" in result.stderr
 
 
-def test_interrupted_write_leaves_nothing(checkpoint, scene, tmp_path, monkeypatch):
+def test_interrupted_write_leaves_nothing(predict_tiny, s2_scene, tmp_path, monkeypatch):
     from gfmcli.engine import sinks
 
     def explode(self, payload):
@@ -277,29 +207,14 @@ def test_interrupted_write_leaves_nothing(checkpoint, scene, tmp_path, monkeypat
 
     monkeypatch.setattr(sinks.ClassMapSink, "write", explode)
     out = tmp_path / "maps" / "map.tif"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "-q",
-            "predict",
-            "-m",
-            str(checkpoint),
-            str(scene()),
-            "-o",
-            str(out),
-            "--window",
-            "32",
-            "--overlap",
-            "8",
-        ],
-    )
+    result = predict_tiny(s2_scene(), "-o", out)
     assert result.exit_code == 130
     assert not out.parent.exists(), "nothing written, and no empty output folder left"
 
 
-def test_dry_run_plans_without_writing(checkpoint, scene, tmp_path):
+def test_dry_run_plans_without_writing(predict_tiny, s2_scene, tmp_path):
     out = tmp_path / "maps"
-    result = _predict(checkpoint, str(scene()), "-o", str(out), "--dry-run")
+    result = predict_tiny(str(s2_scene()), "-o", str(out), "--dry-run")
     assert result.exit_code == 0, result.output
     assert (
         "windows" in result.output and "MiB" in result.output and "B02,B03,B04,B08" in result.output
@@ -307,11 +222,11 @@ def test_dry_run_plans_without_writing(checkpoint, scene, tmp_path):
     assert not list(out.glob("*.tif"))
 
 
-def test_gpkg_output_has_named_classes_and_areas(checkpoint, scene, tmp_path):
+def test_gpkg_output_has_named_classes_and_areas(predict_tiny, s2_scene, tmp_path):
     import geopandas as gpd
 
     out = tmp_path / "map.gpkg"
-    assert _predict(checkpoint, str(scene()), "-o", str(out)).exit_code == 0
+    assert predict_tiny(str(s2_scene()), "-o", str(out)).exit_code == 0
     frame = gpd.read_file(out)
     assert set(frame.columns) >= {"class_id", "class_name", "area_m2", "geometry"}
     assert set(frame["class_name"]) <= {"water", "trees", "other"}
@@ -320,21 +235,10 @@ def test_gpkg_output_has_named_classes_and_areas(checkpoint, scene, tmp_path):
     assert frame["area_m2"].sum() == pytest.approx((70 * 90 - 120) * 100.0 / 0.9996**2, rel=1e-4)
 
 
-def test_embed_writes_patch_grid_embeddings(checkpoint, scene, tmp_path):
-    src = scene()
+def test_embed_writes_patch_grid_embeddings(gfm, tiny_model, s2_scene, tmp_path):
+    src = s2_scene()
     out = tmp_path / "emb.tif"
-    result = _invoke(
-        "embed",
-        "-m",
-        str(checkpoint),
-        str(src),
-        "-o",
-        str(out),
-        "--window",
-        "32",
-        "--overlap",
-        "16",
-    )
+    result = gfm("embed", "-m", tiny_model, src, "-o", out, "--window", "32", "--overlap", "16")
     assert result.exit_code == 0, result.output
     with rasterio.open(src) as s, rasterio.open(out) as d:
         assert d.shape == (5, 6)  # ceil(70/16), ceil(90/16)
@@ -345,24 +249,13 @@ def test_embed_writes_patch_grid_embeddings(checkpoint, scene, tmp_path):
     assert cog_validate(str(out), quiet=True)[0]
 
 
-def test_embed_rejects_windows_off_the_patch_grid(checkpoint, scene, tmp_path):
-    result = _invoke(
-        "embed",
-        "-m",
-        str(checkpoint),
-        str(scene()),
-        "-o",
-        str(tmp_path / "e.tif"),
-        "--window",
-        "32",
-        "--overlap",
-        "8",
-    )
+def test_embed_rejects_windows_off_the_patch_grid(gfm, tiny_model, s2_scene, tmp_path):
+    result = gfm("embed", "-m", tiny_model, s2_scene(), "-o", tmp_path / "e.tif", *WINDOW_32_8)
     assert result.exit_code == 2  # a usage error, found before any input is read
     assert "--overlap 8 must be a multiple of the patch size 16" in result.stderr
 
 
-def test_cli_runs_as_a_real_subprocess(checkpoint, scene, tmp_path):
+def test_cli_runs_as_a_real_subprocess(tiny_model, s2_scene, tmp_path):
     out = tmp_path / "map.tif"
     proc = subprocess.run(
         [
@@ -371,8 +264,8 @@ def test_cli_runs_as_a_real_subprocess(checkpoint, scene, tmp_path):
             "gfmcli.cli",
             "predict",
             "-m",
-            str(checkpoint),
-            str(scene()),
+            str(tiny_model),
+            str(s2_scene()),
             "-o",
             str(out),
             "--window",
@@ -390,8 +283,8 @@ def test_cli_runs_as_a_real_subprocess(checkpoint, scene, tmp_path):
     assert cog_validate(str(out), quiet=True)[0]
 
 
-def test_torchrun_splits_inputs_over_ranks(checkpoint, scene, tmp_path):
-    inputs = [str(scene(f"s{i}.tif")) for i in range(3)]
+def test_torchrun_splits_inputs_over_ranks(tiny_model, s2_scene, tmp_path):
+    inputs = [str(s2_scene(f"s{i}.tif")) for i in range(3)]
     out = tmp_path / "maps"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -408,7 +301,7 @@ def test_torchrun_splits_inputs_over_ranks(checkpoint, scene, tmp_path):
             "-q",
             "predict",
             "-m",
-            str(checkpoint),
+            str(tiny_model),
             *inputs,
             "-o",
             str(out),
@@ -430,13 +323,15 @@ def test_torchrun_splits_inputs_over_ranks(checkpoint, scene, tmp_path):
     assert sorted(proc.stdout.split()) == sorted(str(out / f"s{i}.tif") for i in range(3))
 
 
-def test_embed_gpkg_vectors_are_window_means_of_the_patch_embeddings(checkpoint, scene, tmp_path):
+def test_embed_gpkg_vectors_are_window_means_of_the_patch_embeddings(
+    gfm, tiny_model, s2_scene, tmp_path
+):
     import geopandas as gpd
 
-    src = scene()
-    common = ["-m", str(checkpoint), str(src), "--window", "32", "--overlap", "0"]
-    assert _invoke("embed", *common, "-o", str(tmp_path / "e.tif")).exit_code == 0
-    result = _invoke("embed", *common, "-o", str(tmp_path / "e.gpkg"))
+    src = s2_scene()
+    common = ["-m", tiny_model, src, "--window", "32", "--overlap", "0"]
+    assert gfm("embed", *common, "-o", tmp_path / "e.tif").exit_code == 0
+    result = gfm("embed", *common, "-o", tmp_path / "e.gpkg")
     assert result.exit_code == 0, result.output
     frame = gpd.read_file(tmp_path / "e.gpkg")
     with rasterio.open(tmp_path / "e.tif") as d, rasterio.open(src) as s:
@@ -455,21 +350,10 @@ def test_embed_gpkg_vectors_are_window_means_of_the_patch_embeddings(checkpoint,
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_regression_model_writes_float_values(tiny_checkpoint_factory, tmp_path, scene):
+def test_regression_model_writes_float_values(gfm, tiny_checkpoint_factory, tmp_path, s2_scene):
     model = tiny_checkpoint_factory(tmp_path / "reg.pt", task="regression")
     out = tmp_path / "values.tif"
-    result = _invoke(
-        "predict",
-        "-m",
-        str(model),
-        str(scene()),
-        "-o",
-        str(out),
-        "--window",
-        "32",
-        "--overlap",
-        "8",
-    )
+    result = gfm("predict", "-m", model, s2_scene(), "-o", out, *WINDOW_32_8)
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as d:
         values = d.read()
@@ -478,10 +362,10 @@ def test_regression_model_writes_float_values(tiny_checkpoint_factory, tmp_path,
     assert np.isfinite(values[:, 10:, 12:]).all()
 
 
-def test_rerun_with_probabilities_completes_the_job(checkpoint, scene, tmp_path):
-    src, out = scene(), tmp_path / "map.tif"
-    assert _predict(checkpoint, str(src), "-o", str(out)).exit_code == 0
-    result = _predict(checkpoint, str(src), "-o", str(out), "--probabilities")
+def test_rerun_with_probabilities_completes_the_job(predict_tiny, s2_scene, tmp_path):
+    src, out = s2_scene(), tmp_path / "map.tif"
+    assert predict_tiny(str(src), "-o", str(out)).exit_code == 0
+    result = predict_tiny(str(src), "-o", str(out), "--probabilities")
     assert result.exit_code == 0 and result.output.split() == [
         str(out),
         str(tmp_path / "map.probs.tif"),
@@ -489,25 +373,11 @@ def test_rerun_with_probabilities_completes_the_job(checkpoint, scene, tmp_path)
     assert (tmp_path / "map.probs.tif").exists()
 
 
-def test_odd_inputs_are_reported_as_warnings(checkpoint, make_raster, tmp_path):
+def test_odd_inputs_are_reported_as_warnings(predict_tiny, make_raster, tmp_path):
     # Reflectance floats in 0..0.5 while the S2 L2A contract expects DN x 10000.
     data = np.random.default_rng(1).uniform(0.02, 0.4, (4, 40, 40)).astype("float32")
     src = make_raster(tmp_path, "refl.tif", data=data, dtype="float32", descriptions=BANDS)
-    result = CliRunner().invoke(
-        cli,
-        [
-            "predict",
-            "-m",
-            str(checkpoint),
-            str(src),
-            "-o",
-            str(tmp_path / "m.tif"),
-            "--window",
-            "32",
-            "--overlap",
-            "8",
-        ],
-    )
+    result = predict_tiny(src, "-o", tmp_path / "m.tif", quiet=False)  # warnings need no -q
     assert result.exit_code == 0, result.output
     assert "gfm: warning:" in result.stderr and "refl.tif" in result.stderr
 
@@ -520,18 +390,18 @@ def test_odd_inputs_are_reported_as_warnings(checkpoint, make_raster, tmp_path):
     ],
 )
 def test_output_options_the_model_cannot_honour_are_refused(
-    tiny_checkpoint_factory, scene, tmp_path, task, extra, words
+    gfm, tiny_checkpoint_factory, s2_scene, tmp_path, task, extra, words
 ):
     model = tiny_checkpoint_factory(tmp_path / f"{task}.pt", task=task)
     extra = [str(tmp_path / e) if e.endswith(".gpkg") else e for e in extra]
-    result = CliRunner().invoke(cli, ["-q", "predict", "-m", str(model), str(scene()), *extra])
+    result = gfm("predict", "-m", model, s2_scene(), *extra)
     assert result.exit_code == 3, result.output
     assert words in result.stderr
     assert not list(tmp_path.glob("*.gpkg"))
 
 
 def test_a_model_failure_is_one_line_and_keep_going_goes_on(
-    checkpoint, scene, tmp_path, monkeypatch
+    predict_tiny, s2_scene, tmp_path, monkeypatch
 ):
     from gfmcli.engine import inference
 
@@ -539,31 +409,23 @@ def test_a_model_failure_is_one_line_and_keep_going_goes_on(
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(inference, "_forward", out_of_memory)
-    a, b = scene("a.tif"), scene("b.tif")
-    result = _predict(checkpoint, str(a), str(b), "-o", str(tmp_path / "maps"), "--keep-going")
+    a, b = s2_scene("a.tif"), s2_scene("b.tif")
+    result = predict_tiny(str(a), str(b), "-o", str(tmp_path / "maps"), "--keep-going")
     assert result.exit_code == 1
     assert result.stderr.count("out of memory") == 2 and "smaller --window" in result.stderr
-    result = _predict(checkpoint, str(a), "-o", str(tmp_path / "one.tif"))
+    result = predict_tiny(str(a), "-o", str(tmp_path / "one.tif"))
     assert result.exit_code == 4 and "Traceback" not in result.output
 
 
-def test_dry_run_exit_code_says_whether_inputs_would_fail(checkpoint, scene, tmp_path):
+def test_dry_run_exit_code_says_whether_inputs_would_fail(predict_tiny, s2_scene, tmp_path):
     bad = tmp_path / "bad.tif"
     bad.write_text("not a raster")
-    result = _predict(
-        checkpoint,
-        str(scene()),
-        str(bad),
-        "-o",
-        str(tmp_path / "maps"),
-        "--dry-run",
-        "--keep-going",
-    )
+    result = predict_tiny(s2_scene(), bad, "-o", tmp_path / "maps", "--dry-run", "--keep-going")
     assert result.exit_code == 1
     assert "(error)" in result.output and "bad.tif" in result.output
 
 
-def test_dry_run_of_an_empty_sample_warns_and_the_run_scans(checkpoint, make_raster, tmp_path):
+def test_dry_run_of_an_empty_sample_warns_and_the_run_scans(predict_tiny, make_raster, tmp_path):
     # 1200 x 1200 of nodata with one valid 3 x 3 spot in a block row the probe's sample skips:
     # the dry run reads only the sample (and warns), the run scans at full resolution, maps it.
     data = np.zeros((4, 1200, 1200), dtype="uint16")
@@ -572,10 +434,10 @@ def test_dry_run_of_an_empty_sample_warns_and_the_run_scans(checkpoint, make_ras
         dst.write(np.full((4, 3, 3), 2000, dtype="uint16"), window=((600, 603), (600, 603)))
     empty = make_raster(tmp_path, "empty.tif", data=data, nodata=0, descriptions=BANDS)
     out = tmp_path / "maps"
-    result = _predict(checkpoint, str(spot), str(empty), "-o", str(out), "--dry-run")
+    result = predict_tiny(str(spot), str(empty), "-o", str(out), "--dry-run")
     assert result.exit_code == 0, result.output
     assert result.output.count("no valid pixel in a sample") == 2
-    result = _predict(checkpoint, str(spot), str(empty), "-o", str(out), "--keep-going")
+    result = predict_tiny(str(spot), str(empty), "-o", str(out), "--keep-going")
     assert result.exit_code == 1
     assert "empty.tif: every pixel is nodata" in result.stderr
     with rasterio.open(out / "spot.tif") as d:
@@ -585,35 +447,35 @@ def test_dry_run_of_an_empty_sample_warns_and_the_run_scans(checkpoint, make_ras
 
 # The test writes a file without georeferencing on purpose; rasterio warns when it does.
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-def test_file_without_georeferencing_maps_onto_its_pixel_grid(checkpoint, scene, tmp_path):
+def test_file_without_georeferencing_maps_onto_its_pixel_grid(predict_tiny, s2_scene, tmp_path):
     from affine import Affine
 
-    src = scene("bare.tif", crs=None, transform=Affine.identity())
+    src = s2_scene("bare.tif", crs=None, transform=Affine.identity())
     out = tmp_path / "bare_map.tif"
-    result = _predict(checkpoint, str(src), "-o", str(out), "--gsd", "20")
+    result = predict_tiny(str(src), "-o", str(out), "--gsd", "20")
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as dst:
         assert dst.crs is None and dst.transform.is_identity and dst.shape == (70, 90)
         assert dst.tags()["GFM_GSD_M"] == "20"
-    refused = _predict(checkpoint, str(src), "-o", str(tmp_path / "bare.gpkg"))
+    refused = predict_tiny(str(src), "-o", str(tmp_path / "bare.gpkg"))
     assert refused.exit_code == 3 and "write a GeoTIFF" in refused.stderr
     assert not (tmp_path / "bare.gpkg").exists()
 
 
-def test_scale_option_reads_reflectance_files(checkpoint, make_raster, tmp_path):
+def test_scale_option_reads_reflectance_files(predict_tiny, make_raster, tmp_path):
     data = np.random.default_rng(2).uniform(0.02, 0.4, (4, 40, 40)).astype("float32")
     src = make_raster(tmp_path, "refl.tif", data=data, dtype="float32", descriptions=BANDS)
-    result = _predict(checkpoint, str(src), "-o", str(tmp_path / "a.tif"), "--scale", "1")
+    result = predict_tiny(str(src), "-o", str(tmp_path / "a.tif"), "--scale", "1")
     assert result.exit_code == 0 and "warning" not in result.stderr, result.output
-    wrong = _predict(checkpoint, str(src), "-o", str(tmp_path / "b.tif"), "--scale", "1e-4")
+    wrong = predict_tiny(str(src), "-o", str(tmp_path / "b.tif"), "--scale", "1e-4")
     assert wrong.exit_code == 3 and "already reflectance" in wrong.stderr
     assert "--scale 1 --offset 0" in wrong.stderr and not (tmp_path / "b.tif").exists()
-    bad = _predict(checkpoint, str(src), "-o", str(tmp_path / "c.tif"), "--scale", "x")
+    bad = predict_tiny(str(src), "-o", str(tmp_path / "c.tif"), "--scale", "x")
     assert bad.exit_code == 2 and "not a number" in bad.output
 
 
 def test_a_full_disk_while_writing_embedding_vectors_is_one_output_error(
-    checkpoint, scene, tmp_path, monkeypatch
+    gfm, tiny_model, s2_scene, tmp_path, monkeypatch
 ):
     import errno
 
@@ -624,7 +486,7 @@ def test_a_full_disk_while_writing_embedding_vectors_is_one_output_error(
 
     monkeypatch.setattr(gpd.GeoDataFrame, "to_file", full)
     out = tmp_path / "e.gpkg"
-    result = _invoke("embed", "-m", str(checkpoint), str(scene()), "-o", str(out))
+    result = gfm("embed", "-m", tiny_model, s2_scene(), "-o", out)
     assert result.exit_code == 5, result.output
     assert "e.gpkg: writing embeddings failed" in result.stderr and "No space" in result.stderr
     assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
