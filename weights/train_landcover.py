@@ -41,6 +41,7 @@ from gfmcli.model.checkpoint import load_model, save_checkpoint
 from gfmcli.model.tasks import build_model
 from gfmcli.simulate.atmosphere import Atmosphere, add_clouds, add_snow, cloud_field, to_toa
 from gfmcli.simulate.landcover import LANDCOVER_CLASSES, simulate_landcover
+from gfmcli.simulate.noise import fractal_noise
 from gfmcli.simulate.render import render
 
 WATER, TREE, GRASS, BARE, BUILT, BURNED, CLOUD, SHADOW, SNOW = range(9)
@@ -130,14 +131,45 @@ def label_bits(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def shore_sets(labels: np.ndarray) -> np.ndarray:
+    """Allowed-class bitmasks of simulated labels, with the shore made ambiguous.
+
+    A pixel on a water edge mixes water and land, and the sensor's blur and band misregistration
+    mix it further: in the simulated scenes a quarter of the "water" pixels have land's NIR and
+    SWIR, and a model taught that they are water maps any dark flat spectrum (a tar roof, a
+    shaded slope) as water. Pixels whose 3 x 3 neighbourhood holds both water and another class
+    may be either (the set loss lets the spectrum decide); all others keep their one class.
+    """
+    out = label_bits(labels)
+    padded = np.pad(labels, 1, mode="edge")
+    h, w = labels.shape
+    around = np.zeros_like(out)
+    for dy in range(3):
+        for dx in range(3):
+            around |= label_bits(padded[dy : dy + h, dx : dx + w])
+    water = bits(WATER)
+    shore = ((around & water) != 0) & ((around & ~np.uint16(water) & bits(*LAND)) != 0)
+    out[shore] |= around[shore] & np.uint16(water | bits(*LAND))
+    return out
+
+
+def repaint(allowed: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Allowed sets after clouds or snow were painted: painted pixels get their new class."""
+    return np.where(after != before, label_bits(after), allowed).astype(np.uint16)
+
+
 def exact_labels(allowed: np.ndarray) -> np.ndarray:
     """Class ids of single-class bitmasks (simulated chips), 255 where nothing is allowed."""
     return np.where(allowed == 0, 255, np.log2(np.maximum(allowed, 1)).astype(np.uint8))
 
 
-def simulated_pools(scenes: int, seed0: int, size_m: float, arid: bool = True) -> list[Pool]:
+def simulated_pools(
+    scenes: int, seed0: int, size_m: float, arid: bool = True, shore: bool = True
+) -> list[Pool]:
     """Chips of ``scenes`` simulated landscapes per sensor; with ``arid`` every third one is
-    arid steppe and bare hills (bare ground that must not map as built-up)."""
+    arid steppe and bare hills (bare ground that must not map as built-up); with ``shore``
+    water-edge pixels are labelled as sets (``shore_sets``)."""
+    allowed_of = shore_sets if shore else label_bits
     pools = []
     for sensor, chip in (("sentinel2-l2a", 64), ("landsat8", 48), ("enmap", 32)):
         images, allowed = [], []
@@ -149,7 +181,7 @@ def simulated_pools(scenes: int, seed0: int, size_m: float, arid: bool = True) -
             spec = r.sensor
             refl = r.data.astype(np.float32) * spec.scale + spec.offset
             wl = [b.wavelength_nm for b in spec.bands]
-            for img, a in chips_of(refl, label_bits(r.labels), chip, chip):
+            for img, a in chips_of(refl, allowed_of(r.labels), chip, chip):
                 images.append(img)
                 allowed.append(a)
         names = tuple(b.name for b in spec.bands) if sensor == "sentinel2-l2a" else None
@@ -229,6 +261,32 @@ class Recipe:
     landsat_views: bool = True  # Sentinel-2 chips shown as Landsat band sets
     jitter: bool = True  # band centres jittered by ~1 %
     arid: bool = True  # every third simulated scene arid (steppe, bare hills)
+    dark_land: bool = True  # shaded slopes and dark roofs kept as land (hard negatives for water)
+    shore: bool = True  # water-edge pixels may be water or the land next to them
+
+
+def darken_land(img: np.ndarray, al: np.ndarray, rng: np.random.Generator, gsd: float):
+    """Hard negatives for water: land under a smooth shading field, and roofs turned dark.
+
+    Water is dark; so are north-facing slopes, wet soil and tar or slate roofs, and a model that
+    learns "dark is water" maps cities and mountains as lakes (the version-3 candidates did, on
+    Bangalore and Patagonia). Land pixels are scaled by 0.35-0.8 under a fractal field (less deep
+    than a cloud shadow's 10-30 % so that the shadow class keeps its meaning), and a share of
+    built-up pixels becomes a flat dark spectrum of 3-10 %, the way dark roofs look; labels are
+    kept, so only the spectral shape (NIR and SWIR above the visible) says land.
+    """
+    land = (al & bits(*LAND)) != 0
+    field = fractal_noise(img.shape[1:], max(4.0, 800.0 / gsd), rng)
+    cover = rng.uniform(0.3, 0.8)
+    shaded = (field > np.quantile(field, 1.0 - cover)) & land
+    img = img.copy()
+    img[:, shaded] *= np.float32(rng.uniform(0.35, 0.8))
+    built = (al == bits(BUILT)) & (rng.random(al.shape) < rng.uniform(0.2, 0.7))
+    if built.any():
+        flat = rng.uniform(0.03, 0.1, size=(img.shape[0], 1)).astype(np.float32)
+        mix = np.float32(rng.uniform(0.6, 0.95))
+        img[:, built] = mix * flat + (1 - mix) * img[:, built]
+    return img
 
 
 def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recipe):
@@ -255,9 +313,11 @@ def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recip
         if pool.synthetic and recipe.clouds and rng.random() < 0.1:
             labels = exact_labels(al)
             # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
-            img, labels = add_snow(img, wl, rng, cover=rng.uniform(0.2, 0.9), gsd_m=gsd,
-                                   labels=labels, forbid=labels == WATER)  # fmt: skip
-            al = label_bits(labels)
+            img, painted = add_snow(img, wl, rng, cover=rng.uniform(0.2, 0.9), gsd_m=gsd,
+                                    labels=labels, forbid=(al & bits(WATER)) != 0)  # fmt: skip
+            al = repaint(al, labels, painted)
+        if pool.synthetic and pool.surface and recipe.dark_land and rng.random() < 0.35:
+            img = darken_land(img, al, rng, gsd)
         if pool.surface and recipe.toa and rng.random() < 0.5:
             haze = max(8.0, 1500.0 / gsd) if rng.random() < 0.5 else None
             img = to_toa(img, wl, Atmosphere.draw(rng), rng if haze else None, haze)
@@ -266,8 +326,8 @@ def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recip
             field = cloud_field(img.shape[1:], rng, gsd_m=gsd, cover=rng.uniform(0.05, 0.6),
                                 sun_elevation_deg=rng.uniform(25, 65))  # fmt: skip
             labels = exact_labels(al)
-            img, labels = add_clouds(img, wl, field, rng, labels=labels)
-            al = label_bits(labels)
+            img, painted = add_clouds(img, wl, field, rng, labels=labels)
+            al = repaint(al, labels, painted)
         gain = rng.uniform(0.93, 1.07, size=(img.shape[0], 1, 1)).astype(np.float32)
         img = img * gain + rng.normal(0, 0.003, size=img.shape).astype(np.float32)
         k = int(rng.integers(4))
@@ -338,6 +398,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--hold-out", default="", help="comma list: ukis-sentinel2, eolearn, ...")
     parser.add_argument("--no-real", action="store_true", help="simulated scenes only")
+    parser.add_argument(
+        "--real-weight",
+        type=float,
+        default=1.0,
+        help="scale the real scenes' share of batches (the ablation without them mapped "
+        "never-trained sources best: three small sources are learnt, not generalised)",
+    )
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
     parser.add_argument(
         "--without",
@@ -372,14 +439,17 @@ def main() -> None:
     model.load_state_dict(own)
 
     hold_out = {s for s in args.hold_out.split(",") if s}
-    pools = simulated_pools(args.scenes, 1000 + args.seed, 5120.0, arid=recipe.arid)
+    pools = simulated_pools(
+        args.scenes, 1000 + args.seed, 5120.0, arid=recipe.arid, shore=recipe.shore
+    )
     if not args.no_real:
         pools += real_pools(Path(args.realdata), hold_out)
     # fmt: skip below: a table, kept in rows (ruff format would add 7 lines)
     weights = {"sim sentinel2-l2a": 0.3, "sim landsat8": 0.12, "sim enmap": 0.1,
                "ukis sentinel2": 0.1, "ukis landsat7": 0.1, "ukis landsat5": 0.1,
                "eolearn": 0.13, "bigearthnet": 0.1}  # fmt: skip
-    p = np.array([weights[pool.name] for pool in pools])
+    scale = {True: 1.0, False: args.real_weight}  # by pool.name.startswith("sim ")
+    p = np.array([weights[pool.name] * scale[pool.name.startswith("sim ")] for pool in pools])
     p /= p.sum()
     print({pool.name: len(pool.images) for pool in pools}, f"{time.time() - start:.0f}s")
 

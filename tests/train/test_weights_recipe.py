@@ -98,3 +98,41 @@ def test_sentinel2_chips_are_shown_as_landsat_band_sets_at_landsat_centres(recip
     for _ in range(50):  # switched off, no Landsat view and no subset appear
         out, _, wl = recipe.augment(pool, np.arange(2), rng, recipe.Recipe(subsets=False))
         assert len(wl) == len(names)
+
+
+def test_darkened_land_leaves_water_and_the_input_alone(recipe):
+    rng = np.random.default_rng(0)
+    image = np.full((4, 64, 64), 0.3, np.float32)
+    image[3] = 0.5  # the fourth band above the others, as NIR is over land
+    allowed = np.full((64, 64), recipe.bits(recipe.BUILT), np.uint16)
+    allowed[:, :16] = recipe.bits(recipe.WATER)
+    before = image.copy()
+    out = recipe.darken_land(image, allowed, rng, 10.0)
+    assert out.shape == image.shape and np.array_equal(image, before)  # the input is not changed
+    assert np.array_equal(out[:, :, :16], image[:, :, :16])  # water untouched
+    land = out[:, :, 16:]
+    assert (land < image[:, :, 16:] - 1e-6).any(axis=0).mean() > 0.2  # a share made darker
+    assert land.min() >= 0.03 * 0.6  # never black
+
+
+def test_shore_pixels_may_be_water_or_the_land_beside_them(recipe):
+    labels = np.full((5, 6), recipe.TREE, np.uint8)
+    labels[:, :2] = recipe.WATER
+    labels[0, 5] = recipe.BUILT
+    allowed = recipe.shore_sets(labels)
+    either = recipe.bits(recipe.WATER, recipe.TREE)
+    assert (allowed[:, 1] == either).all() and (allowed[:, 2] == either).all()
+    assert (allowed[:, 0] == recipe.bits(recipe.WATER)).all()  # open water stays water
+    assert (allowed[:, 3:5] == recipe.bits(recipe.TREE)).all()  # inland pixels keep one class
+    assert allowed[0, 5] == recipe.bits(recipe.BUILT)
+
+
+def test_painting_clouds_keeps_the_sets_it_does_not_cover(recipe):
+    allowed = np.array(
+        [[recipe.bits(recipe.WATER, recipe.TREE), recipe.bits(recipe.GRASS)]], np.uint16
+    )
+    before = recipe.exact_labels(allowed)
+    after = before.copy()
+    after[0, 1] = recipe.CLOUD
+    out = recipe.repaint(allowed, before, after)
+    assert out[0, 0] == allowed[0, 0] and out[0, 1] == recipe.bits(recipe.CLOUD)
