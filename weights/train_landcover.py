@@ -40,7 +40,8 @@ from gfmcli.contract import ModelContract
 from gfmcli.model.checkpoint import load_model, save_checkpoint
 from gfmcli.model.tasks import build_model
 from gfmcli.simulate.atmosphere import Atmosphere, add_clouds, add_snow, cloud_field, to_toa
-from gfmcli.simulate.landcover import LANDCOVER_CLASSES, simulate_landcover
+from gfmcli.simulate.grid import block_sum, render_labels, strips
+from gfmcli.simulate.landcover import LANDCOVER_CLASSES, LandCoverMap, simulate_landcover
 from gfmcli.simulate.noise import fractal_noise
 from gfmcli.simulate.render import render
 
@@ -131,26 +132,27 @@ def label_bits(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def shore_sets(labels: np.ndarray) -> np.ndarray:
-    """Allowed-class bitmasks of simulated labels, with the shore made ambiguous.
+def mixed_sets(landcover: LandCoverMap, gsd: float, labels: np.ndarray) -> np.ndarray:
+    """Allowed-class bitmasks of a rendering's labels, with mixed pixels made ambiguous.
 
-    A pixel on a water edge mixes water and land, and the sensor's blur and band misregistration
-    mix it further: in the simulated scenes a quarter of the "water" pixels have land's NIR and
-    SWIR, and a model taught that they are water maps any dark flat spectrum (a tar roof, a
-    shaded slope) as water. Pixels whose 3 x 3 neighbourhood holds both water and another class
-    may be either (the set loss lets the spectrum decide); all others keep their one class.
+    A simulated label is the majority of the ground under a pixel, but a pixel that is 40 %
+    river and 60 % roof looks like neither, and the sensor's blur and band misregistration mix
+    it further: in the simulated scenes a quarter of the "water" pixels had land's NIR and SWIR,
+    and a model taught that they are water maps any dark flat spectrum (a tar roof, a shaded
+    slope) as water. Every class covering at least 35 % of a pixel's ground is allowed there
+    (the set loss lets the spectrum decide); pure pixels keep their one class, and pixels whose
+    label the rendering changed (clouds, shadows, nodata) keep the rendering's.
     """
-    out = label_bits(labels)
-    padded = np.pad(labels, 1, mode="edge")
-    h, w = labels.shape
-    around = np.zeros_like(out)
-    for dy in range(3):
-        for dx in range(3):
-            around |= label_bits(padded[dy : dy + h, dx : dx + w])
-    water = bits(WATER)
-    shore = ((around & water) != 0) & ((around & ~np.uint16(water) & bits(*LAND)) != 0)
-    out[shore] |= around[shore] & np.uint16(water | bits(*LAND))
-    return out
+    majority = render_labels(landcover, gsd)
+    sets = label_bits(majority)
+    object_class = landcover.object_class
+    for rows, objects, _, _, samples in strips(landcover, gsd, majority.shape):
+        classes = object_class[objects]
+        need = 0.35 * samples * samples
+        for c in range(K):
+            share = block_sum((classes == c).view(np.uint8), samples)
+            sets[rows] |= np.where(share >= need, np.uint16(1 << c), np.uint16(0))
+    return np.where(labels == majority, sets, label_bits(labels)).astype(np.uint16)
 
 
 def repaint(allowed: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -164,12 +166,11 @@ def exact_labels(allowed: np.ndarray) -> np.ndarray:
 
 
 def simulated_pools(
-    scenes: int, seed0: int, size_m: float, arid: bool = True, shore: bool = True
+    scenes: int, seed0: int, size_m: float, arid: bool = True, mixed: bool = True
 ) -> list[Pool]:
     """Chips of ``scenes`` simulated landscapes per sensor; with ``arid`` every third one is
     arid steppe and bare hills (bare ground that must not map as built-up); with ``shore``
-    water-edge pixels are labelled as sets (``shore_sets``)."""
-    allowed_of = shore_sets if shore else label_bits
+    mixed pixels are labelled as sets of the classes they hold (``mixed_sets``)."""
     pools = []
     for sensor, chip in (("sentinel2-l2a", 64), ("landsat8", 48), ("enmap", 32)):
         images, allowed = [], []
@@ -181,7 +182,8 @@ def simulated_pools(
             spec = r.sensor
             refl = r.data.astype(np.float32) * spec.scale + spec.offset
             wl = [b.wavelength_nm for b in spec.bands]
-            for img, a in chips_of(refl, allowed_of(r.labels), chip, chip):
+            sets = mixed_sets(lc, r.gsd, r.labels) if mixed else label_bits(r.labels)
+            for img, a in chips_of(refl, sets, chip, chip):
                 images.append(img)
                 allowed.append(a)
         names = tuple(b.name for b in spec.bands) if sensor == "sentinel2-l2a" else None
@@ -262,7 +264,7 @@ class Recipe:
     jitter: bool = True  # band centres jittered by ~1 %
     arid: bool = True  # every third simulated scene arid (steppe, bare hills)
     dark_land: bool = True  # shaded slopes and dark roofs kept as land (hard negatives for water)
-    shore: bool = True  # water-edge pixels may be water or the land next to them
+    mixed: bool = True  # a mixed pixel may be any class covering >= 35 % of its ground
 
 
 def darken_land(img: np.ndarray, al: np.ndarray, rng: np.random.Generator, gsd: float):
@@ -440,7 +442,7 @@ def main() -> None:
 
     hold_out = {s for s in args.hold_out.split(",") if s}
     pools = simulated_pools(
-        args.scenes, 1000 + args.seed, 5120.0, arid=recipe.arid, shore=recipe.shore
+        args.scenes, 1000 + args.seed, 5120.0, arid=recipe.arid, mixed=recipe.mixed
     )
     if not args.no_real:
         pools += real_pools(Path(args.realdata), hold_out)

@@ -115,16 +115,30 @@ def test_darkened_land_leaves_water_and_the_input_alone(recipe):
     assert land.min() >= 0.03 * 0.6  # never black
 
 
-def test_shore_pixels_may_be_water_or_the_land_beside_them(recipe):
-    labels = np.full((5, 6), recipe.TREE, np.uint8)
-    labels[:, :2] = recipe.WATER
-    labels[0, 5] = recipe.BUILT
-    allowed = recipe.shore_sets(labels)
-    either = recipe.bits(recipe.WATER, recipe.TREE)
-    assert (allowed[:, 1] == either).all() and (allowed[:, 2] == either).all()
-    assert (allowed[:, 0] == recipe.bits(recipe.WATER)).all()  # open water stays water
-    assert (allowed[:, 3:5] == recipe.bits(recipe.TREE)).all()  # inland pixels keep one class
-    assert allowed[0, 5] == recipe.bits(recipe.BUILT)
+def test_mixed_pixels_may_be_any_class_covering_a_third_of_their_ground(recipe):
+    from gfmcli.simulate.landcover import LandCoverMap
+
+    # 1 m base grid, 10 m pixels: object 0 (water) fills column 0 and 6 m of column 1, object 1
+    # (tree cover) the rest; object 2 (built-up) is 2 m of pixel (0, 2)
+    objects = np.ones((10, 30), np.int32)
+    objects[:, :16] = 0
+    objects[:2, 20:30] = 2
+    landcover = LandCoverMap(
+        objects=objects,
+        object_kind=np.zeros(3, np.int32),
+        object_class=np.array([recipe.WATER, recipe.TREE, recipe.BUILT], np.uint8),
+        mix=np.zeros_like(objects, np.uint8),
+        texture=np.full(objects.shape, 128, np.uint8),
+        resolution_m=1.0,
+        origin=(0.0, 0.0),
+        crs="EPSG:32633",
+        seed=0,
+    )
+    labels = np.array([[recipe.WATER, recipe.WATER, recipe.CLOUD]], np.uint8)
+    sets = recipe.mixed_sets(landcover, 10.0, labels)
+    assert sets[0, 0] == recipe.bits(recipe.WATER)  # pure water
+    assert sets[0, 1] == recipe.bits(recipe.WATER, recipe.TREE)  # 60 % water, 40 % trees
+    assert sets[0, 2] == recipe.bits(recipe.CLOUD)  # the rendering painted a cloud there
 
 
 def test_painting_clouds_keeps_the_sets_it_does_not_cover(recipe):
