@@ -169,7 +169,7 @@ def simulated_pools(
     scenes: int, seed0: int, size_m: float, arid: bool = True, mixed: bool = True
 ) -> list[Pool]:
     """Chips of ``scenes`` simulated landscapes per sensor; with ``arid`` every third one is
-    arid steppe and bare hills (bare ground that must not map as built-up); with ``shore``
+    arid steppe and bare hills (bare ground that must not map as built-up); with ``mixed``
     mixed pixels are labelled as sets of the classes they hold (``mixed_sets``)."""
     pools = []
     for sensor, chip in (("sentinel2-l2a", 64), ("landsat8", 48), ("enmap", 32)):
@@ -450,8 +450,10 @@ def main() -> None:
     weights = {"sim sentinel2-l2a": 0.3, "sim landsat8": 0.12, "sim enmap": 0.1,
                "ukis sentinel2": 0.1, "ukis landsat7": 0.1, "ukis landsat5": 0.1,
                "eolearn": 0.13, "bigearthnet": 0.1}  # fmt: skip
-    scale = {True: 1.0, False: args.real_weight}  # by pool.name.startswith("sim ")
-    p = np.array([weights[pool.name] * scale[pool.name.startswith("sim ")] for pool in pools])
+    real = args.real_weight
+    p = np.array(
+        [weights[pool.name] * (1.0 if pool.name.startswith("sim ") else real) for pool in pools]
+    )
     p /= p.sum()
     print({pool.name: len(pool.images) for pool in pools}, f"{time.time() - start:.0f}s")
 
