@@ -133,15 +133,18 @@ def label_bits(labels: np.ndarray) -> np.ndarray:
 
 
 def mixed_sets(landcover: LandCoverMap, gsd: float, labels: np.ndarray) -> np.ndarray:
-    """Allowed-class bitmasks of a rendering's labels, with mixed pixels made ambiguous.
+    """Allowed-class bitmasks of a rendering's labels, with water-edge pixels made ambiguous.
 
     A simulated label is the majority of the ground under a pixel, but a pixel that is 40 %
     river and 60 % roof looks like neither, and the sensor's blur and band misregistration mix
     it further: in the simulated scenes a quarter of the "water" pixels had land's NIR and SWIR,
     and a model taught that they are water maps any dark flat spectrum (a tar roof, a shaded
-    slope) as water. Every class covering at least 35 % of a pixel's ground is allowed there
-    (the set loss lets the spectrum decide); pure pixels keep their one class, and pixels whose
-    label the rendering changed (clouds, shadows, nodata) keep the rendering's.
+    slope) as water. Where water covers at least 35 % of a pixel's ground, or is its majority,
+    every class covering at least 35 % is allowed there (the set loss lets the spectrum decide).
+    Land mixtures keep their majority: a residential block is half lawns and trees at 10 m and
+    must still map as built-up (with every mixture relaxed, the example scene's built-up recall
+    fell from 0.69 to 0.30). Pure pixels keep their one class, and pixels whose label the
+    rendering changed (clouds, shadows, nodata) keep the rendering's.
     """
     majority = render_labels(landcover, gsd)
     sets = label_bits(majority)
@@ -152,6 +155,9 @@ def mixed_sets(landcover: LandCoverMap, gsd: float, labels: np.ndarray) -> np.nd
         for c in range(K):
             share = block_sum((classes == c).view(np.uint8), samples)
             sets[rows] |= np.where(share >= need, np.uint16(1 << c), np.uint16(0))
+    exact = label_bits(majority)
+    water_edge = (sets & (1 << WATER)) != 0
+    sets = np.where(water_edge, sets, exact)
     return np.where(labels == majority, sets, label_bits(labels)).astype(np.uint16)
 
 
@@ -371,6 +377,24 @@ def set_nll(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     return loss[valid].sum() / weight[valid].sum()
 
 
+def distill_nll(logits: torch.Tensor, teacher: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the model against its teachers' mean class probabilities, on every
+    labelled pixel (knowledge distillation; added to :func:`set_nll`, which keeps the labels
+    in charge).
+
+    Why: runs that differ only in their seed disagree on unseen scenes by up to a fifth of a
+    city as water or half of a sea as shadow; their mean is steadier than any one of them, and
+    a student taught it gets one model's worth of weights that maps like the ensemble. A plain
+    mean of the runs' weights does not: it lost cloud shadow (IoU 0.00) in two tries. The
+    teachers' full distribution is taught, not only its part inside the label's set, since
+    what carries the ensemble's view is how unsure it is between water and shadow or bare soil
+    and built-up on pixels whose label is exact.
+    """
+    valid = allowed != 0
+    loss = -(teacher * torch.log_softmax(logits, dim=1)).sum(1)
+    return loss[valid].mean() if bool(valid.any()) else loss.sum() * 0
+
+
 def normaliser(contract: ModelContract):
     bands = sorted(
         (b for b in contract.bands if b.modality == "optical"), key=lambda b: b.wavelength_nm
@@ -398,6 +422,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--scene-seed",
+        type=int,
+        help="seed of the first simulated scene (default 1000 + --seed): fixed, seeds that "
+        "differ only in their batches see the same scenes",
+    )
     parser.add_argument("--hold-out", default="", help="comma list: ukis-sentinel2, eolearn, ...")
     parser.add_argument("--no-real", action="store_true", help="simulated scenes only")
     parser.add_argument(
@@ -408,6 +438,14 @@ def main() -> None:
         "never-trained sources best: three small sources are learnt, not generalised)",
     )
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
+    parser.add_argument(
+        "--teacher",
+        action="append",
+        default=[],
+        help="a finished run to learn from (repeat: the mean of their probabilities is taught "
+        "beside the labels, see distill_nll)",
+    )
+    parser.add_argument("--distill-weight", type=float, default=1.0)
     parser.add_argument(
         "--without",
         default="",
@@ -442,7 +480,11 @@ def main() -> None:
 
     hold_out = {s for s in args.hold_out.split(",") if s}
     pools = simulated_pools(
-        args.scenes, 1000 + args.seed, 5120.0, arid=recipe.arid, mixed=recipe.mixed
+        args.scenes,
+        1000 + args.seed if args.scene_seed is None else args.scene_seed,
+        5120.0,
+        arid=recipe.arid,
+        mixed=recipe.mixed,
     )
     if not args.no_real:
         pools += real_pools(Path(args.realdata), hold_out)
@@ -458,6 +500,7 @@ def main() -> None:
     print({pool.name: len(pool.images) for pool in pools}, f"{time.time() - start:.0f}s")
 
     norm = normaliser(contract)
+    teachers = [load_model(path)[0].eval() for path in args.teacher]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warm = max(1, args.steps // 20)
 
@@ -476,8 +519,18 @@ def main() -> None:
         images, allowed, wl = augment(pool, idx, rng, recipe)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        logits = model(norm(images, wl), wavelengths=tuple(wl), gsd=pool.gsd)
-        loss = set_nll(logits, torch.from_numpy(allowed.astype(np.int64)))
+        x = norm(images, wl)
+        labels = torch.from_numpy(allowed.astype(np.int64))
+        logits = model(x, wavelengths=tuple(wl), gsd=pool.gsd)
+        loss = set_nll(logits, labels)
+        if teachers:
+            with torch.no_grad():
+                probs = [
+                    torch.softmax(t(x, wavelengths=tuple(wl), gsd=pool.gsd), dim=1)
+                    for t in teachers
+                ]
+            teacher = torch.stack(probs).mean(0)
+            loss = loss + args.distill_weight * distill_nll(logits, teacher, labels)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -115,14 +115,15 @@ def test_darkened_land_leaves_water_and_the_input_alone(recipe):
     assert land.min() >= 0.03 * 0.6  # never black
 
 
-def test_mixed_pixels_may_be_any_class_covering_a_third_of_their_ground(recipe):
+def test_water_edge_pixels_may_be_any_class_covering_a_third_of_their_ground(recipe):
     from gfmcli.simulate.landcover import LandCoverMap
 
     # 1 m base grid, 10 m pixels: object 0 (water) fills column 0 and 6 m of column 1, object 1
-    # (tree cover) the rest; object 2 (built-up) is 2 m of pixel (0, 2)
-    objects = np.ones((10, 30), np.int32)
+    # (tree cover) the rest; object 2 (built-up) is 2 m of pixel (0, 2) and 6 m of pixel (0, 3)
+    objects = np.ones((10, 40), np.int32)
     objects[:, :16] = 0
     objects[:2, 20:30] = 2
+    objects[:, 30:36] = 2
     landcover = LandCoverMap(
         objects=objects,
         object_kind=np.zeros(3, np.int32),
@@ -134,11 +135,12 @@ def test_mixed_pixels_may_be_any_class_covering_a_third_of_their_ground(recipe):
         crs="EPSG:32633",
         seed=0,
     )
-    labels = np.array([[recipe.WATER, recipe.WATER, recipe.CLOUD]], np.uint8)
+    labels = np.array([[recipe.WATER, recipe.WATER, recipe.CLOUD, recipe.BUILT]], np.uint8)
     sets = recipe.mixed_sets(landcover, 10.0, labels)
     assert sets[0, 0] == recipe.bits(recipe.WATER)  # pure water
     assert sets[0, 1] == recipe.bits(recipe.WATER, recipe.TREE)  # 60 % water, 40 % trees
     assert sets[0, 2] == recipe.bits(recipe.CLOUD)  # the rendering painted a cloud there
+    assert sets[0, 3] == recipe.bits(recipe.BUILT)  # 60 % roofs, 40 % trees: a built-up block
 
 
 def test_painting_clouds_keeps_the_sets_it_does_not_cover(recipe):
@@ -150,3 +152,21 @@ def test_painting_clouds_keeps_the_sets_it_does_not_cover(recipe):
     after[0, 1] = recipe.CLOUD
     out = recipe.repaint(allowed, before, after)
     assert out[0, 0] == allowed[0, 0] and out[0, 1] == recipe.bits(recipe.CLOUD)
+
+
+def test_distillation_is_cross_entropy_to_the_teachers_mean(recipe):
+    teacher = torch.zeros((1, 9, 1, 2))
+    teacher[0, recipe.WATER], teacher[0, recipe.SHADOW] = 0.7, 0.3  # unsure water or shadow
+    allowed = torch.tensor([[[recipe.bits(recipe.WATER), 0]]])  # second pixel unlabelled
+
+    def loss_of(favoured: int) -> float:
+        logits = torch.zeros((1, 9, 1, 2))
+        logits[0, favoured] = 5.0
+        return float(recipe.distill_nll(logits, teacher, allowed))
+
+    assert loss_of(recipe.WATER) < loss_of(recipe.SHADOW) < loss_of(recipe.TREE)
+    best = torch.full((1, 9, 1, 2), -30.0)
+    best[0, recipe.WATER], best[0, recipe.SHADOW] = np.log(0.7), np.log(0.3)
+    best[0, :, 0, 1] = 0.0  # anything on the unlabelled pixel costs nothing
+    entropy = -(0.7 * np.log(0.7) + 0.3 * np.log(0.3))
+    assert float(recipe.distill_nll(best, teacher, allowed)) == pytest.approx(entropy, abs=1e-4)
