@@ -63,17 +63,24 @@ def _prepare() -> None:
 
 
 def prepare_in_background() -> threading.Thread:
-    """Import and set up, on a daemon thread, what a run needs only after its first windows:
-    Numba and the blend kernels (:func:`~gfmcli.engine.blend.warm_up`, 0.6 s) and rio-cogeo's
-    COG check (0.2 s), all Python that holds the GIL.
+    """Start importing and setting up, on a thread, what a run needs only after its first
+    windows: Numba and the blend kernels (:func:`~gfmcli.engine.blend.warm_up`, 0.6 s) and
+    rio-cogeo's COG check (0.2 s), all Python that holds the GIL.
 
     Started before the devices and the first input's checks, which spend most of their time
     in GDAL and NumPy with the GIL released, it runs on the core they leave idle instead of
     before them or on the blend thread while the model threads run. A kernel or import used
     meanwhile waits for it (Numba's and the import system's locks); a failure is only logged
     (debug), since the run's own first use raises it again where it is handled.
+
+    The caller joins the returned thread before it returns (:func:`run_jobs` does, in a
+    ``finally``): a run can end before the thread does (an input that fails its checks, a
+    conflict, under load even a whole small map), and a thread still inside an import or a
+    Numba/LLVM compile while the interpreter shuts down is a known way to crash extension code
+    at exit (the suspect of a segfault in issue #10). It is not a daemon either, so where no
+    caller joins it the interpreter still waits for it at exit instead of cutting it off.
     """
-    thread = threading.Thread(target=_prepare, name="gfm-prepare", daemon=True)
+    thread = threading.Thread(target=_prepare, name="gfm-prepare")
     thread.start()
     return thread
 
@@ -180,40 +187,46 @@ def run_jobs(
     Without ``keep_going`` the first error propagates (outputs already written stay; the
     failing one leaves nothing behind). With it, failures are returned as ``failed`` results,
     an unexpected exception too (as one line that points at ``--debug``).
+
+    It returns or raises only once the thread from :func:`prepare_in_background` has finished,
+    so no import or compile is still running when a short run's process exits.
     """
     ranks = ranks or RankInfo()
     progress = progress or _Silent()
-    prepare_in_background()
-    conflicts = input_conflicts(jobs, options, kind)
-    if conflicts and not keep_going:
-        raise next(iter(conflicts.values()))
-    devices = resolve_devices(device_spec_for_rank(device, ranks))
-    mine = shard(list(jobs), ranks)
-    results: list[FileResult] = []
-    with (
-        gdal_env(),
-        ProcessGroup(ranks) as group,
-        DevicePool(model, devices, options.precision) as pool,
-    ):
-        for job in mine:
-            try:
-                if job.input in conflicts:
-                    raise conflicts[job.input]
-                result = _run_job(
-                    job, pool, contract, options, kind, overwrite, command_line, progress
-                )
-            except GfmError as exc:
-                if not keep_going:
-                    progress.file_finished(_failed(job, exc))  # reported, then the run stops
-                    raise
-                result = _failed(job, exc)
-            except Exception as exc:  # the batch goes on; the CLI shows one line
-                if not keep_going:
-                    raise
-                result = _failed(job, unexpected_error(exc, job.label))
-            results.append(result)
-            progress.file_finished(result)
-        return group.gather(results)
+    prepare = prepare_in_background()
+    try:
+        conflicts = input_conflicts(jobs, options, kind)
+        if conflicts and not keep_going:
+            raise next(iter(conflicts.values()))
+        devices = resolve_devices(device_spec_for_rank(device, ranks))
+        mine = shard(list(jobs), ranks)
+        results: list[FileResult] = []
+        with (
+            gdal_env(),
+            ProcessGroup(ranks) as group,
+            DevicePool(model, devices, options.precision) as pool,
+        ):
+            for job in mine:
+                try:
+                    if job.input in conflicts:
+                        raise conflicts[job.input]
+                    result = _run_job(
+                        job, pool, contract, options, kind, overwrite, command_line, progress
+                    )
+                except GfmError as exc:
+                    if not keep_going:
+                        progress.file_finished(_failed(job, exc))  # reported, then the run stops
+                        raise
+                    result = _failed(job, exc)
+                except Exception as exc:  # the batch goes on; the CLI shows one line
+                    if not keep_going:
+                        raise
+                    result = _failed(job, unexpected_error(exc, job.label))
+                results.append(result)
+                progress.file_finished(result)
+            return group.gather(results)
+    finally:  # even when the run fails fast: see prepare_in_background
+        prepare.join()
 
 
 def _run_job(
