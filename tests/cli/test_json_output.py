@@ -6,27 +6,15 @@ import json
 import subprocess
 import sys
 
-from click.testing import CliRunner
-
-from gfmcli.cli.main import cli
-
-
-def _run(*args: str):
-    return CliRunner().invoke(cli, ["-q", *args], catch_exceptions=False)
-
 
 def _lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
-def _predict(model, *args):
-    return _run("predict", "-m", str(model), "--window", "32", "--overlap", "8", "--json", *args)
-
-
-def test_predict_json_one_line_per_input_then_skipped_on_rerun(tiny_model, s2_scene, tmp_path):
+def test_predict_json_one_line_per_input_then_skipped_on_rerun(predict_tiny, s2_scene, tmp_path):
     a, b = s2_scene("a.tif"), s2_scene("b.tif", height=40, width=50)
     out = tmp_path / "maps"
-    result = _predict(tiny_model, str(a), str(b), "-o", str(out))
+    result = predict_tiny("--json", str(a), str(b), "-o", str(out))
     assert result.exit_code == 0, result.output
     records = _lines(result.stdout)
     assert [r["path"] for r in records] == [str(a), str(b)]
@@ -36,18 +24,18 @@ def test_predict_json_one_line_per_input_then_skipped_on_rerun(tiny_model, s2_sc
     assert all(r["seconds"] > 0 and r["windows"] > 0 and r["command"] == "predict" for r in records)
     assert all(isinstance(r["warnings"], list) for r in records)
 
-    again = _predict(tiny_model, str(a), str(b), "-o", str(out))
+    again = predict_tiny("--json", str(a), str(b), "-o", str(out))
     assert [r["status"] for r in _lines(again.stdout)] == ["skipped", "skipped"]
     assert "exists" in _lines(again.stdout)[0]["message"]
 
 
-def test_json_reports_failures_with_keep_going_and_without(tiny_model, s2_scene, tmp_path):
+def test_json_reports_failures_with_keep_going_and_without(predict_tiny, s2_scene, tmp_path):
     good = s2_scene("good.tif")
     broken = tmp_path / "broken.tif"
     broken.write_text("not a raster")
     out = tmp_path / "maps"
     missing = str(tmp_path / "missing.tif")
-    result = _predict(tiny_model, str(broken), missing, str(good), "-o", str(out), "--keep-going")
+    result = predict_tiny("--json", str(broken), missing, str(good), "-o", str(out), "--keep-going")
     assert result.exit_code == 1
     by_path = {r["path"]: r for r in _lines(result.stdout)}
     assert by_path[missing]["status"] == "failed" and by_path[missing]["exit_code"] == 3
@@ -57,34 +45,34 @@ def test_json_reports_failures_with_keep_going_and_without(tiny_model, s2_scene,
     )
     assert by_path[str(good)]["status"] == "ok"
 
-    stopped = _predict(tiny_model, str(broken), "-o", str(tmp_path / "other"))
+    stopped = predict_tiny("--json", str(broken), "-o", str(tmp_path / "other"))
     assert stopped.exit_code == 3
     (record,) = _lines(stopped.stdout)
     assert record["status"] == "failed" and record["exit_code"] == 3
     assert stopped.stderr.count("gfm: error:") == 1, "the error is printed once"
 
 
-def test_embed_json_and_dry_run_json(tiny_model, s2_scene, tmp_path):
+def test_embed_json_and_dry_run_json(gfm, tiny_model, s2_scene, tmp_path):
     src = s2_scene()
     emb = tmp_path / "scene.emb.tif"
     args = ("embed", "-m", str(tiny_model), str(src), "-o", str(emb), "--window", "32")
-    plan = _run(*args, "--overlap", "0", "--json", "--dry-run")
+    plan = gfm(*args, "--overlap", "0", "--json", "--dry-run")
     assert plan.exit_code == 0, plan.output
     (record,) = _lines(plan.stdout)
     assert record["status"] == "planned" and record["bands"] == ["B02", "B03", "B04", "B08"]
     assert record["width"] == 90 and record["peak_memory_bytes"] > 0
     assert not emb.exists()
 
-    result = _run(*args, "--overlap", "0", "--json")
+    result = gfm(*args, "--overlap", "0", "--json")
     (record,) = _lines(result.stdout)
     assert record["command"] == "embed" and record["outputs"] == [str(emb)]
     assert emb.exists()
 
 
-def test_tile_json_one_line_per_raster(s2_scene, tmp_path):
+def test_tile_json_one_line_per_raster(gfm, s2_scene, tmp_path):
     a, b = s2_scene("a.tif"), s2_scene("b.tif", height=40, width=40)
     chips = tmp_path / "chips"
-    result = _run(
+    result = gfm(
         "tile",
         str(a),
         str(b),
@@ -107,10 +95,10 @@ def test_tile_json_one_line_per_raster(s2_scene, tmp_path):
         assert 0 < record["chips"] <= record["windows"]
 
 
-def test_tile_json_failure_marks_every_raster(make_raster, tmp_path):
+def test_tile_json_failure_marks_every_raster(gfm, make_raster, tmp_path):
     a = make_raster(tmp_path, "a.tif", descriptions=("B02", "B03", "B04", "B08"))
     b = make_raster(tmp_path, "b.tif", count=3, descriptions=("B02", "B03", "B04"))
-    result = _run(
+    result = gfm(
         "tile", str(a), str(b), "-o", str(tmp_path / "chips"), "--sensor", "sentinel2-l2a", "--json"
     )
     assert result.exit_code == 3

@@ -13,9 +13,7 @@ import pytest
 import rasterio
 import rasterio.shutil
 from affine import Affine
-from click.testing import CliRunner
 
-from gfmcli.cli.main import cli
 from gfmcli.io.stac import detect_sensor, load_items
 
 TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
@@ -128,22 +126,14 @@ def _stacked(path: Path, data: np.ndarray) -> Path:
     return path
 
 
-def _predict(model, *args):
-    return CliRunner().invoke(
-        cli,
-        ["-q", "predict", "-m", str(model), "--window", "32", "--overlap", "8", *args],
-        catch_exceptions=False,
-    )
-
-
 @pytest.mark.parametrize("style", ["earth-search", "planetary-computer"])
-def test_item_maps_like_the_stacked_geotiff(tiny_model, tmp_path, style):
+def test_item_maps_like_the_stacked_geotiff(predict_tiny, tmp_path, style):
     data = _scene()
     item = _write_item(tmp_path / "item", style, data)
     stacked = _stacked(tmp_path / "stacked.tif", data)
     before = {p.name: p.read_bytes() for p in (tmp_path / "item").iterdir()}
     out = tmp_path / "maps"
-    result = _predict(tiny_model, str(item), str(stacked), "-o", str(out))
+    result = predict_tiny(str(item), str(stacked), "-o", str(out))
     assert result.exit_code == 0, result.output
     assert result.stdout.split() == [str(out / "stacked.tif"), str(out / f"{ITEM}.tif")]
     with (
@@ -158,7 +148,7 @@ def test_item_maps_like_the_stacked_geotiff(tiny_model, tmp_path, style):
     assert {p.name: p.read_bytes() for p in (tmp_path / "item").iterdir()} == before
 
 
-def test_item_collection_folder_of_items_and_self_link(tiny_model, tmp_path):
+def test_item_collection_folder_of_items_and_self_link(predict_tiny, tmp_path):
     one = _write_item(tmp_path / "a", item_id="S2B_A")
     two = _write_item(tmp_path / "b", item_id="S2B_B")
     items = [json.loads(p.read_text()) for p in (one, two)]
@@ -169,7 +159,7 @@ def test_item_collection_folder_of_items_and_self_link(tiny_model, tmp_path):
     collection = tmp_path / "collection.json"
     collection.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
     out = tmp_path / "maps"
-    result = _predict(tiny_model, str(collection), "-o", str(out), "--json")
+    result = predict_tiny(str(collection), "-o", str(out), "--json")
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["path"] for r in records] == [f"{collection}#S2B_A", f"{collection}#S2B_B"]
@@ -177,12 +167,12 @@ def test_item_collection_folder_of_items_and_self_link(tiny_model, tmp_path):
         assert src.tags()["GFM_STAC_ITEM"] == "https://example.test/items/S2B_A"
 
     # a folder holding items and their assets maps each item once, not its assets one by one
-    folder_run = _predict(tiny_model, str(tmp_path / "a"), "-o", str(tmp_path / "f"))
+    folder_run = predict_tiny(str(tmp_path / "a"), "-o", str(tmp_path / "f"))
     assert folder_run.exit_code == 0, folder_run.output
     assert folder_run.stdout.split() == [str(tmp_path / "f" / "S2B_A.tif")]
 
 
-def test_landsat_item_maps_without_sensor_by_wavelength(tiny_model, tmp_path):
+def test_landsat_item_maps_without_sensor_by_wavelength(predict_tiny, tmp_path):
     folder = tmp_path / "landsat"
     folder.mkdir()
     data = _scene(24, 30)
@@ -206,14 +196,14 @@ def test_landsat_item_maps_without_sensor_by_wavelength(tiny_model, tmp_path):
     path = folder / "item.json"
     path.write_text(json.dumps(item))
     assert detect_sensor(item) == "landsat8"
-    result = _predict(tiny_model, str(path), "-o", str(tmp_path / "out"))
+    result = predict_tiny(str(path), "-o", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     with rasterio.open(tmp_path / "out" / "LC08_L2SP_196025_20240601.tif") as src:
         assert src.tags()["GFM_BANDS"] == "SR_B2,SR_B3,SR_B4,SR_B5"
         assert src.shape == (24, 30)
 
 
-def test_assets_at_different_resolutions_go_on_the_finest_grid(tiny_model, tmp_path):
+def test_assets_at_different_resolutions_go_on_the_finest_grid(predict_tiny, tmp_path):
     folder = tmp_path / "mixed"
     data = _scene()
     item_path = _write_item(folder, data=data)
@@ -222,20 +212,20 @@ def test_assets_at_different_resolutions_go_on_the_finest_grid(tiny_model, tmp_p
     _cog(folder / "B08.tif", coarse, Affine(20.0, 0.0, 500000.0, 0.0, -20.0, 5000000.0))
     item_path.write_text(json.dumps(item))
     out = tmp_path / "map.tif"
-    result = _predict(tiny_model, str(item_path), "-o", str(out))
+    result = predict_tiny(str(item_path), "-o", str(out))
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as src:
         assert src.shape == (70, 90) and src.transform == TRANSFORM
 
 
-def test_bad_items_are_one_clear_line(tiny_model, tmp_path):
+def test_bad_items_are_one_clear_line(predict_tiny, tmp_path):
     not_item = tmp_path / "thing.json"
     not_item.write_text(json.dumps({"type": "Catalog", "id": "x"}))
-    result = _predict(tiny_model, str(not_item), "-o", str(tmp_path / "m.tif"))
+    result = predict_tiny(str(not_item), "-o", str(tmp_path / "m.tif"))
     assert result.exit_code == 3 and "not a STAC Item" in result.stderr
     no_bands = tmp_path / "nobands.json"
     no_bands.write_text(json.dumps(_item("x", {"qa": {"href": "qa.tif"}}, {})))
-    result = _predict(tiny_model, str(no_bands), "-o", str(tmp_path / "m.tif"))
+    result = predict_tiny(str(no_bands), "-o", str(tmp_path / "m.tif"))
     assert result.exit_code == 3 and "eo:bands" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -297,7 +287,7 @@ def http_folder(tmp_path):
         thread.join(timeout=10)
 
 
-def test_remote_item_and_assets_over_vsicurl(tiny_model, tmp_path, http_folder, monkeypatch):
+def test_remote_item_and_assets_over_vsicurl(predict_tiny, tmp_path, http_folder, monkeypatch):
     root, url = http_folder
     monkeypatch.setenv("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
     data = _scene()
@@ -306,7 +296,7 @@ def test_remote_item_and_assets_over_vsicurl(tiny_model, tmp_path, http_folder, 
     item_url = f"{url}/{ITEM}.json"
     assert load_items(item_url)[0][1] == item_url
     out = tmp_path / "maps"
-    result = _predict(tiny_model, item_url, str(local), "-o", str(out))
+    result = predict_tiny(item_url, str(local), "-o", str(out))
     assert result.exit_code == 0, result.output
     with (
         rasterio.open(out / f"{ITEM}.tif") as a,
@@ -327,13 +317,9 @@ def test_which_arguments_are_stac():
     assert not is_stac_path("https://example.test/items/scene.tif")
 
 
-def test_info_describes_an_item_as_predict_reads_it(tiny_model, tmp_path):
+def test_info_describes_an_item_as_predict_reads_it(gfm, tiny_model, tmp_path):
     item = _write_item(tmp_path / "item", "planetary-computer")
-    result = CliRunner().invoke(
-        cli,
-        ["-q", "info", str(item), "-m", str(tiny_model), "--no-timing", "--json"],
-        catch_exceptions=False,
-    )
+    result = gfm("info", item, "-m", tiny_model, "--no-timing", "--json")
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["path"] == str(item) and record["sensor"] == "sentinel2-l2a"

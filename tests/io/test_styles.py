@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from click.testing import CliRunner
 
-from gfmcli.cli.main import cli
 from gfmcli.contract import ClassInfo
 from gfmcli.errors import OutputError
 from gfmcli.io import writer as writer_module
@@ -79,47 +77,39 @@ def test_no_sidecar_without_its_map(tmp_path, monkeypatch, failing):
     assert list(tmp_path.iterdir()) == []
 
 
-def _predict(model, *args):
-    return CliRunner().invoke(
-        cli,
-        ["-q", "predict", "-m", str(model), "--window", "32", "--overlap", "8", *args],
-        catch_exceptions=False,
-    )
-
-
-def test_resume_counts_the_style(tiny_model, s2_scene, tmp_path):
+def test_resume_counts_the_style(predict_tiny, s2_scene, tmp_path):
     src = s2_scene()
     out = tmp_path / "maps"
-    assert _predict(tiny_model, str(src), "-o", str(out), "--probabilities").exit_code == 0
+    assert predict_tiny(str(src), "-o", str(out), "--probabilities").exit_code == 0
     for name in ("scene.qml", "scene.probs.qml", "scene.tif.aux.xml"):
         assert (out / name).is_file(), name
     (out / "scene.probs.qml").unlink()  # as if killed between the renames
-    again = _predict(tiny_model, str(src), "-o", str(out), "--probabilities")
+    again = predict_tiny(str(src), "-o", str(out), "--probabilities")
     assert again.stdout.split() == [str(out / "scene.tif"), str(out / "scene.probs.tif")]
     assert (out / "scene.probs.qml").is_file()
     before = (out / "scene.tif").stat().st_mtime_ns
-    third = _predict(tiny_model, str(src), "-o", str(out), "--probabilities")
+    third = predict_tiny(str(src), "-o", str(out), "--probabilities")
     assert third.stdout.split() == again.stdout.split(), "skipped outputs are listed too"
     assert (out / "scene.tif").stat().st_mtime_ns == before, "complete: skipped"
 
 
-def test_a_raster_gfm_did_not_make_is_never_redone(tiny_model, s2_scene, tmp_path):
+def test_a_raster_gfm_did_not_make_is_never_redone(predict_tiny, s2_scene, tmp_path):
     src = s2_scene()
     out = tmp_path / "maps"
     out.mkdir()
     theirs = out / "scene.tif"
     shutil.copy(src, theirs)  # someone's own file at the output path, without sidecars
     before = theirs.read_bytes()
-    result = _predict(tiny_model, str(src), "-o", str(out))
+    result = predict_tiny(str(src), "-o", str(out))
     assert result.exit_code == 5 and result.stdout.strip() == ""
     assert "carries no gfm provenance tag" in result.stderr and "--overwrite" in result.stderr
     assert theirs.read_bytes() == before and not (out / "scene.qml").exists()
 
 
 @pytest.mark.skipif(not GDAL_TOOLS, reason=NO_GDAL)
-def test_gdalinfo_sees_class_names_and_colour_table(tiny_model, s2_scene, tmp_path):
+def test_gdalinfo_sees_class_names_and_colour_table(predict_tiny, s2_scene, tmp_path):
     out = tmp_path / "map.tif"
-    assert _predict(tiny_model, str(s2_scene()), "-o", str(out)).exit_code == 0
+    assert predict_tiny(str(s2_scene()), "-o", str(out)).exit_code == 0
     proc = subprocess.run(["gdalinfo", "-json", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0 and "Warning" not in proc.stderr, proc.stderr
     band = json.loads(proc.stdout)["bands"][0]
@@ -130,27 +120,13 @@ def test_gdalinfo_sees_class_names_and_colour_table(tiny_model, s2_scene, tmp_pa
 
 
 @pytest.mark.skipif(not GDAL_TOOLS, reason=NO_GDAL)
-def test_ogrinfo_reads_the_geopackages_without_warnings(tiny_model, s2_scene, tmp_path):
+def test_ogrinfo_reads_the_geopackages_without_warnings(
+    gfm, tiny_model, predict_tiny, s2_scene, tmp_path
+):
     src = s2_scene()
     polygons, vectors = tmp_path / "map.gpkg", tmp_path / "emb.gpkg"
-    assert _predict(tiny_model, str(src), "-o", str(polygons)).exit_code == 0
-    embed = CliRunner().invoke(
-        cli,
-        [
-            "-q",
-            "embed",
-            "-m",
-            str(tiny_model),
-            str(src),
-            "-o",
-            str(vectors),
-            "--window",
-            "32",
-            "--overlap",
-            "0",
-        ],
-        catch_exceptions=False,
-    )
+    assert predict_tiny(str(src), "-o", str(polygons)).exit_code == 0
+    embed = gfm("embed", "-m", tiny_model, src, "-o", vectors, "--window", "32", "--overlap", "0")
     assert embed.exit_code == 0, embed.output
     for path, layer, field in (
         (polygons, "classes", "class_name"),
