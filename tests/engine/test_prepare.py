@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -29,6 +30,42 @@ jobs.prepare_in_background().join(timeout=300)
 after = [m for m in LATER if m in sys.modules]
 ready = [k.dispatcher().signatures != [] for k in (blend.accumulate, blend.argmax_classes)]
 print(json.dumps([before, after, ready]))
+"""
+
+# gfm -q predict ARGS in its own interpreter, the real prepare thread held before its work until
+# run_jobs joins it (as _HeldPrepare below: the order cannot race) and released anyway once
+# main() is done (a run that does not join cannot hang). The step then prints "prepared" to the
+# pipe the error goes to: before the error only where the run waited for it.
+_HELD_PREPARE = """
+import sys, threading
+from gfmcli.cli.main import main
+from gfmcli.engine import blend, jobs
+
+released = threading.Event()
+start, warm_up = jobs.prepare_in_background, blend.warm_up
+
+def held_start():
+    thread = start()
+    join = thread.join
+
+    def release_and_join(timeout=None):
+        released.set()
+        join(timeout)
+
+    thread.join = release_and_join
+    return thread
+
+def held_warm_up():
+    released.wait()
+    warm_up()
+    print("prepared", flush=True)
+
+jobs.prepare_in_background, blend.warm_up = held_start, held_warm_up
+sys.argv = ["gfm", "-q", "predict", *sys.argv[1:]]
+try:
+    main()
+finally:
+    released.set()
 """
 
 
@@ -99,3 +136,21 @@ def test_the_prepare_thread_is_not_a_daemon():
     thread = jobs.prepare_in_background()
     thread.join()
     assert not thread.daemon
+
+
+def test_gfm_predict_failing_on_its_input_reports_only_after_the_prepare_step(tiny_model, tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not a raster")
+    args = [str(bad), "-o", str(tmp_path / "map.tif"), "-m", str(tiny_model)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _HELD_PREPARE, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one pipe: the order of "prepared" and the error is kept
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # a crash at exit would show its stack
+    )
+    assert proc.returncode == 3, proc.stdout[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[0] == "prepared", proc.stdout
+    assert lines[1].startswith("gfm: error: ") and "bad.tif" in lines[1]
