@@ -414,6 +414,32 @@ def normaliser(contract: ModelContract):
     return apply
 
 
+def start_model(
+    init: str, *, channel_embedding: str | None = None, head_width: int | None = None
+) -> tuple[torch.nn.Module, ModelContract]:
+    """The stage-2 model grown from the checkpoint ``init``: its classifier widened to the K
+    land-cover classes (the old classes' rows kept), optionally told bands by index
+    (``channel_embedding``, the wavelength-blind baseline) or given a dense head of another
+    ``head_width`` (the head-size sweep). Every tensor whose shape is unchanged keeps
+    ``init``'s values; the others start afresh, never half-copied."""
+    old, contract = load_model(init)
+    config = json.loads(json.dumps(old.config))
+    config["head"]["num_outputs"] = K
+    if channel_embedding:
+        config["encoder"]["overrides"]["channel_embedding"] = channel_embedding
+    if head_width:
+        config["head"]["width"] = head_width
+    model = build_model(config)
+    own = model.state_dict()
+    for key, value in old.state_dict().items():
+        if key in own and own[key].shape == value.shape:
+            own[key] = value
+        elif key.startswith("head.classifier.") and own[key].shape[1:] == value.shape[1:]:
+            own[key][: value.shape[0]] = value
+    model.load_state_dict(own)
+    return model, contract
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--init", required=True, help="checkpoint to start from")
@@ -441,6 +467,12 @@ def main() -> None:
     )
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
     parser.add_argument(
+        "--head-width",
+        type=int,
+        help="width of the dense head's first upsampling stage (the model-size sweep of "
+        "docs/model-card.md): stages whose shape changes start afresh, the rest keep --init's",
+    )
+    parser.add_argument(
         "--teacher",
         action="append",
         default=[],
@@ -464,21 +496,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     start = time.time()
 
-    init, contract = load_model(args.init)
-    config = json.loads(json.dumps(init.config))
-    config["head"]["num_outputs"] = K
-    if args.channel_embedding:
-        config["encoder"]["overrides"]["channel_embedding"] = args.channel_embedding
-    model = build_model(config)
-    state = init.state_dict()
-    own = model.state_dict()
-    for key, value in state.items():
-        if key in own and own[key].shape == value.shape:
-            own[key] = value
-        elif key in own:  # the classifier grows from the old classes to the new ones
-            n = value.shape[0]
-            own[key][:n] = value
-    model.load_state_dict(own)
+    model, contract = start_model(
+        args.init, channel_embedding=args.channel_embedding, head_width=args.head_width
+    )
 
     hold_out = {s for s in args.hold_out.split(",") if s}
     pools = simulated_pools(

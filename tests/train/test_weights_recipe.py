@@ -170,3 +170,35 @@ def test_distillation_is_cross_entropy_to_the_teachers_mean(recipe):
     best[0, :, 0, 1] = 0.0  # anything on the unlabelled pixel costs nothing
     entropy = -(0.7 * np.log(0.7) + 0.3 * np.log(0.3))
     assert float(recipe.distill_nll(best, teacher, allowed)) == pytest.approx(entropy, abs=1e-4)
+
+
+def test_the_stage2_model_keeps_what_fits_and_starts_a_resized_head_afresh(
+    recipe, tiny_checkpoint_factory, tmp_path
+):
+    from gfmcli.model.checkpoint import load_model
+
+    path = tiny_checkpoint_factory(tmp_path / "three-classes.pt")
+    old = load_model(path)[0].state_dict()
+    grown = recipe.start_model(str(path))[0].state_dict()
+    wide, _ = recipe.start_model(str(path), head_width=256)
+    wide_state = wide.state_dict()
+
+    assert wide.config["head"]["width"] == 256
+    assert grown["head.classifier.weight"].shape[0] == recipe.K
+    for state in (grown, wide_state):
+        # the three old classes keep their rows; the six new ones start afresh
+        assert torch.equal(state["head.classifier.weight"][:3], old["head.classifier.weight"])
+        assert not torch.equal(
+            state["head.classifier.weight"][3:6],
+            torch.zeros_like(state["head.classifier.weight"][3:6]),
+        )
+        for key, value in old.items():
+            if key.startswith("encoder."):
+                assert torch.equal(state[key], value), key
+    assert torch.equal(grown["head.stages.0.1.weight"], old["head.stages.0.1.weight"])
+    # the first upsampling stage changed shape: fresh weights, not the old ones half-copied
+    first = wide_state["head.stages.0.1.weight"]
+    assert first.shape[0] == 256 != old["head.stages.0.1.weight"].shape[0]
+    assert not torch.equal(
+        first[: old["head.stages.0.1.weight"].shape[0]], old["head.stages.0.1.weight"]
+    )
