@@ -108,6 +108,7 @@ class Pool:
     surface: bool  # surface reflectance (may be turned into TOA); False: already TOA
     synthetic: bool  # labels exact enough to paint clouds and snow over
     s2_names: tuple[str, ...] | None = None
+    water: np.ndarray | None = None  # (n, C) spectra of the pool's own open water (paint_sea)
 
 
 def chips_of(image: np.ndarray, allowed: np.ndarray, size: int, stride: int):
@@ -195,10 +196,37 @@ def simulated_pools(
                 images.append(img)
                 allowed.append(a)
         names = tuple(b.name for b in spec.bands) if sensor == "sentinel2-l2a" else None
-        pools.append(
-            Pool(f"sim {sensor}", np.stack(images), np.stack(allowed), wl, r.gsd, True, True, names)
-        )
+        stack, sets_stack = np.stack(images), np.stack(allowed)
+        pool = Pool(f"sim {sensor}", stack, sets_stack, wl, r.gsd, True, True, names)
+        pool.water = water_spectra(stack, sets_stack, np.random.default_rng(seed0))
+        pools.append(pool)
     return pools
+
+
+def water_spectra(images: np.ndarray, allowed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Up to 4,000 spectra of pixels labelled open water only, drawn from ``images``."""
+    n, y, x = np.nonzero(allowed == bits(WATER))
+    pick = rng.choice(n.size, size=min(n.size, 4000), replace=False)
+    return images[n[pick], :, y[pick], x[pick]].astype(np.float32)
+
+
+def paint_sea(img: np.ndarray, al: np.ndarray, water: np.ndarray, rng: np.random.Generator):
+    """Open sea over 60-100 % of a chip, in one spectrum of the pool's own water.
+
+    Why: a window of uniform sea (the Long Island scene) was mapped tree cover by some runs
+    while the same spectrum as a square inside land was water: the simulated lakes are small,
+    so water was learnt with land around it. The painted sea keeps the simulator's water
+    spectra (one pixel's, with a smooth 5 % turbidity gradient and sensor noise), so only the
+    context is new; its coast follows a fractal field and everything under it is relabelled.
+    """
+    field = fractal_noise(img.shape[1:], img.shape[1] / 2, rng)
+    sea = field > np.quantile(field, 1.0 - rng.uniform(0.6, 1.0))
+    spectrum = water[rng.integers(len(water))][:, None]
+    shade = 1.0 + 0.05 * (field[sea] - field[sea].mean()) / (field[sea].std() + 1e-6)
+    img = img.copy()
+    img[:, sea] = spectrum * shade[None, :].astype(np.float32)
+    al = np.where(sea, np.uint16(bits(WATER)), al).astype(np.uint16)
+    return img, al
 
 
 def real_pools(root: Path, hold_out: set[str]) -> list[Pool]:
@@ -299,8 +327,11 @@ def darken_land(img: np.ndarray, al: np.ndarray, rng: np.random.Generator, gsd: 
     return img
 
 
-def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recipe):
-    """One batch: band subset, product level, clouds/snow, gain and noise, flips."""
+def augment(
+    pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recipe, sea_rate: float = 0.0
+):
+    """One batch: band subset, product level, open sea (``sea_rate`` of simulated chips),
+    clouds/snow, gain and noise, flips."""
     images = pool.images[idx].copy()
     allowed = pool.allowed[idx].copy()
     wl = list(pool.wavelengths)
@@ -326,6 +357,8 @@ def augment(pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recip
             img, painted = add_snow(img, wl, rng, cover=rng.uniform(0.2, 0.9), gsd_m=gsd,
                                     labels=labels, forbid=(al & bits(WATER)) != 0)  # fmt: skip
             al = repaint(al, labels, painted)
+        if pool.water is not None and len(pool.water) and rng.random() < sea_rate:
+            img, al = paint_sea(img, al, pool.water, rng)
         if pool.synthetic and pool.surface and recipe.dark_land and rng.random() < 0.35:
             img = darken_land(img, al, rng, gsd)
         if pool.surface and recipe.toa and rng.random() < 0.5:
@@ -465,6 +498,12 @@ def main() -> None:
         help="scale the real scenes' share of batches (the ablation without them mapped "
         "never-trained sources best: three small sources are learnt, not generalised)",
     )
+    parser.add_argument(
+        "--sea-rate",
+        type=float,
+        default=0.0,
+        help="share of simulated chips with open sea painted over 60-100 %% of them (paint_sea)",
+    )
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
     parser.add_argument(
         "--head-width",
@@ -538,7 +577,7 @@ def main() -> None:
         pool = pools[rng.choice(len(pools), p=p)]
         bs = 4 if len(pool.wavelengths) > 50 else args.batch_size
         idx = rng.choice(len(pool.images), size=bs, replace=len(pool.images) < bs)
-        images, allowed, wl = augment(pool, idx, rng, recipe)
+        images, allowed, wl = augment(pool, idx, rng, recipe, args.sea_rate)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         x = norm(images, wl)

@@ -202,3 +202,23 @@ def test_the_stage2_model_keeps_what_fits_and_starts_a_resized_head_afresh(
     assert not torch.equal(
         first[: old["head.stages.0.1.weight"].shape[0]], old["head.stages.0.1.weight"]
     )
+
+
+def test_painted_sea_is_labelled_water_in_the_pools_own_water_spectrum(recipe):
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0.1, 0.4, size=(4, 48, 48)).astype(np.float32)
+    allowed = np.full((48, 48), recipe.bits(recipe.TREE), np.uint16)
+    allowed[:5] = recipe.bits(recipe.WATER)
+    water = recipe.water_spectra(image[None], allowed[None], rng)
+    pixels = image[:, :5].reshape(4, -1).T
+    assert water.shape == pixels.shape  # every water pixel (fewer than 4,000), nothing else
+    assert np.array_equal(np.sort(water, axis=0), np.sort(pixels, axis=0))
+    before = image.copy()
+    painted, labels = recipe.paint_sea(image, allowed, water, np.random.default_rng(0))
+    sea = labels == recipe.bits(recipe.WATER)
+    assert 0.55 <= sea.mean() <= 1.0
+    assert np.array_equal(image, before)  # the pool's chip is not changed in place
+    assert np.array_equal(painted[:, ~sea], image[:, ~sea])  # land outside the sea kept
+    ratio = painted[:, sea] / painted[:, sea].mean(axis=1, keepdims=True)
+    assert np.abs(ratio - 1).max() < 0.25  # one spectrum, a smooth few-per-cent gradient
+    assert any(np.allclose(painted[:, sea].mean(axis=1), w, rtol=0.02) for w in water)
