@@ -7,29 +7,23 @@ import shutil
 
 import pytest
 import rasterio
-from click.testing import CliRunner
 
 from gfmcli.api.info import describe_checkpoint, shipped_models
-from gfmcli.cli.main import cli
 from gfmcli.contract import contract_hash
 from gfmcli.engine import runner, tiling
 from gfmcli.io.reader import read_window
 from gfmcli.model.checkpoint import default_weights_dir, list_weights, read_checkpoint
 
 
-def _run(*args: str):
-    return CliRunner().invoke(cli, ["-q", *args], catch_exceptions=False)
-
-
 def _lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
-def test_models_lists_every_shipped_checkpoint_from_its_contract():
+def test_models_lists_every_shipped_checkpoint_from_its_contract(gfm):
     names = list_weights()
     if not names:
         pytest.skip("no shipped weights in this installation")
-    result = _run("models")
+    result = gfm("models")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == names
@@ -38,7 +32,7 @@ def test_models_lists_every_shipped_checkpoint_from_its_contract():
         assert contract.task in line and contract.sensor in line
         assert f"{len(contract.classes)} classes" in line
         assert all(c.name in line for c in contract.classes)
-    records = _lines(_run("models", "--json").stdout)
+    records = _lines(gfm("models", "--json").stdout)
     assert [r["name"] for r in records] == names
     assert all(r["parameters"] > 0 and r["file_bytes"] > 0 for r in records)
 
@@ -51,15 +45,15 @@ def test_models_follow_the_weights_folder(tiny_model, tmp_path):
     assert [c.name for c in found[0].contract.classes] == ["water", "trees", "other"]
 
 
-def test_info_checkpoint_shows_its_contract(tiny_model):
-    result = _run("info", str(tiny_model))
+def test_info_checkpoint_shows_its_contract(tiny_model, gfm):
+    result = gfm("info", str(tiny_model))
     assert result.exit_code == 0, result.output
     text = result.stdout
     for words in ("segmentation", "sentinel2-l2a", "GSD 10 m", "B02", "492.4 nm", "water"):
         assert words in text
     assert "#0000ff" in text and "trained_on: nothing (a test model)" in text
 
-    (record,) = _lines(_run("info", str(tiny_model), "--json").stdout)
+    (record,) = _lines(gfm("info", str(tiny_model), "--json").stdout)
     summary = describe_checkpoint(tiny_model)
     assert record["kind"] == "checkpoint" and record["status"] == "ok"
     assert [b["name"] for b in record["bands"]] == ["B02", "B03", "B04", "B08"]
@@ -70,11 +64,11 @@ def test_info_checkpoint_shows_its_contract(tiny_model):
     assert record["provenance"]["trained_on"] == "nothing (a test model)"
 
 
-def test_info_raster_shows_what_a_run_would_do(tiny_model, s2_scene, tmp_path):
+def test_info_raster_shows_what_a_run_would_do(tiny_model, s2_scene, tmp_path, gfm):
     src = s2_scene(scales=[1e-4] * 4, offsets=[0.0] * 4)
     before = src.read_bytes()
     args = ("info", str(src), "-m", str(tiny_model), "--window", "32", "--overlap", "8")
-    (record,) = _lines(_run(*args, "--json").stdout)
+    (record,) = _lines(gfm(*args, "--json").stdout)
     assert record["kind"] == "raster" and record["command"] == "predict"
     assert (record["width"], record["height"], record["crs"]) == (90, 70, "EPSG:32632")
     assert record["sensor"] == "sentinel2-l2a" and not record["cross_sensor"]
@@ -86,21 +80,23 @@ def test_info_raster_shows_what_a_run_would_do(tiny_model, s2_scene, tmp_path):
     assert record["peak_memory_bytes"] > 0 and record["model_seconds"] > 0
     assert src.read_bytes() == before and not list(tmp_path.glob("*.tif.aux.xml"))
 
-    plain = _run(*args, "--no-timing")
+    plain = gfm(*args, "--no-timing")
     assert "12 windows" in plain.stdout and "est. model time" not in plain.stdout
 
 
-def test_info_with_sensor_for_undescribed_bands_and_bad_paths(tiny_model, make_raster, tmp_path):
+def test_info_with_sensor_for_undescribed_bands_and_bad_paths(
+    tiny_model, make_raster, tmp_path, gfm
+):
     bare = make_raster(tmp_path, "bare.tif", count=4)
     args = ("info", "-m", str(tiny_model), "--no-timing", "--window", "32", "--overlap", "8")
-    failed = _run(*args, str(bare))
+    failed = gfm(*args, str(bare))
     assert failed.exit_code == 3 and "--sensor" in failed.stderr
 
-    ok = _run(*args, str(bare), "--sensor", "sentinel2-l2a", "--bands", "B02,B03,B04,B08", "--json")
+    ok = gfm(*args, str(bare), "--sensor", "sentinel2-l2a", "--bands", "B02,B03,B04,B08", "--json")
     assert _lines(ok.stdout)[0]["bands"][3]["name"] == "B08"
 
     missing = str(tmp_path / "missing.tif")
-    mixed = _run(*args, str(tiny_model), missing, "--json")
+    mixed = gfm(*args, str(tiny_model), missing, "--json")
     assert mixed.exit_code == 3
     first, second = _lines(mixed.stdout)
     assert first["kind"] == "checkpoint" and first["status"] == "ok"
@@ -111,7 +107,7 @@ def test_info_with_sensor_for_undescribed_bands_and_bad_paths(tiny_model, make_r
     ("command", "task", "overlap"), [("predict", "segmentation", "8"), ("embed", "pretrain", "16")]
 )
 def test_info_dry_run_and_run_count_the_windows_a_run_reads(
-    tiny_checkpoint_factory, s2_scene, tmp_path, monkeypatch, command, task, overlap
+    tiny_checkpoint_factory, s2_scene, tmp_path, monkeypatch, command, task, overlap, gfm
 ):
     """``gfm info``, ``--dry-run`` and the run plan once (engine.runner.open_plan), so their
     window counts are the windows the run reads, stripes (narrowed here to 40 columns) included;
@@ -120,9 +116,9 @@ def test_info_dry_run_and_run_count_the_windows_a_run_reads(
     src = str(s2_scene())
     model = tiny_checkpoint_factory(tmp_path / f"{task}.pt", task)
     options = ("-m", str(model), "--window", "32", "--overlap", overlap)
-    (described,) = _lines(_run("info", src, *options, "--no-timing", "--json").stdout)
+    (described,) = _lines(gfm("info", src, *options, "--no-timing", "--json").stdout)
     out = str(tmp_path / "out.tif")
-    (planned,) = _lines(_run(command, src, *options, "-o", out, "--dry-run", "--json").stdout)
+    (planned,) = _lines(gfm(command, src, *options, "-o", out, "--dry-run", "--json").stdout)
     reads = []
 
     def counted(*args, **kwargs):
@@ -130,7 +126,7 @@ def test_info_dry_run_and_run_count_the_windows_a_run_reads(
         return read_window(*args, **kwargs)
 
     monkeypatch.setattr(runner, "read_window", counted)
-    (done,) = _lines(_run(command, src, *options, "-o", out, "--json").stdout)
+    (done,) = _lines(gfm(command, src, *options, "-o", out, "--json").stdout)
     assert done["status"] == "ok"
     assert described["command"] == command
     assert described["windows"] == planned["windows"] == done["windows"] == len(reads)
@@ -138,13 +134,13 @@ def test_info_dry_run_and_run_count_the_windows_a_run_reads(
         assert described["grid"] == "pixel, 3 stripe(s)"  # 90 columns in stripes of 40
 
 
-def test_info_shows_the_scaling_the_value_checks_give_a_run(tiny_model, s2_scene, tmp_path):
+def test_info_shows_the_scaling_the_value_checks_give_a_run(tiny_model, s2_scene, tmp_path, gfm):
     """Float reflectance under the sensor's default DN scale is read as reflectance by a run;
     gfm info reports that scale, not the default, since both come from one checked opening."""
     src = str(s2_scene(dtype="float32"))
     with rasterio.open(src, "r+") as dst:
         dst.write(dst.read() / 10000)
     args = ("info", src, "-m", str(tiny_model), "--no-timing", "--json")
-    (record,) = _lines(_run(*args, "--window", "32", "--overlap", "8").stdout)
+    (record,) = _lines(gfm(*args, "--window", "32", "--overlap", "8").stdout)
     assert [b["scale"] for b in record["bands"]] == [1.0] * 4
     assert [b["offset"] for b in record["bands"]] == [0.0] * 4
