@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild weights/landcover-tiny.pt from nothing but gfm's own commands (see weights/README.md).
 #
-#   bash weights/build.sh            # about 40 minutes on 2 CPU cores
+#   bash weights/build.sh            # about 30-40 minutes on 2 CPU cores (estimated from its parts)
 #
 # Stage 1 (simulate -> tile -> Hyper-MAE pretrain -> fine-tune) uses simulated scenes only; stage 2
 # (weights/train_landcover.py) fine-tunes that model on simulated scenes with atmospheres, clouds
