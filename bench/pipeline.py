@@ -233,13 +233,13 @@ def model_and_decode(checkpoint: Path, raster: Path, precision: str) -> dict[str
     of FLOOR_REPEATS passes (one pass varied by 20-40 % on the shared machine)."""
     from gfmcli.cli.main import keep_freed_memory
     from gfmcli.engine.inference import DevicePool
-    from gfmcli.engine.options import MapOptions
+    from gfmcli.engine.options import MapOptions, for_model
     from gfmcli.model.bands import Bands
     from gfmcli.model.checkpoint import load_checkpoint
 
     keep_freed_memory()  # the malloc settings of a gfm process, so that the floors compare
     model, contract = load_checkpoint(checkpoint)
-    options = MapOptions()
+    options = for_model(MapOptions(), contract)  # the window gfm predict would use
     decodes = []
     for _ in range(FLOOR_REPEATS):
         batches, mapping, seconds = _read_plan(raster, contract, options)

@@ -64,6 +64,11 @@ class ModelContract:
     patch_size: int
     classes: tuple[ClassInfo, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: The window (pixels) the model maps in when the user gives none: the size of its training
+    #: chips. A ViT taught on 4 x 4 patch grids is another model on a 32 x 32 grid (attention
+    #: spreads over 64x the tokens, group norm over 64x the pixels), so it maps best in windows
+    #: like its chips. None (older checkpoints) maps in the 512-pixel default.
+    window: int | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -89,6 +94,11 @@ class ModelContract:
             )
         if any(not 0 <= v <= 255 for c in self.classes for v in c.color):
             raise ModelError("contract classes: colours must be RGB values in 0..255")
+        if self.window is not None and (self.window <= 0 or self.window % self.patch_size):
+            raise ModelError(
+                f"contract window {self.window} is not a positive multiple of the patch size "
+                f"{self.patch_size}; the checkpoint is corrupt or was edited"
+            )
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -103,7 +113,10 @@ class ModelContract:
         return len(self.classes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["window"] is None:  # so a contract without one keeps its hash from before
+            del data["window"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -127,6 +140,7 @@ class ModelContract:
                 patch_size=int(data["patch_size"]),
                 classes=classes,
                 provenance=dict(data.get("provenance", {})),
+                window=None if data.get("window") is None else int(data["window"]),
             )
         except ModelError:
             raise  # a value check of __post_init__: its own words name the field

@@ -105,7 +105,12 @@ def make_raster() -> MakeRaster:
 TINY_BANDS = ("B02", "B03", "B04", "B08")
 
 
-def _tiny_model(path: Path, task: str = "segmentation", meta: dict[str, str] | None = None) -> Path:
+def _tiny_model(
+    path: Path,
+    task: str = "segmentation",
+    meta: dict[str, str] | None = None,
+    window: int | None = None,
+) -> Path:
     import torch
 
     from gfmcli.contract import BandInfo, ClassInfo, ModelContract
@@ -140,6 +145,7 @@ def _tiny_model(path: Path, task: str = "segmentation", meta: dict[str, str] | N
         16,
         classes if task == "segmentation" else (),
         meta or {},
+        window,
     )
     save_checkpoint(path, build_model(config), contract)
     return path
@@ -154,9 +160,10 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint_factory() -> Callable[..., Path]:
-    """``tiny_checkpoint_factory(path, task="segmentation")``: write the tiny model's
-    checkpoint (random weights from seed 0) for ``task`` (segmentation, regression with two
-    outputs, classification, pretrain) to ``path`` and return it."""
+    """``tiny_checkpoint_factory(path, task="segmentation", meta=None, window=None)``: write the
+    tiny model's checkpoint (random weights from seed 0) for ``task`` (segmentation, regression
+    with two outputs, classification, pretrain) to ``path``, with ``window`` as its contract's
+    mapping window, and return it."""
     return _tiny_model
 
 

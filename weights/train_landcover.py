@@ -48,6 +48,8 @@ from gfmcli.simulate.render import render
 WATER, TREE, GRASS, BARE, BUILT, BURNED, CLOUD, SHADOW, SNOW = range(9)
 K = len(LANDCOVER_CLASSES)
 LAND = (TREE, GRASS, BARE, BUILT, BURNED)
+#: Sentinel-2 chip size (px), the largest chips of stage 2: the window its model maps in.
+S2_CHIP = 64
 # Band centres as gfm's sensor registry (and so `gfm predict`) gives them: the model must see a
 # band at the wavelength it will be told at mapping time.
 # fmt: skip below: a table, kept in rows (ruff format would add 12 lines)
@@ -181,7 +183,7 @@ def simulated_pools(
     arid steppe and bare hills (bare ground that must not map as built-up); with ``mixed``
     mixed pixels are labelled as sets of the classes they hold (``mixed_sets``)."""
     pools = []
-    for sensor, chip in (("sentinel2-l2a", 64), ("landsat8", 48), ("enmap", 32)):
+    for sensor, chip in (("sentinel2-l2a", S2_CHIP), ("landsat8", 48), ("enmap", 32)):
         images, allowed = [], []
         wl = None
         for s in range(scenes):
@@ -611,8 +613,13 @@ def main() -> None:
             "seconds": round(time.time() - start),
         }
     )
+    # window: the model maps in windows of its largest training chips (see ModelContract)
     new_contract = dataclasses.replace(
-        contract, classes=LANDCOVER_CLASSES, model_config=model.config, provenance=provenance
+        contract,
+        classes=LANDCOVER_CLASSES,
+        model_config=model.config,
+        provenance=provenance,
+        window=S2_CHIP,
     )
     save_checkpoint(args.output, model, new_contract)
     print(f"saved {args.output} in {time.time() - start:.0f}s")

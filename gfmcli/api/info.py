@@ -54,6 +54,7 @@ class CheckpointSummary:
             "sensor": c.sensor,
             "gsd_m": c.gsd,
             "patch_size": c.patch_size,
+            "window": c.window,
             "bands": [asdict(b) for b in c.bands],
             "classes": [{"id": k.id, "name": k.name, "color": list(k.color)} for k in c.classes],
             "parameters": self.parameters,
@@ -156,16 +157,18 @@ def describe_raster(
 ) -> RasterSummary:
     """Band identity, scaling, GSD, window plan and cost estimates of ``path`` for ``contract``.
 
-    ``options`` is a ``MapOptions`` (window, overlap, batch size, ``--sensor``/``--bands``).
+    ``options`` is a ``MapOptions`` (window, overlap, batch size, ``--sensor``/``--bands``);
+    unset window, overlap and batch size are chosen for ``contract`` as a run would.
     ``timing`` (a :class:`ModelTimer`) measures the model on one batch of this band count and
     window to estimate the model time of the whole raster; None skips it. The plan, the bands
     and their scaling (after the value checks) come from the engine's own planning
     (``open_plan``), so the window count is the run's. Raises the same
     InputError/BandContractError a run would, before any output exists.
     """
-    from gfmcli.engine.options import PREDICT_TASKS
+    from gfmcli.engine.options import PREDICT_TASKS, for_model
     from gfmcli.engine.runner import open_plan
 
+    options = for_model(options, contract)
     kind = "predict" if contract.task in PREDICT_TASKS else "embed"
     with open_plan(path, Path("info.tif"), "tif", contract, options, kind) as (plan, src, mapping):
         bands = tuple(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 from gfmcli.contract import ModelContract
 from gfmcli.engine.jobs import Job, Progress, plan_jobs, run_jobs
-from gfmcli.engine.options import DEFAULT_MODEL, FilePlan, FileResult, MapOptions
+from gfmcli.engine.options import DEFAULT_MODEL, FilePlan, FileResult, MapOptions, for_model
 from gfmcli.engine.runner import check_run_options
 from gfmcli.errors import EXIT_PARTIAL_FAILURE, InputError, UsageError
 from gfmcli.io.paths import (
@@ -200,6 +200,7 @@ def _map(
         )
         jobs = [_job(str(src), out, output_format(out), stac.get(str(src))) for src, out in pairs]
         net, contract = model if isinstance(model, tuple) else load_model(model)
+        options = for_model(options, contract)  # the window of the model's training chips
         check_run_options(options, contract, kind)
         summary = RunSummary(kind, problems=tuple(problems))
         if dry_run:

@@ -18,7 +18,13 @@ from typing import Any
 
 import click
 
-from gfmcli.engine.options import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, DEFAULT_OVERLAP, DEFAULT_WINDOW
+from gfmcli.engine.options import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MODEL,
+    DEFAULT_OVERLAP,
+    DEFAULT_WINDOW,
+    MAX_DEFAULT_BATCH,
+)
 from gfmcli.runtime.devices import PRECISIONS
 
 
@@ -158,18 +164,23 @@ def fraction_opt(flag: str, default: float, help: str) -> Callable[[Any], Any]:
 MAX_WINDOW = 8192
 window_opt = count_opt(
     "--window",
-    DEFAULT_WINDOW,
-    "Window size in pixels (a multiple of the model's patch size).",
+    None,
+    "Window size in pixels (a multiple of the model's patch size) [default: the size of the "
+    f"chips the model was trained on, else {DEFAULT_WINDOW}].",
     maximum=MAX_WINDOW,
 )
 overlap_opt = count_opt(
     "--overlap",
-    DEFAULT_OVERLAP,
-    "Overlap between neighbouring windows in pixels; blended with a cosine ramp.",
+    None,
+    "Overlap between neighbouring windows in pixels; blended with a cosine ramp [default: a "
+    f"quarter of the window, at most {DEFAULT_OVERLAP}].",
     minimum=0,
 )
 batch_size_opt = count_opt(
-    "--batch-size", DEFAULT_BATCH_SIZE, "Windows per model call (per device)."
+    "--batch-size",
+    None,
+    "Windows per model call (per device) [default: as many as two "
+    f"{DEFAULT_WINDOW}-px windows hold, {DEFAULT_BATCH_SIZE} to {MAX_DEFAULT_BATCH}].",
 )
 device_opt = click.option(
     "--device",

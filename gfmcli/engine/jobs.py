@@ -26,7 +26,7 @@ from gfmcli.atomic import stale_partials
 from gfmcli.contract import ModelContract
 from gfmcli.engine import blend
 from gfmcli.engine.inference import DevicePool
-from gfmcli.engine.options import FilePlan, FileResult, MapOptions
+from gfmcli.engine.options import FilePlan, FileResult, MapOptions, ResolvedOptions, for_model
 from gfmcli.engine.runner import map_file, missing_outputs_sidecars, output_paths, plan_file
 from gfmcli.engine.sinks import EMBEDDING_LAYER
 from gfmcli.errors import GfmError, OutputError, unexpected_error
@@ -105,7 +105,7 @@ class Job:
     def label(self) -> str:
         return self.name or self.input
 
-    def options_for(self, options: MapOptions) -> MapOptions:
+    def options_for(self, options: ResolvedOptions) -> ResolvedOptions:
         """The run's options with this input's own sensor when ``--sensor`` was not given."""
         if self.sensor and not options.sensor and not options.bands:
             return dataclasses.replace(options, sensor=self.sensor)
@@ -142,8 +142,10 @@ def plan_jobs(
     """``--dry-run``: check every input against the contract and plan it; no model call.
 
     Inputs that would be skipped come back as ``skipped`` results, bad inputs (and outputs that
-    would replace an input) as ``failed``.
+    would replace an input) as ``failed``. Unset window, overlap and batch size are chosen for
+    ``contract`` (:func:`~gfmcli.engine.options.for_model`).
     """
+    options = for_model(options, contract)
     conflicts = input_conflicts(jobs, options, kind)
     plans: list[FilePlan | FileResult] = []
     with gdal_env():
@@ -189,8 +191,10 @@ def run_jobs(
     an unexpected exception too (as one line that points at ``--debug``).
 
     It returns or raises only once the thread from :func:`prepare_in_background` has finished,
-    so no import or compile is still running when a short run's process exits.
+    so no import or compile is still running when a short run's process exits. Unset window,
+    overlap and batch size are chosen for ``contract`` as in :func:`plan_jobs`.
     """
+    options = for_model(options, contract)
     ranks = ranks or RankInfo()
     progress = progress or _Silent()
     prepare = prepare_in_background()
@@ -233,7 +237,7 @@ def _run_job(
     job: Job,
     pool: DevicePool,
     contract: ModelContract,
-    options: MapOptions,
+    options: ResolvedOptions,
     kind: str,
     overwrite: bool,
     command_line: Sequence[str],
@@ -263,7 +267,7 @@ def _run_job(
         return dataclasses.replace(result, input=job.label)
 
 
-def written_files(job: Job, options: MapOptions, kind: str) -> list[Path]:
+def written_files(job: Job, options: ResolvedOptions, kind: str) -> list[Path]:
     """Every file ``job`` writes: its outputs and the sidecars GDAL keeps beside a GeoTIFF."""
     files = []
     for path in output_paths(job.output, job.fmt, options, kind):
@@ -291,7 +295,9 @@ def read_files(path: str) -> list[Path]:
     return files + [Path(f) for f in listed if not is_gdal_path(f)]
 
 
-def input_conflicts(jobs: Sequence[Job], options: MapOptions, kind: str) -> dict[str, OutputError]:
+def input_conflicts(
+    jobs: Sequence[Job], options: ResolvedOptions, kind: str
+) -> dict[str, OutputError]:
     """An OutputError for every job that would write a file some input reads (itself, the
     source of a VRT, a probabilities file given as input), keyed by the job's input."""
     readers: dict[Path, str] = {}
@@ -322,7 +328,7 @@ def _resolved(path: Path) -> Path:
 
 
 def _complete(
-    job: Job, options: MapOptions, kind: str, overwrite: bool, contract: ModelContract
+    job: Job, options: ResolvedOptions, kind: str, overwrite: bool, contract: ModelContract
 ) -> bool:
     """True when every output of ``job`` is a complete gfm output (resume skips it).
 
@@ -424,7 +430,7 @@ def _parquet_state(path: Path) -> tuple[str, str]:
     return COMPLETE, ""
 
 
-def _skipped(job: Job, options: MapOptions, kind: str) -> FileResult:
+def _skipped(job: Job, options: ResolvedOptions, kind: str) -> FileResult:
     outputs = output_paths(job.output, job.fmt, options, kind)
     return FileResult(job.label, outputs, "skipped", "output exists; --overwrite to redo it")
 

@@ -1,21 +1,32 @@
 """What a ``predict``/``embed`` run is told and what it reports: options, plans, results.
 
 ``MapOptions`` owns the run's defaults (the CLI's option defaults are read from here). The
-window/overlap/batch defaults were chosen from ``bench/pipeline.py`` on a 2-core CPU with the
-shipped tiny model (see docs/benchmarks.md): 512-pixel windows keep the per-window overhead
-low, and a 64-pixel overlap (four patches) hides window seams under the cosine ramp.
+window, overlap and batch size left unset are chosen for the model by :func:`for_model`: a model
+maps best in windows the size of the chips it was trained on (a ViT that only ever saw 4 x 4
+patch grids is another model on a 32 x 32 grid: on the seventh session's candidates 64-pixel
+windows kept 0.77 of a simulated town's built-up where 512-pixel ones kept 0.10), so a contract
+that names its ``window`` gets it, else 512 pixels, which keep the per-window overhead low on
+a 2-core CPU (``bench/pipeline.py``, docs/benchmarks.md). The overlap is a quarter of the window
+up to 64 pixels, enough to hide seams under the cosine ramp. Small windows are batched by as many as
+two 512-pixel windows hold, at most 32: 64-pixel windows in batches of 2 ran 1.8x slower than
+512-pixel ones, in batches of 32 as fast.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gfmcli.contract import ModelContract
 
 DEFAULT_MODEL = "landcover-tiny"
 DEFAULT_WINDOW = 512
 DEFAULT_OVERLAP = 64
 DEFAULT_BATCH_SIZE = 2
+#: The most windows :func:`for_model` batches into one model call on its own.
+MAX_DEFAULT_BATCH = 32
 #: Batches the reader thread may run ahead of the devices.
 PREFETCH = 2
 #: Finished row blocks that may queue for the writer thread.
@@ -26,11 +37,15 @@ PREDICT_TASKS = ("segmentation", "regression")
 
 @dataclass(frozen=True)
 class MapOptions:
-    """How to cut, run and write one raster; the CLI builds it from its options."""
+    """How to cut, run and write one raster; the CLI builds it from its options.
 
-    window: int = DEFAULT_WINDOW
-    overlap: int = DEFAULT_OVERLAP
-    batch_size: int = DEFAULT_BATCH_SIZE
+    ``window``, ``overlap`` and ``batch_size`` left as None are chosen for the model
+    (:func:`for_model`) once it is loaded.
+    """
+
+    window: int | None = None
+    overlap: int | None = None
+    batch_size: int | None = None
     precision: str = "auto"
     sensor: str | None = None
     bands: tuple[str, ...] | None = None
@@ -42,6 +57,30 @@ class MapOptions:
     embedding_precision: str = "float32"
     pool: str = "mean"
     creation_options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResolvedOptions(MapOptions):
+    """``MapOptions`` with the window, overlap and batch size chosen: what the engine runs."""
+
+    window: int = DEFAULT_WINDOW
+    overlap: int = DEFAULT_OVERLAP
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+
+def for_model(options: MapOptions, contract: ModelContract) -> ResolvedOptions:
+    """``options`` with what was left unset chosen for ``contract``'s model (see the module
+    docstring); values that were given are kept as they are, so this can be applied twice."""
+    if isinstance(options, ResolvedOptions):
+        return options
+    window = options.window or contract.window or DEFAULT_WINDOW
+    overlap = options.overlap if options.overlap is not None else min(DEFAULT_OVERLAP, window // 4)
+    batch = options.batch_size or min(
+        MAX_DEFAULT_BATCH,
+        max(DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE * DEFAULT_WINDOW**2 // window**2),
+    )
+    fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(MapOptions)}
+    return ResolvedOptions(**{**fields, "window": window, "overlap": overlap, "batch_size": batch})
 
 
 @dataclass(frozen=True)

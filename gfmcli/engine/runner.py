@@ -36,6 +36,8 @@ from gfmcli.engine.options import (
     FilePlan,
     FileResult,
     MapOptions,
+    ResolvedOptions,
+    for_model,
 )
 from gfmcli.engine.sinks import Sink, abort_quietly, make_sink
 from gfmcli.engine.tiling import Stripe, WindowPlan, plan_stripes, plan_windows
@@ -67,7 +69,7 @@ def _task_mode(kind: str, contract: ModelContract, path: str) -> str:
     return "probabilities" if contract.task == "segmentation" else "values"
 
 
-def check_outputs(kind: str, mode: str, fmt: str, options: MapOptions, path: str) -> None:
+def check_outputs(kind: str, mode: str, fmt: str, options: ResolvedOptions, path: str) -> None:
     """Refuse output options the model or format cannot honour (before any pixel is read)."""
     if fmt == "parquet" and kind != "embed":
         raise InputError(
@@ -92,6 +94,7 @@ def _check_grid(src: RasterSource, fmt: str) -> None:
 def check_run_options(options: MapOptions, contract: ModelContract, kind: str) -> None:
     """UsageError (exit 2) for ``--window``/``--overlap`` values the model cannot take, once
     before any input is opened (not once per input of a ``--keep-going`` batch)."""
+    options = for_model(options, contract)
     patch = contract.patch_size
     if options.window % patch:
         lower = max(patch, options.window // patch * patch)
@@ -110,7 +113,7 @@ def check_run_options(options: MapOptions, contract: ModelContract, kind: str) -
         )
 
 
-def output_paths(output: Path, fmt: str, options: MapOptions, kind: str) -> tuple[Path, ...]:
+def output_paths(output: Path, fmt: str, options: ResolvedOptions, kind: str) -> tuple[Path, ...]:
     """Every file a job writes: the main output, plus ``.probs.tif`` with --probabilities."""
     if kind == "predict" and fmt == "tif" and options.probabilities:
         return (output, probabilities_path(output))
@@ -118,7 +121,7 @@ def output_paths(output: Path, fmt: str, options: MapOptions, kind: str) -> tupl
 
 
 def missing_outputs_sidecars(
-    output: Path, fmt: str, options: MapOptions, kind: str, task: str
+    output: Path, fmt: str, options: ResolvedOptions, kind: str, task: str
 ) -> list[Path]:
     """Sidecars (``.aux.xml``, ``.qml``) missing beside a job's existing gfm rasters; a job
     with any is incomplete (killed between the renames) and is redone."""
@@ -131,7 +134,7 @@ def missing_outputs_sidecars(
 
 
 def _open_checked(
-    path: str, contract: ModelContract, options: MapOptions, *, scan: bool = True
+    path: str, contract: ModelContract, options: ResolvedOptions, *, scan: bool = True
 ) -> tuple[RasterSource, BandMapping, tuple[str, ...]]:
     """Open ``path``, map its bands and probe it once; returns the warnings to report.
 
@@ -163,7 +166,7 @@ def _open_checked(
 
 
 def _plans(
-    src: RasterSource, contract: ModelContract, options: MapOptions, kind: str
+    src: RasterSource, contract: ModelContract, options: ResolvedOptions, kind: str
 ) -> list[tuple[Stripe, WindowPlan]]:
     """The window plans of a raster: on the patch grid for embeddings (one stripe: that grid is
     a patch size smaller per side), per vertical stripe on the pixel grid for maps."""
@@ -203,7 +206,7 @@ def _window_count(plans: list[tuple[Stripe, WindowPlan]]) -> int:
 
 
 def estimate_peak_memory(
-    contract: ModelContract, plan: WindowPlan, bands: int, options: MapOptions, kind: str
+    contract: ModelContract, plan: WindowPlan, bands: int, options: ResolvedOptions, kind: str
 ) -> int:
     """A generous estimate of the run's peak resident memory in bytes (documented in docs/cli.md).
 
@@ -244,7 +247,7 @@ def plan_file(
     output: Path,
     fmt: str,
     contract: ModelContract,
-    options: MapOptions,
+    options: ResolvedOptions,
     kind: str = "predict",
 ) -> FilePlan:
     """Open and check one input against the contract and plan its windows, without the model."""
@@ -258,7 +261,7 @@ def open_plan(
     output: Path,
     fmt: str,
     contract: ModelContract,
-    options: MapOptions,
+    options: ResolvedOptions,
     kind: str = "predict",
 ) -> Iterator[tuple[FilePlan, RasterSource, BandMapping]]:
     """:func:`plan_file`'s plan with the raster still open and its checked band mapping, so
@@ -296,7 +299,7 @@ def map_file(
     fmt: str,
     pool: DevicePool,
     contract: ModelContract,
-    options: MapOptions,
+    options: ResolvedOptions,
     *,
     kind: str = "predict",
     command_line: Sequence[str] = (),

@@ -110,6 +110,7 @@ class Trainer:
             gsd=float(folders[0].meta["gsd"]),
             patch_size=model.patch_size,
             classes=classes,
+            window=chip_window(folders, model.patch_size),
             provenance={
                 "command": self.command,
                 "config": config_to_dict(self.cfg),
@@ -126,3 +127,12 @@ class Trainer:
 
         save_checkpoint(path, model, contract, extra)
         save_config(self.out, self.cfg)
+
+
+def chip_window(folders: list[ChipFolder], patch_size: int) -> int | None:
+    """The window a model trained on ``folders`` maps in: their largest chip size, in whole
+    patches (the contract's ``window``); None when no folder records a size of a patch or more
+    (chip folders from before sizes were recorded)."""
+    sizes = [f.meta["size"] for f in folders if f.meta.get("size")]
+    window = max(sizes, default=0) // patch_size * patch_size
+    return window or None

@@ -78,6 +78,11 @@ def open_chip_folder(path: str | Path) -> ChipFolder:
     if not isinstance(meta["chips"], list) or not meta["chips"]:
         raise InputError(f"{path}: the chip folder holds no chips")
     _check_records(path, meta_path, meta["chips"])
+    size = meta.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+        raise InputError(
+            f"{meta_path}: chip size {size!r} is not a positive pixel count; re-run `gfm tile`"
+        )
     stats = read_stats(path / "stats.json")
     if stats.names != tuple(b["name"] for b in meta["bands"]):
         raise InputError(f"{path}: stats.json bands differ from chips.json; re-run `gfm tile`")

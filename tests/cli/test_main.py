@@ -85,8 +85,8 @@ def test_tile_takes_bands_like_predict(runner, tmp_path):
 @pytest.mark.parametrize(
     ("command", "flag", "low", "high", "default"),
     [
-        ("predict", "--window", 1, 8192, 512),
-        ("predict", "--overlap", 0, None, 64),
+        ("predict", "--window", 1, 8192, None),  # None: chosen for the model (for_model)
+        ("predict", "--overlap", 0, None, None),
         ("tile", "--size", 1, None, 128),
         ("tile", "--stride", 1, None, None),
         ("tile", "--buffer", 0, None, 0),
