@@ -449,6 +449,17 @@ def normaliser(contract: ModelContract):
     return apply
 
 
+def update_ema(average: dict[str, torch.Tensor], model: torch.nn.Module, decay: float) -> None:
+    """One step of the exponential moving average of ``model``'s weights, in place: floating
+    tensors move ``1 - decay`` of the way to the model's, integer buffers are copied."""
+    with torch.no_grad():
+        for key, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                average[key].mul_(decay).add_(value, alpha=1 - decay)
+            else:
+                average[key].copy_(value)
+
+
 def start_model(
     init: str, *, channel_embedding: str | None = None, head_width: int | None = None
 ) -> tuple[torch.nn.Module, ModelContract]:
@@ -522,6 +533,13 @@ def main() -> None:
     )
     parser.add_argument("--distill-weight", type=float, default=1.0)
     parser.add_argument(
+        "--ema",
+        type=float,
+        help="also save an exponential moving average of the weights with this decay per step "
+        "(e.g. 0.998) as OUTPUT with .ema.pt (seed variance: one run's average of its own late "
+        "steps, not a mean of runs)",
+    )
+    parser.add_argument(
         "--without",
         default="",
         help="comma list of augmentations to switch off (ablation): "
@@ -575,6 +593,7 @@ def main() -> None:
 
     model.train()
     running = 0.0
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if args.ema else None
     for step in range(args.steps):
         pool = pools[rng.choice(len(pools), p=p)]
         bs = 4 if len(pool.wavelengths) > 50 else args.batch_size
@@ -598,6 +617,8 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            update_ema(ema, model, args.ema)
         running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
         if step % 50 == 0:
             print(f"step {step} loss {running:.3f} {time.time() - start:.0f}s", flush=True)
@@ -622,6 +643,9 @@ def main() -> None:
         window=S2_CHIP,
     )
     save_checkpoint(args.output, model, new_contract)
+    if ema is not None:
+        model.load_state_dict(ema)
+        save_checkpoint(Path(args.output).with_suffix(".ema.pt"), model, new_contract)
     print(f"saved {args.output} in {time.time() - start:.0f}s")
 
 

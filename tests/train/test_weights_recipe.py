@@ -222,3 +222,15 @@ def test_painted_sea_is_labelled_water_in_the_pools_own_water_spectrum(recipe):
     ratio = painted[:, sea] / painted[:, sea].mean(axis=1, keepdims=True)
     assert np.abs(ratio - 1).max() < 0.25  # one spectrum, a smooth few-per-cent gradient
     assert any(np.allclose(painted[:, sea].mean(axis=1), w, rtol=0.02) for w in water)
+
+
+def test_the_weight_average_moves_part_of_the_way_to_the_model(recipe):
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        model.bias.fill_(-2.0)
+    average = {"weight": torch.zeros(1, 2), "bias": torch.zeros(1)}
+    recipe.update_ema(average, model, 0.75)
+    assert torch.allclose(average["weight"], torch.full((1, 2), 0.25))
+    assert torch.allclose(average["bias"], torch.tensor([-0.5]))
+    assert float(model.weight.detach().sum()) == 2.0  # the model itself is untouched
