@@ -106,7 +106,11 @@ def _print_checkpoint(s) -> None:
         f"{enc['num_heads']} heads, patch {c.patch_size}), {s.parameters / 1e6:.2f} M "
         f"parameters, {s.file_bytes / 1e6:.1f} MB, sha256 {s.sha256[:16]}"
     )
-    window = f"{c.window} px (its training chips)" if c.window else "512 px (the default)"
+    from gfmcli.engine.options import DEFAULT_WINDOW
+
+    window = (
+        f"{c.window} px (its training chips)" if c.window else f"{DEFAULT_WINDOW} px (the default)"
+    )
     click.echo(f"  maps in windows of {window}")
     click.echo(f"  sensor {c.sensor}, GSD {c.gsd:g} m, {len(c.bands)} bands:")
     for b in c.bands:

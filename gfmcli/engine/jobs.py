@@ -267,7 +267,7 @@ def _run_job(
         return dataclasses.replace(result, input=job.label)
 
 
-def written_files(job: Job, options: ResolvedOptions, kind: str) -> list[Path]:
+def written_files(job: Job, options: MapOptions, kind: str) -> list[Path]:
     """Every file ``job`` writes: its outputs and the sidecars GDAL keeps beside a GeoTIFF."""
     files = []
     for path in output_paths(job.output, job.fmt, options, kind):
@@ -295,9 +295,7 @@ def read_files(path: str) -> list[Path]:
     return files + [Path(f) for f in listed if not is_gdal_path(f)]
 
 
-def input_conflicts(
-    jobs: Sequence[Job], options: ResolvedOptions, kind: str
-) -> dict[str, OutputError]:
+def input_conflicts(jobs: Sequence[Job], options: MapOptions, kind: str) -> dict[str, OutputError]:
     """An OutputError for every job that would write a file some input reads (itself, the
     source of a VRT, a probabilities file given as input), keyed by the job's input."""
     readers: dict[Path, str] = {}
@@ -328,7 +326,7 @@ def _resolved(path: Path) -> Path:
 
 
 def _complete(
-    job: Job, options: ResolvedOptions, kind: str, overwrite: bool, contract: ModelContract
+    job: Job, options: MapOptions, kind: str, overwrite: bool, contract: ModelContract
 ) -> bool:
     """True when every output of ``job`` is a complete gfm output (resume skips it).
 
@@ -430,7 +428,7 @@ def _parquet_state(path: Path) -> tuple[str, str]:
     return COMPLETE, ""
 
 
-def _skipped(job: Job, options: ResolvedOptions, kind: str) -> FileResult:
+def _skipped(job: Job, options: MapOptions, kind: str) -> FileResult:
     outputs = output_paths(job.output, job.fmt, options, kind)
     return FileResult(job.label, outputs, "skipped", "output exists; --overwrite to redo it")
 

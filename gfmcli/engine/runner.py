@@ -37,7 +37,6 @@ from gfmcli.engine.options import (
     FileResult,
     MapOptions,
     ResolvedOptions,
-    for_model,
 )
 from gfmcli.engine.sinks import Sink, abort_quietly, make_sink
 from gfmcli.engine.tiling import Stripe, WindowPlan, plan_stripes, plan_windows
@@ -69,7 +68,7 @@ def _task_mode(kind: str, contract: ModelContract, path: str) -> str:
     return "probabilities" if contract.task == "segmentation" else "values"
 
 
-def check_outputs(kind: str, mode: str, fmt: str, options: ResolvedOptions, path: str) -> None:
+def check_outputs(kind: str, mode: str, fmt: str, options: MapOptions, path: str) -> None:
     """Refuse output options the model or format cannot honour (before any pixel is read)."""
     if fmt == "parquet" and kind != "embed":
         raise InputError(
@@ -91,10 +90,9 @@ def _check_grid(src: RasterSource, fmt: str) -> None:
         )
 
 
-def check_run_options(options: MapOptions, contract: ModelContract, kind: str) -> None:
+def check_run_options(options: ResolvedOptions, contract: ModelContract, kind: str) -> None:
     """UsageError (exit 2) for ``--window``/``--overlap`` values the model cannot take, once
     before any input is opened (not once per input of a ``--keep-going`` batch)."""
-    options = for_model(options, contract)
     patch = contract.patch_size
     if options.window % patch:
         lower = max(patch, options.window // patch * patch)
@@ -113,7 +111,7 @@ def check_run_options(options: MapOptions, contract: ModelContract, kind: str) -
         )
 
 
-def output_paths(output: Path, fmt: str, options: ResolvedOptions, kind: str) -> tuple[Path, ...]:
+def output_paths(output: Path, fmt: str, options: MapOptions, kind: str) -> tuple[Path, ...]:
     """Every file a job writes: the main output, plus ``.probs.tif`` with --probabilities."""
     if kind == "predict" and fmt == "tif" and options.probabilities:
         return (output, probabilities_path(output))
@@ -121,7 +119,7 @@ def output_paths(output: Path, fmt: str, options: ResolvedOptions, kind: str) ->
 
 
 def missing_outputs_sidecars(
-    output: Path, fmt: str, options: ResolvedOptions, kind: str, task: str
+    output: Path, fmt: str, options: MapOptions, kind: str, task: str
 ) -> list[Path]:
     """Sidecars (``.aux.xml``, ``.qml``) missing beside a job's existing gfm rasters; a job
     with any is incomplete (killed between the renames) and is redone."""
@@ -134,7 +132,7 @@ def missing_outputs_sidecars(
 
 
 def _open_checked(
-    path: str, contract: ModelContract, options: ResolvedOptions, *, scan: bool = True
+    path: str, contract: ModelContract, options: MapOptions, *, scan: bool = True
 ) -> tuple[RasterSource, BandMapping, tuple[str, ...]]:
     """Open ``path``, map its bands and probe it once; returns the warnings to report.
 

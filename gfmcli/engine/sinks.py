@@ -25,7 +25,7 @@ import numpy as np
 from gfmcli.atomic import partial_path
 from gfmcli.contract import ClassInfo, ModelContract, contract_hash
 from gfmcli.engine.mosaic import FinishedRows
-from gfmcli.engine.options import ResolvedOptions
+from gfmcli.engine.options import MapOptions
 from gfmcli.errors import OutputError
 from gfmcli.io.products import (
     class_map_writer,
@@ -315,7 +315,7 @@ def make_sink(
     src: RasterSource,
     model_dim: int,
     contract: ModelContract,
-    options: ResolvedOptions,
+    options: MapOptions,
     tags: Mapping[str, Any],
 ) -> Sink:
     grid = RasterGrid.of(src)
