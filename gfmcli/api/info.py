@@ -168,8 +168,8 @@ def describe_raster(
     from gfmcli.engine.options import PREDICT_TASKS, for_model
     from gfmcli.engine.runner import open_plan
 
-    options = for_model(options, contract)
     kind = "predict" if contract.task in PREDICT_TASKS else "embed"
+    options = for_model(options, contract, kind)
     with open_plan(path, Path("info.tif"), "tif", contract, options, kind) as (plan, src, mapping):
         bands = tuple(
             {

@@ -145,7 +145,7 @@ def plan_jobs(
     would replace an input) as ``failed``. Unset window, overlap and batch size are chosen for
     ``contract`` (:func:`~gfmcli.engine.options.for_model`).
     """
-    options = for_model(options, contract)
+    options = for_model(options, contract, kind)
     conflicts = input_conflicts(jobs, options, kind)
     plans: list[FilePlan | FileResult] = []
     with gdal_env():
@@ -194,7 +194,7 @@ def run_jobs(
     so no import or compile is still running when a short run's process exits. Unset window,
     overlap and batch size are chosen for ``contract`` as in :func:`plan_jobs`.
     """
-    options = for_model(options, contract)
+    options = for_model(options, contract, kind)
     ranks = ranks or RankInfo()
     progress = progress or _Silent()
     prepare = prepare_in_background()

@@ -68,13 +68,20 @@ class ResolvedOptions(MapOptions):
     batch_size: int = DEFAULT_BATCH_SIZE
 
 
-def for_model(options: MapOptions, contract: ModelContract) -> ResolvedOptions:
+def for_model(
+    options: MapOptions, contract: ModelContract, kind: str = "predict"
+) -> ResolvedOptions:
     """``options`` with what was left unset chosen for ``contract``'s model (see the module
-    docstring); values that were given are kept as they are, so this can be applied twice."""
+    docstring); values that were given are kept as they are, so this can be applied twice.
+    For ``kind`` ``embed`` the overlap is whole patches (embeddings are blended on the patch
+    grid), so a window that is not a multiple of four patches still gets a valid one."""
     if isinstance(options, ResolvedOptions):
         return options
     window = options.window or contract.window or DEFAULT_WINDOW
-    overlap = options.overlap if options.overlap is not None else min(DEFAULT_OVERLAP, window // 4)
+    overlap = min(DEFAULT_OVERLAP, window // 4)
+    if kind == "embed":
+        overlap -= overlap % contract.patch_size
+    overlap = options.overlap if options.overlap is not None else overlap
     batch = options.batch_size or min(
         MAX_DEFAULT_BATCH,
         max(DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE * DEFAULT_WINDOW**2 // window**2),

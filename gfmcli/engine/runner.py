@@ -102,7 +102,8 @@ def check_run_options(options: ResolvedOptions, contract: ModelContract, kind: s
         )
     if options.overlap >= options.window:
         raise UsageError(
-            f"--overlap {options.overlap} must be smaller than --window {options.window}"
+            f"--overlap {options.overlap} must be smaller than the window, {options.window} px "
+            "(--window; without it, the model's own)"
         )
     if kind == "embed" and options.overlap % patch:
         raise UsageError(

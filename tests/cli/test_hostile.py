@@ -206,7 +206,10 @@ def test_bad_option_values_are_usage_errors_before_any_work(tmp_path, tiny_check
         (("--co", "COMPRESS=NOPE", *WINDOW), "COMPRESS=NOPE: GDAL's COG driver refuses it"),
         (("--co", "BLOCKSIZE=7", *WINDOW), "BLOCKSIZE=7: the tile size must be a multiple"),
         (("--window", "30"), "--window 30 must be a multiple of the model's patch size 16"),
-        (("--window", "32", "--overlap", "32"), "--overlap 32 must be smaller than --window"),
+        (
+            ("--window", "32", "--overlap", "32"),
+            "--overlap 32 must be smaller than the window, 32 px",
+        ),
     ]
     assert_usage_error(gfm("predict", a, "-o", out, *model, *cases[0][0]), cases[0][1])
     for extra, message in cases[1:]:  # the same path in-process (a subprocess costs seconds)

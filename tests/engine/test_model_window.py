@@ -57,6 +57,24 @@ def test_unset_window_overlap_and_batch_are_chosen_for_the_model(
     assert for_model(resolved, contract) == resolved  # applying it again changes nothing
 
 
+def test_embeddings_get_a_default_overlap_of_whole_patches(contract) -> None:
+    # A 96 px window: a quarter is 24 px for maps, 16 (one patch) for embeddings, which are
+    # blended on the patch grid and refuse an overlap of part of a patch.
+    model = dataclasses.replace(contract, window=96)
+    assert for_model(MapOptions(), model).overlap == 24
+    assert for_model(MapOptions(), model, "embed").overlap == 16
+    assert for_model(MapOptions(overlap=32), model, "embed").overlap == 32  # given: kept
+
+
+def test_embed_runs_with_the_default_overlap_of_any_window(gfm, models, s2_scene, tmp_path):
+    scene = s2_scene(height=70, width=90)
+    out = tmp_path / "emb.tif"
+    result = gfm("embed", scene, "-m", models["plain"], "--window", "96", "-o", out)
+    assert result.exit_code == 0, result.output  # a quarter of 96 px is not whole patches
+    with rasterio.open(out) as emb:
+        assert emb.count == 24  # one band per feature of the tiny encoder
+
+
 def test_the_window_travels_in_the_contract_and_is_checked(contract) -> None:
     with_window = dataclasses.replace(contract, window=48)
     assert ModelContract.from_json(with_window.to_json()).window == 48
