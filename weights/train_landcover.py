@@ -432,6 +432,33 @@ def distill_nll(logits: torch.Tensor, teacher: torch.Tensor, allowed: torch.Tens
     return loss[valid].mean() if bool(valid.any()) else loss.sum() * 0
 
 
+def anchor_penalty(model: torch.nn.Module, anchor: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Squared distance of ``model``'s weights from ``anchor``'s (L2-SP: weight decay towards
+    the starting point instead of towards zero).
+
+    Why: stage 2 learns the real scenes and forgets part of what stage 1 knew (the quick-start
+    scene's tree cover: recall 0.83 after stage 1, 0.69-0.80 after stage 2); a pull towards the
+    stage-1 weights keeps the features that are not needed to change.
+    """
+    terms = [((p - anchor[name]) ** 2).sum() for name, p in model.named_parameters()]
+    return torch.stack(terms).sum()
+
+
+def clean_batch(pool: Pool, idx: np.ndarray, rng: np.random.Generator):
+    """Chips of ``pool`` as stage 1 saw them (surface reflectance, every band, no clouds, no
+    gain or noise), only turned and flipped: the inputs on which the stage-1 model is a
+    teacher worth keeping (``--keep-init``)."""
+    images, allowed = [], []
+    for img, al in zip(pool.images[idx], pool.allowed[idx], strict=True):
+        k = int(rng.integers(4))
+        img, al = np.rot90(img, k, axes=(1, 2)), np.rot90(al, k)
+        if rng.random() < 0.5:
+            img, al = img[:, :, ::-1], al[:, ::-1]
+        images.append(np.ascontiguousarray(img))
+        allowed.append(np.ascontiguousarray(al))
+    return np.stack(images), np.stack(allowed), list(pool.wavelengths)
+
+
 def normaliser(contract: ModelContract):
     bands = sorted(
         (b for b in contract.bands if b.modality == "optical"), key=lambda b: b.wavelength_nm
@@ -533,6 +560,20 @@ def main() -> None:
     )
     parser.add_argument("--distill-weight", type=float, default=1.0)
     parser.add_argument(
+        "--anchor",
+        type=float,
+        default=0.0,
+        help="weight of the squared distance from --init's weights added to the loss "
+        "(anchor_penalty); 0: none",
+    )
+    parser.add_argument(
+        "--keep-init",
+        type=float,
+        default=0.0,
+        help="share of steps that show simulated Sentinel-2 L2A chips as stage 1 saw them and "
+        "teach --init's class probabilities beside their labels (clean_batch, distill_nll)",
+    )
+    parser.add_argument(
         "--ema",
         type=float,
         help="also save an exponential moving average of the weights with this decay per step "
@@ -582,6 +623,9 @@ def main() -> None:
 
     norm = normaliser(contract)
     teachers = [load_model(path)[0].eval() for path in args.teacher]
+    keeper = load_model(args.init)[0].eval() if args.keep_init else None
+    s2_pool = next(pool for pool in pools if pool.name == "sim sentinel2-l2a")
+    anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warm = max(1, args.steps // 20)
 
@@ -595,10 +639,14 @@ def main() -> None:
     running = 0.0
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if args.ema else None
     for step in range(args.steps):
-        pool = pools[rng.choice(len(pools), p=p)]
+        keep = keeper is not None and rng.random() < args.keep_init
+        pool = s2_pool if keep else pools[rng.choice(len(pools), p=p)]
         bs = 4 if len(pool.wavelengths) > 50 else args.batch_size
         idx = rng.choice(len(pool.images), size=bs, replace=len(pool.images) < bs)
-        images, allowed, wl = augment(pool, idx, rng, recipe, args.sea_rate)
+        if keep:
+            images, allowed, wl = clean_batch(pool, idx, rng)
+        else:
+            images, allowed, wl = augment(pool, idx, rng, recipe, args.sea_rate)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         x = norm(images, wl)
@@ -613,6 +661,13 @@ def main() -> None:
                 ]
             teacher = torch.stack(probs).mean(0)
             loss = loss + args.distill_weight * distill_nll(logits, teacher, labels)
+        if keep:
+            assert keeper is not None
+            with torch.no_grad():
+                kept = torch.softmax(keeper(x, wavelengths=tuple(wl), gsd=pool.gsd), dim=1)
+            loss = loss + args.distill_weight * distill_nll(logits, kept, labels)
+        if args.anchor:
+            loss = loss + args.anchor * anchor_penalty(model, anchor)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

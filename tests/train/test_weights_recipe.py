@@ -234,3 +234,30 @@ def test_the_weight_average_moves_part_of_the_way_to_the_model(recipe):
     assert torch.allclose(average["weight"], torch.full((1, 2), 0.25))
     assert torch.allclose(average["bias"], torch.tensor([-0.5]))
     assert float(model.weight.detach().sum()) == 2.0  # the model itself is untouched
+
+
+def test_the_anchor_penalty_is_the_squared_distance_from_the_start(recipe):
+    model = torch.nn.Linear(2, 1)
+    anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
+    assert float(recipe.anchor_penalty(model, anchor)) == 0.0
+    with torch.no_grad():
+        model.weight.add_(torch.tensor([[1.0, -2.0]]))
+        model.bias.add_(3.0)
+    assert float(recipe.anchor_penalty(model, anchor)) == pytest.approx(1 + 4 + 9)
+    recipe.anchor_penalty(model, anchor).backward()
+    assert torch.allclose(model.weight.grad, torch.tensor([[2.0, -4.0]]))  # pulls back
+
+
+def test_clean_chips_keep_every_band_and_value_and_turn_with_their_labels(recipe):
+    rng = np.random.default_rng(0)
+    images = np.zeros((3, 4, 8, 8), np.float32)
+    images[:, 2, :, :4] = 0.4  # bright left half
+    labels = np.full((3, 8, 8), recipe.bits(recipe.WATER), np.uint16)
+    labels[:, :, :4] = recipe.bits(recipe.TREE)
+    pool = recipe.Pool("t", images, labels, [490, 560, 665, 842], 10.0, True, True)
+    for _ in range(4):
+        out, allowed, wl = recipe.clean_batch(pool, np.arange(3), rng)
+        assert wl == [490, 560, 665, 842] and out.shape == (3, 4, 8, 8)
+        assert set(np.unique(out).tolist()) == {0.0, np.float32(0.4)}  # no gain, no noise
+        assert (out[:, 2][allowed == recipe.bits(recipe.TREE)] == np.float32(0.4)).all()
+        assert (out[:, 2][allowed == recipe.bits(recipe.WATER)] == 0.0).all()
