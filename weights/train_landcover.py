@@ -329,6 +329,16 @@ def darken_land(img: np.ndarray, al: np.ndarray, rng: np.random.Generator, gsd: 
     return img
 
 
+def turn(img: np.ndarray, al: np.ndarray, rng: np.random.Generator):
+    """A chip and its labels turned by a random multiple of 90 degrees, then flipped half the
+    time (the one geometric augmentation every batch gets)."""
+    k = int(rng.integers(4))
+    img, al = np.rot90(img, k, axes=(1, 2)), np.rot90(al, k)
+    if rng.random() < 0.5:
+        img, al = img[:, :, ::-1], al[:, ::-1]
+    return img, al
+
+
 def augment(
     pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recipe, sea_rate: float = 0.0
 ):
@@ -375,10 +385,7 @@ def augment(
             al = repaint(al, labels, painted)
         gain = rng.uniform(0.93, 1.07, size=(img.shape[0], 1, 1)).astype(np.float32)
         img = img * gain + rng.normal(0, 0.003, size=img.shape).astype(np.float32)
-        k = int(rng.integers(4))
-        img, al = np.rot90(img, k, axes=(1, 2)), np.rot90(al, k)
-        if rng.random() < 0.5:
-            img, al = img[:, :, ::-1], al[:, ::-1]
+        img, al = turn(img, al, rng)
         out_images.append(np.ascontiguousarray(img[keep]))
         out_allowed.append(np.ascontiguousarray(al))
     # Band centres jittered by ~1 %: sensors of one kind differ by that much, and a model that
@@ -450,10 +457,7 @@ def clean_batch(pool: Pool, idx: np.ndarray, rng: np.random.Generator):
     teacher worth keeping (``--keep-init``)."""
     images, allowed = [], []
     for img, al in zip(pool.images[idx], pool.allowed[idx], strict=True):
-        k = int(rng.integers(4))
-        img, al = np.rot90(img, k, axes=(1, 2)), np.rot90(al, k)
-        if rng.random() < 0.5:
-            img, al = img[:, :, ::-1], al[:, ::-1]
+        img, al = turn(img, al, rng)
         images.append(np.ascontiguousarray(img))
         allowed.append(np.ascontiguousarray(al))
     return np.stack(images), np.stack(allowed), list(pool.wavelengths)
@@ -625,7 +629,9 @@ def main() -> None:
     teachers = [load_model(path)[0].eval() for path in args.teacher]
     keeper = load_model(args.init)[0].eval() if args.keep_init else None
     s2_pool = next(pool for pool in pools if pool.name == "sim sentinel2-l2a")
-    anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
+    anchor = (
+        {name: p.detach().clone() for name, p in model.named_parameters()} if args.anchor else None
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warm = max(1, args.steps // 20)
 
@@ -666,7 +672,7 @@ def main() -> None:
             with torch.no_grad():
                 kept = torch.softmax(keeper(x, wavelengths=tuple(wl), gsd=pool.gsd), dim=1)
             loss = loss + args.distill_weight * distill_nll(logits, kept, labels)
-        if args.anchor:
+        if anchor is not None:
             loss = loss + args.anchor * anchor_penalty(model, anchor)
         opt.zero_grad()
         loss.backward()
