@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild weights/landcover-tiny.pt from nothing but gfm's own commands (see weights/README.md).
 #
-#   bash weights/build.sh            # about 40 minutes on 2 CPU cores (measured 2026-12-03)
+#   bash weights/build.sh            # about 45 minutes on 2 CPU cores (measured 2026-12-03)
 #
 # Stage 1 (simulate -> tile -> Hyper-MAE pretrain -> fine-tune) uses simulated scenes only; stage 2
 # (weights/train_landcover.py) fine-tunes that model on simulated scenes with atmospheres, clouds
@@ -52,6 +52,6 @@ cp "$build/runs/finetune/test_metrics.json" "$here/landcover-tiny.test-metrics.j
 echo "== stage 2: simulated + permissive real scenes (weak labels, atmospheres, clouds, snow)"
 "$python" "$here/train_landcover.py" --init "$build/runs/finetune/best.pt" --realdata "$realdata" \
   --steps 3000 --batch-size 8 --scenes 24 --scene-seed 2000 --real-weight 0.4 --lr 1.5e-4 \
-  --seed 7 -o "$here/landcover-tiny.pt"
+  --keep-init 0.1 --seed 7 -o "$here/landcover-tiny.pt"
 echo "== done in $(( $(date +%s) - start )) s"
 sha256sum "$here/landcover-tiny.pt"

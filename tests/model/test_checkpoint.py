@@ -381,21 +381,14 @@ def test_config_written_before_a_field_existed_loads_with_the_old_behaviour(tmp_
     assert load_checkpoint(good)[0].encoder.cfg.cls_embedding == "partial"
 
 
-SHIPPED = Path(__file__).resolve().parents[2] / "weights" / "landcover-tiny.pt"
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "s2-l2a-example.tif"
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="weights/landcover-tiny.pt is not in this tree")
-def test_shipped_weights_predict_as_before_the_cls_embedding_fix(tmp_path):
-    # Numbers recorded with the code before the [CLS] CPCE / attention-pool dropout fields
-    # existed (commit 623e349, the version-2 weights); rebuilding with cls_embedding="partial"
-    # moves them by 1e-2.
+def _example_outputs(model, contract):
+    """Mean logits, one pixel's logits and the first [CLS] features of a 64 px example window."""
     import rasterio
 
-    from gfmcli import MapOptions, map_rasters
-
-    model, contract = load_model("landcover-tiny")
-    assert model.encoder.cfg.cls_embedding == "none"
     with rasterio.open(EXAMPLE) as src:
         window = src.read(window=((64, 128), (128, 192))).astype(np.float32) / 10000.0
     with torch.inference_mode():
@@ -403,6 +396,31 @@ def test_shipped_weights_predict_as_before_the_cls_embedding_fix(tmp_path):
         cls = model.embed(
             torch.from_numpy(window)[None], contract.wavelengths, contract.gsd, pool="cls"
         )[0]
+    return logits.mean((1, 2)), logits[:, 10, 50], cls[:6]
+
+
+def _class_counts(model, contract, options, out):
+    import rasterio
+
+    from gfmcli import map_rasters
+
+    map_rasters([EXAMPLE], out, options, model=(model, contract), device="cpu")
+    with rasterio.open(out) as dst:
+        return np.bincount(dst.read(1).ravel(), minlength=9).tolist()
+
+
+@pytest.mark.skipif(
+    not (WEIGHTS / "landcover-tiny-v2.pt").is_file(), reason="weights/landcover-tiny-v2.pt absent"
+)
+def test_version_2_weights_predict_as_before_the_cls_embedding_fix(tmp_path):
+    # Numbers recorded with the code before the [CLS] CPCE / attention-pool dropout fields
+    # existed (commit 623e349, the version-2 weights, shipped as landcover-tiny until version 3
+    # and kept as landcover-tiny-v2); rebuilding with cls_embedding="partial" moves them by 1e-2.
+    from gfmcli import MapOptions
+
+    model, contract = load_model("landcover-tiny-v2")
+    assert model.encoder.cfg.cls_embedding == "none" and contract.window is None
+    mean, pixel, cls = _example_outputs(model, contract)
     before_mean = [
         -5.01467,
         -0.65925,
@@ -426,21 +444,57 @@ def test_shipped_weights_predict_as_before_the_cls_embedding_fix(tmp_path):
         -2.01571,
     ]
     before_cls = [-0.64105, 1.01417, -0.37628, -0.25062, -0.31492, 0.37424]
-    for got, want in (
-        (logits.mean((1, 2)), before_mean),
-        (logits[:, 10, 50], before_pixel),
-        (cls[:6], before_cls),
-    ):
+    for got, want in ((mean, before_mean), (pixel, before_pixel), (cls, before_cls)):
         torch.testing.assert_close(got.double(), torch.tensor(want).double(), atol=1e-4, rtol=0)
 
     # The whole map, with explicit tiling (the defaults may change); counts recorded with the
     # model code before the fix (with "partial", ~2,700 pixels changed class at the old tiling).
-    out = tmp_path / "map.tif"
-    options = MapOptions(window=256, overlap=64)
-    map_rasters([EXAMPLE], out, options, model=(model, contract), device="cpu")
-    with rasterio.open(out) as dst:
-        counts = np.bincount(dst.read(1).ravel(), minlength=9).tolist()
+    counts = _class_counts(model, contract, MapOptions(window=256, overlap=64), tmp_path / "m.tif")
     # of 384 x 384 pixels, per class, in fp32; bf16 autocast (where the CPU has it) may move
     # a few hundred boundary pixels
     before_counts = [10678, 32303, 78493, 16850, 8668, 0, 450, 14, 0]
     assert all(abs(a - b) <= 300 for a, b in zip(counts, before_counts, strict=True)), counts
+
+
+@pytest.mark.skipif(
+    not (WEIGHTS / "landcover-tiny.pt").is_file(), reason="weights/landcover-tiny.pt absent"
+)
+def test_default_weights_predict_as_when_they_were_shipped(tmp_path):
+    # Version 3 (weights/landcover-tiny.manifest.json), recorded when it was shipped: a change
+    # to the model code, the contract or the tiling that moves these is a change to every map.
+    from gfmcli import MapOptions
+
+    model, contract = load_model("landcover-tiny")
+    assert model.encoder.cfg.cls_embedding == "partial" and contract.window == 64
+    mean, pixel, cls = _example_outputs(model, contract)
+    shipped_mean = [
+        -5.40307,
+        0.40016,
+        4.64247,
+        -0.466,
+        -1.81144,
+        -5.02734,
+        -4.9006,
+        -5.2369,
+        -6.49931,
+    ]
+    shipped_pixel = [
+        -5.47808,
+        0.69307,
+        4.78444,
+        -0.70011,
+        -1.61382,
+        -5.25334,
+        -5.21341,
+        -5.30219,
+        -6.75045,
+    ]
+    shipped_cls = [-0.55734, 0.04698, -0.6108, 0.40317, 0.6207, 0.08635]
+    for got, want in ((mean, shipped_mean), (pixel, shipped_pixel), (cls, shipped_cls)):
+        torch.testing.assert_close(got.double(), torch.tensor(want).double(), atol=1e-4, rtol=0)
+    # The whole map at the contract's window (64 px, overlap 16), in fp32; bf16 autocast moved
+    # about 100 boundary pixels here
+    options = MapOptions(window=64, overlap=16, precision="fp32")
+    counts = _class_counts(model, contract, options, tmp_path / "m.tif")
+    shipped_counts = [10549, 28375, 83026, 12223, 13278, 0, 5, 0, 0]
+    assert all(abs(a - b) <= 300 for a, b in zip(counts, shipped_counts, strict=True)), counts
