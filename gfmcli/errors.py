@@ -16,6 +16,7 @@ Exit codes (documented in docs/cli.md):
 6     ValidationFailed: an output failed its own validation (e.g. not a valid COG)
 7     ConfigError: bad TOML (syntax, unknown key, wrong type, missing key)
 130   interrupted (Ctrl-C)
+141   stdout closed by its reader (``gfm ... | head``), as a Unix tool killed by SIGPIPE
 ====  ==========================================================
 """
 
@@ -78,6 +79,7 @@ class ConfigError(GfmError, ValueError):
 EXIT_PARTIAL_FAILURE = 1
 EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool its pipe reader closed
 
 
 def unexpected_error(exc: BaseException, where: str = "") -> GfmError:

@@ -13,6 +13,7 @@ import ctypes
 import gc
 import importlib
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -20,7 +21,13 @@ import traceback
 import click
 
 from gfmcli._version import __version__
-from gfmcli.errors import EXIT_INTERRUPTED, GfmError, UsageError, unexpected_error
+from gfmcli.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    GfmError,
+    UsageError,
+    unexpected_error,
+)
 
 log = logging.getLogger("gfmcli")
 
@@ -78,6 +85,12 @@ class GfmGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("gfm: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # The reader of stdout went away (`gfm info x | head`): not an error of gfm's, and
+            # nothing more can be told to it. Point stdout at /dev/null so that the interpreter's
+            # flush at exit does not fail again, and exit as a SIGPIPE'd tool would.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(EXIT_BROKEN_PIPE)
         except Exception as exc:  # the last resort: one line, never a bare traceback
             self._report(ctx, unexpected_error(exc), exc)
 

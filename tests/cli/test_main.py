@@ -131,3 +131,19 @@ def test_usage_errors_are_one_gfm_error_line_with_exit_2(args, fragment, command
 def test_gfm_alone_still_prints_its_help():
     result = CliRunner().invoke(cli, [], prog_name="gfm")
     assert "Usage: gfm [OPTIONS] COMMAND" in result.output and "gfm: error" not in result.output
+
+
+def test_a_closed_stdout_pipe_ends_gfm_quietly_with_the_sigpipe_code():
+    # `gfm sensors | head -1`: the reader is gone before gfm writes (the pipe is closed at once),
+    # so the first write fails; gfm must not call that an unexpected error.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gfmcli.cli", "sensors"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 141, stderr
+    assert "error" not in stderr, stderr
