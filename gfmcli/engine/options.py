@@ -9,7 +9,8 @@ that names its ``window`` gets it, else 512 pixels, which keep the per-window ov
 a 2-core CPU (``bench/pipeline.py``, docs/benchmarks.md). The overlap is a quarter of the window
 up to 64 pixels, enough to hide seams under the cosine ramp. Small windows are batched by as many as
 two 512-pixel windows hold, at most 32: 64-pixel windows in batches of 2 ran 1.8x slower than
-512-pixel ones, in batches of 32 as fast.
+512-pixel ones, in batches of 32 as fast (the overlap aside: 16 pixels of it on a 64-pixel window
+compute each pixel 1.78 times, 64 on a 512-pixel window 1.31 times).
 """
 
 from __future__ import annotations

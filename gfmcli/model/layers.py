@@ -38,8 +38,8 @@ class LayerScale(nn.Module):
 
     In eval mode the gain is applied in the branch's own dtype: under bf16 autocast an fp32
     gain would promote every (B, C', N', D) branch output to a new fp32 tensor before the
-    residual add (about 15 % of a CPU forward of the default weights). In fp32 nothing changes;
-    training keeps the fp32 gain (a small gain such as 1e-5 underflows in fp16).
+    residual add (about 15 % of a CPU forward of the first default weights). In fp32 nothing
+    changes; training keeps the fp32 gain (a small gain such as 1e-5 underflows in fp16).
     """
 
     def __init__(self, dim: int, init_value: float) -> None:

@@ -11,7 +11,7 @@ else fp16; fp32 on the CPU for training). Autocast runs matmuls in the low preci
 reductions such as softmax in fp32. On the CPU only bf16 is offered; fp16 on the CPU is refused.
 For inference (:func:`inference_precision`) ``auto`` on the CPU is bf16 where the CPU has native
 bf16 dot products (AMX or AVX512-BF16, which oneDNN uses for matmuls and convolutions: 1.5x less
-CPU time per window with the default weights on a Xeon with AMX), else fp32 (elsewhere bf16 is
+CPU time per window with the first default weights on a Xeon with AMX), else fp32 (elsewhere bf16 is
 emulated and slower than fp32). Training keeps fp32 on the CPU under ``auto``.
 """
 
