@@ -340,10 +340,15 @@ def turn(img: np.ndarray, al: np.ndarray, rng: np.random.Generator):
 
 
 def augment(
-    pool: Pool, idx: np.ndarray, rng: np.random.Generator, recipe: Recipe, sea_rate: float = 0.0
+    pool: Pool,
+    idx: np.ndarray,
+    rng: np.random.Generator,
+    recipe: Recipe,
+    sea_rate: float = 0.0,
+    cloud_threshold: float = 0.4,
 ):
     """One batch: band subset, product level, open sea (``sea_rate`` of simulated chips),
-    clouds/snow, gain and noise, flips."""
+    clouds (labelled cloud above ``cloud_threshold`` opacity) and snow, gain and noise, flips."""
     images = pool.images[idx].copy()
     allowed = pool.allowed[idx].copy()
     wl = list(pool.wavelengths)
@@ -381,7 +386,15 @@ def augment(
             field = cloud_field(img.shape[1:], rng, gsd_m=gsd, cover=rng.uniform(0.05, 0.6),
                                 sun_elevation_deg=rng.uniform(25, 65))  # fmt: skip
             labels = exact_labels(al)
-            img, painted = add_clouds(img, wl, field, rng, labels=labels)
+            img, painted = add_clouds(
+                img,
+                wl,
+                field,
+                rng,
+                labels=labels,
+                label_threshold=cloud_threshold,
+                shadow_threshold=0.4,
+            )
             al = repaint(al, labels, painted)
         gain = rng.uniform(0.93, 1.07, size=(img.shape[0], 1, 1)).astype(np.float32)
         img = img * gain + rng.normal(0, 0.003, size=img.shape).astype(np.float32)
@@ -548,6 +561,13 @@ def main() -> None:
         default=0.0,
         help="share of simulated chips with open sea painted over 60-100 %% of them (paint_sea)",
     )
+    parser.add_argument(
+        "--thin-cloud",
+        type=float,
+        default=0.4,
+        help="opacity above which a simulated cloud is labelled cloud (shadows keep 0.4): real "
+        "cloud masks flag thin cloud that a 0.4 threshold calls land",
+    )
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
     parser.add_argument(
         "--head-width",
@@ -652,7 +672,7 @@ def main() -> None:
         if keep:
             images, allowed, wl = clean_batch(pool, idx, rng)
         else:
-            images, allowed, wl = augment(pool, idx, rng, recipe, args.sea_rate)
+            images, allowed, wl = augment(pool, idx, rng, recipe, args.sea_rate, args.thin_cloud)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         x = norm(images, wl)

@@ -194,13 +194,17 @@ def add_clouds(
     cloud_class: int = 6,
     shadow_class: int = 7,
     label_threshold: float = 0.4,
+    shadow_threshold: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Shadows then clouds over a (C, H, W) reflectance array (surface or TOA).
 
     A shadow keeps only the diffuse skylight (10-30 %, more in the blue); a cloud blends its
     own spectrum over what lies below by its opacity. Labels (when given) get ``cloud_class``
     where the opacity exceeds ``label_threshold`` and ``shadow_class`` where the shadowing
-    cloud does (and no cloud does): thin cloud edges over land keep the land class.
+    cloud's exceeds ``shadow_threshold`` (default: the same) and no cloud is labelled: cloud
+    edges thinner than that keep the class below. Real cloud masks flag thin cloud (the
+    ukis-csmask Landsat 7 scene's cloud has its blue band only 0.05 above clear land), while a
+    shadow that faint is not one, hence two thresholds.
     """
     wl = np.asarray(wavelengths_nm, dtype=np.float64).reshape(-1)
     diffuse = np.interp(wl, [400, 700, 1000, 2500], [0.35, 0.2, 0.14, 0.1]).astype(np.float32)
@@ -214,7 +218,8 @@ def add_clouds(
     if labels is None:
         return out.astype(np.float32), None
     labels = labels.copy()
-    shadowed = (field.shadow > label_threshold) & (field.opacity <= label_threshold)
+    shade = label_threshold if shadow_threshold is None else shadow_threshold
+    shadowed = (field.shadow > shade) & (field.opacity <= label_threshold)
     labels[shadowed & (labels != 255)] = shadow_class
     labels[field.opacity > label_threshold] = cloud_class
     return out.astype(np.float32), labels

@@ -93,3 +93,28 @@ def test_water_can_be_kept_free_of_snow():
         forbid=water,
     )
     assert not (lab[water] == 8).any()
+
+
+def test_a_lower_cloud_threshold_labels_thin_edges_as_cloud_but_leaves_shadows_alone():
+    surface = _forest((128, 128))
+    labels = np.full((128, 128), 1, np.uint8)
+    field = cloud_field(
+        (128, 128), np.random.default_rng(3), gsd_m=30.0, cover=0.3, sun_elevation_deg=40.0
+    )
+    _, thick = add_clouds(surface, S2_NM, field, np.random.default_rng(4), labels=labels)
+    _, thin = add_clouds(
+        surface,
+        S2_NM,
+        field,
+        np.random.default_rng(4),
+        labels=labels,
+        label_threshold=0.1,
+        shadow_threshold=0.4,
+    )
+    edge = (field.opacity > 0.1) & (field.opacity <= 0.4)
+    assert edge.any()
+    assert (thin[edge] == 6).all() and not (thick[edge] == 6).any()
+    assert ((thin == 6) | (thick == 6) == (thin == 6)).all()  # every thick cloud stays cloud
+    shadow = (field.shadow > 0.4) & (field.opacity <= 0.1)
+    assert shadow.any() and (thin[shadow] == 7).all()
+    assert not (thin[(field.shadow <= 0.4) & (field.opacity <= 0.1)] == 7).any()
