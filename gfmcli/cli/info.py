@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from gfmcli.cli import options as opt
+from gfmcli.cli.report import counted
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,7 +149,7 @@ def _print_raster(s) -> None:
     if s.model_seconds is not None:
         timing = f", est. model time {s.model_seconds:.1f} s on {s.device}"
     click.echo(
-        f"  gfm {s.kind} with {s.model}: {s.windows} windows of {s.window} px "
+        f"  gfm {s.kind} with {s.model}: {counted(s.windows, 'window')} of {s.window} px "
         f"(overlap {s.overlap}, {s.grid} grid), "
         f"est. peak memory {s.peak_memory_bytes / 2**20:.0f} MiB{timing}"
     )

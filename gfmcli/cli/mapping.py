@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from gfmcli.cli.report import Reporter, echo_json, plan_record
+from gfmcli.cli.report import Reporter, counted, echo_json, plan_record
 from gfmcli.errors import InputError
 
 # Parsed options that steer the run; every other option is a field of MapOptions.
@@ -205,7 +205,7 @@ def _print_plans(kind: str, plans: Sequence[Any], json_lines: bool) -> None:
             click.echo(
                 f"{plan.input} -> {plan.output}  {plan.width}x{plan.height} px, "
                 f"{len(plan.bands)} bands ({','.join(plan.bands)}), GSD {plan.gsd_m:.3g} m, "
-                f"{plan.windows} windows ({plan.grid} grid), "
+                f"{counted(plan.windows, 'window')} ({plan.grid} grid), "
                 f"est. peak memory {plan.peak_memory_bytes / 2**20:.0f} MiB"
             )
             for warning in plan.warnings:

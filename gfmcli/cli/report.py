@@ -81,6 +81,11 @@ def plan_record(command: str, plan: Any) -> dict[str, Any]:
     }
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 window``, ``4 windows``: summary lines read as English at every count."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def echo_json(record: dict[str, Any]) -> None:
     """One compact JSON object on one stdout line, flushed (a pipe reader sees it at once)."""
     click.echo(json.dumps(record, sort_keys=False, separators=(",", ":")))

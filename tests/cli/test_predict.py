@@ -222,6 +222,15 @@ def test_dry_run_plans_without_writing(predict_tiny, s2_scene, tmp_path):
     assert not list(out.glob("*.tif"))
 
 
+@pytest.mark.parametrize(("window", "words"), [("128", "1 window ("), ("32", " windows (")])
+def test_dry_run_counts_windows_in_english(predict_tiny, s2_scene, tmp_path, window, words):
+    result = predict_tiny(
+        str(s2_scene()), "-o", str(tmp_path / "m.tif"), "--dry-run", "--window", window
+    )
+    assert result.exit_code == 0, result.output
+    assert words in result.output and "1 windows" not in result.output
+
+
 def test_gpkg_output_has_named_classes_and_areas(predict_tiny, s2_scene, tmp_path):
     import geopandas as gpd
 
