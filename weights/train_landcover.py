@@ -345,10 +345,12 @@ def augment(
     rng: np.random.Generator,
     recipe: Recipe,
     sea_rate: float = 0.0,
-    cloud_threshold: float = 0.4,
+    cloud_label: float = 0.4,
+    thin_cloud: float = 0.0,
 ):
     """One batch: band subset, product level, open sea (``sea_rate`` of simulated chips),
-    clouds (labelled cloud above ``cloud_threshold`` opacity) and snow, gain and noise, flips."""
+    clouds (``thin_cloud`` of them veils, labelled cloud above ``cloud_label`` opacity) and
+    snow, gain and noise, flips."""
     images = pool.images[idx].copy()
     allowed = pool.allowed[idx].copy()
     wl = list(pool.wavelengths)
@@ -383,8 +385,12 @@ def augment(
             img = to_toa(img, wl, Atmosphere.draw(rng), rng if haze else None, haze)
         if pool.synthetic and recipe.clouds and rng.random() < 0.4:
             # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
+            # no draw unless asked: the default recipe's random stream stays as it was
+            veil = thin_cloud > 0 and rng.random() < thin_cloud
+            peak = float(rng.uniform(0.15, 0.5)) if veil else None
             field = cloud_field(img.shape[1:], rng, gsd_m=gsd, cover=rng.uniform(0.05, 0.6),
-                                sun_elevation_deg=rng.uniform(25, 65))  # fmt: skip
+                                sun_elevation_deg=rng.uniform(25, 65),
+                                peak_opacity=peak)  # fmt: skip
             labels = exact_labels(al)
             img, painted = add_clouds(
                 img,
@@ -392,7 +398,7 @@ def augment(
                 field,
                 rng,
                 labels=labels,
-                label_threshold=cloud_threshold,
+                label_threshold=cloud_label,
                 shadow_threshold=0.4,
             )
             al = repaint(al, labels, painted)
@@ -564,9 +570,15 @@ def main() -> None:
     parser.add_argument(
         "--thin-cloud",
         type=float,
+        default=0.0,
+        help="share of simulated cloud fields that are thin veils (peak opacity 0.15-0.5): "
+        "real scenes have them and real cloud masks flag them",
+    )
+    parser.add_argument(
+        "--cloud-label",
+        type=float,
         default=0.4,
-        help="opacity above which a simulated cloud is labelled cloud (shadows keep 0.4): real "
-        "cloud masks flag thin cloud that a 0.4 threshold calls land",
+        help="opacity above which a simulated cloud is labelled cloud (shadows keep 0.4)",
     )
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
     parser.add_argument(
@@ -672,7 +684,9 @@ def main() -> None:
         if keep:
             images, allowed, wl = clean_batch(pool, idx, rng)
         else:
-            images, allowed, wl = augment(pool, idx, rng, recipe, args.sea_rate, args.thin_cloud)
+            images, allowed, wl = augment(
+                pool, idx, rng, recipe, args.sea_rate, args.cloud_label, args.thin_cloud
+            )
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         x = norm(images, wl)

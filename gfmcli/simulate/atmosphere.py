@@ -162,16 +162,22 @@ def cloud_field(
     cover: float,
     sun_elevation_deg: float = 45.0,
     height_m: float | None = None,
+    peak_opacity: float | None = None,
 ) -> CloudField:
     """Fractal clouds covering about ``cover`` of the scene, with soft thin edges, and where
-    their shadows fall (displaced by height / tan(elevation) along a random azimuth)."""
+    their shadows fall (displaced by height / tan(elevation) along a random azimuth).
+
+    ``peak_opacity`` (default: drawn from 0.85-1) below that makes a veil of thin cloud, the
+    kind that lifts a real Landsat 7 scene's visible bands by only 0.04-0.05 over wide areas
+    and that real cloud masks still flag; the random draws are the same either way."""
     h, w = shape
     cell = max(4.0, rng.uniform(600.0, 2500.0) / gsd_m)
     field = fractal_noise(shape, cell, rng, octaves=4)
     threshold = float(np.quantile(field, 1.0 - float(np.clip(cover, 0.0, 1.0))))
     edge = float(rng.uniform(0.08, 0.3)) * float(field.std() + 1e-6)
     opacity = np.clip((field - threshold) / edge, 0.0, 1.0).astype(np.float32)
-    opacity = opacity * np.float32(rng.uniform(0.85, 1.0))
+    peak = float(rng.uniform(0.85, 1.0))
+    opacity = opacity * np.float32(peak if peak_opacity is None else peak_opacity)
     height = height_m if height_m is not None else float(rng.uniform(800.0, 4000.0))
     shift = height / np.tan(np.radians(sun_elevation_deg)) / gsd_m
     azimuth = rng.uniform(0, 2 * np.pi)

@@ -118,3 +118,16 @@ def test_a_lower_cloud_threshold_labels_thin_edges_as_cloud_but_leaves_shadows_a
     shadow = (field.shadow > 0.4) & (field.opacity <= 0.1)
     assert shadow.any() and (thin[shadow] == 7).all()
     assert not (thin[(field.shadow <= 0.4) & (field.opacity <= 0.1)] == 7).any()
+
+
+def test_a_veil_is_the_same_cloud_at_a_lower_peak_opacity():
+    def field(peak):
+        rng = np.random.default_rng(8)
+        return cloud_field((64, 64), rng, gsd_m=30.0, cover=0.4, peak_opacity=peak)
+
+    drawn, veil = field(None), field(0.3)
+    assert 0.85 <= drawn.opacity.max() <= 1.0
+    assert veil.opacity.max() == pytest.approx(0.3)
+    scale = drawn.opacity.max() / 0.3
+    np.testing.assert_allclose(veil.opacity * scale, drawn.opacity, atol=1e-6)
+    np.testing.assert_allclose(veil.shadow * scale, drawn.shadow, atol=1e-6)
