@@ -3,6 +3,7 @@
     python bench/real.py                                   # the default weights
     python bench/real.py --model a.pt --model b.pt --index-rule
     python bench/real.py --realdata ../shared/realdata --json results.json
+    python bench/real.py --window 128                      # every map in 128 px windows
 
 For each source in ``../shared/realdata`` with labels (README.md there says what they are) it
 maps the images exactly as a user would (the CLI, with no flag beyond ``--sensor`` and, for the
@@ -284,14 +285,28 @@ def rule_map(image: str, src: Source, out: Path) -> None:
         dst.update_tags(**{f"CLASS_{i}": name for i, name in enumerate(GFM_CLASSES)})
 
 
-def predict(model: str, image: str, src: Source, out: Path) -> str | None:
+def predict(
+    model: str, image: str, src: Source, out: Path, extra: tuple[str, ...] = ()
+) -> str | None:
+    """Map ``image`` as a user would; ``extra`` are further ``gfm predict`` options (--window)."""
     if src.as_landsat8:
         image = str(as_landsat8(image, out.with_name(out.stem + "-l8.tif")))
     if model == "index-rule":
         rule_map(image, src, out)
         return None
     proc = run(
-        gfm("-q", "predict", image, "-o", str(out), "-m", model, "--overwrite", *src.predict_args)
+        gfm(
+            "-q",
+            "predict",
+            image,
+            "-o",
+            str(out),
+            "-m",
+            model,
+            "--overwrite",
+            *src.predict_args,
+            *extra,
+        )
     )
     return None if proc.returncode == 0 else f"predict exit {proc.returncode}: {_first_error(proc)}"
 
@@ -341,7 +356,9 @@ def summarise(results: list[dict]) -> dict:
     }
 
 
-def bigearthnet(root: Path, model: str, work: Path, landsat8: bool = False) -> dict | str:
+def bigearthnet(
+    root: Path, model: str, work: Path, landsat8: bool = False, extra: tuple[str, ...] = ()
+) -> dict | str:
     """Share of pixels mapped to a class the patch's CORINE labels allow (weak labels); with
     ``landsat8`` each patch is mapped as a Landsat 8 C2 L2 stack of its bands."""
     sys.path.insert(0, str(HERE.parent / "weights"))
@@ -362,7 +379,7 @@ def bigearthnet(root: Path, model: str, work: Path, landsat8: bool = False) -> d
                 predict_args=("--sensor", "landsat8"),
                 **L8_STACK,
             )
-        err = predict(model, str(folder / f"{folder.name}.tif"), src, out)
+        err = predict(model, str(folder / f"{folder.name}.tif"), src, out, extra)
         if err:
             return err
         with rasterio.open(out) as ds:
@@ -391,14 +408,14 @@ def mean_accuracy(rows: dict) -> dict:
     }
 
 
-def score_source(model: str, src: Source, work: Path) -> dict:
+def score_source(model: str, src: Source, work: Path, extra: tuple[str, ...] = ()) -> dict:
     """Map and score every image of ``src``; the summed score, or ``{"error": ...}``."""
     start = time.time()
     results = []
     layers = src.extra.get("layers", (None,) * len(src.images))
     for i, (image, ref) in enumerate(zip(src.images, src.references, strict=True)):
         out = work / f"{abs(hash((model, src.name, i)))}.tif"
-        error = predict(model, image, src, out)
+        error = predict(model, image, src, out, extra)
         if error:
             return {"error": error}
         result = evaluate(out, ref, src, layers[i])
@@ -475,7 +492,7 @@ def checks(root: Path) -> list[Check]:
     ]
 
 
-def check_shares(model: str, check: Check, work: Path) -> dict:
+def check_shares(model: str, check: Check, work: Path, extra: tuple[str, ...] = ()) -> dict:
     """Share of ``check.image``'s valid pixels in each class, and in the allowed set."""
     out = work / f"check-{abs(hash((model, check.name)))}.tif"
     src = Source(
@@ -489,7 +506,7 @@ def check_shares(model: str, check: Check, work: Path) -> dict:
         scale=check.scale,
         wavelengths=check.wavelengths,
     )
-    error = predict(model, check.image, src, out)
+    error = predict(model, check.image, src, out, extra)
     if error:
         return {"error": error}
     with rasterio.open(out) as ds:
@@ -500,7 +517,7 @@ def check_shares(model: str, check: Check, work: Path) -> dict:
     return {"allowed_share": sum(share[n] for n in check.allowed), "shares": share}
 
 
-def spyndex_samples(root: Path, model: str, work: Path) -> dict | str:
+def spyndex_samples(root: Path, model: str, work: Path, extra: tuple[str, ...] = ()) -> dict | str:
     """spyndex's labelled Landsat 8 C2 L2 samples (urban, vegetation, water), each painted as a
     32 x 32 block of one raster written as C2 L2 DN and mapped with ``--sensor landsat8``;
     a block is right when its majority class is one its label allows."""
@@ -539,7 +556,7 @@ def spyndex_samples(root: Path, model: str, work: Path) -> dict | str:
         ("--sensor", "landsat8", "--gsd", "30"),
         **L8_C2L2,
     )
-    error = predict(model, str(image), src, out)
+    error = predict(model, str(image), src, out, extra)
     if error:
         return error
     with rasterio.open(out) as ds:
@@ -556,11 +573,11 @@ def spyndex_samples(root: Path, model: str, work: Path) -> dict | str:
     return {"accuracy": float(total), "per_class": per_class}
 
 
-def check_table(root: Path, model: str, work: Path) -> dict:
+def check_table(root: Path, model: str, work: Path, extra: tuple[str, ...] = ()) -> dict:
     results = {}
     print(f"{'unlabelled scene':28s} {'sensor':15s} {'level':6s} {'allowed':>7s}  expectation")
     for check in checks(root):
-        r = results[check.name] = check_shares(model, check, work)
+        r = results[check.name] = check_shares(model, check, work, extra)
         if "error" in r:
             print(f"{check.name:28s} {check.sensor:15s} {check.level:6s} {'-':>7s}  {r['error']}")
             continue
@@ -569,7 +586,7 @@ def check_table(root: Path, model: str, work: Path) -> dict:
             f"{check.name:28s} {check.sensor:15s} {check.level:6s} {r['allowed_share']:7.3f}"
             f"  {check.expectation} ({shown})"
         )
-    samples = spyndex_samples(root, model, work)
+    samples = spyndex_samples(root, model, work, extra)
     results["spyndex_l8 samples"] = samples if isinstance(samples, dict) else {"error": samples}
     text = (
         f"{samples['accuracy']:.3f} of 120 samples right ("
@@ -596,6 +613,14 @@ def main() -> int:
     parser.add_argument("--model", action="append", help="checkpoint or shipped name (repeat)")
     parser.add_argument("--index-rule", action="store_true", help="add the spectral-index rule")
     parser.add_argument("--only", help="comma list of source-name prefixes")
+    parser.add_argument(
+        "--window",
+        type=int,
+        help="map every row in windows of this many pixels (default: the model's)",
+    )
+    parser.add_argument(
+        "--overlap", type=int, help="window overlap in pixels (default: the model's)"
+    )
     parser.add_argument("--json", dest="json_out", help="write all results to this file")
     args = parser.parse_args()
     root = Path(args.realdata)
@@ -604,6 +629,12 @@ def main() -> int:
             f"real data not found at {root}: pass --realdata (see bench/real.py)", file=sys.stderr
         )
         return 2
+    extra = tuple(
+        str(v)
+        for flag, value in (("--window", args.window), ("--overlap", args.overlap))
+        if value is not None
+        for v in (flag, value)
+    )
     models = list(args.model or ["landcover-tiny"]) + (["index-rule"] if args.index_rule else [])
     chosen = [
         s
@@ -618,7 +649,7 @@ def main() -> int:
             print(f"\n## {model}\n{header}")
             rows = everything.setdefault(model, {})
             for src in chosen:
-                rows[src.name] = score_source(model, src, work)
+                rows[src.name] = score_source(model, src, work, extra)
                 print(row_text(src, rows[src.name]))
             means = mean_accuracy(rows)
             print(
@@ -631,7 +662,7 @@ def main() -> int:
                     ("bigearthnet_s2", "bigearthnet_s2 (patch labels)", "Sentinel-2", False),
                     ("bigearthnet as Landsat 8", "bigearthnet as Landsat 8", "S2 as OLI", True),
                 ):
-                    ben = bigearthnet(root, model, work, landsat8=landsat8)
+                    ben = bigearthnet(root, model, work, landsat8=landsat8, extra=extra)
                     rows[key] = ben if isinstance(ben, dict) else {"error": ben}
                     text = (
                         f"{ben['allowed_share']:.3f} of pixels in a class the labels allow"
@@ -640,7 +671,7 @@ def main() -> int:
                     )
                     print(f"{label:28s} {sensor:15s} {'L2A':6s} {text}")
             if not args.only or "checks".startswith(tuple(args.only.split(","))):
-                rows["checks"] = check_table(root, model, work)
+                rows["checks"] = check_table(root, model, work, extra)
             rows["means"] = means
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(everything, indent=1))

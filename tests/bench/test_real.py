@@ -33,3 +33,19 @@ def test_means_cover_scored_rows_and_the_never_trained_ones_apart(real):
     assert means["rows"] == 4 and means["mean_oa"] == pytest.approx(0.6)
     assert means["never_trained_rows"] == 2
     assert means["never_trained_mean_oa"] == pytest.approx(0.4)
+
+
+def test_window_options_reach_every_gfm_predict(real, monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run(cmd):
+        calls.append(cmd)
+        return real.subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(real, "run", fake_run)
+    src = real.Source("s", "Sentinel-2", "L1C", (), (), "", ("--sensor", "sentinel2-l1c"))
+    assert real.predict("m.pt", "in.tif", src, tmp_path / "o.tif", ("--window", "128")) is None
+    assert real.predict("m.pt", "in.tif", src, tmp_path / "o.tif") is None
+    told, default = calls
+    assert told[-4:] == ["--sensor", "sentinel2-l1c", "--window", "128"]
+    assert "--window" not in default and default[-2:] == ["--sensor", "sentinel2-l1c"]
