@@ -231,7 +231,9 @@ def paint_sea(img: np.ndarray, al: np.ndarray, water: np.ndarray, rng: np.random
     return img, al
 
 
-def real_pools(root: Path, hold_out: set[str]) -> list[Pool]:
+def real_pools(root: Path, hold_out: set[str], cloud_chip: int = 64) -> list[Pool]:
+    """The permissive real sources as pools; the ukis cloud masks cut in ``cloud_chip`` px chips
+    (a shadow lies 1-5 km from its cloud: at 30 m a 64 px chip often holds only one of them)."""
     pools = []
     for name, nm in UKIS_NM.items():
         if f"ukis-{name}" in hold_out:
@@ -244,7 +246,7 @@ def real_pools(root: Path, hold_out: set[str]) -> list[Pool]:
             mask = ds.read(1)
         table = np.array([bits(SHADOW), bits(WATER), bits(SNOW), bits(*LAND), bits(CLOUD)])
         allowed = table[np.clip(mask, 0, 4)].astype(np.uint16)
-        ims, als = zip(*chips_of(img, allowed, 64, 64), strict=True)
+        ims, als = zip(*chips_of(img, allowed, cloud_chip, 64), strict=True)
         pools.append(Pool(f"ukis {name}", np.stack(ims), np.stack(als), nm, 30.0, False, False))
     if "eolearn" not in hold_out:
         with rasterio.open(root / "eolearn_s2_slovenia/lulc.tif") as ds:
@@ -580,6 +582,12 @@ def main() -> None:
         default=0.4,
         help="opacity above which a simulated cloud is labelled cloud (shadows keep 0.4)",
     )
+    parser.add_argument(
+        "--cloud-chip",
+        type=int,
+        default=64,
+        help="chip size of the real cloud masks (ukis_csmask, 30 m)",
+    )
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
     parser.add_argument(
         "--head-width",
@@ -645,7 +653,7 @@ def main() -> None:
         mixed=recipe.mixed,
     )
     if not args.no_real:
-        pools += real_pools(Path(args.realdata), hold_out)
+        pools += real_pools(Path(args.realdata), hold_out, args.cloud_chip)
     # fmt: skip below: a table, kept in rows (ruff format would add 7 lines)
     weights = {"sim sentinel2-l2a": 0.3, "sim landsat8": 0.12, "sim enmap": 0.1,
                "ukis sentinel2": 0.1, "ukis landsat7": 0.1, "ukis landsat5": 0.1,
@@ -680,6 +688,9 @@ def main() -> None:
         keep = keeper is not None and rng.random() < args.keep_init
         pool = s2_pool if keep else pools[rng.choice(len(pools), p=p)]
         bs = 4 if len(pool.wavelengths) > 50 else args.batch_size
+        side = pool.images.shape[-1]
+        if side > S2_CHIP:  # as many pixels per batch as 64 px chips hold
+            bs = max(2, round(bs * (S2_CHIP / side) ** 2))
         idx = rng.choice(len(pool.images), size=bs, replace=len(pool.images) < bs)
         if keep:
             images, allowed, wl = clean_batch(pool, idx, rng)

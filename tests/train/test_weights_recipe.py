@@ -296,3 +296,18 @@ def test_thin_cloud_veils_are_dim_and_labelled_cloud_above_the_threshold(recipe)
     assert veil_blue.size > 0
     # grass at 0.1 under a veil of peak opacity <= 0.5 against clouds 0.85-1 opaque
     assert np.median(veil_blue) < np.median(thick_blue) - 0.1
+
+
+REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
+
+
+@pytest.mark.skipif(
+    not (REALDATA / "ukis_csmask" / "landsat7.tif").is_file(),
+    reason="../shared/realdata/ukis_csmask absent (see ../shared/realdata/README.md)",
+)
+def test_cloud_mask_chips_take_the_size_asked_for(recipe):
+    pools = {p.name: p for p in recipe.real_pools(REALDATA, {"eolearn", "bigearthnet"}, 128)}
+    assert set(pools) == {"ukis sentinel2", "ukis landsat7", "ukis landsat5"}
+    for pool in pools.values():
+        assert pool.images.shape[-2:] == (128, 128) == pool.allowed.shape[-2:]
+        assert len(pool.images) == 49  # 512 px at stride 64: 7 x 7 chips
