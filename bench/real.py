@@ -7,7 +7,8 @@
 
 For each source in ``../shared/realdata`` with labels (README.md there says what they are) it
 maps the images exactly as a user would (the CLI, with no flag beyond ``--sensor`` and, for the
-two sources stored without georeferencing, ``--gsd``), scores the maps with ``gfm evaluate``
+two sources stored without georeferencing, ``--gsd``; ``--window``/``--overlap`` when given),
+scores the maps with ``gfm evaluate``
 against the source's reference with the class mapping in ``bench/real/<source>.toml``, and prints
 one table: source, sensor, level, scored classes, OA, mIoU and per-class recall. Sources of
 several images (three dates, 18 tiles) are scored together: their confusion matrices are summed.
@@ -646,7 +647,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gfm-real-") as tmp:
         work = Path(tmp)
         for model in models:
-            print(f"\n## {model}\n{header}")
+            print(f"\n## {model}{' ' + ' '.join(extra) if extra else ''}\n{header}")
             rows = everything.setdefault(model, {})
             for src in chosen:
                 rows[src.name] = score_source(model, src, work, extra)
@@ -673,6 +674,7 @@ def main() -> int:
             if not args.only or "checks".startswith(tuple(args.only.split(","))):
                 rows["checks"] = check_table(root, model, work, extra)
             rows["means"] = means
+            rows["predict_options"] = list(extra)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(everything, indent=1))
     return 0

@@ -386,10 +386,10 @@ def augment(
             haze = max(8.0, 1500.0 / gsd) if rng.random() < 0.5 else None
             img = to_toa(img, wl, Atmosphere.draw(rng), rng if haze else None, haze)
         if pool.synthetic and recipe.clouds and rng.random() < 0.4:
-            # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
             # no draw unless asked: the default recipe's random stream stays as it was
             veil = thin_cloud > 0 and rng.random() < thin_cloud
             peak = float(rng.uniform(0.15, 0.5)) if veil else None
+            # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
             field = cloud_field(img.shape[1:], rng, gsd_m=gsd, cover=rng.uniform(0.05, 0.6),
                                 sun_elevation_deg=rng.uniform(25, 65),
                                 peak_opacity=peak)  # fmt: skip
@@ -574,7 +574,8 @@ def main() -> None:
         type=float,
         default=0.0,
         help="share of simulated cloud fields that are thin veils (peak opacity 0.15-0.5): "
-        "real scenes have them and real cloud masks flag them",
+        "real scenes have them and real cloud masks flag them; a veil is labelled cloud only "
+        "where its opacity exceeds --cloud-label, so pair it with a value below 0.15",
     )
     parser.add_argument(
         "--cloud-label",

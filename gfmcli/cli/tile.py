@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from gfmcli.cli import options as opt
-from gfmcli.cli.report import echo_json
+from gfmcli.cli.report import counted, echo_json
 
 
 def _load_classes(value: str | None) -> tuple[dict, ...]:
@@ -169,7 +169,8 @@ def tile(
         click.echo(f"gfm: warning: {warning}", err=True)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.written.items()))
     click.echo(
-        f"{result.total} chips ({counts}) -> {out_dir}; skipped {result.skipped_invalid} with "
+        f"{counted(result.total, 'chip')} ({counts}) -> {out_dir}; "
+        f"skipped {result.skipped_invalid} with "
         f"too few valid pixels, {result.skipped_unlabelled} with too few labels, "
         f"{result.buffer} in split buffers",
         err=True,

@@ -167,9 +167,9 @@ def cloud_field(
     """Fractal clouds covering about ``cover`` of the scene, with soft thin edges, and where
     their shadows fall (displaced by height / tan(elevation) along a random azimuth).
 
-    ``peak_opacity`` (default: drawn from 0.85-1) below that makes a veil of thin cloud, the
-    kind that lifts a real Landsat 7 scene's visible bands by only 0.04-0.05 over wide areas
-    and that real cloud masks still flag; the random draws are the same either way."""
+    A ``peak_opacity`` below 0.85 (default: drawn from 0.85-1) makes a veil of thin cloud,
+    the kind that lifts a real Landsat 7 scene's visible bands by only 0.04-0.05 over wide
+    areas and that real cloud masks still flag. The random draws are the same either way."""
     h, w = shape
     cell = max(4.0, rng.uniform(600.0, 2500.0) / gsd_m)
     field = fractal_noise(shape, cell, rng, octaves=4)

@@ -35,7 +35,7 @@ def test_means_cover_scored_rows_and_the_never_trained_ones_apart(real):
     assert means["never_trained_mean_oa"] == pytest.approx(0.4)
 
 
-def test_window_options_reach_every_gfm_predict(real, monkeypatch, tmp_path):
+def test_predict_passes_window_options_to_gfm_predict(real, monkeypatch, tmp_path):
     calls = []
 
     def fake_run(cmd):
