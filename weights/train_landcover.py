@@ -395,13 +395,7 @@ def augment(
                                 peak_opacity=peak)  # fmt: skip
             labels = exact_labels(al)
             img, painted = add_clouds(
-                img,
-                wl,
-                field,
-                rng,
-                labels=labels,
-                label_threshold=cloud_label,
-                shadow_threshold=0.4,
+                img, wl, field, rng, labels=labels, label_threshold=cloud_label
             )
             al = repaint(al, labels, painted)
         gain = rng.uniform(0.93, 1.07, size=(img.shape[0], 1, 1)).astype(np.float32)

@@ -200,15 +200,15 @@ def add_clouds(
     cloud_class: int = 6,
     shadow_class: int = 7,
     label_threshold: float = 0.4,
-    shadow_threshold: float | None = None,
+    shadow_threshold: float = 0.4,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Shadows then clouds over a (C, H, W) reflectance array (surface or TOA).
 
     A shadow keeps only the diffuse skylight (10-30 %, more in the blue); a cloud blends its
     own spectrum over what lies below by its opacity. Labels (when given) get ``cloud_class``
     where the opacity exceeds ``label_threshold`` and ``shadow_class`` where the shadowing
-    cloud's exceeds ``shadow_threshold`` (default: the same) and no cloud is labelled: cloud
-    edges thinner than that keep the class below. Real cloud masks flag thin cloud (the
+    cloud's exceeds ``shadow_threshold`` and no cloud is labelled: cloud edges thinner than
+    that keep the class below. Real cloud masks flag thin cloud (the
     ukis-csmask Landsat 7 scene's cloud has its blue band only 0.05 above clear land), while a
     shadow that faint is not one, hence two thresholds.
     """
@@ -224,8 +224,7 @@ def add_clouds(
     if labels is None:
         return out.astype(np.float32), None
     labels = labels.copy()
-    shade = label_threshold if shadow_threshold is None else shadow_threshold
-    shadowed = (field.shadow > shade) & (field.opacity <= label_threshold)
+    shadowed = (field.shadow > shadow_threshold) & (field.opacity <= label_threshold)
     labels[shadowed & (labels != 255)] = shadow_class
     labels[field.opacity > label_threshold] = cloud_class
     return out.astype(np.float32), labels
