@@ -69,6 +69,12 @@ class ModelContract:
     #: spreads over 64x the tokens, group norm over 64x the pixels), so it maps best in windows
     #: like its chips. None (older checkpoints) maps in the 512-pixel default.
     window: int | None = None
+    #: Larger windows for coarser rasters: ``(from_gsd_m, window)`` steps, GSD ascending. A
+    #: raster of GSD ``g`` metres maps in the window of the last step with ``from_gsd_m <= g``,
+    #: in ``window`` below the first. Why: a cloud's shadow lies 1-5 km from it, and 64 px of
+    #: 30 m pixels span 1.9 km, so at 30 m a window of the 10 m chips' size often holds the
+    #: shadow without its cloud (docs/model-card.md, thirteenth session). Empty: one window.
+    window_by_gsd: tuple[tuple[float, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -99,6 +105,34 @@ class ModelContract:
                 f"contract window {self.window} is not a positive multiple of the patch size "
                 f"{self.patch_size}; the checkpoint is corrupt or was edited"
             )
+        self._check_window_by_gsd()
+
+    def _check_window_by_gsd(self) -> None:
+        if not self.window_by_gsd:
+            return
+        if self.window is None:
+            raise ModelError("contract window_by_gsd needs a window for the finest rasters")
+        steps = [g for g, _ in self.window_by_gsd]
+        if not all(math.isfinite(g) and g > 0 for g in steps) or steps != sorted(set(steps)):
+            raise ModelError(
+                f"contract window_by_gsd GSDs {steps} must be positive, finite and ascending; "
+                "the checkpoint is corrupt or was edited"
+            )
+        for gsd, size in self.window_by_gsd:
+            if size <= 0 or size % self.patch_size:
+                raise ModelError(
+                    f"contract window_by_gsd: window {size} (from {gsd:g} m) is not a positive "
+                    f"multiple of the patch size {self.patch_size}; the checkpoint is corrupt or "
+                    "was edited"
+                )
+
+    def window_at(self, gsd_m: float) -> int | None:
+        """The window a raster of ``gsd_m`` metres per pixel maps in (None: the run default)."""
+        window = self.window
+        for from_gsd, size in self.window_by_gsd:
+            if gsd_m >= from_gsd:
+                window = size
+        return window
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -116,6 +150,10 @@ class ModelContract:
         data = dataclasses.asdict(self)
         if data["window"] is None:  # so a contract without one keeps its hash from before
             del data["window"]
+        if not data["window_by_gsd"]:  # likewise for a contract with one window
+            del data["window_by_gsd"]
+        else:
+            data["window_by_gsd"] = [list(step) for step in self.window_by_gsd]
         return data
 
     def to_json(self) -> str:
@@ -141,6 +179,9 @@ class ModelContract:
                 classes=classes,
                 provenance=dict(data.get("provenance", {})),
                 window=None if data.get("window") is None else int(data["window"]),
+                window_by_gsd=tuple(
+                    (float(gsd), int(size)) for gsd, size in data.get("window_by_gsd", ())
+                ),
             )
         except ModelError:
             raise  # a value check of __post_init__: its own words name the field

@@ -110,6 +110,7 @@ def _tiny_model(
     task: str = "segmentation",
     meta: dict[str, str] | None = None,
     window: int | None = None,
+    window_by_gsd: tuple[tuple[float, int], ...] = (),
 ) -> Path:
     import torch
 
@@ -146,6 +147,7 @@ def _tiny_model(
         classes if task == "segmentation" else (),
         meta or {},
         window,
+        window_by_gsd,
     )
     save_checkpoint(path, build_model(config), contract)
     return path
@@ -160,10 +162,10 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint_factory() -> Callable[..., Path]:
-    """``tiny_checkpoint_factory(path, task="segmentation", meta=None, window=None)``: write the
-    tiny model's checkpoint (random weights from seed 0) for ``task`` (segmentation, regression
-    with two outputs, classification, pretrain) to ``path``, with ``window`` as its contract's
-    mapping window, and return it."""
+    """``tiny_checkpoint_factory(path, task="segmentation", meta=None, window=None,
+    window_by_gsd=())``: write the tiny model's checkpoint (random weights from seed 0) for
+    ``task`` (segmentation, regression with two outputs, classification, pretrain) to ``path``,
+    with ``window`` (and ``window_by_gsd``) as its contract's mapping window, and return it."""
     return _tiny_model
 
 

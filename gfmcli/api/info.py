@@ -55,6 +55,7 @@ class CheckpointSummary:
             "gsd_m": c.gsd,
             "patch_size": c.patch_size,
             "window": c.window,
+            "window_by_gsd": [list(step) for step in c.window_by_gsd],
             "bands": [asdict(b) for b in c.bands],
             "classes": [{"id": k.id, "name": k.name, "color": list(k.color)} for k in c.classes],
             "parameters": self.parameters,
@@ -190,6 +191,7 @@ def describe_raster(
         gsd_xy = (float(src.gsd_x_m), float(src.gsd_y_m))
         dtypes = src.dtypes
         count = src.count
+    options = options.at_gsd(mapping.gsd_m)  # the window the plan used
     seconds = None
     device = ""
     if timing is not None:

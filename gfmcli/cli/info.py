@@ -15,6 +15,9 @@ from gfmcli.cli.report import counted
 @opt.model_opt
 @opt.sensor_opt
 @opt.bands_opt
+@opt.scale_opt
+@opt.offset_opt
+@opt.gsd_opt
 @opt.window_opt
 @opt.overlap_opt
 @opt.batch_size_opt
@@ -29,8 +32,8 @@ from gfmcli.cli.report import counted
 @click.option("--json", "json_lines", is_flag=True, help="One JSON object per PATH on stdout.")
 @click.pass_context
 # fmt: skip below: arguments grouped by meaning (ruff format would add 12 lines)
-def info(ctx: click.Context, paths, model, sensor, bands, window, overlap, batch_size, device,
-         precision, no_timing, json_lines) -> None:  # fmt: skip
+def info(ctx: click.Context, paths, model, sensor, bands, scale, offset, gsd, window, overlap,
+         batch_size, device, precision, no_timing, json_lines) -> None:  # fmt: skip
     """Describe checkpoints (their contract) and rasters (what gfm would make of them).
 
     \b
@@ -52,7 +55,7 @@ def info(ctx: click.Context, paths, model, sensor, bands, window, overlap, batch
     # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     options = MapOptions(
         window=window, overlap=overlap, batch_size=batch_size, precision=precision,
-        sensor=sensor, bands=bands,
+        sensor=sensor, bands=bands, scale=scale, offset=offset, gsd=gsd,
     )  # fmt: skip
     loaded: dict[str, Any] = {}
     first_error: GfmError | None = None
@@ -112,7 +115,8 @@ def _print_checkpoint(s) -> None:
     window = (
         f"{c.window} px (its training chips)" if c.window else f"{DEFAULT_WINDOW} px (the default)"
     )
-    click.echo(f"  maps in windows of {window}")
+    coarser = "".join(f", {size} px from {gsd:g} m GSD" for gsd, size in c.window_by_gsd)
+    click.echo(f"  maps in windows of {window}{coarser}")
     click.echo(f"  sensor {c.sensor}, GSD {c.gsd:g} m, {len(c.bands)} bands:")
     for b in c.bands:
         click.echo(

@@ -205,7 +205,8 @@ def _print_plans(kind: str, plans: Sequence[Any], json_lines: bool) -> None:
             click.echo(
                 f"{plan.input} -> {plan.output}  {plan.width}x{plan.height} px, "
                 f"{len(plan.bands)} bands ({','.join(plan.bands)}), GSD {plan.gsd_m:.3g} m, "
-                f"{counted(plan.windows, 'window')} ({plan.grid} grid), "
+                f"{counted(plan.windows, 'window')} of {plan.window} px, overlap {plan.overlap} "
+                f"({plan.grid} grid), "
                 f"est. peak memory {plan.peak_memory_bytes / 2**20:.0f} MiB"
             )
             for warning in plan.warnings:

@@ -74,6 +74,8 @@ def plan_record(command: str, plan: Any) -> dict[str, Any]:
         "height": plan.height,
         "bands": list(plan.bands),
         "gsd_m": plan.gsd_m,
+        "window": plan.window,
+        "overlap": plan.overlap,
         "windows": plan.windows,
         "peak_memory_bytes": plan.peak_memory_bytes,
         "warnings": list(plan.warnings),

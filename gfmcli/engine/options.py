@@ -11,6 +11,10 @@ up to 64 pixels, enough to hide seams under the cosine ramp. Small windows are b
 two 512-pixel windows hold, at most 32: 64-pixel windows in batches of 2 ran 1.8x slower than
 512-pixel ones, in batches of 32 as fast (the overlap aside: 16 pixels of it on a 64-pixel window
 compute each pixel 1.78 times, 64 on a 512-pixel window 1.31 times).
+
+A contract may also name larger windows for coarser rasters (``window_by_gsd``): the raster's
+GSD is known only once it is open, so those choices ride along in
+``ResolvedOptions.coarse`` and the engine applies them per file (:meth:`ResolvedOptions.at_gsd`).
 """
 
 from __future__ import annotations
@@ -62,11 +66,27 @@ class MapOptions:
 
 @dataclass(frozen=True)
 class ResolvedOptions(MapOptions):
-    """``MapOptions`` with the window, overlap and batch size chosen: what the engine runs."""
+    """``MapOptions`` with the window, overlap and batch size chosen: what the engine runs.
+
+    ``coarse`` holds the choices for the contract's ``window_by_gsd`` steps, as
+    ``(from_gsd_m, window, overlap, batch_size)``, when the run gave no window: the GSD of a
+    raster is known only once it is open, so :meth:`at_gsd` applies them file by file.
+    """
 
     window: int = DEFAULT_WINDOW
     overlap: int = DEFAULT_OVERLAP
     batch_size: int = DEFAULT_BATCH_SIZE
+    coarse: tuple[tuple[float, int, int, int], ...] = ()
+
+    def at_gsd(self, gsd_m: float) -> ResolvedOptions:
+        """These options for a raster of ``gsd_m`` metres per pixel, with no steps left."""
+        chosen = [step for step in self.coarse if gsd_m >= step[0]]
+        if not chosen:
+            return dataclasses.replace(self, coarse=())
+        _, window, overlap, batch = chosen[-1]
+        return dataclasses.replace(
+            self, window=window, overlap=overlap, batch_size=batch, coarse=()
+        )
 
 
 def for_model(
@@ -75,20 +95,33 @@ def for_model(
     """``options`` with what was left unset chosen for ``contract``'s model (see the module
     docstring); values that were given are kept as they are, so this can be applied twice.
     For ``kind`` ``embed`` the overlap is whole patches (embeddings are blended on the patch
-    grid), so a window that is not a multiple of four patches still gets a valid one."""
+    grid), so a window that is not a multiple of four patches still gets a valid one. Without
+    a given window, the contract's ``window_by_gsd`` steps are resolved the same way into
+    ``coarse`` (:meth:`ResolvedOptions.at_gsd`)."""
     if isinstance(options, ResolvedOptions):
         return options
-    window = options.window or contract.window or DEFAULT_WINDOW
-    overlap = min(DEFAULT_OVERLAP, window // 4)
-    if kind == "embed":
-        overlap -= overlap % contract.patch_size
-    overlap = options.overlap if options.overlap is not None else overlap
-    batch = options.batch_size or min(
-        MAX_DEFAULT_BATCH,
-        max(DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE * DEFAULT_WINDOW**2 // window**2),
+
+    def choose(window: int) -> tuple[int, int, int]:
+        overlap = min(DEFAULT_OVERLAP, window // 4)
+        if kind == "embed":
+            overlap -= overlap % contract.patch_size
+        overlap = options.overlap if options.overlap is not None else overlap
+        batch = options.batch_size or min(
+            MAX_DEFAULT_BATCH,
+            max(DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE * DEFAULT_WINDOW**2 // window**2),
+        )
+        return window, overlap, batch
+
+    window, overlap, batch = choose(options.window or contract.window or DEFAULT_WINDOW)
+    coarse = (
+        ()
+        if options.window
+        else tuple((gsd, *choose(size)) for gsd, size in contract.window_by_gsd)
     )
     fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(MapOptions)}
-    return ResolvedOptions(**{**fields, "window": window, "overlap": overlap, "batch_size": batch})
+    return ResolvedOptions(
+        **{**fields, "window": window, "overlap": overlap, "batch_size": batch, "coarse": coarse}
+    )
 
 
 @dataclass(frozen=True)
@@ -102,6 +135,8 @@ class FilePlan:
     width: int
     bands: tuple[str, ...]
     gsd_m: float
+    window: int
+    overlap: int
     windows: int
     grid: str
     peak_memory_bytes: int

@@ -105,6 +105,13 @@ def check_run_options(options: ResolvedOptions, contract: ModelContract, kind: s
             f"--overlap {options.overlap} must be smaller than the window, {options.window} px "
             "(--window; without it, the model's own)"
         )
+    for from_gsd, window, overlap, _ in options.coarse:
+        if overlap >= window:
+            raise UsageError(
+                f"--overlap {overlap} must be smaller than {window} px, the window the model "
+                f"maps rasters of {from_gsd:g} m and coarser in; give a smaller --overlap or "
+                "a --window"
+            )
     if kind == "embed" and options.overlap % patch:
         raise UsageError(
             f"--overlap {options.overlap} must be a multiple of the patch size {patch} for "
@@ -199,6 +206,11 @@ def _plans(
     ]
 
 
+def _stripes(count: int) -> str:
+    """The pixel grid's description: ``pixel, 1 stripe`` or ``pixel, 3 stripes``."""
+    return f"pixel, {count} stripe{'' if count == 1 else 's'}"
+
+
 def _window_count(plans: list[tuple[Stripe, WindowPlan]]) -> int:
     """The windows a run reads (and reports through ``on_windows``): every stripe's plan."""
     return sum(len(plan) for _, plan in plans)
@@ -267,6 +279,7 @@ def open_plan(
     ``gfm info`` reports the bands a run would use from the one opening that planned it."""
     check_outputs(kind, _task_mode(kind, contract, path), fmt, options, path)
     src, mapping, warnings = _open_checked(path, contract, options, scan=False)
+    options = options.at_gsd(mapping.gsd_m)
     with src:
         _check_grid(src, fmt)
         plans = _plans(src, contract, options, kind)
@@ -280,8 +293,10 @@ def open_plan(
                 width=src.width,
                 bands=tuple(mapping.names),
                 gsd_m=mapping.gsd_m,
+                window=options.window,
+                overlap=options.overlap,
                 windows=_window_count(plans),
-                grid="patch" if kind == "embed" else f"pixel, {len(plans)} stripe(s)",
+                grid="patch" if kind == "embed" else _stripes(len(plans)),
                 peak_memory_bytes=estimate_peak_memory(
                     contract, plan, len(mapping.bands), options, kind
                 ),
@@ -318,6 +333,7 @@ def map_file(
     check_outputs(kind, mode, fmt, options, path)
     check_writable(output)
     src, mapping, warnings = _open_checked(path, contract, options)
+    options = options.at_gsd(mapping.gsd_m)  # the window for this raster's GSD
     with src:
         _check_grid(src, fmt)
         plans = _plans(src, contract, options, kind)

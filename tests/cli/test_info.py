@@ -131,7 +131,7 @@ def test_info_dry_run_and_run_count_the_windows_a_run_reads(
     assert described["command"] == command
     assert described["windows"] == planned["windows"] == done["windows"] == len(reads)
     if command == "predict":
-        assert described["grid"] == "pixel, 3 stripe(s)"  # 90 columns in stripes of 40
+        assert described["grid"] == "pixel, 3 stripes"  # 90 columns in stripes of 40
 
 
 def test_info_shows_the_scaling_the_value_checks_give_a_run(tiny_model, s2_scene, tmp_path, gfm):
@@ -144,3 +144,17 @@ def test_info_shows_the_scaling_the_value_checks_give_a_run(tiny_model, s2_scene
     (record,) = _lines(gfm(*args, "--window", "32", "--overlap", "8").stdout)
     assert [b["scale"] for b in record["bands"]] == [1.0] * 4
     assert [b["offset"] for b in record["bands"]] == [0.0] * 4
+
+
+def test_info_takes_the_scaling_and_gsd_a_run_is_told(tiny_model, s2_scene, gfm):
+    """``--scale``, ``--offset`` and ``--gsd`` mean what they mean to predict: the file's
+    own scaling and pixel size are overridden in the report as in a run."""
+    src = str(s2_scene(scales=[1e-4] * 4, offsets=[0.0] * 4))
+    args = ("info", src, "-m", str(tiny_model), "--no-timing", "--json", "--window", "32")
+    (own,) = _lines(gfm(*args).stdout)
+    (told,) = _lines(gfm(*args, "--scale", "2e-4", "--offset", "-0.1", "--gsd", "30").stdout)
+    assert own["bands"][0]["scale"] == pytest.approx(1e-4)
+    assert own["gsd_m"] == pytest.approx(10, rel=1e-2)
+    assert told["bands"][0]["scale"] == pytest.approx(2e-4)
+    assert told["bands"][0]["offset"] == pytest.approx(-0.1)
+    assert told["gsd_m"] == pytest.approx(30)

@@ -59,10 +59,11 @@ def test_map_does_not_depend_on_batch_size_or_device_count(
         if devices == 1:
             map_rasters([src], out, options, model=(model, contract), device="cpu")
         else:  # two replicas on the CPU: the device pool itself, below map_rasters
+            from gfmcli.engine.options import for_model
             from gfmcli.engine.runner import map_file
 
             with DevicePool(model, pool_devices, precision) as pool:
-                map_file(str(src), out, "tif", pool, contract, options)
+                map_file(str(src), out, "tif", pool, contract, for_model(options, contract))
         with rasterio.open(out) as d:
             maps.append(d.read(1))
     if precision == "fp32":
@@ -222,13 +223,16 @@ def test_dry_run_plans_without_writing(predict_tiny, s2_scene, tmp_path):
     assert not list(out.glob("*.tif"))
 
 
-@pytest.mark.parametrize(("window", "words"), [("128", "1 window ("), ("32", " windows (")])
+@pytest.mark.parametrize(
+    ("window", "words"), [("128", "1 window of 128 px"), ("32", " windows of 32 px")]
+)
 def test_dry_run_counts_windows_in_english(predict_tiny, s2_scene, tmp_path, window, words):
     result = predict_tiny(
         str(s2_scene()), "-o", str(tmp_path / "m.tif"), "--dry-run", "--window", window
     )
     assert result.exit_code == 0, result.output
     assert words in result.output and "1 windows" not in result.output
+    assert "pixel, 1 stripe grid" in result.output  # one stripe: 90 columns
 
 
 def test_gpkg_output_has_named_classes_and_areas(predict_tiny, s2_scene, tmp_path):

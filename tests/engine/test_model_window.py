@@ -143,3 +143,145 @@ def test_a_chip_index_with_a_bad_size_is_refused(optical_chips, tmp_path) -> Non
     index.write_text(json.dumps({**json.loads(index.read_text()), "size": "32"}))
     with pytest.raises(InputError, match=r"chips.json: chip size '32' is not a positive pixel"):
         open_chip_folder(folder)
+
+
+# --- larger windows for coarser rasters (the contract's window_by_gsd) ---------------------
+
+
+@pytest.fixture(scope="module")
+def coarse_model(tmp_path_factory, tiny_checkpoint_factory) -> Path:
+    """The tiny model (same weights) mapping in 32 px windows, and in 64 px from 20 m GSD."""
+    folder = tmp_path_factory.mktemp("coarse-model")
+    return tiny_checkpoint_factory(folder / "coarse.pt", window=32, window_by_gsd=((20.0, 64),))
+
+
+def test_a_coarser_raster_gets_the_window_of_its_gsd_step(contract) -> None:
+    steps = dataclasses.replace(contract, window=32, window_by_gsd=((20.0, 64), (100.0, 128)))
+    resolved = for_model(MapOptions(), steps)
+    assert (resolved.window, resolved.overlap, resolved.batch_size) == (32, 8, 32)
+    chosen = {
+        gsd: (r.window, r.overlap, r.batch_size, r.coarse)
+        for gsd in (10.0, 19.9, 20.0, 30.0, 250.0)
+        for r in [resolved.at_gsd(gsd)]
+    }
+    assert chosen == {
+        10.0: (32, 8, 32, ()),
+        19.9: (32, 8, 32, ()),
+        20.0: (64, 16, 32, ()),  # a step starts at its GSD
+        30.0: (64, 16, 32, ()),
+        250.0: (128, 32, 32, ()),
+    }
+    # Given values win in every step; a given window leaves no steps at all.
+    kept = for_model(MapOptions(overlap=4, batch_size=3), steps).at_gsd(30.0)
+    assert (kept.window, kept.overlap, kept.batch_size) == (64, 4, 3)
+    assert for_model(MapOptions(window=48), steps).at_gsd(30.0).window == 48
+    assert for_model(MapOptions(window=48), steps).coarse == ()
+
+
+def test_window_by_gsd_travels_in_the_contract_and_is_checked(contract) -> None:
+    stepped = dataclasses.replace(contract, window=32, window_by_gsd=((20.0, 64),))
+    assert ModelContract.from_json(stepped.to_json()).window_by_gsd == ((20.0, 64),)
+    one_window = dataclasses.replace(contract, window=32)
+    assert "window_by_gsd" not in one_window.to_dict()  # older contracts keep their hash
+    assert contract_hash(stepped) != contract_hash(one_window)
+    base = {**one_window.to_dict()}
+    bad = {
+        "needs a window for the finest": {**base, "window": None, "window_by_gsd": [[20, 64]]},
+        "must be positive, finite and ascending": {
+            **base,
+            "window_by_gsd": [[30, 64], [20, 128]],
+        },
+        r"window 40 \(from 20 m\) is not a positive multiple": {
+            **base,
+            "window_by_gsd": [[20, 40]],
+        },
+        "incomplete or malformed": {**base, "window_by_gsd": [[20, 64, 1]]},
+    }
+    for message, data in bad.items():
+        with pytest.raises(ModelError, match=message):
+            ModelContract.from_dict(data)
+
+
+def test_predict_maps_a_coarse_raster_in_its_steps_window(
+    gfm, models, coarse_model, s2_scene, tmp_path
+) -> None:
+    from rasterio.transform import from_origin
+
+    fine = s2_scene("fine.tif", height=70, width=90)
+    coarse = s2_scene("coarse.tif", height=70, width=90, transform=from_origin(0, 0, 30, 30))
+    runs = {
+        "fine": ("predict", fine, "-m", coarse_model),
+        "fine told 32": (
+            "predict",
+            fine,
+            "-m",
+            models["plain"],
+            "--window",
+            "32",
+            "--overlap",
+            "8",
+        ),
+        "coarse": ("predict", coarse, "-m", coarse_model),
+        "coarse told 64": (
+            "predict",
+            coarse,
+            "-m",
+            models["plain"],
+            "--window",
+            "64",
+            "--overlap",
+            "16",
+        ),
+        "coarse told 32": ("predict", coarse, "-m", coarse_model, "--window", "32"),
+    }
+    maps = {}
+    for name, args in runs.items():
+        out = tmp_path / f"map-{name.replace(' ', '-')}.tif"
+        result = gfm(*args, "-o", out)
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as written:
+            maps[name] = written.read(1)
+            window = written.tags()["GFM_WINDOW"]
+        assert window == ("64" if name in ("coarse", "coarse told 64") else "32"), name
+    assert np.array_equal(maps["fine"], maps["fine told 32"])  # 10 m: the finest window
+    assert np.array_equal(maps["coarse"], maps["coarse told 64"])  # 30 m: the step's window
+    assert not np.array_equal(maps["coarse"], maps["coarse told 32"])  # and it is not 32 px
+
+
+def test_dry_run_and_info_report_the_window_of_each_raster(
+    gfm, coarse_model, s2_scene, tmp_path
+) -> None:
+    scene = s2_scene(height=70, width=90)
+    planned = gfm(
+        "predict",
+        scene,
+        "-m",
+        coarse_model,
+        "--gsd",
+        "30",
+        "--dry-run",
+        "--json",
+        "-o",
+        tmp_path / "m.tif",
+    )
+    record = json.loads(planned.stdout.splitlines()[0])
+    assert (record["window"], record["overlap"], record["windows"]) == (64, 16, 4)
+    text = gfm("predict", scene, "-m", coarse_model, "--dry-run", "-o", tmp_path / "m.tif").stdout
+    assert "12 windows of 32 px, overlap 8" in text  # 10 m: 3 rows x 4 columns
+    described = json.loads(
+        gfm("info", scene, "--model", coarse_model, "--gsd", "30", "--no-timing", "--json").stdout
+    )
+    assert (described["window"], described["overlap"], described["windows"]) == (64, 16, 4)
+    shown = gfm("info", coarse_model).stdout
+    assert "maps in windows of 32 px (its training chips), 64 px from 20 m GSD" in shown
+    assert json.loads(gfm("info", coarse_model, "--json").stdout)["window_by_gsd"] == [[20.0, 64]]
+
+
+def test_a_given_overlap_too_large_for_a_step_is_a_usage_error(
+    gfm, tiny_checkpoint_factory, s2_scene, tmp_path
+) -> None:
+    model = tiny_checkpoint_factory(tmp_path / "m.pt", window=64, window_by_gsd=((20.0, 32),))
+    result = gfm("predict", s2_scene(), "-m", model, "--overlap", "40", "-o", tmp_path / "o.tif")
+    assert result.exit_code == 2
+    assert "--overlap 40 must be smaller than 32 px" in result.output
+    assert not (tmp_path / "o.tif").exists()
