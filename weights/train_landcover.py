@@ -532,6 +532,15 @@ def start_model(
     return model, contract
 
 
+def window_steps(text: str) -> tuple[tuple[float, int], ...]:
+    """``--window-by-gsd`` as contract steps: ``"20:128,100:256"`` is ((20, 128), (100, 256))."""
+    try:
+        steps = [item.split(":") for item in text.split(",") if item]
+        return tuple((float(gsd), int(size)) for gsd, size in steps)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of FROM_M:PX ({exc})") from exc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--init", required=True, help="checkpoint to start from")
@@ -582,6 +591,14 @@ def main() -> None:
         type=int,
         default=64,
         help="chip size of the real cloud masks (ukis_csmask, 30 m)",
+    )
+    parser.add_argument(
+        "--window-by-gsd",
+        type=window_steps,
+        default=(),
+        help="comma list FROM_M:PX, e.g. 20:128: the contract maps rasters of FROM_M metres "
+        "per pixel and coarser in PX px windows (ModelContract.window_by_gsd); default: the "
+        "chip window at every GSD",
     )
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
     parser.add_argument(
@@ -742,6 +759,7 @@ def main() -> None:
         model_config=model.config,
         provenance=provenance,
         window=S2_CHIP,
+        window_by_gsd=args.window_by_gsd,
     )
     save_checkpoint(args.output, model, new_contract)
     if ema is not None:

@@ -314,3 +314,14 @@ def test_cloud_mask_chips_take_the_size_asked_for(recipe):
     for pool in pools.values():
         assert pool.images.shape[-2:] == (128, 128) == pool.allowed.shape[-2:]
         assert len(pool.images) == 49  # 512 px at stride 64: 7 x 7 chips
+
+
+def test_window_by_gsd_is_read_as_contract_steps(recipe):
+    import argparse
+
+    assert recipe.window_steps("20:128") == ((20.0, 128),)
+    assert recipe.window_steps("20:128,100:256") == ((20.0, 128), (100.0, 256))
+    assert recipe.window_steps("") == ()
+    for bad in ("20", "20:1.5", "a:128"):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not a list of FROM_M:PX"):
+            recipe.window_steps(bad)
