@@ -216,6 +216,7 @@ def _read_plan(raster: Path, contract, options) -> tuple[list, object, float]:
     windows = []
     with open_raster(raster) as src:
         mapping = resolve_bands(src, contract)
+        options = options.at_gsd(mapping.gsd_m)  # the window of this raster's GSD, as a run
         for stripe, plan in _plans(src, contract, options, "predict"):
             for tile in plan.tiles:
                 row, col, height, width = tile.row_off, tile.col_off, tile.height, tile.width

@@ -69,11 +69,12 @@ class ModelContract:
     #: spreads over 64x the tokens, group norm over 64x the pixels), so it maps best in windows
     #: like its chips. None (older checkpoints) maps in the 512-pixel default.
     window: int | None = None
-    #: Larger windows for coarser rasters: ``(from_gsd_m, window)`` steps, GSD ascending. A
-    #: raster of GSD ``g`` metres maps in the window of the last step with ``from_gsd_m <= g``,
-    #: in ``window`` below the first. Why: a cloud's shadow lies 1-5 km from it, and 64 px of
-    #: 30 m pixels span 1.9 km, so at 30 m a window of the 10 m chips' size often holds the
-    #: shadow without its cloud (docs/model-card.md, thirteenth session). Empty: one window.
+    #: Larger windows for coarser rasters: ``(from_gsd_m, window)`` steps, GSD and window
+    #: ascending, each window at least ``window``. A raster of GSD ``g`` metres maps in the
+    #: window of the last step with ``from_gsd_m <= g``, in ``window`` below the first. Why: a
+    #: cloud's shadow lies 1-5 km from it, and 64 px of 30 m pixels span 1.9 km, so at 30 m a
+    #: window of the 10 m chips' size often holds the shadow without its cloud
+    #: (docs/model-card.md, thirteenth session). Empty: one window at every GSD.
     window_by_gsd: tuple[tuple[float, int], ...] = ()
 
     def __post_init__(self) -> None:
@@ -118,6 +119,7 @@ class ModelContract:
                 f"contract window_by_gsd GSDs {steps} must be positive, finite and ascending; "
                 "the checkpoint is corrupt or was edited"
             )
+        previous = self.window
         for gsd, size in self.window_by_gsd:
             if size <= 0 or size % self.patch_size:
                 raise ModelError(
@@ -125,14 +127,12 @@ class ModelContract:
                     f"multiple of the patch size {self.patch_size}; the checkpoint is corrupt or "
                     "was edited"
                 )
-
-    def window_at(self, gsd_m: float) -> int | None:
-        """The window a raster of ``gsd_m`` metres per pixel maps in (None: the run default)."""
-        window = self.window
-        for from_gsd, size in self.window_by_gsd:
-            if gsd_m >= from_gsd:
-                window = size
-        return window
+            if size < previous:
+                raise ModelError(
+                    f"contract window_by_gsd: window {size} (from {gsd:g} m) is smaller than "
+                    f"the window before it ({previous}); coarser rasters get larger windows"
+                )
+            previous = size
 
     @property
     def band_names(self) -> tuple[str, ...]:

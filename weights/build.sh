@@ -52,6 +52,6 @@ cp "$build/runs/finetune/test_metrics.json" "$here/landcover-tiny.test-metrics.j
 echo "== stage 2: simulated + permissive real scenes (weak labels, atmospheres, clouds, snow)"
 "$python" "$here/train_landcover.py" --init "$build/runs/finetune/best.pt" --realdata "$realdata" \
   --steps 3000 --batch-size 8 --scenes 24 --scene-seed 2000 --real-weight 0.4 --lr 1.5e-4 \
-  --keep-init 0.1 --seed 7 --window-by-gsd 20:128 -o "$here/landcover-tiny.pt"
+  --keep-init 0.1 --seed 7 --window-by-gsd 25:128 -o "$here/landcover-tiny.pt"
 echo "== done in $(( $(date +%s) - start )) s"
 sha256sum "$here/landcover-tiny.pt"

@@ -37,6 +37,7 @@ import rasterio
 import torch
 
 from gfmcli.contract import ModelContract
+from gfmcli.errors import ModelError
 from gfmcli.model.checkpoint import load_model, save_checkpoint
 from gfmcli.model.tasks import build_model
 from gfmcli.simulate.atmosphere import Atmosphere, add_clouds, add_snow, cloud_field, to_toa
@@ -596,7 +597,7 @@ def main() -> None:
         "--window-by-gsd",
         type=window_steps,
         default=(),
-        help="comma list FROM_M:PX, e.g. 20:128: the contract maps rasters of FROM_M metres "
+        help="comma list FROM_M:PX, e.g. 25:128: the contract maps rasters of FROM_M metres "
         "per pixel and coarser in PX px windows (ModelContract.window_by_gsd); default: the "
         "chip window at every GSD",
     )
@@ -655,6 +656,10 @@ def main() -> None:
     model, contract = start_model(
         args.init, channel_embedding=args.channel_embedding, head_width=args.head_width
     )
+    try:  # the contract's own checks, before the run rather than after it
+        dataclasses.replace(contract, window=S2_CHIP, window_by_gsd=args.window_by_gsd)
+    except ModelError as exc:
+        parser.error(f"--window-by-gsd: {exc}")
 
     hold_out = {s for s in args.hold_out.split(",") if s}
     pools = simulated_pools(

@@ -167,10 +167,11 @@ def describe_raster(
     InputError/BandContractError a run would, before any output exists.
     """
     from gfmcli.engine.options import PREDICT_TASKS, for_model
-    from gfmcli.engine.runner import open_plan
+    from gfmcli.engine.runner import check_run_options, open_plan
 
     kind = "predict" if contract.task in PREDICT_TASKS else "embed"
     options = for_model(options, contract, kind)
+    check_run_options(options, contract, kind)  # refuse what a run would refuse
     with open_plan(path, Path("info.tif"), "tif", contract, options, kind) as (plan, src, mapping):
         bands = tuple(
             {

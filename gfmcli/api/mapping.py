@@ -200,7 +200,7 @@ def _map(
         )
         jobs = [_job(str(src), out, output_format(out), stac.get(str(src))) for src, out in pairs]
         net, contract = model if isinstance(model, tuple) else load_model(model)
-        options = for_model(options, contract, kind)  # the window of the model's training chips
+        options = for_model(options, contract, kind)  # the model's windows (per GSD: at_gsd)
         check_run_options(options, contract, kind)
         summary = RunSummary(kind, problems=tuple(problems))
         if dry_run:

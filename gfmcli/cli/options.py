@@ -165,8 +165,9 @@ MAX_WINDOW = 8192
 window_opt = count_opt(
     "--window",
     None,
-    "Window size in pixels (a multiple of the model's patch size) [default: the size of the "
-    f"chips the model was trained on, else {DEFAULT_WINDOW}].",
+    "Window size in pixels (a multiple of the model's patch size) for every raster of the run "
+    "[default: the size of the chips the model was trained on, larger for coarse rasters if "
+    f"its contract says so (gfm info MODEL), else {DEFAULT_WINDOW}].",
     maximum=MAX_WINDOW,
 )
 overlap_opt = count_opt(

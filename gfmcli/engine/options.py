@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from gfmcli.contract import ModelContract
 
@@ -64,28 +65,43 @@ class MapOptions:
     creation_options: Mapping[str, str] = field(default_factory=dict)
 
 
+class WindowStep(NamedTuple):
+    """The window, overlap and batch size chosen for rasters of ``from_gsd_m`` and coarser."""
+
+    from_gsd_m: float
+    window: int
+    overlap: int
+    batch_size: int
+
+
 @dataclass(frozen=True)
 class ResolvedOptions(MapOptions):
     """``MapOptions`` with the window, overlap and batch size chosen: what the engine runs.
 
-    ``coarse`` holds the choices for the contract's ``window_by_gsd`` steps, as
-    ``(from_gsd_m, window, overlap, batch_size)``, when the run gave no window: the GSD of a
-    raster is known only once it is open, so :meth:`at_gsd` applies them file by file.
+    ``coarse`` holds the choices for the contract's ``window_by_gsd`` steps when the run gave
+    no window: the GSD of a raster is known only once it is open, so :meth:`at_gsd` applies
+    them file by file.
     """
 
     window: int = DEFAULT_WINDOW
     overlap: int = DEFAULT_OVERLAP
     batch_size: int = DEFAULT_BATCH_SIZE
-    coarse: tuple[tuple[float, int, int, int], ...] = ()
+    coarse: tuple[WindowStep, ...] = ()
+
+    @property
+    def largest_window(self) -> int:
+        """The largest window any raster of the run can map in (steps ascend)."""
+        return self.coarse[-1].window if self.coarse else self.window
 
     def at_gsd(self, gsd_m: float) -> ResolvedOptions:
-        """These options for a raster of ``gsd_m`` metres per pixel, with no steps left."""
-        chosen = [step for step in self.coarse if gsd_m >= step[0]]
+        """These options for a raster of ``gsd_m`` metres per pixel. The steps are dropped, so
+        the result describes one raster's run and applying it again changes nothing."""
+        chosen = [step for step in self.coarse if gsd_m >= step.from_gsd_m]
         if not chosen:
             return dataclasses.replace(self, coarse=())
-        _, window, overlap, batch = chosen[-1]
+        step = chosen[-1]
         return dataclasses.replace(
-            self, window=window, overlap=overlap, batch_size=batch, coarse=()
+            self, window=step.window, overlap=step.overlap, batch_size=step.batch_size, coarse=()
         )
 
 
@@ -116,7 +132,7 @@ def for_model(
     coarse = (
         ()
         if options.window
-        else tuple((gsd, *choose(size)) for gsd, size in contract.window_by_gsd)
+        else tuple(WindowStep(gsd, *choose(size)) for gsd, size in contract.window_by_gsd)
     )
     fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(MapOptions)}
     return ResolvedOptions(
@@ -135,11 +151,11 @@ class FilePlan:
     width: int
     bands: tuple[str, ...]
     gsd_m: float
-    window: int
-    overlap: int
     windows: int
     grid: str
     peak_memory_bytes: int
+    window: int
+    overlap: int
     warnings: tuple[str, ...] = ()
 
 

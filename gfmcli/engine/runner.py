@@ -92,7 +92,8 @@ def _check_grid(src: RasterSource, fmt: str) -> None:
 
 def check_run_options(options: ResolvedOptions, contract: ModelContract, kind: str) -> None:
     """UsageError (exit 2) for ``--window``/``--overlap`` values the model cannot take, once
-    before any input is opened (not once per input of a ``--keep-going`` batch)."""
+    before any input is opened (not once per input of a ``--keep-going`` batch). An overlap
+    that only some rasters' windows can take is checked per raster (:func:`check_overlap`)."""
     patch = contract.patch_size
     if options.window % patch:
         lower = max(patch, options.window // patch * patch)
@@ -100,22 +101,26 @@ def check_run_options(options: ResolvedOptions, contract: ModelContract, kind: s
             f"--window {options.window} must be a multiple of the model's patch size {patch}; "
             f"use e.g. {lower} or {lower + patch}"
         )
-    if options.overlap >= options.window:
+    if options.overlap >= options.largest_window:
         raise UsageError(
-            f"--overlap {options.overlap} must be smaller than the window, {options.window} px "
-            "(--window; without it, the model's own)"
+            f"--overlap {options.overlap} must be smaller than the window, "
+            f"{options.largest_window} px (--window; without it, the model's own)"
         )
-    for from_gsd, window, overlap, _ in options.coarse:
-        if overlap >= window:
-            raise UsageError(
-                f"--overlap {overlap} must be smaller than {window} px, the window the model "
-                f"maps rasters of {from_gsd:g} m and coarser in; give a smaller --overlap or "
-                "a --window"
-            )
     if kind == "embed" and options.overlap % patch:
         raise UsageError(
             f"--overlap {options.overlap} must be a multiple of the patch size {patch} for "
             "embeddings (one output pixel per patch)"
+        )
+
+
+def check_overlap(path: str, options: ResolvedOptions, gsd_m: float) -> None:
+    """UsageError when ``--overlap`` does not fit the window of this raster's GSD (a model
+    with ``window_by_gsd`` maps coarser rasters in larger windows, so it may fit others)."""
+    if options.overlap >= options.window:
+        raise UsageError(
+            f"{path}: --overlap {options.overlap} must be smaller than {options.window} px, "
+            f"the window the model maps this raster's GSD ({gsd_m:.3g} m) in; give a smaller "
+            "--overlap or a --window"
         )
 
 
@@ -240,9 +245,11 @@ def estimate_peak_memory(
     tokens = (bands + 1) * patches
     batch_inputs = (PREFETCH + 2 * replicas) * options.batch_size * bands * pixels * 4
     activations = replicas * options.batch_size * tokens * dim * 4 * 12
-    # Dense heads run convolutions at full resolution: about 160 float32 maps per pixel alive
-    # at once; the Perception Field Mask is a (N+1)^2 boolean matrix per call.
-    head = 0 if kind == "embed" else replicas * options.batch_size * 160 * pixels * 4
+    # Dense heads run convolutions at full resolution: about 256 float32 maps per pixel alive
+    # at once (160 undershot a 6-band 30 m scene in 64 and 128 px windows: 805 / 1,580 MiB
+    # estimated, 896 / 1,884 MiB measured; docs/benchmarks.md, thirteenth session). The
+    # Perception Field Mask is a (N+1)^2 boolean matrix per call.
+    head = 0 if kind == "embed" else replicas * options.batch_size * 256 * pixels * 4
     attention_mask = 2 * replicas * patches**2
     weights = replicas * (12 * depth * dim * dim * 4) + 4_000_000
     channels = dim if kind == "embed" else max(contract.num_classes, 1)
@@ -281,6 +288,7 @@ def open_plan(
     src, mapping, warnings = _open_checked(path, contract, options, scan=False)
     options = options.at_gsd(mapping.gsd_m)
     with src:
+        check_overlap(path, options, mapping.gsd_m)
         _check_grid(src, fmt)
         plans = _plans(src, contract, options, kind)
         plan = plans[0][1]
@@ -293,13 +301,13 @@ def open_plan(
                 width=src.width,
                 bands=tuple(mapping.names),
                 gsd_m=mapping.gsd_m,
-                window=options.window,
-                overlap=options.overlap,
                 windows=_window_count(plans),
                 grid="patch" if kind == "embed" else _stripes(len(plans)),
                 peak_memory_bytes=estimate_peak_memory(
                     contract, plan, len(mapping.bands), options, kind
                 ),
+                window=options.window,
+                overlap=options.overlap,
                 warnings=warnings,
             ),
             src,
@@ -335,6 +343,7 @@ def map_file(
     src, mapping, warnings = _open_checked(path, contract, options)
     options = options.at_gsd(mapping.gsd_m)  # the window for this raster's GSD
     with src:
+        check_overlap(path, options, mapping.gsd_m)
         _check_grid(src, fmt)
         plans = _plans(src, contract, options, kind)
         windows = _window_count(plans)

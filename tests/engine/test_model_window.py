@@ -156,7 +156,7 @@ def coarse_model(tmp_path_factory, tiny_checkpoint_factory) -> Path:
 
 
 def test_a_coarser_raster_gets_the_window_of_its_gsd_step(contract) -> None:
-    steps = dataclasses.replace(contract, window=32, window_by_gsd=((20.0, 64), (100.0, 128)))
+    steps = dataclasses.replace(contract, window=32, window_by_gsd=((20.0, 64), (100.0, 256)))
     resolved = for_model(MapOptions(), steps)
     assert (resolved.window, resolved.overlap, resolved.batch_size) == (32, 8, 32)
     chosen = {
@@ -169,7 +169,7 @@ def test_a_coarser_raster_gets_the_window_of_its_gsd_step(contract) -> None:
         19.9: (32, 8, 32, ()),
         20.0: (64, 16, 32, ()),  # a step starts at its GSD
         30.0: (64, 16, 32, ()),
-        250.0: (128, 32, 32, ()),
+        250.0: (256, 64, 8, ()),  # its own overlap (capped at 64) and batch
     }
     # Given values win in every step; a given window leaves no steps at all.
     kept = for_model(MapOptions(overlap=4, batch_size=3), steps).at_gsd(30.0)
@@ -195,6 +195,7 @@ def test_window_by_gsd_travels_in_the_contract_and_is_checked(contract) -> None:
             **base,
             "window_by_gsd": [[20, 40]],
         },
+        "is smaller than the window before it": {**base, "window_by_gsd": [[20, 128], [30, 64]]},
         "incomplete or malformed": {**base, "window_by_gsd": [[20, 64, 1]]},
     }
     for message, data in bad.items():
@@ -277,11 +278,42 @@ def test_dry_run_and_info_report_the_window_of_each_raster(
     assert json.loads(gfm("info", coarse_model, "--json").stdout)["window_by_gsd"] == [[20.0, 64]]
 
 
-def test_a_given_overlap_too_large_for_a_step_is_a_usage_error(
-    gfm, tiny_checkpoint_factory, s2_scene, tmp_path
+def test_an_overlap_is_checked_against_the_window_of_each_raster(
+    gfm, coarse_model, s2_scene, tmp_path
 ) -> None:
-    model = tiny_checkpoint_factory(tmp_path / "m.pt", window=64, window_by_gsd=((20.0, 32),))
-    result = gfm("predict", s2_scene(), "-m", model, "--overlap", "40", "-o", tmp_path / "o.tif")
-    assert result.exit_code == 2
-    assert "--overlap 40 must be smaller than 32 px" in result.output
-    assert not (tmp_path / "o.tif").exists()
+    from rasterio.transform import from_origin
+
+    fine = s2_scene("fine.tif")
+    coarse = s2_scene("coarse.tif", transform=from_origin(0, 0, 30, 30))
+    # 40 px of overlap fits the 64 px windows of the 30 m raster, not the 32 px ones of 10 m.
+    ok = gfm("predict", coarse, "-m", coarse_model, "--overlap", "40", "-o", tmp_path / "c.tif")
+    assert ok.exit_code == 0, ok.output
+    refused = gfm("predict", fine, "-m", coarse_model, "--overlap", "40", "-o", tmp_path / "f.tif")
+    assert refused.exit_code == 2
+    assert "--overlap 40 must be smaller than 32 px, the window the model maps this" in (
+        refused.output
+    )
+    assert not (tmp_path / "f.tif").exists()
+    # No raster could take 64 px: refused before any input is opened, by gfm info too.
+    for command in (("predict", "-o", tmp_path / "n.tif"), ("info", "--no-timing")):
+        never = gfm(command[0], coarse, "-m", coarse_model, "--overlap", "64", *command[1:])
+        assert never.exit_code == 2 and "smaller than the window, 64 px" in never.output
+
+
+def test_a_batch_of_rasters_of_two_gsds_maps_each_in_its_window(
+    gfm, coarse_model, s2_scene, tmp_path
+) -> None:
+    from rasterio.transform import from_origin
+
+    fine = s2_scene("fine.tif")
+    coarse = s2_scene("coarse.tif", transform=from_origin(0, 0, 30, 30))
+    out = tmp_path / "maps"
+    assert gfm("predict", fine, coarse, "-m", coarse_model, "-o", out).exit_code == 0
+    embedded = tmp_path / "emb.tif"
+    assert gfm("embed", coarse, "-m", coarse_model, "-o", embedded).exit_code == 0
+    tags = {}
+    for path in (out / "fine.tif", out / "coarse.tif", embedded):
+        with rasterio.open(path) as written:
+            tags[path.name] = (written.tags()["GFM_WINDOW"], written.tags()["GFM_OVERLAP"])
+    # Embeddings overlap by whole patches (16 px): a quarter of 64 px is one patch.
+    assert tags == {"fine.tif": ("32", "8"), "coarse.tif": ("64", "16"), "emb.tif": ("64", "16")}

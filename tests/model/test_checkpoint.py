@@ -462,10 +462,12 @@ def test_version_2_weights_predict_as_before_the_cls_embedding_fix(tmp_path):
 def test_default_weights_predict_as_when_they_were_shipped(tmp_path):
     # Version 3 (weights/landcover-tiny.manifest.json), recorded when it was shipped: a change
     # to the model code, the contract or the tiling that moves these is a change to every map.
+    # Version 4 is the same tensors with larger windows from 25 m GSD, so 10 m maps stand.
     from gfmcli import MapOptions
 
     model, contract = load_model("landcover-tiny")
     assert model.encoder.cfg.cls_embedding == "partial" and contract.window == 64
+    assert contract.window_by_gsd == ((25.0, 128),)
     mean, pixel, cls = _example_outputs(model, contract)
     shipped_mean = [
         -5.40307,
