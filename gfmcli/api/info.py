@@ -192,12 +192,11 @@ def describe_raster(
         gsd_xy = (float(src.gsd_x_m), float(src.gsd_y_m))
         dtypes = src.dtypes
         count = src.count
-    options = options.at_gsd(mapping.gsd_m)  # the window the plan used
     seconds = None
     device = ""
-    if timing is not None:
-        batch = min(options.batch_size, plan.windows)
-        per_batch = timing.seconds_per_batch(mapping, options.window, kind, batch)
+    if timing is not None:  # the window and batch the plan chose for this raster's GSD
+        batch = min(plan.batch_size, plan.windows)
+        per_batch = timing.seconds_per_batch(mapping, plan.window, kind, batch)
         batches = math.ceil(plan.windows / batch)
         seconds = per_batch * batches / max(timing.device_count, 1)
         device = timing.device_label
@@ -215,8 +214,8 @@ def describe_raster(
         bands=bands,
         model=model_name,
         kind=kind,
-        window=options.window,
-        overlap=options.overlap,
+        window=plan.window,
+        overlap=plan.overlap,
         windows=plan.windows,
         grid=plan.grid,
         peak_memory_bytes=plan.peak_memory_bytes,

@@ -156,6 +156,7 @@ class FilePlan:
     peak_memory_bytes: int
     window: int
     overlap: int
+    batch_size: int
     warnings: tuple[str, ...] = ()
 
 

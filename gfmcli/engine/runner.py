@@ -308,6 +308,7 @@ def open_plan(
                 ),
                 window=options.window,
                 overlap=options.overlap,
+                batch_size=options.batch_size,
                 warnings=warnings,
             ),
             src,
