@@ -55,6 +55,7 @@ from gfmcli.io.writer import check_writable
 from gfmcli.model.bands import Bands
 
 ProgressFn = Callable[[int], None]
+Plan = tuple[Stripe, WindowPlan]  # one vertical stripe of a raster and its windows
 
 
 def _task_mode(kind: str, contract: ModelContract, path: str) -> str:
@@ -176,9 +177,33 @@ def _open_checked(
     return src, mapping, _warnings(src, mapping, probe)
 
 
+@contextmanager
+def _opened(
+    path: str,
+    fmt: str,
+    contract: ModelContract,
+    options: ResolvedOptions,
+    kind: str,
+    *,
+    scan: bool = True,
+) -> Iterator[tuple[RasterSource, BandMapping, tuple[str, ...], ResolvedOptions, list[Plan]]]:
+    """``path`` open and checked, with the options at the window of its GSD and its plans.
+
+    The one sequence that a run (:func:`map_file`) and a dry run (:func:`open_plan`) share, so
+    the window, overlap and plans a dry run reports are the ones a run uses. The raster closes
+    when the block ends.
+    """
+    src, mapping, warnings = _open_checked(path, contract, options, scan=scan)
+    with src:
+        at_gsd = options.at_gsd(mapping.gsd_m)  # the window for this raster's GSD
+        check_overlap(path, at_gsd, mapping.gsd_m)
+        _check_grid(src, fmt)
+        yield src, mapping, warnings, at_gsd, _plans(src, contract, at_gsd, kind)
+
+
 def _plans(
     src: RasterSource, contract: ModelContract, options: ResolvedOptions, kind: str
-) -> list[tuple[Stripe, WindowPlan]]:
+) -> list[Plan]:
     """The window plans of a raster: on the patch grid for embeddings (one stripe: that grid is
     a patch size smaller per side), per vertical stripe on the pixel grid for maps."""
     patch = contract.patch_size
@@ -285,12 +310,13 @@ def open_plan(
     """:func:`plan_file`'s plan with the raster still open and its checked band mapping, so
     ``gfm info`` reports the bands a run would use from the one opening that planned it."""
     check_outputs(kind, _task_mode(kind, contract, path), fmt, options, path)
-    src, mapping, warnings = _open_checked(path, contract, options, scan=False)
-    options = options.at_gsd(mapping.gsd_m)
-    with src:
-        check_overlap(path, options, mapping.gsd_m)
-        _check_grid(src, fmt)
-        plans = _plans(src, contract, options, kind)
+    with _opened(path, fmt, contract, options, kind, scan=False) as (
+        src,
+        mapping,
+        warnings,
+        options,
+        plans,
+    ):
         plan = plans[0][1]
         yield (
             FilePlan(
@@ -341,12 +367,7 @@ def map_file(
     mode = _task_mode(kind, contract, path)
     check_outputs(kind, mode, fmt, options, path)
     check_writable(output)
-    src, mapping, warnings = _open_checked(path, contract, options)
-    options = options.at_gsd(mapping.gsd_m)  # the window for this raster's GSD
-    with src:
-        check_overlap(path, options, mapping.gsd_m)
-        _check_grid(src, fmt)
-        plans = _plans(src, contract, options, kind)
+    with _opened(path, fmt, contract, options, kind) as (src, mapping, warnings, options, plans):
         windows = _window_count(plans)
         if on_plan is not None:
             on_plan(windows)
