@@ -28,6 +28,7 @@ from gfmcli.engine import blend
 from gfmcli.engine.inference import DevicePool
 from gfmcli.engine.options import FilePlan, FileResult, MapOptions, ResolvedOptions, for_model
 from gfmcli.engine.runner import map_file, missing_outputs_sidecars, output_paths, plan_file
+from gfmcli.engine.settings import SETTINGS_TAG, changed_settings
 from gfmcli.engine.sinks import EMBEDDING_LAYER
 from gfmcli.errors import GfmError, OutputError, unexpected_error
 from gfmcli.io.output_lock import OutputLock
@@ -326,13 +327,15 @@ def _resolved(path: Path) -> Path:
 
 
 def _complete(
-    job: Job, options: MapOptions, kind: str, overwrite: bool, contract: ModelContract
+    job: Job, options: ResolvedOptions, kind: str, overwrite: bool, contract: ModelContract
 ) -> bool:
     """True when every output of ``job`` is a complete gfm output (resume skips it).
 
     Missing, empty or damaged gfm outputs and maps without a sidecar are redone. A file at an
     output path that gfm did not make (no provenance tag, or not readable at all) is never
-    replaced without ``overwrite``: OutputError naming it.
+    replaced without ``overwrite``: OutputError naming it. Nor is a complete GeoTIFF made with
+    another model or other pixel options (``gfmcli.engine.settings``): skipping it would pass
+    off the old map as this run's, and redoing it would replace a map the user may still want.
     """
     paths = output_paths(job.output, job.fmt, options, kind)
     for path in paths:
@@ -348,7 +351,27 @@ def _complete(
             )
     if any(state != COMPLETE for state, _ in states):
         return False
+    for path in paths:
+        changed = changed_settings(
+            _recorded_settings(path), contract, job.options_for(options), kind
+        )
+        if changed:
+            raise OutputError(
+                f"{path}: exists, made by gfm with other settings ({changed}); pass "
+                "--overwrite to replace it, or choose another -o"
+            )
     return not missing_outputs_sidecars(job.output, job.fmt, options, kind, contract.task)
+
+
+def _recorded_settings(path: Path) -> str | None:
+    """The ``GFM_SETTINGS`` tag of a GeoTIFF output; None for other formats (GeoPackages and
+    GeoParquet files record none) and for GeoTIFFs made before the tag existed."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as dataset:
+            return dataset.tags().get(SETTINGS_TAG)
 
 
 # What a file at an output path is (existing_output).

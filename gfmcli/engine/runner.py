@@ -38,6 +38,7 @@ from gfmcli.engine.options import (
     MapOptions,
     ResolvedOptions,
 )
+from gfmcli.engine.settings import SETTINGS_TAG, output_settings
 from gfmcli.engine.sinks import Sink, abort_quietly, make_sink
 from gfmcli.engine.tiling import Stripe, WindowPlan, plan_stripes, plan_windows
 from gfmcli.errors import InputError, ModelError, UsageError
@@ -383,6 +384,9 @@ def map_file(
                 "GFM_WINDOW": str(options.window),
                 "GFM_OVERLAP": str(options.overlap),
                 "GFM_BLEND": "raised-cosine",
+                SETTINGS_TAG: output_settings(
+                    contract, options, kind, mapping.gsd_m, mapping.sensor
+                ),
                 **(extra_tags or {}),
             },
         )

@@ -181,6 +181,30 @@ def test_resume_redoes_incomplete_outputs_and_never_replaces_foreign_files(
     assert leftovers(out) == []
 
 
+def test_a_rerun_with_other_settings_never_passes_off_or_replaces_the_old_maps(
+    tmp_path, tiny_checkpoint, scene
+):
+    a, b = scene(tmp_path, "a.tif"), scene(tmp_path, "b.tif", seed=1)
+    out = tmp_path / "maps"
+    model = ("-m", tiny_checkpoint, *WINDOW)
+    assert gfm("-q", "predict", a, "-o", out, *model).returncode == 0
+    made = snapshot(out)
+    # the same run, and one that names the sensor the first read the file as: resume skips it
+    same = gfm("predict", a, "-o", out, *model, "--sensor", "sentinel2-l2a")
+    assert same.returncode == 0 and "skipped" in same.stderr, same.stderr
+    wider = ("-m", tiny_checkpoint, "--window", "48")
+    alone = gfm("predict", a, "-o", out, *wider)
+    assert_fails(alone, 5, "a.tif: exists, made by gfm with other settings", "--overwrite")
+    proc = gfm("predict", a, b, "-o", out, "--keep-going", *wider)
+    assert_fails(proc, 1, "a.tif: exists, made by gfm with other", "window 32, this run 48")
+    assert snapshot(out)[str(out / "a.tif")] == made[str(out / "a.tif")]
+    assert proc.stdout.splitlines() == [str(out / "b.tif")]
+    redo = gfm("-q", "predict", a, "-o", out, "--overwrite", *wider)
+    assert redo.returncode == 0, redo.stderr
+    with rasterio.open(out / "a.tif") as ds:
+        assert ds.tags()["GFM_WINDOW"] == "48"
+
+
 def test_every_output_path_is_printed_when_final_skipped_ones_too(tmp_path, tiny_checkpoint, scene):
     a, b = scene(tmp_path, "a.tif"), scene(tmp_path, "b.tif", seed=1)
     out = tmp_path / "maps"
