@@ -46,3 +46,18 @@ def test_every_module_is_in_a_layer(checker):
     edges = checker.graph()
     for module in edges:
         checker.layer(module)  # raises for a part the table does not know
+
+
+def test_every_package_is_in_pyprojects_list():
+    """A non-editable install ships only the packages pyproject names; an editable one (the
+    test suite's) imports any folder, so a missing entry broke only the README's quick start."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "gfmcli").rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)

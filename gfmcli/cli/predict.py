@@ -31,9 +31,10 @@ def predict(ctx: click.Context, **params) -> None:
       gfm predict scene.tif -o map.tif
       gfm predict scenes/ -o maps/ --keep-going
       find data -name '*.tif' | gfm predict - -o maps/ --format gpkg
-      gfm predict l2a.tif -o map.tif --sensor sentinel2-l2a --bands B02,B03,B04,B08
+      gfm predict l2a.tif -o rgbn.tif --sensor sentinel2-l2a --bands B02,B03,B04,B08
 
     Writes a Cloud-Optimized GeoTIFF (uint8 classes, nodata 255, colour table, class names,
-    provenance tags) or a GeoPackage of class polygons. Existing outputs are skipped.
+    provenance tags) or a GeoPackage of class polygons. Complete outputs are skipped (resume);
+    one made with another model or other settings is refused unless --overwrite.
     """
     run_mapping(ctx, MappingRequest.from_params("predict", params))
