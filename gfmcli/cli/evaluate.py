@@ -72,7 +72,8 @@ def evaluate(map_path, reference, classes_path, layer, field_name, reference_nod
         field_name=field_name,
         reference_nodata=_nodata(reference_nodata),
     )
-    for warning in result.warnings:
+    ctx = click.get_current_context()
+    for warning in () if ctx.obj and ctx.obj.get("quiet") else result.warnings:  # -q: errors only
         click.echo(f"gfm: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

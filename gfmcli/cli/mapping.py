@@ -69,7 +69,8 @@ class _Bars:
     finished input to the reporter.
 
     Bars only go to a terminal: when stderr is a file or a pipe (a cron log), each finished
-    input gets one plain line there instead of escape codes (``lines``); ``-q`` shows neither.
+    input gets one plain line there instead of escape codes (``lines``); ``-q`` shows neither,
+    nor the inputs' warnings.
     """
 
     def __init__(self, enabled: bool, reporter: Reporter, keep_going: bool) -> None:
@@ -77,6 +78,7 @@ class _Bars:
 
         self._tqdm = tqdm
         terminal = sys.stderr.isatty()
+        self._warnings = enabled  # -q: errors only
         self._lines = enabled and not terminal
         enabled = enabled and terminal
         self._total = 0
@@ -136,7 +138,7 @@ class _Bars:
                 f"({result.status}, {result.seconds:.1f} s)",
                 err=True,
             )
-        for warning in result.warnings:
+        for warning in result.warnings if self._warnings else ():
             self._files.write(f"gfm: warning: {warning}", file=sys.stderr)
         # Without --keep-going the error stops the run and the CLI prints it once, itself.
         if result.status == "failed" and self._keep_going:

@@ -110,6 +110,16 @@ def test_folder_mode_resume_and_overwrite(predict_tiny, s2_scene, tmp_path):
     assert result.exit_code == 0 and (out / "a.tif").stat().st_mtime_ns != first
 
 
+def test_input_warnings_show_unless_q(predict_tiny, make_raster, tmp_path):
+    three = make_raster(tmp_path, "rgb.tif", count=3, descriptions=("B02", "B03", "B04"))
+    loud = predict_tiny(three, "-o", tmp_path / "loud.tif", quiet=False)
+    quiet = predict_tiny(three, "-o", tmp_path / "quiet.tif")
+    assert loud.exit_code == 0 and quiet.exit_code == 0, loud.output + quiet.output
+    assert "gfm: warning:" in loud.stderr and "lacks model band(s) B08" in loud.stderr
+    assert quiet.stderr == ""
+    assert (tmp_path / "quiet.tif").is_file()
+
+
 def test_paths_from_stdin_and_probabilities(predict_tiny, s2_scene, tmp_path):
     a = s2_scene("a.tif")
     out = tmp_path / "maps"

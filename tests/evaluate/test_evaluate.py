@@ -509,3 +509,20 @@ def test_cli_reference_nodata_option(make_raster, tmp_path):
         assert run.exit_code == 0 and json.loads(run.output)["scored"] == scored
     run = runner.invoke(cli, ["evaluate", str(path), "-r", str(ref), "--reference-nodata", "x"])
     assert run.exit_code == 2 and "not a number or 'none'" in run.output
+
+
+def test_an_absent_reference_class_is_a_warning_that_q_hides(make_raster, tmp_path):
+    path = _class_map(make_raster, tmp_path, _blocks())
+    x0, y0 = 500000.0, 5000000.0
+    gpkg = tmp_path / "polygons.gpkg"
+    gpd.GeoDataFrame(
+        {"label": ["river"]}, geometry=[box(x0, y0 - 100, x0 + 100, y0)], crs="EPSG:32632"
+    ).to_file(gpkg)
+    toml = tmp_path / "classes.toml"
+    toml.write_text('[classes]\nriver = "water"\nforest = "tree cover"\n')
+    args = ["evaluate", str(path), "--reference", str(gpkg), "--classes", str(toml)]
+    loud = CliRunner().invoke(cli, args)
+    quiet = CliRunner().invoke(cli, ["-q", *args])
+    assert loud.exit_code == 0 and quiet.exit_code == 0, loud.output + quiet.output
+    assert "gfm: warning: reference class 'forest'" in loud.stderr
+    assert quiet.stderr == "" and quiet.stdout == loud.stdout
