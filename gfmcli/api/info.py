@@ -225,6 +225,103 @@ def describe_raster(
     )
 
 
+#: The most pixels :func:`describe_output` reads to estimate a class map's class shares.
+SHARE_SAMPLE_PIXELS = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class OutputSummary:
+    """What a GeoTIFF that gfm wrote says of itself: ``gfm info MAP`` (nothing is run).
+
+    ``class_shares`` (class name -> share of the valid pixels) come from a decimated read of
+    at most ``SHARE_SAMPLE_PIXELS`` pixels (GDAL serves it from the map's overviews), so they
+    are estimates whose cost does not grow with the map; empty for files other than class
+    maps. ``settings`` is the ``GFM_SETTINGS`` tag resume compares (empty for older files).
+    """
+
+    path: str
+    width: int
+    height: int
+    count: int
+    dtypes: tuple[str, ...]
+    crs: str
+    gfm_version: str
+    date: str
+    made_by: str
+    model: str
+    settings: dict[str, Any]
+    classes: tuple[dict[str, Any], ...]
+    class_shares: dict[str, float]
+    nodata_share: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "kind": "output"}
+
+
+def is_gfm_output(path: str | Path) -> bool:
+    """True for a raster that carries gfm's provenance tag (``GFM_VERSION``): one of its maps,
+    probability files or embeddings."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as dataset:
+                return "GFM_VERSION" in dataset.tags()
+    except RasterioIOError:
+        return False
+
+
+def describe_output(path: str) -> OutputSummary:
+    """The provenance, settings and classes of a gfm output, and a class map's class shares."""
+    import json
+    import warnings
+
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as dataset:
+            tags = dataset.tags()
+            classes = tuple(json.loads(tags.get("GFM_CLASSES", "[]")))
+            settings = json.loads(tags.get("GFM_SETTINGS", "{}"))
+            shares: dict[str, float] = {}
+            nodata_share = None
+            if classes and dataset.count == 1 and dataset.dtypes[0] == "uint8":
+                scale = max(1.0, math.sqrt(dataset.width * dataset.height / SHARE_SAMPLE_PIXELS))
+                shape = (
+                    max(1, round(dataset.height / scale)),
+                    max(1, round(dataset.width / scale)),
+                )
+                sample = dataset.read(1, out_shape=shape, resampling=Resampling.nearest)
+                valid = sample != dataset.nodata if dataset.nodata is not None else sample >= 0
+                counts = np.bincount(sample[valid].ravel(), minlength=256)
+                total = max(int(valid.sum()), 1)
+                shares = {c["name"]: float(counts[c["id"]] / total) for c in classes}
+                nodata_share = float(1 - valid.mean())
+            return OutputSummary(
+                path=path,
+                width=dataset.width,
+                height=dataset.height,
+                count=dataset.count,
+                dtypes=tuple(dataset.dtypes),
+                crs=dataset.crs.to_string() if dataset.crs else "",
+                gfm_version=tags.get("GFM_VERSION", ""),
+                date=tags.get("GFM_DATE", ""),
+                made_by=tags.get("GFM_COMMAND", ""),
+                model=tags.get("GFM_MODEL", ""),
+                settings=settings,
+                classes=classes,
+                class_shares=shares,
+                nodata_share=nodata_share,
+            )
+
+
 class ModelTimer:
     """Times the model on one batch of blank windows per (band count, window) and remembers it.
 
@@ -264,9 +361,10 @@ class ModelTimer:
 
 
 def classify_paths(paths: Sequence[str], weights_dir: str | Path | None = None) -> list[str]:
-    """``"checkpoint"``, ``"stac"`` or ``"raster"`` for each path: a file that starts like a
-    torch file, a ``.pt`` name or a shipped model's name is a checkpoint; a ``.json`` file or
-    STAC API item URL a STAC item; anything else goes to GDAL."""
+    """``"checkpoint"``, ``"stac"``, ``"output"`` or ``"raster"`` for each path: a file that
+    starts like a torch file, a ``.pt`` name or a shipped model's name is a checkpoint; a
+    ``.json`` file or STAC API item URL a STAC item; a local raster with gfm's provenance tag
+    one of gfm's outputs (:func:`describe_output`); anything else goes to GDAL."""
     from gfmcli.io.stac import is_stac_path
     from gfmcli.model.checkpoint import SUFFIX, default_weights_dir, list_weights
 
@@ -277,8 +375,10 @@ def classify_paths(paths: Sequence[str], weights_dir: str | Path | None = None) 
         path = Path(item)
         if is_stac_path(item) and not is_checkpoint_file(path):
             kinds.append("stac")
+        elif path.is_file() and is_checkpoint_file(path):
+            kinds.append("checkpoint")
         elif path.is_file():
-            kinds.append("checkpoint" if is_checkpoint_file(path) else "raster")
+            kinds.append("output" if is_gfm_output(path) else "raster")
         elif path.suffix == SUFFIX or item in shipped:
             kinds.append("checkpoint")
         else:

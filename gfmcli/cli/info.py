@@ -41,13 +41,22 @@ def info(ctx: click.Context, paths, model, sensor, bands, scale, offset, gsd, wi
     wavelengths and normalisation, GSD, classes, size, provenance.
     A raster: identified bands, sensor, scaling, GSD, windows, estimated peak memory and
     model time with --model (measured on one batch on --device). Nothing is written.
+    A map or embedding gfm wrote: how it was made (command, model, settings) and, for a
+    class map, the estimated share of each class.
 
     \b
     Examples:
       gfm info landcover-tiny
       gfm info scene.tif --model landcover-tiny --json
+      gfm info map.tif
     """
-    from gfmcli.api.info import classify_paths, describe_checkpoint, describe_raster, describe_stac
+    from gfmcli.api.info import (
+        classify_paths,
+        describe_checkpoint,
+        describe_output,
+        describe_raster,
+        describe_stac,
+    )
     from gfmcli.cli.report import echo_json
     from gfmcli.engine.options import MapOptions
     from gfmcli.errors import GfmError
@@ -63,6 +72,8 @@ def info(ctx: click.Context, paths, model, sensor, bands, scale, offset, gsd, wi
         try:
             if kind == "checkpoint":
                 summaries: list[Any] = [describe_checkpoint(path)]
+            elif kind == "output":
+                summaries = [describe_output(path)]
             else:
                 if not loaded:
                     _load(loaded, model, device, precision, no_timing)
@@ -86,6 +97,8 @@ def info(ctx: click.Context, paths, model, sensor, bands, scale, offset, gsd, wi
                 echo_json({**summary.to_dict(), "status": "ok"})
             elif kind == "checkpoint":
                 _print_checkpoint(summary)
+            elif kind == "output":
+                _print_output(summary)
             else:
                 _print_raster(summary)
     if first_error is not None:
@@ -133,6 +146,29 @@ def _print_checkpoint(s) -> None:
         click.echo("  provenance:")
         for key, value in sorted(scalars.items()):
             click.echo(f"    {key}: {value}")
+
+
+def _print_output(s) -> None:
+    dtypes = ",".join(sorted(set(s.dtypes)))
+    click.echo(
+        f"{s.path}: gfm {s.gfm_version} output, {s.width} x {s.height} px, "
+        f"{s.count} band(s) {dtypes}, {s.crs or 'no CRS'}"
+    )
+    click.echo(f"  made {s.date} by: {s.made_by}")
+    settings = s.settings
+    if settings:
+        read_as = settings.get("sensor") or f"{settings.get('read_as')} (found)"
+        click.echo(
+            f"  model {s.model} (contract {settings.get('model')}), sensor {read_as}, "
+            f"GSD {settings.get('gsd_m', 0):.3g} m, window {settings.get('window')} px "
+            f"(overlap {settings.get('overlap')})"
+        )
+    else:
+        click.echo(f"  model {s.model}")
+    if s.class_shares:
+        click.echo(f"  classes (share of valid pixels, estimated; nodata {s.nodata_share:.1%}):")
+        for c in s.classes:
+            click.echo(f"    {c['id']:3d} {c['name']:20s} {s.class_shares[c['name']]:6.1%}")
 
 
 def _print_raster(s) -> None:

@@ -84,6 +84,28 @@ def test_info_raster_shows_what_a_run_would_do(tiny_model, s2_scene, tmp_path, g
     assert "12 windows" in plain.stdout and "est. model time" not in plain.stdout
 
 
+def test_info_on_a_map_says_how_it_was_made_and_its_class_shares(
+    predict_tiny, s2_scene, tmp_path, gfm
+):
+    src = s2_scene()
+    out = tmp_path / "map.tif"
+    assert predict_tiny(src, "-o", out).exit_code == 0
+    with rasterio.open(out) as ds:
+        data = ds.read(1)
+    valid = data[data != 255]
+    (record,) = _lines(gfm("info", str(out), "--json").stdout)
+    assert record["kind"] == "output" and record["status"] == "ok"
+    assert " predict " in record["made_by"] and str(out) in record["made_by"]
+    assert record["settings"]["window"] == 32 and record["settings"]["read_as"] == "sentinel2-l2a"
+    # the map is 90 x 70, under the sample size: its shares are exact
+    for c in record["classes"]:
+        assert record["class_shares"][c["name"]] == pytest.approx((valid == c["id"]).mean())
+    assert record["nodata_share"] == pytest.approx((data == 255).mean())
+    plain = gfm("info", str(out)).stdout
+    assert f"{out}: gfm {record['gfm_version']} output, 90 x 70 px" in plain
+    assert "window 32 px (overlap 8)" in plain and "trees" in plain
+
+
 def test_info_with_sensor_for_undescribed_bands_and_bad_paths(
     tiny_model, make_raster, tmp_path, gfm
 ):
