@@ -116,8 +116,8 @@ def shipped_models(weights_dir: str | Path | None = None) -> list[CheckpointSumm
 
 
 @dataclass(frozen=True)
-class RasterSummary:
-    """What a run with ``model`` would do with one raster (nothing is written)."""
+class RasterHeader:
+    """What the header of a raster says, for every raster ``gfm info`` describes."""
 
     path: str
     width: int
@@ -125,6 +125,12 @@ class RasterSummary:
     count: int
     dtypes: tuple[str, ...]
     crs: str
+
+
+@dataclass(frozen=True)
+class RasterSummary(RasterHeader):
+    """What a run with ``model`` would do with one raster (nothing is written)."""
+
     gsd_m: float
     gsd_xy_m: tuple[float, float]
     sensor: str
@@ -230,7 +236,7 @@ SHARE_SAMPLE_PIXELS = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class OutputSummary:
+class OutputSummary(RasterHeader):
     """What a GeoTIFF that gfm wrote says of itself: ``gfm info MAP`` (nothing is run).
 
     ``class_shares`` (class name -> share of the valid pixels) come from a decimated read of
@@ -239,12 +245,6 @@ class OutputSummary:
     maps. ``settings`` is the ``GFM_SETTINGS`` tag resume compares (empty for older files).
     """
 
-    path: str
-    width: int
-    height: int
-    count: int
-    dtypes: tuple[str, ...]
-    crs: str
     gfm_version: str
     date: str
     made_by: str
