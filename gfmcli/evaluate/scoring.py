@@ -175,6 +175,17 @@ class Scoring:
         name = self.ref_names.get(key) if isinstance(key, int) else None
         return rules.get(name) if name is not None else None
 
+    def _ids_taken_as_the_maps(self, pairs: Mapping[tuple[RefKey, int], int]) -> bool:
+        """True when, without a mapping, reference ids are scored as map ids on no evidence
+        that they mean the same: the reference names none of its classes as the map does (a
+        gfm map, or a reference with the map's class names, needs no mapping)."""
+        if not any(isinstance(ref, int) for ref, _ in pairs):
+            return False
+        named_alike = self.ref_names and all(
+            self.map_names.get(i) == name for i, name in self.ref_names.items()
+        )
+        return not named_alike
+
     def _resolve_rules(self, mapping: ClassMapping) -> dict[RefKey, int]:
         """Reference id or name -> scored class, every name checked (ConfigError, file:line)."""
         resolved: dict[RefKey, int] = {}
@@ -243,6 +254,12 @@ class Scoring:
         )
         present = [c.iou for c in classes if c.support > 0]
         miou = float(np.mean(present)) if present else math.nan
+        if self.mapping is None and self._ids_taken_as_the_maps(pairs):
+            known = ", ".join(f"{i} {n}" for i, n in sorted(self.map_names.items()))
+            self.warnings.append(
+                f"{reference}: its class ids are read as the map's ({known}); if it numbers "
+                "its classes otherwise, pass --classes with a TOML file that maps them"
+            )
         if self.mapping is not None and kind != "raster":
             seen = {ref for ref, _ in pairs}
             for ref in self.mapping.classes:

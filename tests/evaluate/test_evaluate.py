@@ -296,7 +296,7 @@ def test_cli_table_json_and_errors(make_raster, tmp_path):
     assert "overall accuracy: 0.958" in table.output and "tree cover" in table.output
     out = runner.invoke(cli, ["evaluate", str(path), "-r", str(ref), "--json"])
     assert out.exit_code == 0, out.output
-    report = json.loads(out.output)
+    report = json.loads(out.stdout)
     assert {"overall_accuracy", "miou", "classes", "confusion", "scored", "skipped"} <= set(report)
     assert report["overall_accuracy"] == pytest.approx(1 - 100 / data.size)
     assert report["confusion"]["labels"] == list(NAMES.values())
@@ -506,7 +506,7 @@ def test_cli_reference_nodata_option(make_raster, tmp_path):
         run = runner.invoke(
             cli, ["evaluate", str(path), "-r", str(ref), "--reference-nodata", value, "--json"]
         )
-        assert run.exit_code == 0 and json.loads(run.output)["scored"] == scored
+        assert run.exit_code == 0 and json.loads(run.stdout)["scored"] == scored
     run = runner.invoke(cli, ["evaluate", str(path), "-r", str(ref), "--reference-nodata", "x"])
     assert run.exit_code == 2 and "not a number or 'none'" in run.output
 
@@ -526,3 +526,17 @@ def test_an_absent_reference_class_is_a_warning_that_q_hides(make_raster, tmp_pa
     assert loud.exit_code == 0 and quiet.exit_code == 0, loud.output + quiet.output
     assert "gfm: warning: reference class 'forest'" in loud.stderr
     assert quiet.stderr == "" and quiet.stdout == loud.stdout
+
+
+def test_reference_ids_taken_as_the_maps_without_evidence_are_a_warning(make_raster, tmp_path):
+    data = _blocks()
+    path = _class_map(make_raster, tmp_path, data)
+    bare = make_raster(tmp_path, "bare.tif", data=data, dtype="uint8", nodata=255)
+    (warning,) = evaluate(path, bare).warnings
+    assert "bare.tif: its class ids are read as the map's (0 water, 1 tree cover" in warning
+    assert "--classes" in warning
+    # a reference with the map's class names (another gfm map) needs no mapping
+    twin = _class_map(make_raster, tmp_path, data, name="twin.tif")
+    assert evaluate(path, twin).warnings == ()
+    mapping = parse_class_mapping('[classes]\n0 = "water"\n1 = "tree cover"\n', "m.toml")
+    assert not any("read as the map's" in w for w in evaluate(path, bare, mapping=mapping).warnings)
