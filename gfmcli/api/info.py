@@ -264,32 +264,35 @@ def is_gfm_output(path: str | Path) -> bool:
     import warnings
 
     import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from gfmcli.io.writer import GDAL_ERRORS
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as dataset:
                 return "GFM_VERSION" in dataset.tags()
-    except RasterioIOError:
+    except GDAL_ERRORS:
         return False
 
 
 def describe_output(path: str) -> OutputSummary:
     """The provenance, settings and classes of a gfm output, and a class map's class shares."""
-    import json
     import warnings
 
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.errors import NotGeoreferencedWarning
 
+    from gfmcli.io.writer import GDAL_ERRORS
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path) as dataset:
             tags = dataset.tags()
-            classes = tuple(json.loads(tags.get("GFM_CLASSES", "[]")))
-            settings = json.loads(tags.get("GFM_SETTINGS", "{}"))
+            classes = _classes_tag(tags.get("GFM_CLASSES"))
+            settings = _settings_tag(tags.get("GFM_SETTINGS"))
             shares: dict[str, float] = {}
             nodata_share = None
             if classes and dataset.count == 1 and dataset.dtypes[0] == "uint8":
@@ -298,7 +301,13 @@ def describe_output(path: str) -> OutputSummary:
                     max(1, round(dataset.height / scale)),
                     max(1, round(dataset.width / scale)),
                 )
-                sample = dataset.read(1, out_shape=shape, resampling=Resampling.nearest)
+                try:
+                    sample = dataset.read(1, out_shape=shape, resampling=Resampling.nearest)
+                except GDAL_ERRORS as exc:
+                    raise InputError(
+                        f"{path}: the map's data does not read ({exc}); the file is truncated "
+                        "or corrupt: map its input again with --overwrite"
+                    ) from None
                 valid = sample != dataset.nodata if dataset.nodata is not None else sample >= 0
                 counts = np.bincount(sample[valid].ravel(), minlength=256)
                 total = max(int(valid.sum()), 1)
@@ -320,6 +329,32 @@ def describe_output(path: str) -> OutputSummary:
                 class_shares=shares,
                 nodata_share=nodata_share,
             )
+
+
+def _classes_tag(text: str | None) -> tuple[dict[str, Any], ...]:
+    """``GFM_CLASSES`` as ``{id, name}`` dicts; nothing when it is absent or not gfm's JSON."""
+    import json
+
+    try:
+        classes = json.loads(text or "[]")
+        return tuple(
+            c for c in classes if isinstance(c.get("id"), int) and isinstance(c.get("name"), str)
+        )
+    except (json.JSONDecodeError, TypeError, AttributeError):
+        return ()
+
+
+def _settings_tag(text: str | None) -> dict[str, Any]:
+    """``GFM_SETTINGS`` as a dict with a numeric ``gsd_m``; empty when absent or not gfm's."""
+    import json
+
+    try:
+        settings = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(settings, dict) or not isinstance(settings.get("gsd_m"), int | float):
+        return {}
+    return settings
 
 
 class ModelTimer:

@@ -73,12 +73,14 @@ class _Bars:
     nor the inputs' warnings.
     """
 
-    def __init__(self, enabled: bool, reporter: Reporter, keep_going: bool) -> None:
+    def __init__(
+        self, enabled: bool, reporter: Reporter, keep_going: bool, *, warnings: bool
+    ) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
         terminal = sys.stderr.isatty()
-        self._warnings = enabled  # -q: errors only
+        self._warnings = warnings  # every rank's inputs, unless -q (errors only)
         self._lines = enabled and not terminal
         enabled = enabled and terminal
         self._total = 0
@@ -160,7 +162,9 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
 
     quiet = request.quiet or bool(ctx.obj and ctx.obj.get("quiet"))
     reporter = Reporter(request.kind, json_lines=request.json_lines, quiet=quiet)
-    bars = _Bars(not quiet and rank_info().is_main, reporter, request.keep_going)
+    bars = _Bars(
+        not quiet and rank_info().is_main, reporter, request.keep_going, warnings=not quiet
+    )
     try:
         summary = map_rasters(
             request.inputs,

@@ -353,7 +353,7 @@ def _complete(
         return False
     for path in paths:
         changed = changed_settings(
-            _recorded_settings(path), contract, job.options_for(options), kind
+            _recorded_settings(path), contract, job.options_for(options), kind, job.input
         )
         if changed:
             raise OutputError(

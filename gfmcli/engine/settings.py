@@ -3,9 +3,9 @@
 A rerun skips every complete output (resume). Without a record of how an output was made, a
 rerun with another model, ``--sensor`` or ``--window`` would skip the old maps and report
 success, and the user would go on with maps of settings they no longer asked for. Every GeoTIFF
-gfm writes therefore carries ``GFM_SETTINGS``: the model's contract hash and the options that
-change its pixels. Resume compares them with the rerun's and refuses, naming what changed,
-where they differ (``gfmcli.engine.jobs``).
+gfm writes therefore carries ``GFM_SETTINGS``: its input, the model's contract hash and the
+options that change its pixels. Resume compares them with the rerun's and refuses, naming
+what changed, where they differ (``gfmcli.engine.jobs``).
 
 Batch size, precision, devices and creation options are left out: they change how fast or how
 compactly an output is written, not what it says.
@@ -14,50 +14,67 @@ compactly an output is written, not what it says.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from gfmcli.contract import ModelContract, contract_hash
 from gfmcli.engine.options import ResolvedOptions
+from gfmcli.spectral.sensor import sensor_or_none
 
 #: The GeoTIFF tag that holds :func:`output_settings`.
 SETTINGS_TAG = "GFM_SETTINGS"
 
-#: The options whose values change an output's pixels.
-PIXEL_OPTIONS = (
-    "sensor",
-    "bands",
-    "scale",
-    "offset",
-    "gsd",
-    "window",
-    "overlap",
-    "probabilities",
-    "embedding_precision",
-    "pool",
-)
+#: The options whose values change a GeoTIFF output's pixels. ``--probabilities`` adds a file
+#: and leaves the class map as it is; ``--pool`` only shapes vector embeddings, which record
+#: no settings.
+PIXEL_OPTIONS = ("sensor", "bands", "scale", "offset", "gsd", "window", "overlap")
+EMBED_OPTIONS = ("embedding_precision",)
 
 
 def output_settings(
-    contract: ModelContract, options: ResolvedOptions, kind: str, gsd_m: float, read_as: str
+    contract: ModelContract,
+    options: ResolvedOptions,
+    kind: str,
+    source: str,
+    gsd_m: float,
+    read_as: str,
 ) -> dict[str, Any]:
-    """The settings an output records, as JSON values (tuples become lists).
+    """The settings an output of ``source`` records, as JSON values (tuples become lists).
 
     ``options`` are this raster's (:meth:`ResolvedOptions.at_gsd` of its ``gsd_m``), so a run
     told ``--window 64`` records what a run that let the model choose 64 px does. ``read_as``
     is the sensor the bands were read as: a rerun that names the sensor a first run found on
-    its own asks for the same map.
+    its own asks for the same map. A sensor is recorded by its registered name, so an alias
+    asks for the same map too.
     """
+    names = PIXEL_OPTIONS + (EMBED_OPTIONS if kind == "embed" else ())
     settings: dict[str, Any] = {"command": kind, "model": contract_hash(contract)}
-    settings.update({name: getattr(options, name) for name in PIXEL_OPTIONS})
+    settings.update({name: getattr(options, name) for name in names})
+    settings.update(sensor=_sensor_name(options.sensor), input=input_id(source))
     settings.update(gsd_m=gsd_m, read_as=read_as)
     return json.loads(json.dumps(settings))
 
 
+def input_id(source: str) -> str:
+    """An input as the same file is named whatever the working folder or links: a local
+    file's real path, anything else (GDAL paths, URLs, STAC items) as given."""
+    return os.path.realpath(source) if os.path.exists(source) else source
+
+
+def _sensor_name(sensor: str | None) -> str | None:
+    spec = sensor_or_none(sensor) if sensor else None
+    return spec.name if spec is not None else sensor
+
+
 def changed_settings(
-    recorded: str | None, contract: ModelContract, options: ResolvedOptions, kind: str
+    recorded: str | None,
+    contract: ModelContract,
+    options: ResolvedOptions,
+    kind: str,
+    source: str,
 ) -> str:
-    """What a rerun with ``options`` would do differently from the run that made an output
-    whose ``GFM_SETTINGS`` tag is ``recorded``, for a message; empty when nothing.
+    """What a rerun of ``source`` with ``options`` would do differently from the run that made
+    an output whose ``GFM_SETTINGS`` tag is ``recorded``, for a message; empty when nothing.
 
     The rerun is judged at the output's own GSD, which is known without opening its input.
     Outputs that record nothing (made by an older gfm) are skipped as they always were; an
@@ -67,17 +84,16 @@ def changed_settings(
         return ""
     try:
         before = json.loads(recorded)
-        now = output_settings(
-            contract, options.at_gsd(before["gsd_m"]), kind, before["gsd_m"], before["read_as"]
-        )
+        gsd_m, read_as = before["gsd_m"], before["read_as"]
+        now = output_settings(contract, options.at_gsd(gsd_m), kind, source, gsd_m, read_as)
     except (json.JSONDecodeError, KeyError, TypeError):
         return f"an unreadable {SETTINGS_TAG} tag"
-    if now["sensor"] == before["read_as"]:
-        now["sensor"] = before["sensor"]
+    if now["sensor"] == read_as:
+        now["sensor"] = before.get("sensor")
     changes = [
         f"{name} {_shown(before.get(name))}, this run {_shown(now.get(name))}"
-        if name != "sensor" or before["sensor"] is not None
-        else f"sensor unset (read as {before['read_as']}), this run {_shown(now['sensor'])}"
+        if name != "sensor" or before.get("sensor") is not None
+        else f"sensor unset (read as {read_as}), this run {_shown(now['sensor'])}"
         for name in sorted(set(before) | set(now))
         if before.get(name) != now.get(name)
     ]

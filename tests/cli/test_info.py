@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import rasterio
@@ -84,6 +86,13 @@ def test_info_raster_shows_what_a_run_would_do(tiny_model, s2_scene, tmp_path, g
     assert "12 windows" in plain.stdout and "est. model time" not in plain.stdout
 
 
+def _gfm_process(*args):
+    """``gfm ARGS`` as a separate process, so an escaping exception shows as a traceback."""
+    return subprocess.run(
+        [sys.executable, "-m", "gfmcli.cli", *map(str, args)], capture_output=True, text=True
+    )
+
+
 def test_info_on_a_map_says_how_it_was_made_and_its_class_shares(
     predict_tiny, s2_scene, tmp_path, gfm
 ):
@@ -104,6 +113,24 @@ def test_info_on_a_map_says_how_it_was_made_and_its_class_shares(
     plain = gfm("info", str(out)).stdout
     assert f"{out}: gfm {record['gfm_version']} output, 90 x 70 px" in plain
     assert "window 32 px (overlap 8)" in plain and "trees" in plain
+
+
+def test_info_on_a_damaged_map_is_an_input_error_and_odd_tags_are_left_out(
+    predict_tiny, s2_scene, tmp_path
+):
+    out = tmp_path / "map.tif"
+    assert predict_tiny(s2_scene(height=300, width=300), "-o", out).exit_code == 0
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(out.read_bytes()[: out.stat().st_size * 95 // 100])
+    proc = _gfm_process("info", cut)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cut.tif: the map's data does not read" in proc.stderr
+    with rasterio.open(out, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.update_tags(GFM_SETTINGS="[1, 2]", GFM_CLASSES="not json")
+    proc = _gfm_process("info", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    (record,) = _lines(proc.stdout)
+    assert record["settings"] == {} and record["classes"] == [] and record["class_shares"] == {}
 
 
 def test_info_with_sensor_for_undescribed_bands_and_bad_paths(

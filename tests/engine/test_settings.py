@@ -11,6 +11,8 @@ from gfmcli.engine.options import MapOptions, for_model
 from gfmcli.engine.settings import changed_settings, output_settings
 from gfmcli.model.checkpoint import load_checkpoint
 
+SOURCE = "scene.tif"  # as given: no such file here
+
 
 @pytest.fixture(scope="module")
 def stepped(tiny_checkpoint_factory, tmp_path_factory):
@@ -23,36 +25,35 @@ def stepped(tiny_checkpoint_factory, tmp_path_factory):
 def recorded(contract, options: MapOptions, gsd_m: float, read_as: str = "sentinel2-l2a") -> str:
     """The GFM_SETTINGS tag a run with ``options`` writes for a raster of ``gsd_m``."""
     resolved = for_model(options, contract).at_gsd(gsd_m)
-    return json.dumps(output_settings(contract, resolved, "predict", gsd_m, read_as))
+    return json.dumps(output_settings(contract, resolved, "predict", SOURCE, gsd_m, read_as))
 
 
 def test_the_same_run_changes_nothing_and_the_window_is_judged_at_the_outputs_gsd(stepped):
     for gsd_m, window in ((10.0, 32), (30.0, 64)):
         tag = recorded(stepped, MapOptions(), gsd_m)
         assert json.loads(tag)["window"] == window
-        assert changed_settings(tag, stepped, for_model(MapOptions(), stepped), "predict") == ""
+        options = for_model(MapOptions(), stepped)
+        assert changed_settings(tag, stepped, options, "predict", SOURCE) == ""
     # a 30 m map made in the 64 px step is what an explicit --window 64 --overlap 16 makes
     explicit = for_model(MapOptions(window=64, overlap=16), stepped)
-    assert (
-        changed_settings(recorded(stepped, MapOptions(), 30.0), stepped, explicit, "predict") == ""
-    )
-    assert "window 32, this run 64" in changed_settings(
-        recorded(stepped, MapOptions(), 10.0), stepped, explicit, "predict"
-    )
+    at_30 = recorded(stepped, MapOptions(), 30.0)
+    assert changed_settings(at_30, stepped, explicit, "predict", SOURCE) == ""
+    at_10 = recorded(stepped, MapOptions(), 10.0)
+    assert "window 32, this run 64" in changed_settings(at_10, stepped, explicit, "predict", SOURCE)
 
 
 def test_naming_the_sensor_a_run_read_the_file_as_asks_for_the_same_map(stepped):
     tag = recorded(stepped, MapOptions(), 10.0, read_as="sentinel2-l2a")
     same = for_model(MapOptions(sensor="sentinel2-l2a"), stepped)
     other = for_model(MapOptions(sensor="landsat8"), stepped)
-    assert changed_settings(tag, stepped, same, "predict") == ""
-    assert changed_settings(tag, stepped, other, "predict") == (
+    assert changed_settings(tag, stepped, same, "predict", SOURCE) == ""
+    assert changed_settings(tag, stepped, other, "predict", SOURCE) == (
         "sensor unset (read as sentinel2-l2a), this run landsat8"
     )
     # the other way round: a map made with --sensor and a rerun that leaves it out
     named = recorded(stepped, MapOptions(sensor="landsat8"), 10.0, read_as="landsat8")
     assert "sensor landsat8, this run unset" in changed_settings(
-        named, stepped, for_model(MapOptions(), stepped), "predict"
+        named, stepped, for_model(MapOptions(), stepped), "predict", SOURCE
     )
 
 
@@ -60,14 +61,53 @@ def test_another_model_scaling_or_command_is_named(stepped):
     tag = recorded(stepped, MapOptions(), 10.0)
     options = for_model(MapOptions(), stepped)
     other_model = dataclasses.replace(stepped, provenance={"trained_on": "something else"})
-    assert changed_settings(tag, other_model, options, "predict").startswith("model ")
+    assert changed_settings(tag, other_model, options, "predict", SOURCE).startswith("model ")
     scaled = for_model(MapOptions(scale=(0.0001,)), stepped)
-    assert changed_settings(tag, stepped, scaled, "predict") == "scale unset, this run 0.0001"
-    assert changed_settings(tag, stepped, options, "embed").startswith("command predict")
+    assert (
+        changed_settings(tag, stepped, scaled, "predict", SOURCE) == "scale unset, this run 0.0001"
+    )
+    assert changed_settings(tag, stepped, options, "embed", SOURCE).startswith("command predict")
 
 
 def test_outputs_of_an_older_gfm_are_skipped_and_a_broken_record_is_a_change(stepped):
     options = for_model(MapOptions(), stepped)
-    assert changed_settings(None, stepped, options, "predict") == ""
+    assert changed_settings(None, stepped, options, "predict", SOURCE) == ""
     for broken in ("not json", "[1, 2]", '{"window": 32}'):
-        assert "unreadable GFM_SETTINGS" in changed_settings(broken, stepped, options, "predict")
+        assert "unreadable GFM_SETTINGS" in changed_settings(
+            broken, stepped, options, "predict", SOURCE
+        )
+
+
+def test_an_alias_or_probabilities_ask_for_the_same_map_and_another_input_does_not(
+    stepped, tmp_path
+):
+    tag = recorded(stepped, MapOptions(), 10.0)
+    alias = for_model(MapOptions(sensor="s2-l2a"), stepped)
+    assert changed_settings(tag, stepped, alias, "predict", SOURCE) == ""
+    with_probabilities = for_model(MapOptions(probabilities=True), stepped)
+    assert changed_settings(tag, stepped, with_probabilities, "predict", SOURCE) == ""
+    options = for_model(MapOptions(), stepped)
+    assert changed_settings(tag, stepped, options, "predict", "other.tif") == (
+        "input scene.tif, this run other.tif"
+    )
+    # a local input is named by its real path, whatever the folder it is named from
+    (tmp_path / "a.tif").write_bytes(b"")
+    (tmp_path / "link.tif").symlink_to(tmp_path / "a.tif")
+    made = output_settings(
+        stepped, options.at_gsd(10.0), "predict", str(tmp_path / "a.tif"), 10.0, "x"
+    )
+    assert (
+        changed_settings(json.dumps(made), stepped, options, "predict", str(tmp_path / "link.tif"))
+        == ""
+    )
+
+
+def test_a_record_without_a_sensor_is_compared_not_a_crash(stepped):
+    before = json.loads(recorded(stepped, MapOptions(), 10.0))
+    del before["sensor"]
+    named = for_model(MapOptions(sensor="sentinel2-l2a"), stepped)
+    assert changed_settings(json.dumps(before), stepped, named, "predict", SOURCE) == ""
+    other = for_model(MapOptions(sensor="landsat8"), stepped)
+    assert "this run landsat8" in changed_settings(
+        json.dumps(before), stepped, other, "predict", SOURCE
+    )
