@@ -90,10 +90,14 @@ def changed_settings(
         return f"an unreadable {SETTINGS_TAG} tag"
     if now["sensor"] == read_as:
         now["sensor"] = before.get("sensor")
+
+    def was(name: str) -> str:
+        if name == "sensor" and before.get("sensor") is None:
+            return f"unset (read as {read_as})"
+        return _shown(before.get(name))
+
     changes = [
-        f"{name} {_shown(before.get(name))}, this run {_shown(now.get(name))}"
-        if name != "sensor" or before.get("sensor") is not None
-        else f"sensor unset (read as {read_as}), this run {_shown(now['sensor'])}"
+        f"{name} {was(name)}, this run {_shown(now.get(name))}"
         for name in sorted(set(before) | set(now))
         if before.get(name) != now.get(name)
     ]
