@@ -28,7 +28,7 @@ from gfmcli._version import __version__
 
 if TYPE_CHECKING:
     from gfmcli.api.mapping import RunSummary, embed_rasters, map_rasters
-    from gfmcli.engine.options import MapOptions
+    from gfmcli.engine.options import FileResult, MapOptions
     from gfmcli.model.checkpoint import load_model
     from gfmcli.model.registry import list_models
     from gfmcli.sensors import list_sensors
@@ -39,12 +39,14 @@ _API = {
     "embed_rasters": "gfmcli.api.mapping",
     "RunSummary": "gfmcli.api.mapping",
     "MapOptions": "gfmcli.engine.options",
+    "FileResult": "gfmcli.engine.options",
     "load_model": "gfmcli.model.checkpoint",
     "list_models": "gfmcli.model.registry",
     "list_sensors": "gfmcli.sensors",
 }
 
 __all__ = [
+    "FileResult",
     "MapOptions",
     "RunSummary",
     "__version__",

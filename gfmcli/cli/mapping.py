@@ -134,7 +134,8 @@ class _Bars:
         self._files.update(1)
         self._done += 1
         if self._lines:
-            outputs = ", ".join(str(p) for p in result.outputs) or "-"
+            shown = result.outputs or ((result.target,) if result.target else ())
+            outputs = ", ".join(str(p) for p in shown) or "-"
             click.echo(
                 f"gfm: [{self._done}/{self._total}] {result.input} -> {outputs} "
                 f"({result.status}, {result.seconds:.1f} s)",

@@ -20,19 +20,17 @@ from typing import Protocol
 
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.windows import Window
 
 from gfmcli.atomic import stale_partials
 from gfmcli.contract import ModelContract
 from gfmcli.engine import blend
 from gfmcli.engine.inference import DevicePool
 from gfmcli.engine.options import FilePlan, FileResult, MapOptions, ResolvedOptions, for_model
-from gfmcli.engine.runner import map_file, missing_outputs_sidecars, output_paths, plan_file
-from gfmcli.engine.settings import SETTINGS_TAG, changed_settings
-from gfmcli.engine.sinks import EMBEDDING_LAYER
+from gfmcli.engine.resume import is_complete
+from gfmcli.engine.runner import map_file, output_paths, plan_file
 from gfmcli.errors import GfmError, OutputError, unexpected_error
 from gfmcli.io.output_lock import OutputLock
-from gfmcli.io.paths import is_gdal_path, should_skip_existing
+from gfmcli.io.paths import is_gdal_path
 from gfmcli.io.writer import GDAL_ERRORS, check_writable, cog_validator
 from gfmcli.model.tasks import GfmModel
 from gfmcli.runtime.devices import resolve_devices
@@ -329,126 +327,9 @@ def _resolved(path: Path) -> Path:
 def _complete(
     job: Job, options: ResolvedOptions, kind: str, overwrite: bool, contract: ModelContract
 ) -> bool:
-    """True when every output of ``job`` is a complete gfm output (resume skips it).
-
-    Missing, empty or damaged gfm outputs and maps without a sidecar are redone. A file at an
-    output path that gfm did not make (no provenance tag, or not readable at all) is never
-    replaced without ``overwrite``: OutputError naming it. Nor is a complete GeoTIFF made with
-    another model or other pixel options (``gfmcli.engine.settings``): skipping it would pass
-    off the old map as this run's, and redoing it would replace a map the user may still want.
-    """
-    paths = output_paths(job.output, job.fmt, options, kind)
-    for path in paths:
-        should_skip_existing(path, overwrite)  # a folder at an output path: OutputError
-    if overwrite:
-        return False
-    states = [existing_output(path) for path in paths]
-    for path, (state, why) in zip(paths, states, strict=True):
-        if state == FOREIGN:
-            raise OutputError(
-                f"{path}: exists but {why}, so it is not an output of gfm and gfm will not "
-                "replace it; move it away, choose another -o, or pass --overwrite"
-            )
-    if any(state != COMPLETE for state, _ in states):
-        return False
-    for path in paths:
-        changed = changed_settings(
-            _recorded_settings(path), contract, job.options_for(options), kind, job.input
-        )
-        if changed:
-            raise OutputError(
-                f"{path}: exists, made by gfm with other settings ({changed}); pass "
-                "--overwrite to replace it, or choose another -o"
-            )
-    return not missing_outputs_sidecars(job.output, job.fmt, options, kind, contract.task)
-
-
-def _recorded_settings(path: Path) -> str | None:
-    """The ``GFM_SETTINGS`` tag of a GeoTIFF output; None for other formats (GeoPackages and
-    GeoParquet files record none) and for GeoTIFFs made before the tag existed."""
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path) as dataset:
-            return dataset.tags().get(SETTINGS_TAG)
-
-
-# What a file at an output path is (existing_output).
-MISSING, COMPLETE, REDO, FOREIGN = "missing", "complete", "redo", "foreign"
-
-
-def existing_output(path: Path) -> tuple[str, str]:
-    """``(state, why)`` of the file at an output path, for resume.
-
-    ``complete``: a finished gfm output (GeoTIFFs carry gfm's ``GFM_VERSION`` provenance tag,
-    which only files renamed into place after validation have at a final path, and their last
-    block reads; GeoPackages have gfm's layer; GeoParquet files gfm's columns). ``redo``: an
-    empty file, or a gfm GeoTIFF whose data no longer reads (nothing of value to keep).
-    ``foreign``: anything else that exists, which gfm must not replace. ``missing``: nothing.
-    """
-    if not path.exists() and not path.is_symlink():
-        return MISSING, ""
-    if not path.is_file():
-        return FOREIGN, "is not a regular file"
-    if path.stat().st_size == 0:
-        return REDO, "is empty"
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        return _geotiff_state(path)
-    if suffix == ".gpkg":
-        return _geopackage_state(path)
-    if suffix == ".parquet":
-        return _parquet_state(path)
-    return FOREIGN, "has an extension gfm does not write"
-
-
-def _geotiff_state(path: Path) -> tuple[str, str]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # maps of bare inputs
-            with rasterio.open(path) as dataset:
-                if "GFM_VERSION" not in dataset.tags():
-                    return FOREIGN, "carries no gfm provenance tag (GFM_VERSION)"
-                height, width = dataset.block_shapes[0]
-                row = (dataset.height - 1) // height * height
-                col = (dataset.width - 1) // width * width
-                try:
-                    last = Window(
-                        col, row, min(width, dataset.width - col), min(height, dataset.height - row)
-                    )
-                    dataset.read(1, window=last)
-                except GDAL_ERRORS:
-                    return REDO, "is a gfm output whose data no longer reads"
-    except GDAL_ERRORS:
-        return FOREIGN, "GDAL cannot read it"
-    return COMPLETE, ""
-
-
-def _geopackage_state(path: Path) -> tuple[str, str]:
-    import pyogrio  # only here: a GeoTIFF run never loads the vector stack
-
-    from gfmcli.io.vector import LAYER as VECTOR_LAYER
-
-    try:
-        layers = {str(name) for name, _ in pyogrio.list_layers(path)}
-    except Exception:  # pyogrio raises its own DataSourceError and OSError alike
-        return FOREIGN, "GDAL cannot read it as a GeoPackage"
-    if not layers & {VECTOR_LAYER, EMBEDDING_LAYER}:
-        return FOREIGN, f"has no {VECTOR_LAYER!r} or {EMBEDDING_LAYER!r} layer"
-    return COMPLETE, ""
-
-
-def _parquet_state(path: Path) -> tuple[str, str]:
-    import pyarrow.parquet as pq
-
-    try:
-        schema = pq.read_schema(path)
-    except Exception:  # ArrowInvalid and OSError alike
-        return FOREIGN, "cannot be read as Parquet"
-    if b"geo" not in (schema.metadata or {}) or "contract_hash" not in schema.names:
-        return FOREIGN, "has no GeoParquet metadata and gfm columns"
-    return COMPLETE, ""
+    """:func:`~gfmcli.engine.resume.is_complete` for ``job``, with its own sensor."""
+    mine = job.options_for(options)
+    return is_complete(job.output, job.fmt, job.input, mine, kind, overwrite, contract)
 
 
 def _skipped(job: Job, options: MapOptions, kind: str) -> FileResult:
@@ -457,4 +338,4 @@ def _skipped(job: Job, options: MapOptions, kind: str) -> FileResult:
 
 
 def _failed(job: Job, exc: GfmError) -> FileResult:
-    return FileResult(job.label, (), "failed", str(exc), exit_code=exc.exit_code)
+    return FileResult(job.label, (), "failed", str(exc), exit_code=exc.exit_code, target=job.output)

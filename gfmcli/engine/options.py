@@ -162,7 +162,11 @@ class FilePlan:
 
 @dataclass(frozen=True)
 class FileResult:
-    """What happened to one input: ``status`` is ``written``, ``skipped`` or ``failed``."""
+    """What happened to one input: ``status`` is ``written``, ``skipped`` or ``failed``.
+
+    ``outputs`` are the files it has (none when it failed); ``target`` is the main output it was
+    to get, also when it failed, so a failure's report can say which map is missing.
+    """
 
     input: str
     outputs: tuple[Path, ...]
@@ -174,3 +178,4 @@ class FileResult:
     seconds: float = 0.0
     exit_code: int = 0
     warnings: tuple[str, ...] = ()
+    target: Path | None = None

@@ -385,7 +385,7 @@ def map_file(
                 "GFM_OVERLAP": str(options.overlap),
                 "GFM_BLEND": "raised-cosine",
                 SETTINGS_TAG: output_settings(
-                    contract, options, kind, path, mapping.gsd_m, mapping.sensor
+                    contract, options, kind, path, mapping.gsd_m, mapping.sensor, fmt=fmt
                 ),
                 **(extra_tags or {}),
             },

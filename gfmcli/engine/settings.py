@@ -2,9 +2,10 @@
 
 A rerun skips every complete output (resume). Without a record of how an output was made, a
 rerun with another model, ``--sensor`` or ``--window`` would skip the old maps and report
-success, and the user would go on with maps of settings they no longer asked for. Every GeoTIFF
-gfm writes therefore carries ``GFM_SETTINGS``: its input, the model's contract hash and the
-options that change its pixels. Resume compares them with the rerun's and refuses, naming
+success, and the user would go on with maps of settings they no longer asked for. Every output
+gfm writes therefore carries ``GFM_SETTINGS`` (a GeoTIFF tag, a GeoPackage's dataset metadata,
+a GeoParquet key-value entry): its input, the model's contract hash and the options that
+change what it holds. Resume compares them with the rerun's and refuses, naming
 what changed, where they differ (``gfmcli.engine.jobs``).
 
 Batch size, precision, devices and creation options are left out: they change how fast or how
@@ -21,14 +22,16 @@ from gfmcli.contract import ModelContract, contract_hash
 from gfmcli.engine.options import ResolvedOptions
 from gfmcli.spectral.sensor import sensor_or_none
 
-#: The GeoTIFF tag that holds :func:`output_settings`.
+#: The tag (metadata key) that holds :func:`output_settings`.
 SETTINGS_TAG = "GFM_SETTINGS"
 
-#: The options whose values change a GeoTIFF output's pixels. ``--probabilities`` adds a file
-#: and leaves the class map as it is; ``--pool`` only shapes vector embeddings, which record
-#: no settings.
+#: The options whose values change what an output holds. ``--probabilities`` adds a file and
+#: leaves the class map as it is; ``--dtype`` shapes only embedding rasters (vectors are
+#: float32), ``--pool`` only embedding vectors (GeoPackage, GeoParquet).
 PIXEL_OPTIONS = ("sensor", "bands", "scale", "offset", "gsd", "window", "overlap")
-EMBED_OPTIONS = ("embedding_precision",)
+EMBED_RASTER_OPTIONS = ("embedding_precision",)
+EMBED_VECTOR_OPTIONS = ("pool",)
+VECTOR_FORMATS = ("gpkg", "parquet")
 
 
 def output_settings(
@@ -38,6 +41,8 @@ def output_settings(
     source: str,
     gsd_m: float,
     read_as: str,
+    *,
+    fmt: str = "tif",
 ) -> dict[str, Any]:
     """The settings an output of ``source`` records, as JSON values (tuples become lists).
 
@@ -47,12 +52,18 @@ def output_settings(
     its own asks for the same map. A sensor is recorded by its registered name, so an alias
     asks for the same map too.
     """
-    names = PIXEL_OPTIONS + (EMBED_OPTIONS if kind == "embed" else ())
+    names = PIXEL_OPTIONS + _embed_options(kind, fmt)
     settings: dict[str, Any] = {"command": kind, "model": contract_hash(contract)}
     settings.update({name: getattr(options, name) for name in names})
     settings.update(sensor=_sensor_name(options.sensor), input=input_id(source))
     settings.update(gsd_m=gsd_m, read_as=read_as)
     return json.loads(json.dumps(settings))
+
+
+def _embed_options(kind: str, fmt: str) -> tuple[str, ...]:
+    if kind != "embed":
+        return ()
+    return EMBED_VECTOR_OPTIONS if fmt in VECTOR_FORMATS else EMBED_RASTER_OPTIONS
 
 
 def input_id(source: str) -> str:
@@ -72,6 +83,8 @@ def changed_settings(
     options: ResolvedOptions,
     kind: str,
     source: str,
+    *,
+    fmt: str = "tif",
 ) -> str:
     """What a rerun of ``source`` with ``options`` would do differently from the run that made
     an output whose ``GFM_SETTINGS`` tag is ``recorded``, for a message; empty when nothing.
@@ -85,7 +98,9 @@ def changed_settings(
     try:
         before = json.loads(recorded)
         gsd_m, read_as = before["gsd_m"], before["read_as"]
-        now = output_settings(contract, options.at_gsd(gsd_m), kind, source, gsd_m, read_as)
+        now = output_settings(
+            contract, options.at_gsd(gsd_m), kind, source, gsd_m, read_as, fmt=fmt
+        )
     except (json.JSONDecodeError, KeyError, TypeError):
         return f"an unreadable {SETTINGS_TAG} tag"
     if now["sensor"] == read_as:

@@ -138,14 +138,20 @@ class PolygonSink:
     :class:`~gfmcli.io.vector.PolygonWriter`.
     """
 
-    def __init__(self, path: Path, grid: RasterGrid, classes: Sequence[ClassInfo]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        grid: RasterGrid,
+        classes: Sequence[ClassInfo],
+        tags: Mapping[str, str],
+    ) -> None:
         import rasterio
 
         from gfmcli.io.vector import PolygonWriter
 
         self._ids = np.array([c.id for c in classes], dtype=np.uint8)
         self._grid = grid
-        self._writer = PolygonWriter(path, grid.crs, classes)
+        self._writer = PolygonWriter(path, grid.crs, classes, metadata=tags)
         self._staged = partial_path(path, ".ids")  # a GeoTIFF, whatever the name ends in
         # fmt: skip below: arguments grouped by meaning (ruff format would add 12 lines)
         self._dataset = rasterio.open(
@@ -188,10 +194,21 @@ class PolygonSink:
 
 class EmbeddingVectorSink:
     """One pooled embedding per window, with the window's footprint, in a GeoPackage layer
-    ``embeddings``: ``row_off``/``col_off`` (pixels), ``valid_fraction`` and ``e000...``."""
+    ``embeddings``: ``row_off``/``col_off`` (pixels), ``valid_fraction`` and ``e000...``; the
+    provenance ``tags`` are the GeoPackage's dataset metadata."""
 
-    def __init__(self, path: Path, grid: RasterGrid, *, patch_size: int, dim: int, pool: str):
+    def __init__(
+        self,
+        path: Path,
+        grid: RasterGrid,
+        *,
+        patch_size: int,
+        dim: int,
+        pool: str,
+        tags: Mapping[str, str],
+    ):
         self.path = Path(path)
+        self._tags = dict(tags)
         self._partial = partial_path(self.path)
         self._grid = grid
         self._patch = patch_size
@@ -232,7 +249,11 @@ class EmbeddingVectorSink:
                 layer=EMBEDDING_LAYER,
                 driver="GPKG",
                 mode="a" if self._written else "w",
-                **({} if self._written else {"dataset_options": GPKG_OPTIONS}),
+                **(
+                    {}
+                    if self._written
+                    else {"dataset_options": GPKG_OPTIONS, "dataset_metadata": self._tags or None}
+                ),
             )
         except Exception as exc:  # pyogrio's DataSourceError or OSError (a full disk)
             raise OutputError(f"{self.path}: writing embeddings failed ({exc})") from exc
@@ -264,6 +285,7 @@ class EmbeddingParquetSink:
         source: str,
         model: str,
         contract_hash: str,
+        tags: Mapping[str, str],
     ) -> None:
         from gfmcli.io.geoparquet import EmbeddingTableWriter
 
@@ -272,7 +294,7 @@ class EmbeddingParquetSink:
         # fmt: skip below: arguments grouped by meaning (ruff format would add 5 lines)
         self._writer = EmbeddingTableWriter(
             path, grid.crs, dim=dim, source=source, model=model,
-            contract_hash=contract_hash, pool=pool,
+            contract_hash=contract_hash, pool=pool, metadata=tags,
         )  # fmt: skip
 
     def encode(self, block: FinishedRows) -> Any:  # pragma: no cover - vectors come per window
@@ -316,7 +338,7 @@ def make_sink(
     model_dim: int,
     contract: ModelContract,
     options: MapOptions,
-    tags: Mapping[str, Any],
+    tags: Mapping[str, str],
 ) -> Sink:
     grid = RasterGrid.of(src)
     if kind == "embed" and fmt == "parquet":
@@ -329,10 +351,16 @@ def make_sink(
             source=src.path,
             model=contract.model_name,
             contract_hash=contract_hash(contract),
+            tags=tags,
         )
     if kind == "embed" and fmt == "gpkg":
         return EmbeddingVectorSink(
-            output, grid, patch_size=contract.patch_size, dim=model_dim, pool=options.pool
+            output,
+            grid,
+            patch_size=contract.patch_size,
+            dim=model_dim,
+            pool=options.pool,
+            tags=tags,
         )
     if kind == "embed":
         return FloatRasterSink(
@@ -364,7 +392,7 @@ def make_sink(
             )
         )
     if fmt == "gpkg":
-        return PolygonSink(output, grid, contract.classes)
+        return PolygonSink(output, grid, contract.classes, tags)
     return ClassMapSink(
         output,
         grid,

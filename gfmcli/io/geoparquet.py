@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,10 @@ def _polygon_wkb(x0: float, y0: float, x1: float, y1: float) -> bytes:
 
 
 class EmbeddingTableWriter:
-    """Rows of (footprint, offsets, vector) into a GeoParquet file; ``finalize`` renames it."""
+    """Rows of (footprint, offsets, vector) into a GeoParquet file; ``finalize`` renames it.
+
+    ``metadata`` (gfm's provenance tags) goes into the file's key-value metadata beside
+    ``geo``, where resume reads what made the file."""
 
     def __init__(
         self,
@@ -62,6 +65,7 @@ class EmbeddingTableWriter:
         model: str,
         contract_hash: str,
         pool: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         import pyarrow as pa
 
@@ -74,6 +78,7 @@ class EmbeddingTableWriter:
             "contract_hash": contract_hash,
             "pool": pool,
         }
+        self._metadata = dict(metadata or {})
         self._crs = _projjson(crs)
         self._schema = pa.schema(
             [
@@ -174,7 +179,8 @@ class EmbeddingTableWriter:
                 raise OutputError(f"{self.path}: no window had valid pixels; nothing to write")
             try:
                 assert self._writer is not None  # rows were written, so the writer exists
-                self._writer.add_key_value_metadata({"geo": json.dumps(self.geo_metadata())})
+                geo = {"geo": json.dumps(self.geo_metadata())}
+                self._writer.add_key_value_metadata({**self._metadata, **geo})
                 self._writer.close()
                 self._writer = None
                 os.replace(self._partial, self.path)

@@ -24,7 +24,7 @@ complete; on any exception the temporaries are removed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +94,9 @@ class PolygonWriter:
     """Write a class map, fed as row blocks top to bottom, as dissolved polygons to GPKG.
 
     ``classes`` names the ids (unknown ids are called ``"class <id>"``); pixels equal to
-    ``nodata`` are not polygonised. Use as a context manager; without ``finalize()`` nothing
-    is left on disk.
+    ``nodata`` are not polygonised; ``metadata`` (gfm's provenance tags) becomes the
+    GeoPackage's dataset metadata (``ogrinfo`` prints it; resume reads it). Use as a context
+    manager; without ``finalize()`` nothing is left on disk.
     """
 
     def __init__(
@@ -105,8 +106,10 @@ class PolygonWriter:
         classes: Sequence[ClassInfo],
         *,
         nodata: int = CLASS_NODATA,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._metadata = dict(metadata or {})
         self._partial = partial_path(self.path)
         self._crs_wkt = crs.to_wkt()
         self._names = {c.id: c.name for c in classes}
@@ -188,12 +191,16 @@ class PolygonWriter:
                 geometry_type="Polygon",
                 crs=self._crs_wkt,
                 append=self._written > 0,
-                **({} if self._written else {"dataset_options": GPKG_OPTIONS}),
+                **({} if self._written else self._creation()),
             )
         except Exception as exc:
             raise OutputError(f"{self.path}: writing polygons failed ({exc})") from exc
         self._written += len(self._buffer)
         self._buffer = []
+
+    def _creation(self) -> dict[str, Any]:
+        """What the first write, which creates the file, passes besides the rows."""
+        return {"dataset_options": GPKG_OPTIONS, "dataset_metadata": self._metadata or None}
 
     def finalize(self) -> Path:
         """Close the open seam, write the rest and rename the GeoPackage into place."""

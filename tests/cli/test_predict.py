@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -140,10 +141,11 @@ def test_keep_going_reports_bad_inputs_and_maps_the_rest(
     bad = tmp_path / "bad.tif"
     bad.write_text("not a raster")
     out = tmp_path / "maps"
-    result = predict_tiny(bad, good, "-o", out, "--keep-going")
+    result = predict_tiny(bad, good, "-o", out, "--keep-going", quiet=False)
     assert result.exit_code == 1
     assert (out / "good.tif").exists() and not (out / "bad.tif").exists()
     assert "bad.tif" in result.stderr and "Traceback" not in result.output
+    assert f"{bad} -> {out / 'bad.tif'} (failed," in result.stderr, "names the missing map"
     result = gfm("predict", "-m", tiny_model, bad, good, "-o", tmp_path / "other")
     assert result.exit_code == 3
     assert not (tmp_path / "other" / "good.tif").exists(), "without --keep-going the run stops"
@@ -371,6 +373,37 @@ def test_embed_gpkg_vectors_are_window_means_of_the_patch_embeddings(
         expected = np.nanmean(patch, axis=1)
         got = np.array([getattr(row, name) for name in columns])
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "change", "what"),
+    [
+        ("predict", "map.gpkg", ("--window", "48"), "window 32, this run 48"),
+        ("embed", "e.gpkg", ("--pool", "cls"), "pool mean, this run cls"),
+        ("embed", "e.parquet", ("--window", "64"), "window 32, this run 64"),
+    ],
+)
+def test_vector_outputs_record_their_settings_and_resume_compares_them(
+    gfm, tiny_model, s2_scene, tmp_path, command, name, change, what
+):
+    import pyarrow.parquet as pq
+    import pyogrio
+
+    out = tmp_path / name
+    common = [command, "-m", tiny_model, s2_scene(), "-o", out, "--overlap", "0"]
+    assert gfm(*common, "--window", "32").exit_code == 0
+    if out.suffix == ".gpkg":
+        metadata = pyogrio.read_info(out)["dataset_metadata"]
+    else:
+        metadata = {k.decode(): v.decode() for k, v in pq.read_metadata(out).metadata.items()}
+    assert json.loads(metadata["GFM_SETTINGS"])["window"] == 32
+    assert metadata["GFM_VERSION"] and json.loads(metadata["GFM_CONTRACT"])
+    made = out.read_bytes()
+    again = gfm(*common, "--window", "32", quiet=False)
+    assert again.exit_code == 0 and "1 skipped" in again.stderr, again.stderr
+    changed = gfm(*common, "--window", "32", *change)
+    assert changed.exit_code == 5 and "made by gfm with other settings" in changed.stderr
+    assert what in changed.stderr and out.read_bytes() == made
 
 
 def test_regression_model_writes_float_values(gfm, tiny_checkpoint_factory, tmp_path, s2_scene):

@@ -23,3 +23,13 @@ def test_python_examples_run(doc, tmp_path, monkeypatch):
     namespace: dict = {}
     for block in BLOCK.findall(doc.read_text()):
         exec(compile(block, str(doc), "exec"), namespace)
+
+
+def test_every_public_name_is_described_in_the_api_table():
+    import gfmcli
+
+    rows = [line.split(" | ")[0] for line in (DOCS / "api.md").read_text().splitlines()]
+    described = " ".join(row for row in rows if row.startswith("| `"))
+    for name in (n for n in gfmcli.__all__ if not n.startswith("_")):
+        assert getattr(gfmcli, name) is not None
+        assert f"`{name}" in described, f"docs/api.md does not describe gfmcli.{name}"
