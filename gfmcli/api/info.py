@@ -18,6 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from gfmcli.api.outputs import (
+    VECTOR_SUFFIXES,
+    VectorOutputSummary,
+    describe_vector_output,
+    parse_classes,
+    parse_settings,
+    vector_tags,
+)
 from gfmcli.contract import ModelContract, contract_hash
 from gfmcli.errors import InputError, ModelError
 
@@ -259,8 +267,8 @@ class OutputSummary(RasterHeader):
 
 
 def is_gfm_output(path: str | Path) -> bool:
-    """True for a raster that carries gfm's provenance tag (``GFM_VERSION``): one of its maps,
-    probability files or embeddings."""
+    """True for a file that carries gfm's provenance tag (``GFM_VERSION``): one of its maps,
+    probability files or embeddings, GeoTIFF, GeoPackage or GeoParquet."""
     import warnings
 
     import rasterio
@@ -268,6 +276,8 @@ def is_gfm_output(path: str | Path) -> bool:
 
     from gfmcli.io.writer import GDAL_ERRORS
 
+    if Path(path).suffix.lower() in VECTOR_SUFFIXES:
+        return "GFM_VERSION" in vector_tags(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -277,8 +287,9 @@ def is_gfm_output(path: str | Path) -> bool:
         return False
 
 
-def describe_output(path: str) -> OutputSummary:
-    """The provenance, settings and classes of a gfm output, and a class map's class shares."""
+def describe_output(path: str) -> OutputSummary | VectorOutputSummary:
+    """The provenance, settings and classes of a gfm output, and a class map's class shares
+    (GeoPackages and GeoParquet files: :func:`~gfmcli.api.outputs.describe_vector_output`)."""
     import warnings
 
     import rasterio
@@ -287,12 +298,14 @@ def describe_output(path: str) -> OutputSummary:
 
     from gfmcli.io.writer import GDAL_ERRORS
 
+    if Path(path).suffix.lower() in VECTOR_SUFFIXES:
+        return describe_vector_output(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path) as dataset:
             tags = dataset.tags()
-            classes = _classes_tag(tags.get("GFM_CLASSES"))
-            settings = _settings_tag(tags.get("GFM_SETTINGS"))
+            classes = parse_classes(tags.get("GFM_CLASSES"))
+            settings = parse_settings(tags.get("GFM_SETTINGS"))
             shares: dict[str, float] = {}
             nodata_share = None
             if classes and dataset.count == 1 and dataset.dtypes[0] == "uint8":
@@ -329,32 +342,6 @@ def describe_output(path: str) -> OutputSummary:
                 class_shares=shares,
                 nodata_share=nodata_share,
             )
-
-
-def _classes_tag(text: str | None) -> tuple[dict[str, Any], ...]:
-    """``GFM_CLASSES`` as ``{id, name}`` dicts; nothing when it is absent or not gfm's JSON."""
-    import json
-
-    try:
-        classes = json.loads(text or "[]")
-        return tuple(
-            c for c in classes if isinstance(c.get("id"), int) and isinstance(c.get("name"), str)
-        )
-    except (json.JSONDecodeError, TypeError, AttributeError):
-        return ()
-
-
-def _settings_tag(text: str | None) -> dict[str, Any]:
-    """``GFM_SETTINGS`` as a dict with a numeric ``gsd_m``; empty when absent or not gfm's."""
-    import json
-
-    try:
-        settings = json.loads(text or "{}")
-    except json.JSONDecodeError:
-        return {}
-    if not isinstance(settings, dict) or not isinstance(settings.get("gsd_m"), int | float):
-        return {}
-    return settings
 
 
 class ModelTimer:

@@ -41,8 +41,9 @@ def info(ctx: click.Context, paths, model, sensor, bands, scale, offset, gsd, wi
     wavelengths and normalisation, GSD, classes, size, provenance.
     A raster: identified bands, sensor, scaling, GSD, windows, estimated peak memory and
     model time with --model (measured on one batch on --device). Nothing is written.
-    A map or embedding gfm wrote: how it was made (command, model, settings) and, for a
-    class map, the estimated share of each class.
+    A map or embedding gfm wrote (GeoTIFF, GeoPackage, GeoParquet): how it was made
+    (command, model, settings) and, for a class map or class polygons, the share of each
+    class.
 
     \b
     Examples:
@@ -149,11 +150,18 @@ def _print_checkpoint(s) -> None:
 
 
 def _print_output(s) -> None:
-    dtypes = ",".join(sorted(set(s.dtypes)))
-    click.echo(
-        f"{s.path}: gfm {s.gfm_version} output, {s.width} x {s.height} px, "
-        f"{s.count} band(s) {dtypes}, {s.crs or 'no CRS'}"
-    )
+    if hasattr(s, "features"):
+        layer = f" layer {s.layer!r}" if s.layer else ""
+        rows = counted(s.features, f"{s.geometry_type} feature".strip())
+        click.echo(
+            f"{s.path}: gfm {s.gfm_version} output, {s.format}{layer}: {rows}, {s.crs or 'no CRS'}"
+        )
+    else:
+        dtypes = ",".join(sorted(set(s.dtypes)))
+        click.echo(
+            f"{s.path}: gfm {s.gfm_version} output, {s.width} x {s.height} px, "
+            f"{s.count} band(s) {dtypes}, {s.crs or 'no CRS'}"
+        )
     click.echo(f"  made {s.date} by: {s.made_by}")
     settings = s.settings
     if settings:
@@ -165,10 +173,12 @@ def _print_output(s) -> None:
         )
     else:
         click.echo(f"  model {s.model}")
-    if s.class_shares:
+    if s.class_shares and hasattr(s, "features"):
+        click.echo("  classes (share of the mapped area):")
+    elif s.class_shares:
         click.echo(f"  classes (share of valid pixels, estimated; nodata {s.nodata_share:.1%}):")
-        for c in s.classes:
-            click.echo(f"    {c['id']:3d} {c['name']:20s} {s.class_shares[c['name']]:6.1%}")
+    for c in s.classes if s.class_shares else ():
+        click.echo(f"    {c['id']:3d} {c['name']:20s} {s.class_shares[c['name']]:6.1%}")
 
 
 def _print_raster(s) -> None:

@@ -115,6 +115,34 @@ def test_info_on_a_map_says_how_it_was_made_and_its_class_shares(
     assert "window 32 px (overlap 8)" in plain and "trees" in plain
 
 
+def test_info_on_vector_outputs_reads_their_metadata_and_polygon_areas(
+    predict_tiny, gfm, tiny_model, s2_scene, tmp_path
+):
+    import geopandas as gpd
+
+    src = s2_scene()
+    polygons, vectors = tmp_path / "map.gpkg", tmp_path / "emb.parquet"
+    assert predict_tiny(src, "-o", polygons).exit_code == 0
+    embed = gfm("embed", "-m", tiny_model, src, "-o", vectors, "--window", "32", "--overlap", "0")
+    assert embed.exit_code == 0, embed.output
+    result = gfm("info", str(polygons), str(vectors), "--json")
+    assert result.exit_code == 0, result.output
+    first, second = _lines(result.stdout)
+    frame = gpd.read_file(polygons)
+    assert first["kind"] == "output" and first["format"] == "GeoPackage"
+    assert first["layer"] == "classes" and first["features"] == len(frame)
+    assert first["settings"]["window"] == 32 and " predict " in first["made_by"]
+    areas = frame.groupby("class_name")["area_m2"].sum() / frame["area_m2"].sum()
+    assert {k: v for k, v in first["class_shares"].items() if v} == pytest.approx(areas.to_dict())
+    table = gpd.read_parquet(vectors)
+    assert second["format"] == "GeoParquet" and second["features"] == len(table)
+    assert second["settings"]["pool"] == "mean" and second["class_shares"] == {}
+    assert second["crs"] == f"EPSG:{table.crs.to_epsg()}"
+    plain = gfm("info", str(polygons)).stdout
+    assert f"{polygons}: gfm {first['gfm_version']} output, GeoPackage layer 'classes': " in plain
+    assert "share of the mapped area" in plain
+
+
 def test_info_on_a_damaged_map_is_an_input_error_and_odd_tags_are_left_out(
     predict_tiny, s2_scene, tmp_path
 ):
