@@ -20,6 +20,7 @@ from typing import Any
 
 from gfmcli.contract import ModelContract, contract_hash
 from gfmcli.engine.options import ResolvedOptions
+from gfmcli.errors import SensorError
 from gfmcli.spectral.sensor import sensor_or_none
 
 #: The tag (metadata key) that holds :func:`output_settings`.
@@ -49,13 +50,14 @@ def output_settings(
     ``options`` are this raster's (:meth:`ResolvedOptions.at_gsd` of its ``gsd_m``), so a run
     told ``--window 64`` records what a run that let the model choose 64 px does. ``read_as``
     is the sensor the bands were read as: a rerun that names the sensor a first run found on
-    its own asks for the same map. A sensor is recorded by its registered name, so an alias
-    asks for the same map too.
+    its own asks for the same map. A sensor and ``--bands`` are recorded by their registered
+    names, so an alias or another case asks for the same map too.
     """
     names = PIXEL_OPTIONS + _embed_options(kind, fmt)
     settings: dict[str, Any] = {"command": kind, "model": contract_hash(contract)}
     settings.update({name: getattr(options, name) for name in names})
     settings.update(sensor=_sensor_name(options.sensor), input=input_id(source))
+    settings.update(bands=_band_names(options.bands, read_as))
     settings.update(gsd_m=gsd_m, read_as=read_as)
     return json.loads(json.dumps(settings))
 
@@ -70,6 +72,19 @@ def input_id(source: str) -> str:
     """An input as the same file is named whatever the working folder or links: a local
     file's real path, anything else (GDAL paths, URLs, STAC items) as given."""
     return os.path.realpath(source) if os.path.exists(source) else source
+
+
+def _band_names(bands: tuple[str, ...] | None, read_as: str) -> list[str] | None:
+    """``--bands`` by the names the sensor the file was read as registers (``b8a`` and an alias
+    name the same band as ``B8A``), so that spelling a band another way asks for the same map;
+    as typed where that sensor does not know them."""
+    spec = sensor_or_none(read_as) if bands else None
+    if bands is None or spec is None:
+        return None if bands is None else list(bands)
+    try:
+        return [spec.band(name).name for name in bands]
+    except SensorError:
+        return list(bands)
 
 
 def _sensor_name(sensor: str | None) -> str | None:

@@ -111,3 +111,21 @@ def test_a_record_without_a_sensor_is_compared_not_a_crash(stepped):
     assert "this run landsat8" in changed_settings(
         json.dumps(before), stepped, other, "predict", SOURCE
     )
+
+
+def test_bands_spelt_another_way_ask_for_the_same_map_and_another_order_does_not(stepped):
+    typed = ("B02", "B03", "B04", "B08")
+    tag = recorded(stepped, MapOptions(sensor="sentinel2-l2a", bands=typed), 10.0)
+    lower = for_model(
+        MapOptions(sensor="sentinel2-l2a", bands=("b02", "b03", "b04", "b08")), stepped
+    )
+    assert changed_settings(tag, stepped, lower, "predict", SOURCE) == ""
+    swapped = for_model(
+        MapOptions(sensor="sentinel2-l2a", bands=("B03", "B02", "B04", "B08")), stepped
+    )
+    assert changed_settings(tag, stepped, swapped, "predict", SOURCE) == (
+        "bands B02,B03,B04,B08, this run B03,B02,B04,B08"
+    )
+    # names the sensor does not know are compared as typed (the run itself refuses them)
+    odd = for_model(MapOptions(sensor="sentinel2-l2a", bands=("X1", "B03", "B04", "B08")), stepped)
+    assert "this run X1,B03,B04,B08" in changed_settings(tag, stepped, odd, "predict", SOURCE)
