@@ -137,6 +137,12 @@ def _units(
     return bands, warnings
 
 
+def _pre2022(sensor: str) -> str:
+    """The pre-2022 sensor of the level a Sentinel-2 file was read as (L2A when unsure)."""
+    level = "l1c" if "l1c" in sensor else "l2a"
+    return f"sentinel2-{level}-pre2022"
+
+
 def _offset(src: RasterSource, sensor: str, bands: list[MappedBand], raw: np.ndarray) -> str | None:
     """The offset rule of :func:`check_values`: raises InputError (a default offset) or returns
     a warning (a stated one) when a negative offset puts many visible-band pixels below zero
@@ -151,7 +157,7 @@ def _offset(src: RasterSource, sensor: str, bands: list[MappedBand], raw: np.nda
         threshold = -band.offset / band.scale if band.scale else 0.0
         fix = (
             "it is a file from before 2022 (processing baseline < 04.00) or a harmonized one: "
-            "pass --sensor sentinel2-l2a-pre2022 (or sentinel2-l1c-pre2022), or --offset 0"
+            f"pass --sensor {_pre2022(sensor)}, or --offset 0"
             if sensor.startswith("sentinel2")
             else "pass --offset 0 or the right --sensor"
         )

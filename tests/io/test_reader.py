@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import rasterio
@@ -191,6 +193,10 @@ def test_all_nodata_and_value_checks(tmp_path, make_raster):
             _check(src, _mapping([1, 2], scale=1.0))
         with pytest.raises(InputError, match=r"negative reflectance with offset -0\.5"):
             _check(src, _mapping([1, 2], offset=-0.5))  # DN 1000..4000: 0.1..0.4 - 0.5
+        for read_as, fix in [("sentinel2-l1c", "l1c"), ("sentinel2-l2a", "l2a")]:
+            s2 = dataclasses.replace(_mapping([1, 2], offset=-0.5), sensor=read_as)
+            with pytest.raises(InputError, match=rf"pass --sensor sentinel2-{fix}-pre2022, or"):
+                _check(src, s2)
     refl = make_raster(tmp_path, "refl.tif", count=2, dtype="float32")
     with open_raster(refl) as src:
         checked = _check(src, _mapping([1, 2], offset=-0.1))  # a default: rescaled
