@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,30 @@ class ClassInfo:
     id: int
     name: str
     color: tuple[int, int, int] = (128, 128, 128)
+
+
+def window_steps_problem(window: int, patch_size: int, steps: Sequence[tuple[float, int]]) -> str:
+    """What is wrong with ``window_by_gsd`` steps after a ``window`` for the finest rasters
+    (empty when nothing): GSDs positive, finite and ascending, each window a multiple of the
+    patch size and no smaller than the one before. Shared by the contract's own check and the
+    training script that writes the steps, each adding its own advice."""
+    gsds = [g for g, _ in steps]
+    if not all(math.isfinite(g) and g > 0 for g in gsds) or gsds != sorted(set(gsds)):
+        return f"GSDs {gsds} must be positive, finite and ascending"
+    previous = window
+    for gsd, size in steps:
+        if size <= 0 or size % patch_size:
+            return (
+                f"window {size} (from {gsd:g} m) is not a positive multiple of the patch size "
+                f"{patch_size}"
+            )
+        if size < previous:
+            return (
+                f"window {size} (from {gsd:g} m) is smaller than the window before it "
+                f"({previous}); coarser rasters get larger windows"
+            )
+        previous = size
+    return ""
 
 
 @dataclass(frozen=True)
@@ -113,26 +138,11 @@ class ModelContract:
             return
         if self.window is None:
             raise ModelError("contract window_by_gsd needs a window for the finest rasters")
-        steps = [g for g, _ in self.window_by_gsd]
-        if not all(math.isfinite(g) and g > 0 for g in steps) or steps != sorted(set(steps)):
+        problem = window_steps_problem(self.window, self.patch_size, self.window_by_gsd)
+        if problem:
             raise ModelError(
-                f"contract window_by_gsd GSDs {steps} must be positive, finite and ascending; "
-                "the checkpoint is corrupt or was edited"
+                f"contract window_by_gsd: {problem}; the checkpoint is corrupt or was edited"
             )
-        previous = self.window
-        for gsd, size in self.window_by_gsd:
-            if size <= 0 or size % self.patch_size:
-                raise ModelError(
-                    f"contract window_by_gsd: window {size} (from {gsd:g} m) is not a positive "
-                    f"multiple of the patch size {self.patch_size}; the checkpoint is corrupt or "
-                    "was edited"
-                )
-            if size < previous:
-                raise ModelError(
-                    f"contract window_by_gsd: window {size} (from {gsd:g} m) is smaller than "
-                    f"the window before it ({previous}); coarser rasters get larger windows"
-                )
-            previous = size
 
     @property
     def band_names(self) -> tuple[str, ...]:

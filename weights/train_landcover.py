@@ -36,8 +36,7 @@ import numpy as np
 import rasterio
 import torch
 
-from gfmcli.contract import ModelContract
-from gfmcli.errors import ModelError
+from gfmcli.contract import ModelContract, window_steps_problem
 from gfmcli.model.checkpoint import load_model, save_checkpoint
 from gfmcli.model.tasks import build_model
 from gfmcli.simulate.atmosphere import Atmosphere, add_clouds, add_snow, cloud_field, to_toa
@@ -656,10 +655,10 @@ def main() -> None:
     model, contract = start_model(
         args.init, channel_embedding=args.channel_embedding, head_width=args.head_width
     )
-    try:  # the contract's own checks, before the run rather than after it
-        dataclasses.replace(contract, window=S2_CHIP, window_by_gsd=args.window_by_gsd)
-    except ModelError as exc:
-        parser.error(f"--window-by-gsd: {exc}")
+    # the contract's own rule, before the run rather than after it
+    problem = window_steps_problem(S2_CHIP, contract.patch_size, args.window_by_gsd)
+    if problem:
+        parser.error(f"--window-by-gsd: {problem}")
 
     hold_out = {s for s in args.hold_out.split(",") if s}
     pools = simulated_pools(

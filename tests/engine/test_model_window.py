@@ -203,6 +203,17 @@ def test_window_by_gsd_travels_in_the_contract_and_is_checked(contract) -> None:
             ModelContract.from_dict(data)
 
 
+def test_window_steps_problems_read_without_the_checkpoint_advice() -> None:
+    from gfmcli.contract import window_steps_problem
+
+    assert window_steps_problem(64, 16, ((25.0, 128),)) == ""
+    assert window_steps_problem(64, 16, ((25.0, 100),)) == (
+        "window 100 (from 25 m) is not a positive multiple of the patch size 16"
+    )
+    assert "smaller than the window before it (64)" in window_steps_problem(64, 16, ((25, 32),))
+    assert "ascending" in window_steps_problem(64, 16, ((30.0, 128), (20.0, 256)))
+
+
 def test_predict_maps_a_coarse_raster_in_its_steps_window(
     gfm, models, coarse_model, s2_scene, tmp_path
 ) -> None:
