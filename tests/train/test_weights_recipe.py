@@ -239,11 +239,11 @@ def test_the_weight_average_moves_part_of_the_way_to_the_model(recipe):
 def test_the_anchor_penalty_is_the_squared_distance_from_the_start(recipe):
     model = torch.nn.Linear(2, 1)
     anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
-    assert float(recipe.anchor_penalty(model, anchor)) == 0.0
+    assert recipe.anchor_penalty(model, anchor).detach().item() == 0.0
     with torch.no_grad():
         model.weight.add_(torch.tensor([[1.0, -2.0]]))
         model.bias.add_(3.0)
-    assert float(recipe.anchor_penalty(model, anchor)) == pytest.approx(1 + 4 + 9)
+    assert recipe.anchor_penalty(model, anchor).detach().item() == pytest.approx(1 + 4 + 9)
     recipe.anchor_penalty(model, anchor).backward()
     assert torch.allclose(model.weight.grad, torch.tensor([[2.0, -4.0]]))  # pulls back
 
