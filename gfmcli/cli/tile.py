@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def _load_classes(value: str | None) -> tuple[dict, ...]:
 
 
 @click.command(name="tile")
-@click.argument("rasters", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("rasters", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output",
@@ -109,7 +110,8 @@ def tile(
     overwrite,
     json_lines,
 ) -> None:
-    """Cut RASTERS (one band set) into georeferenced chips with a spatially blocked split.
+    """Cut RASTERS (files, folders, globs, '-' for paths on stdin; one band set) into
+    georeferenced chips with a spatially blocked split.
 
     Reads one chip window at a time; edge chips are padded with nodata, never dropped. Labels
     in another CRS or grid are reprojected (nearest) onto each raster's grid. The chip folder
@@ -141,6 +143,7 @@ def tile(
     )
     names = {c["name"]: c["id"] for c in classes}
     sources = [LabelSource(Path(p), label_column, names, regression=regression) for p in labels]
+    rasters = _raster_files(rasters)  # after every option is checked: usage errors come first
     sizes = _raster_sizes(rasters, options.size, options.stride, chip_starts)
     clock = _RasterClock([candidates for candidates, _ in sizes])
     quiet = bool(ctx.obj and ctx.obj.get("quiet"))
@@ -175,6 +178,24 @@ def tile(
         f"{result.buffer} in split buffers",
         err=True,
     )
+
+
+def _raster_files(arguments: tuple[str, ...]) -> list[Path]:
+    """The rasters RASTERS names, expanded as predict and embed expand their inputs. A chip
+    keeps its source file's path, so STAC items (in-memory stacks of their assets) are refused:
+    tile the asset files, or a VRT of them."""
+    from gfmcli.errors import InputError
+    from gfmcli.io.paths import expand_inputs
+    from gfmcli.io.stac import is_stac_path
+
+    paths = expand_inputs(arguments, sys.stdin if "-" in arguments else None)
+    for path in paths:
+        if is_stac_path(path):
+            raise InputError(
+                f"{path}: gfm tile cuts raster files, not STAC items; tile the item's band "
+                "files, or a VRT of them (gdalbuildvrt -separate)"
+            )
+    return [Path(p) for p in paths]
 
 
 def _raster_sizes(rasters, size, stride, chip_starts) -> list[tuple[int, int]]:

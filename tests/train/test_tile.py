@@ -342,6 +342,35 @@ def test_one_label_file_per_raster(make_raster, tmp_path):
     assert result.exit_code == 3 and "3 label files for 2 rasters" in result.output
 
 
+def test_rasters_from_a_folder_a_glob_and_stdin(make_raster, tmp_path):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    vnir(make_raster, scenes, "a.tif", height=64, width=64)
+    vnir(make_raster, scenes, "b.tif", height=64, width=64, seed=1)
+    args = ("--sensor", "vnir4", "--size", "32")
+    for name, given, stdin in [
+        ("folder", [scenes], None),
+        ("glob", [scenes / "*.tif"], None),
+        ("stdin", ["-"], f"{scenes / 'b.tif'}\n# a comment\n{scenes / 'a.tif'}\n"),
+    ]:
+        out = tmp_path / name
+        result = CliRunner().invoke(
+            cli, ["tile", *map(str, given), "-o", str(out), *args], input=stdin
+        )
+        assert result.exit_code == 0, result.output
+        sources = {Path(chip["source"]).name for chip in meta(out)["chips"]}
+        assert sources == {"a.tif", "b.tif"}, name
+
+
+def test_a_stac_item_is_refused_by_name(make_raster, tmp_path):
+    item = tmp_path / "item.json"
+    item.write_text('{"type": "Feature", "stac_version": "1.0.0", "assets": {}}')
+    result = run(item, "-o", tmp_path / "chips", "--size", "32")
+    assert result.exit_code == 3
+    assert "item.json: gfm tile cuts raster files, not STAC items" in result.output
+    assert not (tmp_path / "chips").exists()
+
+
 def test_one_label_file_for_all_rasters(make_raster, tmp_path):
     a = vnir(make_raster, tmp_path, "a.tif", height=64, width=64)
     b = vnir(make_raster, tmp_path, "b.tif", height=64, width=64, seed=1)
