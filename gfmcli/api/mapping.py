@@ -84,6 +84,7 @@ class RunSummary:
     ``results`` are in input order (every rank's under torchrun); ``plans`` is filled instead
     by a dry run; ``problems`` are the ``(argument, message)`` pairs of inputs that gave no
     raster (a missing file, an empty folder) when ``keep_going`` went past them.
+    ``keep_going`` is the run's: it decides a dry run's exit code.
     """
 
     kind: str
@@ -92,6 +93,7 @@ class RunSummary:
     problems: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
     is_main: bool = True
+    keep_going: bool = False
 
     @property
     def written(self) -> int:
@@ -110,12 +112,18 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when every input was written, skipped or planned; 1 when some failed
-        (``keep_going`` went on, or a dry run found bad inputs). Rank 0 carries the code of a
-        torchrun run (torchrun watches it); the other ranks exit 0."""
-        if not self.is_main:
+        """0 when every input was written, skipped or planned; 1 when ``keep_going`` went past
+        failed inputs. A dry run plans every input, and without ``keep_going`` exits with the
+        first bad input's own code (3 for an unreadable raster), as the run itself would stop
+        with it. Rank 0 carries the code of a torchrun run (torchrun watches it); the other
+        ranks exit 0."""
+        if not self.is_main or not self.failed:
             return 0
-        return EXIT_PARTIAL_FAILURE if self.failed else 0
+        if not self.keep_going:
+            for plan in self.plans:
+                if isinstance(plan, FileResult) and plan.status == "failed" and plan.exit_code:
+                    return plan.exit_code
+        return EXIT_PARTIAL_FAILURE
 
 
 def map_rasters(
@@ -202,7 +210,7 @@ def _map(
         net, contract = model if isinstance(model, tuple) else load_model(model)
         options = for_model(options, contract, kind)  # the model's windows (per GSD: at_gsd)
         check_run_options(options, contract, kind)
-        summary = RunSummary(kind, problems=tuple(problems))
+        summary = RunSummary(kind, problems=tuple(problems), keep_going=keep_going)
         if dry_run:
             plans = plan_jobs(jobs, contract, options, kind=kind, overwrite=overwrite)
             return _finished(summary, started, plans=tuple(plans))

@@ -206,6 +206,7 @@ def _print_plans(kind: str, plans: Sequence[Any], json_lines: bool) -> None:
     from gfmcli.engine.options import FilePlan
 
     for plan in plans:
+        failed = not isinstance(plan, FilePlan) and plan.status == "failed"
         if json_lines:
             echo_json(plan_record(kind, plan))
         elif isinstance(plan, FilePlan):
@@ -218,7 +219,7 @@ def _print_plans(kind: str, plans: Sequence[Any], json_lines: bool) -> None:
             )
             for warning in plan.warnings:
                 click.echo(f"  warning: {warning}")
-        elif plan.status == "skipped":
+        elif not failed:
             click.echo(f"{plan.input} -> {plan.outputs[0]}  skip: {plan.message}")
-        else:
-            click.echo(f"{plan.input} -> (error) {plan.message}")
+        if failed:  # on stderr, as the run prints it: stdout holds the plans only
+            click.echo(f"gfm: error: {plan.message}", err=True)

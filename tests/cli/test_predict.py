@@ -476,9 +476,19 @@ def test_a_model_failure_is_one_line_and_keep_going_goes_on(
 def test_dry_run_exit_code_says_whether_inputs_would_fail(predict_tiny, s2_scene, tmp_path):
     bad = tmp_path / "bad.tif"
     bad.write_text("not a raster")
-    result = predict_tiny(s2_scene(), bad, "-o", tmp_path / "maps", "--dry-run", "--keep-going")
-    assert result.exit_code == 1
-    assert "(error)" in result.output and "bad.tif" in result.output
+    good = s2_scene()
+    # Every input is planned; the bad one's error goes to stderr as the run prints it, and the
+    # exit code is the run's: 3 (the input error) without --keep-going, 1 with it.
+    for extra, code in [((), 3), (("--keep-going",), 1)]:
+        result = predict_tiny(bad, good, "-o", tmp_path / "maps", "--dry-run", *extra)
+        assert result.exit_code == code
+        assert "gfm: error: " in result.stderr and "bad.tif" in result.stderr
+        assert "bad.tif" not in result.stdout and f"{good} -> " in result.stdout
+    result = predict_tiny(bad, good, "-o", tmp_path / "maps", "--dry-run", "--json")
+    assert result.exit_code == 3 and "gfm: error: " in result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in records] == ["failed", "planned"]
+    assert records[0]["exit_code"] == 3
 
 
 def test_dry_run_of_an_empty_sample_warns_and_the_run_scans(predict_tiny, make_raster, tmp_path):
