@@ -3,6 +3,9 @@
 #   SENSOR=sentinel2-l2a bash examples/gdal-pipeline.sh SCENE.tif... OUT_DIR
 # Needs the GDAL command-line tools (gdalbuildvrt, gdal_translate, ogr2ogr) on PATH.
 # gdalbuildvrt does not carry band descriptions into the VRT, so gfm is told the sensor.
+# A rerun with the same scenes skips the maps (the rebuilt VRT is the same text); with other
+# scenes mosaic.vrt is a changed input and gfm will neither keep nor replace the old maps
+# (exit 5): use another OUT_DIR.
 set -euo pipefail
 if [ "$#" -lt 2 ]; then echo "usage: $0 SCENE.tif... OUT_DIR" >&2; exit 2; fi
 out="${!#}"

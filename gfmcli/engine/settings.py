@@ -4,7 +4,8 @@ A rerun skips every complete output (resume). Without a record of how an output 
 rerun with another model, ``--sensor`` or ``--window`` would skip the old maps and report
 success, and the user would go on with maps of settings they no longer asked for. Every output
 gfm writes therefore carries ``GFM_SETTINGS`` (a GeoTIFF tag, a GeoPackage's dataset metadata,
-a GeoParquet key-value entry): its input, the model's contract hash and the options that
+a GeoParquet key-value entry): its input (and what identifies a local input file's
+content: :func:`input_file`), the model's contract hash and the options that
 change what it holds. Resume compares them with the rerun's and refuses, naming
 what changed, where they differ (``gfmcli.engine.jobs``).
 
@@ -14,8 +15,11 @@ compactly an output is written, not what it says.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
+from datetime import datetime, timezone
 from typing import Any
 
 from gfmcli.contract import ModelContract, contract_hash
@@ -57,6 +61,7 @@ def output_settings(
     settings: dict[str, Any] = {"command": kind, "model": contract_hash(contract)}
     settings.update({name: getattr(options, name) for name in names})
     settings.update(sensor=_sensor_name(options.sensor), input=input_id(source))
+    settings.update(input_file=input_file(source))
     settings.update(bands=_band_names(options.bands, read_as))
     settings.update(gsd_m=gsd_m, read_as=read_as)
     return json.loads(json.dumps(settings))
@@ -72,6 +77,31 @@ def input_id(source: str) -> str:
     """An input as the same file is named whatever the working folder or links: a local
     file's real path, anything else (GDAL paths, URLs, STAC items) as given."""
     return os.path.realpath(source) if os.path.exists(source) else source
+
+
+#: Input files up to this size are identified by their content, larger ones by size and
+#: modification time: a VRT or STAC item rebuilt with the same content is the same input.
+CONTENT_ID_MAX_BYTES = 1 << 20
+
+
+def input_file(source: str) -> dict[str, Any] | None:
+    """What identifies a local input file's content: a file replaced at the same path (a new
+    scene of the same name, a mosaic.vrt built from other scenes) no longer matches the map
+    made from the old one. Small files (VRTs, STAC items) by their SHA-256, so rebuilding one
+    as it was is no change; rasters by size and modification time, as make and rsync judge
+    files. None for GDAL paths and URLs, which gfm cannot stat. A VRT is judged by its own
+    text, not by the rasters it names."""
+    try:
+        info = os.stat(source)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if info.st_size <= CONTENT_ID_MAX_BYTES:
+            with open(source, "rb") as file:
+                digest = hashlib.sha256(file.read()).hexdigest()
+            return {"bytes": info.st_size, "sha256": digest}
+    except (OSError, ValueError):
+        return None
+    return {"bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
 
 
 def _band_names(bands: tuple[str, ...] | None, read_as: str) -> list[str] | None:
@@ -128,10 +158,28 @@ def changed_settings(
 
     changes = [
         f"{name} {was(name)}, this run {_shown(now.get(name))}"
-        for name in sorted(set(before) | set(now))
+        for name in sorted((set(before) | set(now)) - {"input_file"})
         if before.get(name) != now.get(name)
     ]
+    # Records made before gfm noted the input file say nothing about it: not a change.
+    if "input_file" in before and before["input_file"] != now["input_file"]:
+        changes.append(
+            f"the input file changed since: it was {_file_shown(before['input_file'])}, "
+            f"it is {_file_shown(now['input_file'])}"
+        )
     return "; ".join(changes)
+
+
+def _file_shown(record: Any) -> str:
+    if not isinstance(record, dict) or "bytes" not in record:
+        return "unknown" if record is None else "unreadable"
+    if "sha256" in record:
+        return f"{record['bytes']:,} bytes of SHA-256 {str(record['sha256'])[:12]}"
+    try:
+        when = datetime.fromtimestamp(record["mtime_ns"] / 1e9, tz=timezone.utc)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return "unreadable"
+    return f"{record['bytes']:,} bytes modified {when:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _shown(value: Any) -> str:

@@ -205,6 +205,31 @@ def test_a_rerun_with_other_settings_never_passes_off_or_replaces_the_old_maps(
         assert ds.tags()["GFM_WINDOW"] == "48"
 
 
+def test_a_rerun_after_the_input_was_replaced_never_passes_off_the_old_map(
+    tmp_path, tiny_checkpoint, scene
+):
+    a = scene(tmp_path, "a.tif")
+    out = tmp_path / "maps"
+    model = ("-m", tiny_checkpoint, *WINDOW)
+    assert gfm("-q", "predict", a, "-o", out, *model).returncode == 0
+    made = snapshot(out)
+    again = gfm("predict", a, "-o", out, *model)
+    assert again.returncode == 0 and "skipped" in again.stderr, again.stderr
+    # another scene copied over a.tif, as a pipeline rebuilding its mosaic.vrt does
+    (tmp_path / "new").mkdir()
+    other = scene(tmp_path / "new", "a.tif", seed=3, size=80)
+    a.write_bytes(other.read_bytes())
+    proc = gfm("predict", a, "-o", out, *model)
+    assert_fails(proc, 5, "a.tif: exists, made by gfm with other settings", "--overwrite")
+    assert "the input file changed since: it was " in proc.stderr
+    assert snapshot(out) == made
+    redo = gfm("-q", "predict", a, "-o", out, "--overwrite", *model)
+    assert redo.returncode == 0, redo.stderr
+    with rasterio.open(out / "a.tif") as ds:
+        assert ds.height == 80
+    assert gfm("predict", a, "-o", out, *model).returncode == 0  # and resumes again
+
+
 def test_every_output_path_is_printed_when_final_skipped_ones_too(tmp_path, tiny_checkpoint, scene):
     a, b = scene(tmp_path, "a.tif"), scene(tmp_path, "b.tif", seed=1)
     out = tmp_path / "maps"

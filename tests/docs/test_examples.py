@@ -141,17 +141,15 @@ def test_one_liners_run(tmp_path):
 
 @pytest.mark.skipif(shutil.which("gdalbuildvrt") is None, reason="GDAL command-line tools absent")
 def test_gdal_pipeline_runs(tmp_path):  # pragma: no cover - needs gdal-bin
-    proc = subprocess.run(
-        [
-            "bash",
-            str(EXAMPLES / "gdal-pipeline.sh"),
-            str(EXAMPLES / "data" / "s2-l2a-example.tif"),
-            str(tmp_path / "out"),
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    def pipeline() -> subprocess.CompletedProcess:
+        command = ["bash", str(EXAMPLES / "gdal-pipeline.sh")]
+        command += [str(EXAMPLES / "data" / "s2-l2a-example.tif"), str(tmp_path / "out")]
+        return subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=900)
+
+    proc = pipeline()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "out" / "water.geojson").exists()
+    # a rerun rebuilds mosaic.vrt as it was: the same input, so both maps are skipped
+    again = pipeline()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("(skipped") == 2, again.stderr[-3000:]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 
+from gfmcli.engine import settings
 from gfmcli.engine.options import MapOptions, for_model
 from gfmcli.engine.settings import changed_settings, output_settings
 from gfmcli.model.checkpoint import load_checkpoint
@@ -129,3 +131,34 @@ def test_bands_spelt_another_way_ask_for_the_same_map_and_another_order_does_not
     # names the sensor does not know are compared as typed (the run itself refuses them)
     odd = for_model(MapOptions(sensor="sentinel2-l2a", bands=("X1", "B03", "B04", "B08")), stepped)
     assert "this run X1,B03,B04,B08" in changed_settings(tag, stepped, odd, "predict", SOURCE)
+
+
+def test_a_replaced_input_file_is_a_change_and_an_older_record_without_it_is_not(
+    stepped, tmp_path, monkeypatch
+):
+    source = tmp_path / "mosaic.vrt"
+    source.write_bytes(b"first scene")
+    options = for_model(MapOptions(), stepped)
+    resolved = options.at_gsd(10.0)
+
+    def tag() -> str:
+        made = output_settings(stepped, resolved, "predict", str(source), 10.0, "sentinel2-l2a")
+        return json.dumps(made)
+
+    def changed(recorded: str) -> str:
+        return changed_settings(recorded, stepped, options, "predict", str(source))
+
+    small = tag()  # a small file (a VRT, a STAC item) is known by its content
+    assert json.loads(small)["input_file"]["bytes"] == len(b"first scene")
+    source.write_bytes(b"first scene")  # rebuilt as it was: the same input
+    assert changed(small) == ""
+    source.write_bytes(b"another, longer scene")
+    assert changed(small).startswith("the input file changed since: it was 11 bytes of SHA-256 ")
+    assert "it is 21 bytes of SHA-256 " in changed(small)
+    older = {k: v for k, v in json.loads(small).items() if k != "input_file"}
+    assert changed(json.dumps(older)) == ""
+    monkeypatch.setattr(settings, "CONTENT_ID_MAX_BYTES", 4)  # a raster: size and mtime
+    large = tag()
+    assert changed(large) == ""
+    os.utime(source, ns=(0, 10**18))
+    assert "it is 21 bytes modified 2001-09-09 01:46:40 UTC" in changed(large)
