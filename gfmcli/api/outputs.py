@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gfmcli.errors import InputError
+from gfmcli.io.vector_reads import reading_vectors
 
 VECTOR_SUFFIXES = (".gpkg", ".parquet")
 
@@ -57,7 +58,8 @@ def vector_tags(path: str | Path) -> dict[str, str]:
             return {k.decode(): v.decode() for k, v in footer.items() if k.startswith(b"GFM_")}
         import pyogrio
 
-        metadata = pyogrio.read_info(path).get("dataset_metadata") or {}
+        with reading_vectors():
+            metadata = pyogrio.read_info(path).get("dataset_metadata") or {}
         return {k: v for k, v in metadata.items() if k.startswith("GFM_")}
     except Exception:  # pyogrio's DataSourceError, ArrowInvalid, OSError, UnicodeDecodeError
         return {}
@@ -109,16 +111,17 @@ def _geopackage_table(
     from gfmcli.io.vector import LAYER
 
     try:
-        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
-        layer = LAYER if LAYER in layers else layers[0]
-        meta = pyogrio.read_info(path, layer=layer)
-        shares: dict[str, float] = {}
-        if layer == LAYER and classes:
-            sql = f'SELECT class_id, SUM(area_m2) AS area FROM "{LAYER}" GROUP BY class_id'
-            *_, (ids, areas) = pyogrio.raw.read(path, sql=sql, read_geometry=False)
-            total = float(sum(areas)) or 1.0
-            by_id = {int(i): float(a) / total for i, a in zip(ids, areas, strict=True)}
-            shares = {c["name"]: by_id.get(c["id"], 0.0) for c in classes}
+        with reading_vectors():
+            layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+            layer = LAYER if LAYER in layers else layers[0]
+            meta = pyogrio.read_info(path, layer=layer)
+            shares: dict[str, float] = {}
+            if layer == LAYER and classes:
+                sql = f'SELECT class_id, SUM(area_m2) AS area FROM "{LAYER}" GROUP BY class_id'
+                *_, (ids, areas) = pyogrio.raw.read(path, sql=sql, read_geometry=False)
+                total = float(sum(areas)) or 1.0
+                by_id = {int(i): float(a) / total for i, a in zip(ids, areas, strict=True)}
+                shares = {c["name"]: by_id.get(c["id"], 0.0) for c in classes}
     except Exception as exc:  # pyogrio's DataSourceError and OSError alike
         raise InputError(f"{path}: the GeoPackage does not read ({exc})") from None
     return layer, int(meta["features"]), str(meta["geometry_type"]), meta["crs"] or "", shares

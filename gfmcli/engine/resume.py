@@ -23,6 +23,7 @@ from gfmcli.engine.settings import SETTINGS_TAG, changed_settings
 from gfmcli.engine.sinks import EMBEDDING_LAYER
 from gfmcli.errors import OutputError
 from gfmcli.io.paths import should_skip_existing
+from gfmcli.io.vector_reads import reading_vectors
 from gfmcli.io.writer import GDAL_ERRORS
 
 # What a file at an output path is (Existing.state).
@@ -134,11 +135,12 @@ def _geopackage(path: Path) -> Existing:
     from gfmcli.io.vector import LAYER as VECTOR_LAYER
 
     try:
-        layers = {str(name) for name, _ in pyogrio.list_layers(path)}
-        ours = sorted(layers & {VECTOR_LAYER, EMBEDDING_LAYER})
-        if not ours:
-            return Existing(FOREIGN, f"has no {VECTOR_LAYER!r} or {EMBEDDING_LAYER!r} layer")
-        metadata = pyogrio.read_info(path, layer=ours[0]).get("dataset_metadata") or {}
+        with reading_vectors():
+            layers = {str(name) for name, _ in pyogrio.list_layers(path)}
+            ours = sorted(layers & {VECTOR_LAYER, EMBEDDING_LAYER})
+            if not ours:
+                return Existing(FOREIGN, f"has no {VECTOR_LAYER!r} or {EMBEDDING_LAYER!r} layer")
+            metadata = pyogrio.read_info(path, layer=ours[0]).get("dataset_metadata") or {}
     except Exception:  # pyogrio raises its own DataSourceError and OSError alike
         return Existing(FOREIGN, "GDAL cannot read it as a GeoPackage")
     return Existing(COMPLETE, settings=metadata.get(SETTINGS_TAG))

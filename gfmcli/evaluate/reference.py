@@ -21,6 +21,7 @@ from rasterio.windows import Window
 
 from gfmcli.errors import InputError
 from gfmcli.evaluate.classes import RefKey
+from gfmcli.io.vector_reads import reading_vectors
 
 #: ``reference_nodata`` value meaning "use the reference raster's own nodata".
 FILE_NODATA = "file"
@@ -284,7 +285,8 @@ def _read_vector(reference: str, layer: str | None, field_name: str | None) -> t
     if not Path(reference).exists():
         raise InputError(f"{reference}: reference file not found")
     try:
-        layers = [str(name) for name in pyogrio.list_layers(reference)[:, 0]]
+        with reading_vectors():
+            layers = [str(name) for name in pyogrio.list_layers(reference)[:, 0]]
     except Exception as exc:
         raise InputError(f"{reference}: cannot read the reference ({exc})") from exc
     if layer is None:
@@ -299,7 +301,8 @@ def _read_vector(reference: str, layer: str | None, field_name: str | None) -> t
             f"{reference}: no layer {layer!r}; its layers are {', '.join(layers) or 'none'}"
         )
     try:
-        frame = gpd.read_file(reference, layer=layer, engine="pyogrio")
+        with reading_vectors():
+            frame = gpd.read_file(reference, layer=layer, engine="pyogrio")
     except Exception as exc:
         raise InputError(f"{reference}: cannot read layer {layer!r} ({exc})") from exc
     fields = [c for c in frame.columns if c != frame.geometry.name]

@@ -27,6 +27,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from gfmcli.errors import InputError
+from gfmcli.io.vector_reads import reading_vectors
 
 IGNORE_INDEX = 255
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".parquet")
@@ -69,7 +70,8 @@ class LabelSource:
         import geopandas as gpd
 
         try:
-            frame = gpd.read_file(self.path)
+            with reading_vectors():
+                frame = gpd.read_file(self.path, engine="pyogrio")
         except Exception as exc:
             raise InputError(f"{self.path}: cannot read labels ({exc})") from exc
         if self.column not in frame.columns:
