@@ -18,11 +18,12 @@ from rasterio.windows import Window
 
 from gfmcli.contract import ModelContract
 from gfmcli.engine.options import ResolvedOptions
-from gfmcli.engine.runner import missing_outputs_sidecars, output_paths
+from gfmcli.engine.runner import missing_outputs_sidecars, output_paths, sidecar_kinds
 from gfmcli.engine.settings import SETTINGS_TAG, changed_settings
 from gfmcli.engine.sinks import EMBEDDING_LAYER
 from gfmcli.errors import OutputError
 from gfmcli.io.paths import should_skip_existing
+from gfmcli.io.sidecars import sidecar_paths
 from gfmcli.io.vector_reads import reading_vectors
 from gfmcli.io.writer import GDAL_ERRORS
 
@@ -69,6 +70,7 @@ def is_complete(
                 f"{path}: exists but {existing.why}, so it is not an output of gfm and gfm "
                 "will not replace it; move it away, choose another -o, or pass --overwrite"
             )
+    _check_sidecars(output, fmt, options, kind, contract, dict(zip(paths, found, strict=True)))
     if any(existing.state != COMPLETE for existing in found):
         return False
     for path, existing in zip(paths, found, strict=True):
@@ -79,6 +81,28 @@ def is_complete(
                 "--overwrite to replace it, or choose another -o"
             )
     return not missing_outputs_sidecars(output, fmt, options, kind, contract.task)
+
+
+def _check_sidecars(
+    output: Path,
+    fmt: str,
+    options: ResolvedOptions,
+    kind: str,
+    contract: ModelContract,
+    found: dict[Path, Existing],
+) -> None:
+    """A ``.qml`` or ``.aux.xml`` at a sidecar path of a map that is not there is not gfm's:
+    gfm renames a map into place before its sidecars, so its own never outlive the map. Writing
+    the map would replace a user's QGIS style or PAM file: OutputError naming it."""
+    for raster, what in sidecar_kinds(output, fmt, options, kind, contract.task).items():
+        if found[raster].state != MISSING:
+            continue
+        for sidecar in sidecar_paths(raster, what):
+            if sidecar.exists() or sidecar.is_symlink():
+                raise OutputError(
+                    f"{sidecar}: exists beside no map, so gfm did not make it and will not "
+                    "replace it; move it away, choose another -o, or pass --overwrite"
+                )
 
 
 def existing_output(path: Path) -> Existing:

@@ -181,6 +181,25 @@ def test_resume_redoes_incomplete_outputs_and_never_replaces_foreign_files(
     assert leftovers(out) == []
 
 
+def test_a_users_style_or_pam_file_where_a_new_map_would_put_its_sidecars_is_kept(
+    tmp_path, tiny_checkpoint, scene
+):
+    a = scene(tmp_path, "a.tif")
+    out = tmp_path / "side"
+    out.mkdir()
+    style, pam = out / "a.qml", out / "a.tif.aux.xml"
+    for sidecar in (style, pam):
+        sidecar.write_text("<mine/>")
+        proc = gfm("predict", a, "-o", out, "-m", tiny_checkpoint, *WINDOW)
+        assert_fails(proc, 5, f"{sidecar}: exists beside no map, so gfm did not make it")
+        assert sidecar.read_text() == "<mine/>" and not (out / "a.tif").exists()
+        sidecar.unlink()
+    style.write_text("<mine/>")
+    redo = gfm("-q", "predict", a, "-o", out, "-m", tiny_checkpoint, "--overwrite", *WINDOW)
+    assert redo.returncode == 0, redo.stderr
+    assert "<mine/>" not in style.read_text() and is_class_map(out / "a.tif")
+
+
 def test_a_rerun_with_other_settings_never_passes_off_or_replaces_the_old_maps(
     tmp_path, tiny_checkpoint, scene
 ):
