@@ -262,6 +262,7 @@ def _run_job(
             on_plan=lambda total: progress.file_started(job, total),
             on_windows=progress.windows_done,
             extra_tags=job.tags,
+            source=job.label,
         )
         return dataclasses.replace(result, input=job.label)
 
@@ -329,7 +330,7 @@ def _complete(
 ) -> bool:
     """:func:`~gfmcli.engine.resume.is_complete` for ``job``, with its own sensor."""
     mine = job.options_for(options)
-    return is_complete(job.output, job.fmt, job.input, mine, kind, overwrite, contract)
+    return is_complete(job.output, job.fmt, job.label, mine, kind, overwrite, contract)
 
 
 def _skipped(job: Job, options: MapOptions, kind: str) -> FileResult:

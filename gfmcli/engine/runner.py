@@ -365,10 +365,13 @@ def map_file(
     on_windows: ProgressFn | None = None,
     on_plan: Callable[[int], None] | None = None,
     extra_tags: Mapping[str, str] | None = None,
+    source: str | None = None,
 ) -> FileResult:
     """Map (or embed) one raster into ``output``; returns what was done.
 
-    ``extra_tags`` are more provenance tags (a STAC item's links), added last.
+    ``extra_tags`` are more provenance tags (a STAC item's links), added last. ``source`` is
+    the input as the user named it when ``path`` is only GDAL's (a STAC item's in-memory VRT,
+    named anew by every run): the output's ``GFM_SETTINGS`` record it, so a rerun resumes.
 
     Raises GfmError subclasses for bad inputs or outputs; on any exception no output file is
     left behind. ``on_plan(total_windows)`` and ``on_windows(n)`` report progress.
@@ -394,7 +397,7 @@ def map_file(
                 "GFM_OVERLAP": str(options.overlap),
                 "GFM_BLEND": "raised-cosine",
                 SETTINGS_TAG: output_settings(
-                    contract, options, kind, path, mapping.gsd_m, mapping.sensor, fmt=fmt
+                    contract, options, kind, source or path, mapping.gsd_m, mapping.sensor, fmt=fmt
                 ),
                 **(extra_tags or {}),
             },

@@ -75,8 +75,14 @@ def _embed_options(kind: str, fmt: str) -> tuple[str, ...]:
 
 def input_id(source: str) -> str:
     """An input as the same file is named whatever the working folder or links: a local
-    file's real path, anything else (GDAL paths, URLs, STAC items) as given."""
-    return os.path.realpath(source) if os.path.exists(source) else source
+    file's real path (also for ``items.json#ID``, one item of a local collection), anything
+    else (GDAL paths, URLs) as given."""
+    if os.path.exists(source):
+        return os.path.realpath(source)
+    path, mark, item = source.rpartition("#")
+    if mark and os.path.exists(path):
+        return os.path.realpath(path) + mark + item
+    return source
 
 
 #: Input files up to this size are identified by their content, larger ones by size and

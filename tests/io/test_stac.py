@@ -146,6 +146,15 @@ def test_item_maps_like_the_stacked_geotiff(predict_tiny, tmp_path, style):
     assert tags["GFM_INPUT"] == str(item) and tags["GFM_BANDS"] == "B02,B03,B04,B08"
     assert tags["GFM_STAC_ITEM"] == str(item), "no self link: the item's own location"
     assert {p.name: p.read_bytes() for p in (tmp_path / "item").iterdir()} == before
+    # each run stacks the item in a VRT of its own: a rerun still resumes, by the item
+    again = predict_tiny(str(item), "-o", str(out), quiet=False)
+    assert again.exit_code == 0, again.output
+    assert "0 written, 1 skipped" in again.stderr
+    settings = json.loads(tags["GFM_SETTINGS"])
+    assert settings["input"] == str(item.resolve()) and settings["input_file"]["sha256"]
+    item.write_text(item.read_text() + "\n")  # the item was edited
+    edited = predict_tiny(str(item), "-o", str(out))
+    assert edited.exit_code == 5 and "the input file changed since" in edited.stderr
 
 
 def test_item_collection_folder_of_items_and_self_link(predict_tiny, tmp_path):
