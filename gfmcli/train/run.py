@@ -34,6 +34,16 @@ VAL_METRICS = "val_metrics.json"
 RUN_FILES = (CHECKPOINT, BEST, METRICS, VAL_METRICS)
 
 
+def is_scores_file(path: Path) -> bool:
+    """True for a JSON file ``gfm finetune --evaluate`` wrote (an object naming its split and
+    checkpoint): the only kind of file at a ``--metrics`` path it replaces."""
+    try:
+        scores = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(scores, dict) and {"split", "checkpoint", "chips"} <= scores.keys()
+
+
 def earlier_run_files(out: Path) -> list[str]:
     """The names of ``RUN_FILES`` present in ``out``."""
     return [name for name in RUN_FILES if (out / name).exists()]
@@ -63,6 +73,10 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool, resumable: bool
     if found and overwrite and not resume:
         for name in (BEST, METRICS, VAL_METRICS):
             (out / name).unlink(missing_ok=True)
+        # the earlier run's test scores (--evaluate) describe a checkpoint that is gone
+        for scores in out.glob("*_metrics.json"):
+            if is_scores_file(scores):
+                scores.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -13,12 +13,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from gfmcli.errors import BandContractError, InputError
+from gfmcli.errors import BandContractError, InputError, OutputError
 from gfmcli.runtime import distributed as D
 from gfmcli.train.config import FinetuneConfig
 from gfmcli.train.datasets import ChipDataset, GroupedBatchSampler, collate, open_chip_folder
 from gfmcli.train.metrics import score_batches
-from gfmcli.train.run import BEST, json_safe, model_inputs
+from gfmcli.train.run import BEST, is_scores_file, json_safe, model_inputs
 from gfmcli.train.task_model import check_labels
 
 
@@ -28,11 +28,18 @@ def evaluate(
     split: str | None = None,
     output: Path | None = None,
 ) -> dict[str, Any]:
-    """Score ``checkpoint`` (default ``output.dir/best.pt``) on the test split; write JSON."""
+    """Score ``checkpoint`` (default ``output.dir/best.pt``) on the test split; write JSON.
+
+    ``output`` (default ``output.dir/<split>_metrics.json``) is checked before any work: it
+    may not be the checkpoint or lie in a chip folder it reads, and a file already there is
+    replaced only if it is an earlier score of gfm's (:func:`~gfmcli.train.run.is_scores_file`).
+    """
     from gfmcli.model.checkpoint import load_checkpoint
 
     checkpoint = Path(checkpoint or Path(cfg.output.dir) / BEST)
     split = split or cfg.data.test_split
+    output = Path(output or Path(cfg.output.dir) / f"{split}_metrics.json")
+    _check_scores_path(output, checkpoint, [Path(p) for p in cfg.data.chips])
     model, contract = load_checkpoint(checkpoint)
     folders = [open_chip_folder(p) for p in cfg.data.chips]
     check_labels(cfg, folders)
@@ -56,7 +63,30 @@ def evaluate(
     with torch.no_grad():
         computed = score_batches(contract.task, names, loader, forward)
     scores = {"split": split, "checkpoint": str(checkpoint), "chips": len(dataset), **computed}
-    output = Path(output or Path(cfg.output.dir) / f"{split}_metrics.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(json_safe(scores), indent=1) + "\n")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staged = output.with_name(f".{output.name}.partial")
+        staged.write_text(json.dumps(json_safe(scores), indent=1) + "\n")
+        staged.replace(output)
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write the scores ({exc})") from exc
     return scores
+
+
+def _check_scores_path(output: Path, checkpoint: Path, chip_folders: list[Path]) -> None:
+    target = output.resolve()
+    if target == checkpoint.resolve():
+        raise OutputError(f"{output}: is the checkpoint being scored; choose another --metrics")
+    for folder in chip_folders:
+        if target.is_relative_to(folder.resolve()):
+            raise OutputError(
+                f"{output}: lies in the chip folder {folder}, which --evaluate reads; choose "
+                "another --metrics"
+            )
+    if output.is_dir():
+        raise OutputError(f"{output}: is a folder; --metrics names a JSON file")
+    if output.exists() and not is_scores_file(output):
+        raise OutputError(
+            f"{output}: exists and is not a score file of gfm finetune --evaluate, so gfm "
+            "will not replace it; move it away or choose another --metrics"
+        )

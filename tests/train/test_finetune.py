@@ -118,6 +118,27 @@ def test_segmentation_learns_and_best_is_chosen_on_validation(
     scores = json.loads((tmp_path / "out" / "test_metrics.json").read_text())
     assert scores["split"] == "test" and len(scores["confusion_matrix"]) == 3
     assert 0 <= scores["miou"] <= 1
+    assert run("-c", config, "--evaluate").exit_code == 0  # its own earlier score is replaced
+
+    # --metrics never replaces what --evaluate reads, nor a file it did not write
+    best = tmp_path / "out" / "best.pt"
+    notes = tmp_path / "notes.json"
+    notes.write_text("my notes")
+    kept = {best: best.read_bytes(), chips / "chips.json": (chips / "chips.json").read_bytes()}
+    for target, why in [
+        (best, "is the checkpoint being scored"),
+        (chips / "chips.json", "lies in the chip folder"),
+        (notes, "exists and is not a score file of gfm finetune --evaluate"),
+    ]:
+        result = run("-c", config, "--evaluate", "--metrics", target)
+        assert result.exit_code == 5 and why in result.output, result.output
+    assert notes.read_text() == "my notes"
+    assert all(path.read_bytes() == data for path, data in kept.items())
+
+    # starting over removes the earlier run's test scores with its checkpoint
+    again = run("-c", config, "--set", "output.overwrite=true", "--set", "train.epochs=1")
+    assert again.exit_code == 0, again.output
+    assert not (tmp_path / "out" / "test_metrics.json").exists()
 
 
 def test_finetune_from_pretrained_linear_probe_classification(
