@@ -6,6 +6,7 @@
 #
 # Everything is written under demo/ in the repository root (where the TOML files in examples/
 # point), or under DEMO_DIR (paths are then passed as overrides); rerunning replaces it.
+# A DEMO_DIR that holds anything but an earlier demo is refused, never emptied.
 # Needs the `simulate` extra (earthlib).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -16,8 +17,14 @@ steps="${DEMO_STEPS:-60}"
 epochs="${DEMO_EPOCHS:-6}"
 gfm="${GFM:-gfm}"
 
+marker="$demo/.gfm-demo"
+if [ -d "$demo" ] && [ -n "$(ls -A "$demo")" ] && [ ! -f "$marker" ]; then
+  echo "$demo: holds files this demo did not make; choose another DEMO_DIR" >&2
+  exit 5
+fi
 rm -rf "$demo"
 mkdir -p "$demo/scenes"
+touch "$marker"
 
 echo "== simulate $scenes scenes (Sentinel-2 L2A + Sentinel-1) and one held-out scene"
 for seed in $(seq 1 "$scenes"); do

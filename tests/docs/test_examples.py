@@ -47,6 +47,21 @@ def test_train_demo_runs_end_to_end_shortened(tmp_path):
     assert (demo / "runs" / "pretrain" / "config.toml").exists()
 
 
+def test_train_demo_never_empties_a_folder_it_did_not_make(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "thesis.txt").write_text("important")
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / "train-demo.sh")],
+        env=_env(DEMO_DIR=str(work), GFM=_gfm()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 5 and "holds files this demo did not make" in proc.stderr
+    assert [p.name for p in work.iterdir()] == ["thesis.txt"]
+
+
 def test_cron_script_is_idempotent_and_locked(tiny_checkpoint_factory, tmp_path):
     inbox, out = tmp_path / "inbox", tmp_path / "maps"
     inbox.mkdir()
