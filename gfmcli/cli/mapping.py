@@ -186,7 +186,7 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
     finally:
         bars.close()
     if request.dry_run:
-        _print_plans(request.kind, summary.plans, request.json_lines)
+        _print_plans(request.kind, summary.plans, request.json_lines, quiet)
     elif summary.is_main:  # rank 0 reports for everyone
         reporter.close(summary.results, len(summary.problems), summary.seconds)
     if summary.exit_code:
@@ -202,7 +202,7 @@ def _command_line(ctx: click.Context) -> list[str]:
     return [*ctx.command_path.split(), *options]
 
 
-def _print_plans(kind: str, plans: Sequence[Any], json_lines: bool) -> None:
+def _print_plans(kind: str, plans: Sequence[Any], json_lines: bool, quiet: bool) -> None:
     from gfmcli.engine.options import FilePlan
 
     for plan in plans:
@@ -217,8 +217,8 @@ def _print_plans(kind: str, plans: Sequence[Any], json_lines: bool) -> None:
                 f"({plan.grid} grid), "
                 f"est. peak memory {plan.peak_memory_bytes / 2**20:.0f} MiB"
             )
-            for warning in plan.warnings:
-                click.echo(f"  warning: {warning}")
+            for warning in () if quiet else plan.warnings:  # stderr, as a run warns
+                click.echo(f"gfm: warning: {warning}", err=True)
         elif not failed:
             click.echo(f"{plan.input} -> {plan.outputs[0]}  skip: {plan.message}")
         if failed:  # on stderr, as the run prints it: stdout holds the plans only

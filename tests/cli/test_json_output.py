@@ -62,6 +62,14 @@ def test_embed_json_and_dry_run_json(gfm, tiny_model, s2_scene, tmp_path):
     assert record["status"] == "planned" and record["bands"] == ["B02", "B03", "B04", "B08"]
     assert record["width"] == 90 and record["peak_memory_bytes"] > 0
     assert not emb.exists()
+    # a batch holds no more windows than the raster has: a huge --batch-size changes nothing
+    sizes = []
+    for batch in (str(record["windows"]), "100000"):
+        (big,) = _lines(
+            gfm(*args, "--overlap", "0", "--json", "--dry-run", "--batch-size", batch).stdout
+        )
+        sizes.append(big["peak_memory_bytes"])
+    assert sizes[0] == sizes[1] < 2 * record["peak_memory_bytes"]
 
     result = gfm(*args, "--overlap", "0", "--json")
     (record,) = _lines(result.stdout)

@@ -505,9 +505,11 @@ def test_dry_run_of_an_empty_sample_warns_and_the_run_scans(predict_tiny, make_r
         dst.write(np.full((4, 3, 3), 2000, dtype="uint16"), window=((600, 603), (600, 603)))
     empty = make_raster(tmp_path, "empty.tif", data=data, nodata=0, descriptions=BANDS)
     out = tmp_path / "maps"
-    result = predict_tiny(str(spot), str(empty), "-o", str(out), "--dry-run")
+    result = predict_tiny(str(spot), str(empty), "-o", str(out), "--dry-run", quiet=False)
     assert result.exit_code == 0, result.output
-    assert result.output.count("no valid pixel in a sample") == 2
+    assert result.stderr.count("gfm: warning: ") == 2  # on stderr: stdout holds the plans
+    assert result.stderr.count("no valid pixel in a sample") == 2
+    assert "warning" not in result.stdout and len(result.stdout.splitlines()) == 2
     result = predict_tiny(str(spot), str(empty), "-o", str(out), "--keep-going")
     assert result.exit_code == 1
     assert "empty.tif: every pixel is nodata" in result.stderr
