@@ -135,8 +135,9 @@ def embedding_writer(
 ) -> StagedRasterWriter:
     """Embeddings on the patch grid of ``grid`` (one pixel per ``patch_size`` patch).
 
-    ``precision="float16"`` stores half floats (GeoTIFF NBITS=16; readers get float32 values)
-    for half the size. Nodata is NaN; overviews average.
+    ``precision="float16"`` rounds the values to half floats, stored as float32 (readers get
+    float32 values, exactly half floats), for about 0.6 of the bytes. Nodata is NaN; overviews
+    average.
     """
     if precision not in ("float16", "float32"):
         raise OutputError(f"{path}: embedding precision must be float16 or float32")
@@ -149,7 +150,7 @@ def embedding_writer(
         overview_resampling="average",
         compress="ZSTD",
         predictor=True,
-        nbits=16 if precision == "float16" else None,
+        half_precision=precision == "float16",
         band_descriptions=[f"embedding {i}" for i in range(dim)],
         tags={**(tags or {}), "GFM_PATCH_SIZE": str(patch_size)},
         creation_options=creation_options,

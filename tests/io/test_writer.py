@@ -232,10 +232,23 @@ def test_embeddings_on_the_patch_grid(tmp_path, precision):
         assert src.transform == GRID.transform @ Affine.scale(8)
         assert src.count == 6 and src.tags()["GFM_PATCH_SIZE"] == "8"
         stored = src.read()
-        if precision == "float16":
-            assert src.tags(1, ns="IMAGE_STRUCTURE").get("NBITS") == "16"
-    tolerance = 1e-3 if precision == "float16" else 0
-    np.testing.assert_allclose(stored, values, rtol=tolerance, atol=tolerance)
+    if precision == "float16":  # exactly the half floats nearest the values
+        np.testing.assert_array_equal(stored, values.astype("float16").astype("float32"))
+    else:
+        np.testing.assert_array_equal(stored, values)
+
+
+def test_half_precision_embeddings_take_about_half_the_bytes(tmp_path):
+    grid = RasterGrid(200, 200, GRID.crs, GRID.transform)
+    values = np.random.default_rng(0).normal(size=(16, 25, 25)).astype("float32")
+    sizes = {}
+    for precision in ("float32", "float16"):
+        path = tmp_path / f"{precision}.tif"
+        with embedding_writer(path, grid, patch_size=8, dim=16, precision=precision) as out:
+            out.write((0, 0, 25, 25), values)
+            out.finalize()
+        sizes[precision] = path.stat().st_size
+    assert sizes["float16"] < 0.75 * sizes["float32"], sizes
 
 
 @pytest.mark.parametrize("size", [(512, 600), (1024, 1100)])
