@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 from gfmcli.contract import ModelContract
 from gfmcli.engine.jobs import Job, Progress, plan_jobs, run_jobs
 from gfmcli.engine.options import DEFAULT_MODEL, FilePlan, FileResult, MapOptions, for_model
-from gfmcli.engine.runner import check_run_options
+from gfmcli.engine.runner import check_outputs, check_run_options, task_mode
 from gfmcli.errors import EXIT_PARTIAL_FAILURE, InputError, UsageError
 from gfmcli.io.paths import (
     DEFAULT_NAME_TEMPLATE,
@@ -204,12 +204,19 @@ def _map(
         if not gdal_paths:
             raise UsageError("no input rasters found in the given paths")
         pairs = plan_outputs(
-            gdal_paths, os.fspath(output), fmt, suffix=KINDS[kind], name_template=name_template
+            gdal_paths,
+            os.fspath(output),
+            fmt,
+            suffix=KINDS[kind],
+            name_template=name_template,
+            extensions=(".tif", ".gpkg", ".parquet") if kind == "embed" else (".tif", ".gpkg"),
         )
         jobs = [_job(str(src), out, output_format(out), stac.get(str(src))) for src, out in pairs]
         net, contract = model if isinstance(model, tuple) else load_model(model)
         options = for_model(options, contract, kind)  # the model's windows (per GSD: at_gsd)
         check_run_options(options, contract, kind)
+        for job in {job.fmt: job for job in jobs}.values():  # -o and its options, once
+            check_outputs(kind, task_mode(kind, contract, job.label), job.fmt, options, job.output)
         summary = RunSummary(kind, problems=tuple(problems), keep_going=keep_going)
         if dry_run:
             plans = plan_jobs(jobs, contract, options, kind=kind, overwrite=overwrite)

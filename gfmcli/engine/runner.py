@@ -41,7 +41,7 @@ from gfmcli.engine.options import (
 from gfmcli.engine.settings import SETTINGS_TAG, output_settings
 from gfmcli.engine.sinks import Sink, abort_quietly, make_sink
 from gfmcli.engine.tiling import Stripe, WindowPlan, plan_stripes, plan_windows
-from gfmcli.errors import InputError, ModelError, UsageError
+from gfmcli.errors import InputError, ModelError, OutputError, UsageError
 from gfmcli.io.bands import BandMapping, resolve_bands
 from gfmcli.io.products import missing_sidecars, probabilities_path, provenance_tags
 from gfmcli.io.reader import (
@@ -59,7 +59,7 @@ ProgressFn = Callable[[int], None]
 Plan = tuple[Stripe, WindowPlan]  # one vertical stripe of a raster and its windows
 
 
-def _task_mode(kind: str, contract: ModelContract, path: str) -> str:
+def task_mode(kind: str, contract: ModelContract, path: str) -> str:
     if kind == "embed":
         return "embeddings"
     if contract.task not in PREDICT_TASKS:
@@ -70,16 +70,18 @@ def _task_mode(kind: str, contract: ModelContract, path: str) -> str:
     return "probabilities" if contract.task == "segmentation" else "values"
 
 
-def check_outputs(kind: str, mode: str, fmt: str, options: MapOptions, path: str) -> None:
-    """Refuse output options the model or format cannot honour (before any pixel is read)."""
+def check_outputs(kind: str, mode: str, fmt: str, options: MapOptions, output: str | Path) -> None:
+    """Refuse an output the model or format cannot make: the ``-o`` format (OutputError, exit
+    5) or an option it cannot honour (UsageError, exit 2). The same for every input, so a run
+    checks it once before any input is opened (``api.mapping``), naming the output."""
     if fmt == "parquet" and kind != "embed":
-        raise InputError(
-            f"{path}: GeoParquet holds embedding vectors (gfm embed); maps are .tif or .gpkg"
+        raise OutputError(
+            f"{output}: GeoParquet holds embedding vectors (gfm embed); maps are .tif or .gpkg"
         )
     if mode == "values" and fmt != "tif":
-        raise InputError(f"{path}: a regression model writes values as GeoTIFF; use -o NAME.tif")
+        raise OutputError(f"{output}: a regression model writes values as GeoTIFF; use -o NAME.tif")
     if options.probabilities and (mode != "probabilities" or fmt != "tif"):
-        raise InputError(f"{path}: --probabilities needs a segmentation model and a .tif output")
+        raise UsageError(f"{output}: --probabilities needs a segmentation model and a .tif output")
 
 
 def _check_grid(src: RasterSource, fmt: str) -> None:
@@ -328,7 +330,7 @@ def open_plan(
 ) -> Iterator[tuple[FilePlan, RasterSource, BandMapping]]:
     """:func:`plan_file`'s plan with the raster still open and its checked band mapping, so
     ``gfm info`` reports the bands a run would use from the one opening that planned it."""
-    check_outputs(kind, _task_mode(kind, contract, path), fmt, options, path)
+    check_outputs(kind, task_mode(kind, contract, path), fmt, options, output)
     with _opened(path, fmt, contract, options, kind, scan=False) as (
         src,
         mapping,
@@ -386,8 +388,8 @@ def map_file(
     left behind. ``on_plan(total_windows)`` and ``on_windows(n)`` report progress.
     """
     started = time.perf_counter()
-    mode = _task_mode(kind, contract, path)
-    check_outputs(kind, mode, fmt, options, path)
+    mode = task_mode(kind, contract, path)
+    check_outputs(kind, mode, fmt, options, output)
     check_writable(output)
     with _opened(path, fmt, contract, options, kind) as (src, mapping, warnings, options, plans):
         windows = _window_count(plans)

@@ -238,6 +238,7 @@ def plan_outputs(
     *,
     suffix: str = "",
     name_template: str = DEFAULT_NAME_TEMPLATE,
+    extensions: Sequence[str] = (".tif", ".gpkg", ".parquet"),
 ) -> list[tuple[str, Path]]:
     """Pair every input with its output path.
 
@@ -248,6 +249,7 @@ def plan_outputs(
       ``{stem}``; see :func:`output_name`), ``fmt`` defaulting to ``tif``; ``suffix`` lets
       ``embed`` write ``scene.emb.tif`` style names. Several inputs always need a folder.
 
+    ``extensions`` are the ones the command writes, for the message that refuses another.
     InputError when two inputs get the same name (the message offers ``--name-template``).
     OutputError when an output equals its input, when
     several inputs are given with a file name, when one input is given a name with another
@@ -258,9 +260,10 @@ def plan_outputs(
     looks_like_file = out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir()
     unknown_extension = _EXTENSION.fullmatch(out.suffix) and not looks_like_file
     if len(inputs) == 1 and unknown_extension and not out.is_dir():
+        *others, last = extensions
         raise OutputError(
-            f"{output}: unsupported output extension {out.suffix}; use .tif, .gpkg or "
-            ".parquet, or a folder name without extension"
+            f"{output}: unsupported output extension {out.suffix}; use {', '.join(others)} or "
+            f"{last}, or a folder name without extension"
         )
     if looks_like_file:
         if len(inputs) != 1:

@@ -444,19 +444,19 @@ def test_odd_inputs_are_reported_as_warnings(predict_tiny, make_raster, tmp_path
 
 
 @pytest.mark.parametrize(
-    ("task", "extra", "words"),
+    ("task", "extra", "words", "code"),
     [
-        ("regression", ["-o", "values.gpkg"], "GeoTIFF"),
-        ("segmentation", ["-o", "map.gpkg", "--probabilities"], "--probabilities"),
+        ("regression", ["-o", "values.gpkg"], "GeoTIFF", 5),
+        ("segmentation", ["-o", "map.gpkg", "--probabilities"], "--probabilities", 2),
     ],
 )
 def test_output_options_the_model_cannot_honour_are_refused(
-    gfm, tiny_checkpoint_factory, s2_scene, tmp_path, task, extra, words
+    gfm, tiny_checkpoint_factory, s2_scene, tmp_path, task, extra, words, code
 ):
     model = tiny_checkpoint_factory(tmp_path / f"{task}.pt", task=task)
     extra = [str(tmp_path / e) if e.endswith(".gpkg") else e for e in extra]
     result = gfm("predict", "-m", model, s2_scene(), *extra)
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == code, result.output
     assert words in result.stderr
     assert not list(tmp_path.glob("*.gpkg"))
 
@@ -563,3 +563,19 @@ def test_a_full_disk_while_writing_embedding_vectors_is_one_output_error(
     assert result.exit_code == 5, result.output
     assert "e.gpkg: writing embeddings failed" in result.stderr and "No space" in result.stderr
     assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_an_output_the_command_cannot_make_is_refused_by_its_name_before_any_input(
+    predict_tiny, tmp_path
+):
+    missing = tmp_path / "not-read.tif"  # never opened: the -o problem comes first
+    missing.write_text("not a raster")
+    cases = [
+        (("-o", tmp_path / "x.parquet"), 5, "x.parquet: GeoParquet holds embedding vectors"),
+        (("-o", tmp_path / "p.gpkg", "--probabilities"), 2, "p.gpkg: --probabilities needs"),
+        (("-o", tmp_path / "p.txt"), 5, "p.txt: unsupported output extension .txt; use .tif or "),
+    ]
+    for args, code, message in cases:
+        result = predict_tiny(missing, *args)
+        assert result.exit_code == code and message in result.stderr, result.stderr
+        assert "not-read.tif" not in result.stderr
