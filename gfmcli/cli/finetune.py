@@ -61,6 +61,7 @@ def finetune(ctx, config_path, evaluate, checkpoint, split_name, metrics_path, *
         return
     command = command_line(ctx)
     result = run_finetune(cfg, command=command)
+    click.echo(str(result.checkpoint))  # the result on stdout: ckpt=$(gfm finetune ...)
     if ctx.obj and ctx.obj.get("quiet"):
         return  # -q: errors only
     click.echo(

@@ -150,11 +150,24 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     ctx.obj.update(verbose=verbose, quiet=quiet, debug=debug)
 
 
+class _LevelFormatter(logging.Formatter):
+    """``gfm: warning: ...`` and ``gfm: error: ...`` as the commands print their own, so that
+    ``grep 'gfm: warning'`` in a cron log finds a logged warning too; info plain."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = {logging.WARNING: "warning: ", logging.ERROR: "error: "}.get(record.levelno, "")
+        if record.levelno >= logging.CRITICAL:
+            level = "error: "
+        return f"gfm: {level}{super().format(record)}"
+
+
 def configure_logging(verbose: int, quiet: bool) -> None:
     """``-q``: errors only; default: warnings; ``-v``: gfm's info; ``-vv``: gfm's debug;
     ``-vvv``: every library's debug too (rasterio's is thousands of lines per file)."""
     third_party = logging.DEBUG if verbose >= 3 else logging.WARNING
-    logging.basicConfig(level=logging.ERROR if quiet else third_party, format="gfm: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LevelFormatter())
+    logging.basicConfig(level=logging.ERROR if quiet else third_party, handlers=[handler])
     own = (
         logging.ERROR
         if quiet

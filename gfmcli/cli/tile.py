@@ -166,6 +166,8 @@ def tile(
             seconds = clock.seconds(i)
             record = _tile_record(path, [out_dir], "ok", seconds, pixels, candidates, chips)
             echo_json({**record, "warnings": list(result.warnings)})
+    else:
+        click.echo(str(out_dir))  # the result on stdout, as predict prints its maps
     if quiet:
         return  # -q: errors only
     for warning in result.warnings:

@@ -469,3 +469,11 @@ def test_a_file_without_georeferencing_maps_without_python_warnings(tmp_path, ti
         proc = gfm("predict", bare, "-o", out, "-m", tiny_checkpoint, *WINDOW, "--gsd", "10")
         assert proc.returncode == 0 and "Warning" not in proc.stderr, proc.stderr
     assert is_class_map(out)
+
+
+def test_a_logged_warning_reads_as_the_commands_own_warnings(tmp_path, scene):
+    a = scene(tmp_path, "a.tif", size=64)
+    proc = gfm("tile", a, "-o", tmp_path / "chips", "--size", "32")
+    assert proc.returncode == 0, proc.stderr
+    assert "gfm: warning: " in proc.stderr and "a.tif: read as sentinel2-l2a" in proc.stderr
+    assert str(tmp_path / "chips") in proc.stdout.splitlines()  # the result on stdout

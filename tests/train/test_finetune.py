@@ -95,6 +95,7 @@ def test_segmentation_learns_and_best_is_chosen_on_validation(
     config = write_config(tmp_path, chips, extra=CLASSES, epochs=4)
     result = run("-c", config)
     assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [str(tmp_path / "out" / "best.pt")]  # the result
     assert sorted(set(seen_splits)) == ["train", "val"]  # training never reads the test split
     log = epochs_logged(tmp_path / "out")
     best = max(log, key=lambda r: r["miou"])

@@ -62,7 +62,9 @@ def losses(out):
 
 def test_resume_is_bit_exact(write_config, tmp_path, chips, monkeypatch):
     config = write_config(tmp_path, chips, out="straight")
-    assert run("-c", config).exit_code == 0
+    first = run("-c", config)
+    assert first.exit_code == 0
+    assert first.stdout.splitlines()[-1].endswith("last.pt")  # the result on stdout
     straight = losses(tmp_path / "straight")
     assert sorted(straight) == [1, 2, 3, 4, 5, 6]
 
