@@ -76,7 +76,7 @@ def evaluate(map_path, reference, classes_path, layer, field_name, reference_nod
     for warning in () if ctx.obj and ctx.obj.get("quiet") else result.warnings:  # -q: errors only
         click.echo(f"gfm: warning: {warning}", err=True)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps(result.to_dict()))  # one line, as every --json of gfm
     else:
         click.echo(format_table(result))
 

@@ -119,9 +119,11 @@ def check_creation_options(options: Mapping[str, str]) -> None:
         return
     if "BLOCKSIZE" in options:
         text = options["BLOCKSIZE"]
-        if not text.isdigit() or not 16 <= int(text) <= 4096 or int(text) % 16:
+        # GDAL's COG driver takes 128 and up (it warns below that, and the check below
+        # would refuse it in GDAL's words); 4096 is gfm's own upper limit.
+        if not text.isdigit() or not 128 <= int(text) <= 4096 or int(text) % 16:
             raise UsageError(
-                f"--co BLOCKSIZE={text}: the tile size must be a multiple of 16 from 16 to 4096"
+                f"--co BLOCKSIZE={text}: the tile size must be a multiple of 16 from 128 to 4096"
             )
     complaints: list[str] = []
 

@@ -142,6 +142,11 @@ def check_chip_target(out_dir: Path, inputs: Sequence[Path], *, overwrite: bool)
     if not entries:
         return False
     if not overwrite:
+        if CHIPS_MARKER in entries:  # tile does not resume: its split depends on every raster
+            raise OutputError(
+                f"{out_dir}: is a chip folder gfm tile made; pass --overwrite to cut it again, "
+                "or choose another -o"
+            )
         raise OutputError(f"{out_dir}: exists and is not empty; use --overwrite to replace it")
     foreign = sorted(entries - CHIP_FOLDER_ENTRIES)
     if CHIPS_MARKER not in entries or foreign:

@@ -273,6 +273,10 @@ def test_bad_option_values_are_usage_errors_before_any_work(tmp_path, tiny_check
     cases = [
         (("--co", "COMPRESS=NOPE", *WINDOW), "COMPRESS=NOPE: GDAL's COG driver refuses it"),
         (("--co", "BLOCKSIZE=7", *WINDOW), "BLOCKSIZE=7: the tile size must be a multiple"),
+        (
+            ("--co", "BLOCKSIZE=64", *WINDOW),
+            "BLOCKSIZE=64: the tile size must be a multiple of 16 from 128",
+        ),
         (("--window", "30"), "--window 30 must be a multiple of the model's patch size 16"),
         (
             ("--window", "32", "--overlap", "32"),

@@ -330,6 +330,7 @@ def test_cli_as_a_real_process(make_raster, tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1  # one JSON line, as every --json of gfm
     assert json.loads(proc.stdout)["overall_accuracy"] == 1.0
     proc = subprocess.run(
         [
