@@ -260,6 +260,15 @@ class Scoring:
                 f"{reference}: its class ids are read as the map's ({known}); if it numbers "
                 "its classes otherwise, pass --classes with a TOML file that maps them"
             )
+        if self.mapping is None and unmapped:
+            left = sum(unmapped.values())
+            total = left + sum(counts.values())
+            examples = ", ".join(str(label) for label, _ in unmapped.most_common(4))
+            self.warnings.append(
+                f"{reference}: {left} of {total} reference {unit} are in classes the map does "
+                f"not name ({examples}) and are not scored; pass --classes with a TOML file "
+                "that maps them to the map's classes"
+            )
         if self.mapping is not None and kind != "raster":
             seen = {ref for ref, _ in pairs}
             for ref in self.mapping.classes:

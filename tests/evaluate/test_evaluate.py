@@ -541,3 +541,19 @@ def test_reference_ids_taken_as_the_maps_without_evidence_are_a_warning(make_ras
     assert evaluate(path, twin).warnings == ()
     mapping = parse_class_mapping('[classes]\n0 = "water"\n1 = "tree cover"\n', "m.toml")
     assert not any("read as the map's" in w for w in evaluate(path, bare, mapping=mapping).warnings)
+
+
+def test_reference_names_the_map_does_not_have_are_a_warning(make_raster, tmp_path):
+    data = _blocks()
+    path = _class_map(make_raster, tmp_path, data)
+    rows, cols = [5, 5, 15], [5, 15, 5]  # classes 0, 1, 1
+    lon, lat = _pixel_centres(rows, cols)
+    gpkg = tmp_path / "named.gpkg"
+    frame = {"label": ["water", "forest", "developed"]}  # only "water" is a map class name
+    points = [Point(x, y) for x, y in zip(lon, lat, strict=True)]
+    gpd.GeoDataFrame(frame, geometry=points, crs="EPSG:4326").to_file(gpkg)
+    result = evaluate(path, gpkg)
+    assert result.scored == 1 and result.overall_accuracy == 1.0
+    (warning,) = [w for w in result.warnings if "classes the map does not name" in w]
+    assert "2 of 3 reference points" in warning and "--classes" in warning
+    assert not (tmp_path / "named.gpkg.aux.xml").exists(), "reading it writes nothing beside it"
