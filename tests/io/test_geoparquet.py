@@ -106,7 +106,7 @@ def test_folder_mode_names_and_predict_refuses_parquet(tiny_model, s2_scene, tmp
     refused = CliRunner().invoke(
         cli, ["-q", "predict", "-m", str(tiny_model), str(src), "-o", str(tmp_path / "m.parquet")]
     )
-    assert refused.exit_code == 3
+    assert refused.exit_code == 5  # the -o is wrong, not the scene
     assert "gfm embed" in refused.stderr and not (tmp_path / "m.parquet").exists()
 
 
