@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -161,6 +162,7 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
     from gfmcli.api.mapping import map_rasters
     from gfmcli.runtime.distributed import rank_info
 
+    _check_format_options(ctx, request)
     quiet = request.quiet or bool(ctx.obj and ctx.obj.get("quiet"))
     reporter = Reporter(request.kind, json_lines=request.json_lines, quiet=quiet)
     bars = _Bars(
@@ -191,6 +193,33 @@ def run_mapping(ctx: click.Context, request: MappingRequest) -> None:
         reporter.close(summary.results, len(summary.problems), summary.seconds)
     if summary.exit_code:
         ctx.exit(summary.exit_code)
+
+
+def _check_format_options(ctx: click.Context, request: MappingRequest) -> None:
+    """UsageError for an option given on the command line that the output format ignores:
+    silently dropping it would hand the user a file other than the one asked for."""
+    from gfmcli.errors import UsageError
+    from gfmcli.io.paths import OUTPUT_FORMATS
+
+    fmt = request.fmt or OUTPUT_FORMATS.get(Path(request.output).suffix.lower(), "tif")
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+    if fmt != "tif" and request.options.creation_options:
+        raise UsageError(f"--co sets GeoTIFF creation options; a .{fmt} output takes none")
+    if request.kind != "embed":
+        return
+    if fmt != "tif" and given("embedding_precision"):
+        raise UsageError(
+            "--dtype sets the precision of the embedding GeoTIFF; GeoPackage and GeoParquet "
+            "vectors are float32"
+        )
+    if fmt == "tif" and given("pool"):
+        raise UsageError(
+            "--pool pools window vectors (.gpkg, .parquet); the embedding GeoTIFF keeps every "
+            "patch's embedding"
+        )
 
 
 def _command_line(ctx: click.Context) -> list[str]:

@@ -579,3 +579,18 @@ def test_an_output_the_command_cannot_make_is_refused_by_its_name_before_any_inp
         result = predict_tiny(missing, *args)
         assert result.exit_code == code and message in result.stderr, result.stderr
         assert "not-read.tif" not in result.stderr
+
+
+def test_an_option_the_output_format_ignores_is_a_usage_error(gfm, tiny_model, s2_scene, tmp_path):
+    src = s2_scene()
+    cases = [
+        (("embed", "-o", tmp_path / "v.gpkg", "--dtype", "float16"), "--dtype sets the precision"),
+        (("embed", "-o", tmp_path / "e.tif", "--pool", "cls"), "--pool pools window vectors"),
+        (("predict", "-o", tmp_path / "m.gpkg", "--co", "COMPRESS=ZSTD"), "--co sets GeoTIFF"),
+    ]
+    for (command, *args), message in cases:
+        result = gfm(command, "-m", tiny_model, src, *args)
+        assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert not list(tmp_path.glob("[vem].*"))
+    # the defaults say nothing: a GeoPackage of vectors with the default --dtype is fine
+    assert gfm("embed", "-m", tiny_model, src, "-o", tmp_path / "v.gpkg").exit_code == 0
