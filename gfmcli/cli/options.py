@@ -225,7 +225,9 @@ dry_run_opt = click.option(
     is_flag=True,
     help="Check inputs and print outputs, windows and estimated peak memory; run nothing.",
 )
-quiet_opt = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+quiet_opt = click.option(
+    "-q", "--quiet", is_flag=True, help="Errors only: no progress bars, warnings or summary."
+)
 json_opt = click.option(
     "--json",
     "json_lines",
