@@ -155,9 +155,10 @@ class _LevelFormatter(logging.Formatter):
     ``grep 'gfm: warning'`` in a cron log finds a logged warning too; info plain."""
 
     def format(self, record: logging.LogRecord) -> str:
-        level = {logging.WARNING: "warning: ", logging.ERROR: "error: "}.get(record.levelno, "")
-        if record.levelno >= logging.CRITICAL:
+        if record.levelno >= logging.ERROR:
             level = "error: "
+        else:
+            level = "warning: " if record.levelno >= logging.WARNING else ""
         return f"gfm: {level}{super().format(record)}"
 
 

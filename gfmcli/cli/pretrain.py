@@ -34,9 +34,10 @@ def pretrain(ctx, config_path, resume, **options) -> None:
     cfg = load_config(config_path, PretrainConfig, overrides)
     command = command_line(ctx)
     result = run_pretrain(cfg, resume=resume, command=command)
-    if result.checkpoint.exists():
-        click.echo(str(result.checkpoint))  # the result on stdout: ckpt=$(gfm pretrain ...)
-    if result.checkpoint.exists() and not (ctx.obj and ctx.obj.get("quiet")):
+    if not result.checkpoint.exists():
+        return
+    click.echo(str(result.checkpoint))  # the result on stdout: ckpt=$(gfm pretrain ...)
+    if not (ctx.obj and ctx.obj.get("quiet")):
         click.echo(
             f"pretrained {result.steps} steps, final loss {result.final_loss:.4f}, "
             f"{result.chips_per_second:.1f} chips/s -> {result.checkpoint}",

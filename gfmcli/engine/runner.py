@@ -72,8 +72,9 @@ def task_mode(kind: str, contract: ModelContract, path: str) -> str:
 
 def check_outputs(kind: str, mode: str, fmt: str, options: MapOptions, output: str | Path) -> None:
     """Refuse an output the model or format cannot make: the ``-o`` format (OutputError, exit
-    5) or an option it cannot honour (UsageError, exit 2). The same for every input, so a run
-    checks it once before any input is opened (``api.mapping``), naming the output."""
+    5) or an option it cannot honour (UsageError, exit 2). The same for every input:
+    ``api.mapping`` checks it once before any input is opened; ``map_file`` and ``open_plan``
+    check again for callers that come without it (``gfm info``, the engine used alone)."""
     if fmt == "parquet" and kind != "embed":
         raise OutputError(
             f"{output}: GeoParquet holds embedding vectors (gfm embed); maps are .tif or .gpkg"

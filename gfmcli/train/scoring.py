@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from gfmcli.atomic import atomic_write
 from gfmcli.errors import BandContractError, InputError, OutputError
 from gfmcli.runtime import distributed as D
 from gfmcli.train.config import FinetuneConfig
@@ -65,11 +66,10 @@ def evaluate(
     scores = {"split": split, "checkpoint": str(checkpoint), "chips": len(dataset), **computed}
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        staged = output.with_name(f".{output.name}.partial")
-        staged.write_text(json.dumps(json_safe(scores), indent=1) + "\n")
-        staged.replace(output)
     except OSError as exc:
-        raise OutputError(f"{output}: cannot write the scores ({exc})") from exc
+        raise OutputError(f"{output}: cannot create its folder ({exc})") from exc
+    with atomic_write(output, "w", what="scores") as handle:
+        handle.write(json.dumps(json_safe(scores), indent=1) + "\n")
     return scores
 
 
