@@ -207,7 +207,9 @@ def tiny_encoder_toml() -> str:
     return TINY_ENCODER_TOML
 
 
-def _optical_chips(tmp_path: Path, name: str = "s2", labels: bool = False, size: int = 128) -> Path:
+def _optical_chips(
+    tmp_path: Path, name: str = "s2", labels: bool = False, size: int = 128, chip: int = 32
+) -> Path:
     from gfmcli.train.chips import ChipOptions, tile
     from gfmcli.train.labels import LabelSource
 
@@ -225,16 +227,16 @@ def _optical_chips(tmp_path: Path, name: str = "s2", labels: bool = False, size:
         )
         label_src = LabelSource(path)
     out = tmp_path / f"chips_{name}"
-    opts = ChipOptions(size=32, stride=32, sensor="vnir4", block=1, fractions=(0.6, 0.2, 0.2))
+    opts = ChipOptions(size=chip, stride=chip, sensor="vnir4", block=1, fractions=(0.6, 0.2, 0.2))
     tile([raster], out, opts, label_src)
     return out
 
 
 @pytest.fixture(scope="session")
 def optical_chips() -> Callable[..., Path]:
-    """``optical_chips(folder, name="s2", labels=False, size=128)``: a 4-band VNIR raster cut
-    into 32 px chips; with ``labels``, a 3-class label raster whose classes follow the red band
-    (so a model can learn them). Returns the chip folder."""
+    """``optical_chips(folder, name="s2", labels=False, size=128, chip=32)``: a 4-band VNIR
+    raster of ``size`` px cut into ``chip`` px chips; with ``labels``, a 3-class label raster
+    whose classes follow the red band (so a model can learn them). Returns the chip folder."""
     return _optical_chips
 
 

@@ -56,6 +56,12 @@ class ChipFolder:
             float(self.meta["gsd"]),
         )
 
+    @property
+    def batch_key(self) -> tuple:
+        """What chips must share to be stacked in one batch: the band set and the chip size
+        (a 12-band Sentinel-2 folder of 32 px chips and one of 64 px chips are two groups)."""
+        return (*self.band_key, self.meta.get("size"))
+
     def records(self, splits: Sequence[str]) -> list[dict[str, Any]]:
         return [r for r in self.meta["chips"] if r["split"] in splits]
 
@@ -154,8 +160,8 @@ class ChipDataset(Dataset):
         self.items: list[tuple[int, dict[str, Any]]] = []
         self.group_of: list[int] = []
         for f, folder in enumerate(self.folders):
-            if folder.band_key not in keys:
-                keys.append(folder.band_key)
+            if folder.batch_key not in keys:
+                keys.append(folder.batch_key)
                 bands = folder.meta["bands"]
                 self.groups.append(
                     Bands(
@@ -169,7 +175,7 @@ class ChipDataset(Dataset):
                 if task is not None and "label" not in record:
                     raise InputError(f"{folder.path}: chips have no labels; tile with --labels")
                 self.items.append((f, record))
-                self.group_of.append(keys.index(folder.band_key))
+                self.group_of.append(keys.index(folder.batch_key))
         lut = np.full(256, IGNORE_INDEX, np.int64)
         for index, class_id in enumerate(class_ids):
             lut[class_id] = index

@@ -131,6 +131,21 @@ def test_missing_and_empty_chip_folders(write_config, tmp_path, chips):
     assert result.exit_code == 3 and "no chips.json" in result.output
 
 
+def test_one_band_set_in_two_chip_sizes_trains_in_batches_of_one_size(
+    write_config, optical_chips, tmp_path
+):
+    from gfmcli.train.datasets import ChipDataset, open_chip_folder
+
+    small = optical_chips(tmp_path, name="small", chip=16)  # 64 chips of 16 px
+    large = optical_chips(tmp_path, name="large")  # 16 chips of 32 px, the same four bands
+    folders = [open_chip_folder(small), open_chip_folder(large)]
+    assert folders[0].band_key == folders[1].band_key
+    dataset = ChipDataset(folders, ["train", "val", "test"])
+    assert sorted(set(dataset.group_of)) == [0, 1]  # one batch group per chip size
+    result = run("-c", write_config(tmp_path, [small, large], steps=8))
+    assert result.exit_code == 0, result.output  # before: "stack expects each tensor ..."
+
+
 def test_chip_paths_outside_the_chip_folder_are_refused(write_config, tmp_path, chips):
     import shutil
 
