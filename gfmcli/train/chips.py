@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import rasterio
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from gfmcli.errors import InputError, OutputError
 from gfmcli.io.reader import check_dataset
@@ -185,7 +186,9 @@ def _open_sources(rasters: Sequence[Path]) -> list[rasterio.io.DatasetReader]:
             if not Path(path).is_file():
                 raise InputError(f"{path}: no such raster file; check the path")
             try:
-                sources.append(rasterio.open(path))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)  # judged below
+                    sources.append(rasterio.open(path))
             except RasterioError as exc:
                 raise InputError(f"{path}: GDAL cannot read it as a raster ({exc})") from exc
             check_dataset(str(path), sources[-1])
@@ -196,15 +199,25 @@ def _open_sources(rasters: Sequence[Path]) -> list[rasterio.io.DatasetReader]:
     return sources
 
 
+def _no_crs_error(path: Path, src: rasterio.io.DatasetReader) -> InputError:
+    """Chips are georeferenced files with footprints, so a raster with neither CRS nor
+    geotransform (``check_dataset`` refuses one without only the CRS) cannot be cut. ``predict``
+    maps it with ``--gsd``; for ``tile`` the fix offered is a VRT beside it that gives it a
+    grid (30 m pixels in the example), which leaves the input as it is."""
+    vrt = Path(path).with_suffix(".vrt").name
+    return InputError(
+        f"{path}: the raster has no CRS or geotransform, so its chips could not be placed; give "
+        f"it a grid in a VRT and tile that, e.g. gdal_translate -of VRT -a_srs EPSG:32632 "
+        f"-a_ullr 0 {src.height * 30} {src.width * 30} 0 {path} {vrt} (30 m pixels)"
+    )
+
+
 def _tile_into(rasters, staging, options, labels, progress):
     sources = _open_sources(rasters)
     try:
         for path, src in zip(rasters, sources, strict=True):
             if src.crs is None:
-                raise InputError(
-                    f"{path}: the raster has no CRS, so its chips could not be placed; assign "
-                    f"one, e.g. gdal_edit -a_srs EPSG:32632 {path}"
-                )
+                raise _no_crs_error(path, src)
         chip_bands = _common_bands(sources, rasters, options)
         grid = [
             GridChip(i, r, c)

@@ -393,10 +393,19 @@ def test_chip_size_and_stride_must_be_positive(make_raster, tmp_path, option, va
     assert not (tmp_path / "c").exists()
 
 
-def test_raster_without_crs_is_an_input_error(make_raster, tmp_path):
+def test_raster_without_crs_is_an_input_error_offering_a_vrt(make_raster, tmp_path):
     src = make_raster(tmp_path, "nocrs.tif", count=4, height=40, width=40, crs=None)
     result = run(src, "-o", tmp_path / "c", "--sensor", "vnir4", "--size", "32")
     assert result.exit_code == 3 and "no CRS" in result.output
+    assert f"gdal_edit -a_srs EPSG:32632 {src}" in result.output  # predict's rule and fix
+    bare = make_raster(tmp_path, "bare.tif", count=4, height=40, width=50, crs=None,
+                       transform=Affine.identity())  # fmt: skip
+    result = run(bare, "-o", tmp_path / "c", "--sensor", "vnir4", "--size", "32")
+    assert result.exit_code == 3, result.output
+    fix = f"gdal_translate -of VRT -a_srs EPSG:32632 -a_ullr 0 1200 1500 0 {bare} bare.vrt"
+    assert fix in result.output
+    assert "NotGeoreferencedWarning" not in result.output  # one line, not rasterio's warning
+    assert not (tmp_path / "c").exists()
 
 
 def test_tile_shares_predicts_band_rules(make_raster, tmp_path):
