@@ -137,7 +137,11 @@ class _Context:
             choices = fld.metadata.get("choices")
             if choices and value is not None and value not in choices:
                 self.fail(dotted, f"{dotted} = {value!r} is not one of {', '.join(choices)}")
-            if fld.metadata.get("path") and value is not None:
+            if (
+                fld.metadata.get("path")
+                and value is not None
+                and not self.names_weights(fld, value)
+            ):
                 value = self.resolve(value)
             self.check_numbers(dotted, value, fld.metadata.get("range"))
             values[name] = value
@@ -168,6 +172,14 @@ class _Context:
         too_high = high is not None and (value >= high if high_open else value > high)
         if too_low or too_high:
             self.fail(dotted, f"{dotted} = {value!r} is out of range: {_span(*bounds)}")
+
+    def names_weights(self, fld: dataclasses.Field, value: Any) -> bool:
+        """True when a model key holds the name of shipped weights (``landcover-tiny``), which
+        stays a name: one word without ``.pt`` that is not a file beside the TOML."""
+        if not fld.metadata.get("or_weights_name") or not isinstance(value, str):
+            return False
+        path = Path(value)
+        return len(path.parts) == 1 and path.suffix != ".pt" and not (self.base_dir / path).exists()
 
     def resolve(self, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
         if isinstance(value, tuple):

@@ -24,6 +24,11 @@ def _path() -> dict[str, Any]:
     return {"path": True}
 
 
+def _checkpoint() -> dict[str, Any]:
+    """A checkpoint path, or the name of shipped weights as ``predict -m`` takes it."""
+    return {"path": True, "or_weights_name": True}
+
+
 def _range(
     low: float | None = None,
     high: float | None = None,
@@ -161,7 +166,7 @@ class FinetuneModelConfig:
     """Start from a pretrained checkpoint (``pretrained``) or from scratch (``name``)."""
 
     task: str = field(metadata=_choice(*HEAD_TASKS))
-    pretrained: str | None = field(default=None, metadata=_path())
+    pretrained: str | None = field(default=None, metadata=_checkpoint())
     name: str = "less_vit_tiny"
     mode: str = field(default="full", metadata=_choice("full", "linear_probe"))
     drop_path: float = _field(0.0, **_range(0, 1, high_open=True))

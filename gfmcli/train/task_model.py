@@ -72,7 +72,7 @@ def build_task_model(cfg: FinetuneConfig, num_outputs: int, classes: Sequence[Cl
     in order) keeps its head too; any other head is dropped with a warning that says so, so
     fine-tuning shipped segmentation weights on other classes never loses the head silently.
     """
-    from gfmcli.model.checkpoint import load_checkpoint
+    from gfmcli.model.checkpoint import load_model
     from gfmcli.model.tasks import build_model, model_config_for
 
     head: dict[str, Any] = {}
@@ -98,7 +98,7 @@ def build_task_model(cfg: FinetuneConfig, num_outputs: int, classes: Sequence[Cl
             f"model.{given[0]} cannot be set with model.pretrained: the architecture comes from "
             "the pretrained checkpoint"
         )
-    pretrained, contract = load_checkpoint(cfg.model.pretrained)
+    pretrained, contract = load_model(cfg.model.pretrained)
     spec = pretrained.spec
     overrides = {**spec.encoder_overrides, "drop_path_rate": cfg.model.drop_path}
     config = model_config_for(

@@ -150,6 +150,22 @@ def test_finetune_classes_and_weights_round_trip(tmp_path):
     assert load_config(write(tmp_path, config_to_toml(cfg), "again.toml"), FinetuneConfig) == cfg
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("landcover-tiny", "landcover-tiny"),  # shipped weights by name, as predict -m takes it
+        ("best.pt", "{tmp}/best.pt"),
+        ("runs/landcover-tiny", "{tmp}/runs/landcover-tiny"),
+        ("mine", "{tmp}/mine"),  # a file of that name beside the TOML is a path
+    ],
+)
+def test_model_pretrained_is_a_path_or_a_shipped_name(tmp_path, value, expected):
+    (tmp_path / "mine").write_bytes(b"")
+    text = FINETUNE.replace('pretrained = "pre/last.pt"', f'pretrained = "{value}"')
+    cfg = load_config(write(tmp_path, text), FinetuneConfig)
+    assert cfg.model.pretrained == expected.format(tmp=tmp_path.resolve())
+
+
 def test_error_inside_array_of_tables_points_at_its_line():
     text = FINETUNE.replace('name = "built up"', 'name = "built up"\ncolour = [1, 2, 3]')
     with pytest.raises(ConfigError, match=r":22: unknown key 'classes\[1\].colour'.*'color'"):

@@ -198,6 +198,21 @@ def test_a_pretrained_head_is_kept_for_the_same_classes_else_dropped_with_a_warn
     assert "is dropped and a new head is trained" in caplog.text
 
 
+def test_pretrained_may_name_the_shipped_weights_as_predict_does(
+    write_config, tmp_path, chips, caplog
+):
+    shipped = '[model]\npretrained = "landcover-tiny"\n'
+    result = run("-c", write_config(tmp_path, chips, model=shipped, epochs=1))
+    assert result.exit_code == 0, result.output
+    assert "its segmentation head (water, tree cover," in caplog.text  # the shipped model's
+    _, contract = load_checkpoint(tmp_path / "out" / "best.pt")
+    assert contract.provenance["pretrained"] == "landcover-tiny"
+    typo = '[model]\npretrained = "landcover-tyni"\n'
+    (tmp_path / "out").rename(tmp_path / "first")
+    result = run("-c", write_config(tmp_path, chips, model=typo, epochs=1))
+    assert result.exit_code == 4 and "not a file and not a shipped model (" in result.output
+
+
 def test_architecture_with_pretrained_is_a_config_error(write_config, tmp_path, chips):
     model = '[model]\npretrained = "x.pt"\ndepth = 2'
     result = run("-c", write_config(tmp_path, chips, model=model))
