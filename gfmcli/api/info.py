@@ -136,6 +136,36 @@ class RasterHeader:
 
 
 @dataclass(frozen=True)
+class RasterFile(RasterHeader):
+    """A raster's header alone: what ``gfm info`` shows of a file whose bands or values it
+    cannot read for the model, so the user sees what the file holds beside the fix."""
+
+    gsd_m: float | None
+    descriptions: tuple[str | None, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def describe_raster_file(path: str) -> RasterFile:
+    """The header of ``path`` (size, bands, dtypes, CRS, GSD in metres or None without a grid,
+    band descriptions); InputError as ``predict`` would give if it cannot be opened."""
+    from gfmcli.io.reader import open_raster
+
+    with open_raster(path) as src:
+        return RasterFile(
+            path=path,
+            width=src.width,
+            height=src.height,
+            count=src.count,
+            dtypes=src.dtypes,
+            crs=src.crs.to_string() if src.crs else "",
+            gsd_m=float(src.gsd_m) if src.georeferenced else None,
+            descriptions=src.descriptions,
+        )
+
+
+@dataclass(frozen=True)
 class RasterSummary(RasterHeader):
     """What a run with ``model`` would do with one raster (nothing is written)."""
 

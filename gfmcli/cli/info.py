@@ -84,13 +84,16 @@ def info(ctx: click.Context, paths, model, sensor, bands, scale, offset, gsd, wi
                 )
                 summaries = found if isinstance(found, list) else [found]
         except GfmError as exc:
-            if len(paths) == 1:
+            header = _header(path) if kind == "raster" else None
+            if header is not None and not json_lines:
+                _print_raster_file(header)
+            if len(paths) == 1 and not (json_lines and header):
                 raise
             first_error = first_error or exc
             if json_lines:
-                # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
-                echo_json({"kind": kind, "path": path, "status": "failed", "message": str(exc),
-                           "exit_code": exc.exit_code})  # fmt: skip
+                failed = {"kind": kind, "path": path, "status": "failed", "message": str(exc),
+                          "exit_code": exc.exit_code}  # fmt: skip
+                echo_json({**failed, "raster": header.to_dict()} if header else failed)
             click.echo(f"gfm: error: {exc}", err=True)
             continue
         for summary in summaries:
@@ -104,6 +107,17 @@ def info(ctx: click.Context, paths, model, sensor, bands, scale, offset, gsd, wi
                 _print_raster(summary)
     if first_error is not None:
         ctx.exit(first_error.exit_code)
+
+
+def _header(path: str) -> Any:
+    """The raster's header when it opens (a file whose bands could not be told), else None."""
+    from gfmcli.api.info import describe_raster_file
+    from gfmcli.errors import GfmError
+
+    try:
+        return describe_raster_file(path)
+    except GfmError:
+        return None
 
 
 def _load(loaded: dict[str, Any], model: str, device: str, precision: str, no_timing: bool) -> None:
@@ -205,3 +219,18 @@ def _print_raster(s) -> None:
     )
     for warning in s.warnings:
         click.echo(f"  warning: {warning}")
+
+
+#: Bands listed for a raster whose bands could not be told (a spectrometer has hundreds).
+_HEADER_BANDS = 16
+
+
+def _print_raster_file(s) -> None:
+    dtypes = ",".join(sorted(set(s.dtypes)))
+    gsd = f"GSD {s.gsd_m:.3g} m" if s.gsd_m is not None else "no pixel grid"
+    click.echo(f"{s.path}: {s.width} x {s.height} px, {s.count} band(s) {dtypes}, "
+               f"{s.crs or 'no CRS'}, {gsd}")  # fmt: skip
+    for index, description in enumerate(s.descriptions[:_HEADER_BANDS], start=1):
+        click.echo(f"    band {index:3d} {description or '(no description)'}")
+    if s.count > _HEADER_BANDS:
+        click.echo(f"    ... {s.count - _HEADER_BANDS} more")

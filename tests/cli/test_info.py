@@ -168,6 +168,14 @@ def test_info_with_sensor_for_undescribed_bands_and_bad_paths(
     args = ("info", "-m", str(tiny_model), "--no-timing", "--window", "32", "--overlap", "8")
     failed = gfm(*args, str(bare))
     assert failed.exit_code == 3 and "--sensor" in failed.stderr
+    # what the file holds, beside the fix: its header on stdout, the error on stderr
+    assert failed.stdout.splitlines() == [
+        f"{bare}: 53 x 37 px, 4 band(s) uint16, EPSG:32632, GSD 10 m",
+        *[f"    band {i:3d} (no description)" for i in range(1, 5)],
+    ]
+    (record,) = _lines(gfm(*args, str(bare), "--json").stdout)
+    assert record["status"] == "failed" and record["exit_code"] == 3
+    assert record["raster"]["count"] == 4 and record["raster"]["descriptions"] == [None] * 4
 
     ok = gfm(*args, str(bare), "--sensor", "sentinel2-l2a", "--bands", "B02,B03,B04,B08", "--json")
     assert _lines(ok.stdout)[0]["bands"][3]["name"] == "B08"
@@ -178,6 +186,7 @@ def test_info_with_sensor_for_undescribed_bands_and_bad_paths(
     first, second = _lines(mixed.stdout)
     assert first["kind"] == "checkpoint" and first["status"] == "ok"
     assert second["status"] == "failed" and "missing.tif" in second["message"]
+    assert "raster" not in second  # nothing to describe
 
 
 @pytest.mark.parametrize(
