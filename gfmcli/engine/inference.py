@@ -18,6 +18,7 @@ stretches overlap: a 2048^2 12-band ``gfm predict`` took 10.3 s instead of 12.9 
 from __future__ import annotations
 
 import copy
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +31,8 @@ from gfmcli.errors import ModelError
 from gfmcli.model.bands import Bands
 from gfmcli.model.tasks import GfmModel
 from gfmcli.runtime.devices import autocast_context, inference_precision
+
+log = logging.getLogger(__name__)
 
 MODES = ("probabilities", "values", "embeddings", "cls")
 
@@ -83,6 +86,13 @@ class DevicePool:
             torch.set_num_threads if self._replica_threads else None
         )
         initargs: tuple[Any, ...] = (self._replica_threads,) if initializer else ()
+        log.info(
+            "model on %s: %d replica(s)%s, precision %s",
+            ", ".join(str(d) for d in devices),
+            len(slots),
+            f" of {self._replica_threads} thread(s)" if self._replica_threads else "",
+            ", ".join(dict.fromkeys(self.precisions)),
+        )
         self._executors = [
             ThreadPoolExecutor(
                 max_workers=1,

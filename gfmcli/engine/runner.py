@@ -14,6 +14,7 @@ mosaic holds one window of rows and the writer queue ``WRITE_QUEUE`` finished bl
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -57,6 +58,8 @@ from gfmcli.model.bands import Bands
 
 ProgressFn = Callable[[int], None]
 Plan = tuple[Stripe, WindowPlan]  # one vertical stripe of a raster and its windows
+
+log = logging.getLogger(__name__)
 
 
 def task_mode(kind: str, contract: ModelContract, path: str) -> str:
@@ -394,6 +397,13 @@ def map_file(
     check_writable(output)
     with _opened(path, fmt, contract, options, kind) as (src, mapping, warnings, options, plans):
         windows = _window_count(plans)
+        relation = "cross-sensor" if mapping.cross_sensor else "the model's bands"
+        # fmt: skip below: arguments grouped by meaning (ruff format would add 7 lines)
+        log.info(
+            "%s: read as %s (%s: %s), GSD %.3g m; %d window(s) of %d px, overlap %d, batches of %d",
+            path, mapping.sensor or "bands by wavelength", relation, ",".join(mapping.names),
+            mapping.gsd_m, windows, options.window, options.overlap, options.batch_size,
+        )  # fmt: skip
         if on_plan is not None:
             on_plan(windows)
         model = pool.model

@@ -439,6 +439,20 @@ def test_quiet_is_silent_and_verbose_shows_gfms_own_logs_only(tmp_path, make_ras
     assert "\r" not in loud.stderr, "no progress bar when stderr is not a terminal"
 
 
+def test_verbose_predict_says_how_each_raster_is_read_and_where_the_model_runs(
+    tmp_path, tiny_checkpoint, scene
+):
+    a = scene(tmp_path, "a.tif")
+    plain = gfm("predict", a, "-o", tmp_path / "plain", "-m", tiny_checkpoint, *WINDOW)
+    assert plain.returncode == 0 and "read as" not in plain.stderr, plain.stderr
+    loud = gfm("-v", "predict", a, "-o", tmp_path / "loud", "-m", tiny_checkpoint, *WINDOW)
+    assert loud.returncode == 0, loud.stderr
+    assert "gfm: model on cpu: " in loud.stderr
+    read = next(line for line in loud.stderr.splitlines() if "read as" in line)
+    assert read.startswith(f"gfm: {a}: read as ") and "B02,B03,B04,B08" in read
+    assert "GSD 10 m; 4 window(s) of 32 px, overlap 8" in read
+
+
 def test_a_checkpoint_with_impossible_classes_is_one_model_error(tmp_path, tiny_checkpoint, scene):
     import json
 
