@@ -3,8 +3,9 @@
 Device specs: ``auto`` (every visible CUDA device, else the CPU), ``cpu``, ``cuda`` (every visible
 GPU), ``cuda:N`` or ``cuda:0,1`` (a list). Visibility follows ``CUDA_VISIBLE_DEVICES`` as torch
 sees it; gfm never changes the environment. A CUDA request on a machine without CUDA, or an index
-out of range, is an :class:`~gfmcli.errors.InputError` rather than a silent CPU fallback, because
-a job sized for a GPU would otherwise crawl for hours.
+out of range, is a :class:`~gfmcli.errors.UsageError` (the option's value, exit 2; training
+reports it as its ``train.device`` / ``train.precision``) rather than a silent CPU fallback,
+because a job sized for a GPU would otherwise crawl for hours.
 
 Precision: ``fp32`` (no autocast), ``bf16``, ``fp16``, or ``auto`` (bf16 on GPUs that support it,
 else fp16; fp32 on the CPU for training). Autocast runs matmuls in the low precision while keeping
@@ -21,7 +22,7 @@ import contextlib
 import functools
 from typing import TYPE_CHECKING
 
-from gfmcli.errors import InputError
+from gfmcli.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -50,29 +51,29 @@ def resolve_devices(spec: str) -> list[torch.device]:
     if text == "cpu":
         return [torch.device("cpu")]
     if not text.startswith("cuda"):
-        raise InputError(f"unknown device '{spec}'; {_SPEC_HELP}")
+        raise UsageError(f"unknown device '{spec}'; {_SPEC_HELP}")
     if count == 0:
-        raise InputError(
+        raise UsageError(
             f"device '{spec}' asks for CUDA but no CUDA device is visible to torch; "
             "use --device cpu, or check the driver and CUDA_VISIBLE_DEVICES"
         )
     if text == "cuda":
         return [torch.device("cuda", i) for i in range(count)]
     if not text.startswith("cuda:"):
-        raise InputError(f"unknown device '{spec}'; {_SPEC_HELP}")
+        raise UsageError(f"unknown device '{spec}'; {_SPEC_HELP}")
     indices: list[int] = []
     for part in text[len("cuda:") :].split(","):
         part = part.strip()
         if not part.isdigit():
-            raise InputError(f"device '{spec}': '{part}' is not a GPU index; {_SPEC_HELP}")
+            raise UsageError(f"device '{spec}': '{part}' is not a GPU index; {_SPEC_HELP}")
         index = int(part)
         if index >= count:
-            raise InputError(
+            raise UsageError(
                 f"device '{spec}': GPU {index} does not exist; {count} visible "
                 f"(valid indices 0..{count - 1})"
             )
         if index in indices:
-            raise InputError(f"device '{spec}' names GPU {index} twice")
+            raise UsageError(f"device '{spec}' names GPU {index} twice")
         indices.append(index)
     return [torch.device("cuda", i) for i in indices]
 
@@ -109,7 +110,7 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     import torch
 
     if precision not in PRECISIONS:
-        raise InputError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
     if device.type == "cuda":
         if precision == "fp32":
             return contextlib.nullcontext()
@@ -117,7 +118,7 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         elif precision == "bf16":
             if not torch.cuda.is_bf16_supported():
-                raise InputError(
+                raise UsageError(
                     f"precision bf16 is not supported on {device}; use --precision fp16 or fp32"
                 )
             dtype = torch.bfloat16
@@ -129,5 +130,5 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
             return contextlib.nullcontext()
         if precision == "bf16":
             return torch.autocast("cpu", dtype=torch.bfloat16)
-        raise InputError("precision fp16 needs a CUDA device; on the CPU use bf16 or fp32")
-    raise InputError(f"device type '{device.type}' is not supported; {_SPEC_HELP}")
+        raise UsageError("precision fp16 needs a CUDA device; on the CPU use bf16 or fp32")
+    raise UsageError(f"device type '{device.type}' is not supported; {_SPEC_HELP}")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from gfmcli.contract import ClassInfo, ModelContract
+from gfmcli.errors import ConfigError, UsageError
 from gfmcli.runtime import distributed as D
 from gfmcli.runtime.devices import autocast_context
 from gfmcli.tomlconf import config_to_dict
@@ -46,7 +47,10 @@ class Trainer:
     @classmethod
     def launch(cls, cfg: Any, **kwargs: Any) -> Any:
         """Run ``cls(cfg, ctx, **kwargs).run()`` inside the distributed setup."""
-        ctx = D.init_distributed(cfg.train.device)
+        try:
+            ctx = D.init_distributed(cfg.train.device)
+        except UsageError as exc:
+            raise ConfigError(f"train.device = {cfg.train.device!r}: {exc}") from exc
         try:
             with removed_if_empty_on_failure(Path(cfg.output.dir)):
                 return cls(cfg, ctx, **kwargs).run()
@@ -69,7 +73,10 @@ class Trainer:
             )
         D.barrier(self.ctx)
         torch.manual_seed(self.cfg.train.seed)
-        self.autocast = autocast_context(self.ctx.device, self.cfg.train.precision)
+        try:
+            self.autocast = autocast_context(self.ctx.device, self.cfg.train.precision)
+        except UsageError as exc:
+            raise ConfigError(f"train.precision = {self.cfg.train.precision!r}: {exc}") from exc
 
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
         """``module`` in DDP when several processes train (unused parameters allowed: an absent

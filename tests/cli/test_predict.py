@@ -76,6 +76,21 @@ def test_map_does_not_depend_on_batch_size_or_device_count(
         assert (maps[0] == maps[2]).mean() >= 0.995
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--device", "tpu"), "unknown device 'tpu'"),
+        (("--device", "cpu", "--precision", "fp16"), "precision fp16 needs a CUDA device"),
+    ],
+)
+def test_a_device_or_precision_this_machine_lacks_is_a_usage_error(
+    predict_tiny, s2_scene, tmp_path, options, message
+):
+    result = predict_tiny(s2_scene(), "-o", tmp_path / "maps", *options)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert not (tmp_path / "maps").exists()
+
+
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_runs_read_under_a_block_cache_of_megabytes(
     predict_tiny, s2_scene, tmp_path, monkeypatch, dry_run

@@ -7,7 +7,7 @@ import contextlib
 import pytest
 import torch
 
-from gfmcli.errors import InputError
+from gfmcli.errors import UsageError
 from gfmcli.runtime import devices
 from gfmcli.runtime.devices import autocast_context, inference_precision, resolve_devices
 
@@ -53,7 +53,7 @@ def test_explicit_indices(monkeypatch):
 )
 def test_bad_specs(monkeypatch, spec, count, match):
     _fake_cuda(monkeypatch, count)
-    with pytest.raises(InputError, match=match):
+    with pytest.raises(UsageError, match=match):
         resolve_devices(spec)
 
 
@@ -66,9 +66,9 @@ def test_cpu_precisions():
     with ctx:
         out = torch.ones(4, 4) @ torch.ones(4, 4)
     assert out.dtype == torch.bfloat16
-    with pytest.raises(InputError, match="fp16 needs a CUDA device"):
+    with pytest.raises(UsageError, match="fp16 needs a CUDA device"):
         autocast_context(cpu, "fp16")
-    with pytest.raises(InputError, match="unknown precision 'half'"):
+    with pytest.raises(UsageError, match="unknown precision 'half'"):
         autocast_context(cpu, "half")
 
 
@@ -115,5 +115,5 @@ def test_cuda_fp32_and_unsupported_bf16(monkeypatch):
     _fake_cuda(monkeypatch, 1, bf16=False)
     gpu = torch.device("cuda", 0)
     assert isinstance(autocast_context(gpu, "fp32"), contextlib.nullcontext)
-    with pytest.raises(InputError, match="bf16 is not supported on cuda:0"):
+    with pytest.raises(UsageError, match="bf16 is not supported on cuda:0"):
         autocast_context(gpu, "bf16")

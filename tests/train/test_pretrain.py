@@ -181,6 +181,18 @@ def test_bad_toml_is_exit_7(write_config, tmp_path, chips):
     assert result.exit_code == 7 and "did you mean" in result.output
 
 
+def test_a_device_or_precision_this_machine_lacks_is_a_config_error(write_config, tmp_path, chips):
+    for keys, message in (
+        ("device = 'tpu'", "train.device = 'tpu': unknown device 'tpu'"),
+        ("precision = 'fp16'\ndevice = 'cpu'", "train.precision = 'fp16': precision fp16 needs"),
+    ):
+        config = write_config(tmp_path, chips)
+        config.write_text(config.read_text().replace("[train]\n", f"[train]\n{keys}\n"))
+        result = run("-c", config)
+        assert result.exit_code == 7 and message in result.output, result.output
+        assert not (tmp_path / "out").exists()
+
+
 def test_masked_loss_matches_library_loss_and_ignores_invalid_pixels():
     from gfmcli.model.mae import HyperMAE
     from gfmcli.train.pretrain import masked_mae_loss
