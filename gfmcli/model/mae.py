@@ -158,15 +158,21 @@ class HyperMAE(nn.Module):
             decoder_drop_path = cfg.drop_path_rate
         if not 0.0 <= decoder_drop_path < 1.0:
             raise ModelError(f"HyperMAE decoder_drop_path={decoder_drop_path}: must be in [0, 1)")
-        self.decoder_cfg = dataclasses.replace(
-            cfg,
-            embed_dim=decoder_dim,
-            depth=decoder_depth,
-            num_heads=decoder_heads,
-            channel_dims_per_head=decoder_channel_dims_per_head,
-            attention="less",
-            drop_path_rate=decoder_drop_path,
-        )
+        try:
+            self.decoder_cfg = dataclasses.replace(
+                cfg,
+                embed_dim=decoder_dim,
+                depth=decoder_depth,
+                num_heads=decoder_heads,
+                channel_dims_per_head=decoder_channel_dims_per_head,
+                attention="less",
+                drop_path_rate=decoder_drop_path,
+            )
+        except ModelError as exc:  # the decoder's sizes, not the encoder's
+            raise ModelError(
+                f"HyperMAE decoder (decoder_dim {decoder_dim}, decoder_heads {decoder_heads}, "
+                f"decoder_depth {decoder_depth}): {exc}"
+            ) from exc
         self.mask_ratio = mask_ratio
         self.channel_mask_ratio = channel_mask_ratio
         self.min_kept_channels = min_kept_channels

@@ -8,10 +8,13 @@ them back (``config_to_toml``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from gfmcli.contract import HEAD_TASKS
+from gfmcli.errors import ConfigError, ModelError
 from gfmcli.model.config import ATTENTION_KINDS
 from gfmcli.runtime.devices import PRECISIONS
 
@@ -226,6 +229,17 @@ def encoder_overrides(model: PretrainModelConfig | FinetuneModelConfig) -> dict[
         if getattr(model, key) is not None:
             out[key] = getattr(model, key)
     return out
+
+
+@contextmanager
+def sizes_from_model_table() -> Iterator[None]:
+    """Building a model from the ``[model]`` table's sizes: one they cannot make (a width the
+    heads do not divide, a patch size the dense head cannot take) is the configuration's error
+    (exit 7, naming the table), not a broken checkpoint's (ModelError, exit 4)."""
+    try:
+        yield
+    except ModelError as exc:
+        raise ConfigError(f"[model]: {exc}; change the sizes in the [model] table") from exc
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from gfmcli.errors import InputError
 from gfmcli.runtime import distributed as D
 from gfmcli.tomlconf import config_to_dict
 from gfmcli.train.base import Trainer
-from gfmcli.train.config import PretrainConfig, encoder_overrides
+from gfmcli.train.config import PretrainConfig, encoder_overrides, sizes_from_model_table
 from gfmcli.train.datasets import ChipDataset, GroupedBatchSampler, collate
 from gfmcli.train.optim import build_optimizer, lr_at, set_lr
 from gfmcli.train.run import CHECKPOINT, model_inputs
@@ -101,19 +101,20 @@ class _Pretrainer(Trainer):
                 f"process ({ctx.world_size} process(es)); lower data.batch_size"
             )
         self.open_run_dir(resume=resume)
-        model_config = model_config_for(
-            cfg.model.name, "pretrain", encoder_overrides=encoder_overrides(cfg.model)
-        )
-        self.model = build_model(model_config)
-        self.mae = HyperMAE(
-            self.model.encoder,
-            decoder_depth=cfg.model.decoder_depth,
-            decoder_dim=cfg.model.decoder_dim,
-            decoder_heads=cfg.model.decoder_heads,
-            mask_ratio=cfg.model.mask_ratio,
-            channel_mask_ratio=cfg.model.channel_mask_ratio,
-            decoder_drop_path=cfg.model.decoder_drop_path,
-        ).to(ctx.device)
+        with sizes_from_model_table():
+            model_config = model_config_for(
+                cfg.model.name, "pretrain", encoder_overrides=encoder_overrides(cfg.model)
+            )
+            self.model = build_model(model_config)
+            self.mae = HyperMAE(
+                self.model.encoder,
+                decoder_depth=cfg.model.decoder_depth,
+                decoder_dim=cfg.model.decoder_dim,
+                decoder_heads=cfg.model.decoder_heads,
+                mask_ratio=cfg.model.mask_ratio,
+                channel_mask_ratio=cfg.model.channel_mask_ratio,
+                decoder_drop_path=cfg.model.decoder_drop_path,
+            ).to(ctx.device)
         self.optimizer = build_optimizer(self.mae, cfg.optim)
         self.generator = torch.Generator(device=ctx.device)
         self.generator.manual_seed(cfg.train.seed * 1009 + ctx.rank)

@@ -13,7 +13,12 @@ from typing import Any
 
 from gfmcli.contract import ClassInfo
 from gfmcli.errors import ConfigError, InputError
-from gfmcli.train.config import ARCHITECTURE_KEYS, FinetuneConfig, encoder_overrides
+from gfmcli.train.config import (
+    ARCHITECTURE_KEYS,
+    FinetuneConfig,
+    encoder_overrides,
+    sizes_from_model_table,
+)
 from gfmcli.train.datasets import ChipFolder
 
 log = logging.getLogger(__name__)
@@ -82,14 +87,15 @@ def build_task_model(cfg: FinetuneConfig, num_outputs: int, classes: Sequence[Cl
         overrides = encoder_overrides(cfg.model)
         if cfg.model.channel_embedding is not None:  # ablation switch, fine-tuning only
             overrides["channel_embedding"] = cfg.model.channel_embedding
-        config = model_config_for(
-            cfg.model.name,
-            cfg.model.task,
-            num_outputs=num_outputs,
-            encoder_overrides=overrides,
-            **head,
-        )
-        return build_model(config), None
+        with sizes_from_model_table():
+            config = model_config_for(
+                cfg.model.name,
+                cfg.model.task,
+                num_outputs=num_outputs,
+                encoder_overrides=overrides,
+                **head,
+            )
+            return build_model(config), None
     given = [
         k for k in (*ARCHITECTURE_KEYS, "channel_embedding") if getattr(cfg.model, k) is not None
     ]

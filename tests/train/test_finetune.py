@@ -219,6 +219,20 @@ def test_architecture_with_pretrained_is_a_config_error(write_config, tmp_path, 
     assert result.exit_code == 7 and "model.depth cannot be set" in result.output
 
 
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        ("embed_dim = 100\nnum_heads = 3", "embed_dim=100 must be a multiple of"),
+        ("patch_size = 7", "dense heads need a power-of-two patch size, got 7"),
+    ],
+)
+def test_sizes_that_make_no_model_are_a_config_error(write_config, tmp_path, chips, sizes, message):
+    result = run("-c", write_config(tmp_path, chips, model=f"[model]\n{sizes}\n"))
+    assert result.exit_code == 7, result.output
+    assert "[model]: " in result.output and message in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_labels_with_unknown_classes_are_rejected(write_config, tmp_path, chips):
     two = CLASSES.split("[[classes]]\nid = 2")[0]
     result = run("-c", write_config(tmp_path, chips, extra=two))

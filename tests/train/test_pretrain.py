@@ -193,6 +193,15 @@ def test_a_device_or_precision_this_machine_lacks_is_a_config_error(write_config
         assert not (tmp_path / "out").exists()
 
 
+def test_decoder_sizes_that_make_no_decoder_are_a_config_error(tiny_encoder_toml, tmp_path, chips):
+    config = _write_config(tmp_path, chips, model=tiny_encoder_toml)
+    config.write_text(config.read_text().replace("decoder_heads = 2", "decoder_heads = 3"))
+    result = run("-c", config)
+    assert result.exit_code == 7, result.output
+    assert "[model]: HyperMAE decoder (decoder_dim 32, decoder_heads 3" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_masked_loss_matches_library_loss_and_ignores_invalid_pixels():
     from gfmcli.model.mae import HyperMAE
     from gfmcli.train.pretrain import masked_mae_loss
