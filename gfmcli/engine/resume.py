@@ -23,7 +23,8 @@ from gfmcli.engine.settings import SETTINGS_TAG, changed_settings
 from gfmcli.engine.sinks import EMBEDDING_LAYER
 from gfmcli.errors import OutputError
 from gfmcli.io.paths import should_skip_existing
-from gfmcli.io.sidecars import sidecar_paths
+from gfmcli.io.products import sidecar_texts
+from gfmcli.io.sidecars import holds_what_gfm_writes, sidecar_paths
 from gfmcli.io.vector_reads import reading_vectors
 from gfmcli.io.writer import GDAL_ERRORS
 
@@ -91,13 +92,22 @@ def _check_sidecars(
     contract: ModelContract,
     found: dict[Path, Existing],
 ) -> None:
-    """A ``.qml`` or ``.aux.xml`` at a sidecar path of a map that is not there is not gfm's:
-    gfm renames a map into place before its sidecars, so its own never outlive the map. Writing
-    the map would replace a user's QGIS style or PAM file: OutputError naming it."""
+    """A ``.qml`` or ``.aux.xml`` at a sidecar path of a map that is not there, unless it holds
+    what this run would write there (the sidecars of a gfm map the user deleted to redo it),
+    is not gfm's: gfm renames a map into place before its sidecars, so its own never outlive
+    the map. Writing the map would replace a user's QGIS style or PAM file: OutputError naming
+    it."""
     for raster, what in sidecar_kinds(output, fmt, options, kind, contract.task).items():
         if found[raster].state != MISSING:
             continue
+        ours = sidecar_texts(raster, what, contract.classes)
         for sidecar in sidecar_paths(raster, what):
+            if (
+                sidecar.is_file()
+                and sidecar in ours
+                and holds_what_gfm_writes(sidecar, ours[sidecar])
+            ):
+                continue
             if sidecar.exists() or sidecar.is_symlink():
                 raise OutputError(
                     f"{sidecar}: exists beside no map, so gfm did not make it and will not "

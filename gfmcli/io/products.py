@@ -17,8 +17,8 @@ import rasterio
 from gfmcli._version import __version__
 from gfmcli.contract import ClassInfo, ModelContract
 from gfmcli.errors import OutputError
-from gfmcli.io.sidecars import sidecar_paths
-from gfmcli.io.styles import class_map_style, probability_style
+from gfmcli.io.sidecars import aux_path, aux_xml, sidecar_paths
+from gfmcli.io.styles import class_map_style, probability_style, style_path
 from gfmcli.io.writer import (
     CLASS_NODATA,
     GDAL_ERRORS,
@@ -51,6 +51,28 @@ def _check_class_ids(path: str | Path, classes: Sequence[ClassInfo]) -> None:
         raise OutputError(f"{path}: class ids {bad} do not fit a uint8 map (0..254)")
 
 
+def category_names(classes: Sequence[ClassInfo]) -> list[str]:
+    """A class map's category names by class id ("" for ids no class has): its ``.aux.xml``."""
+    names = [""] * (max(c.id for c in classes) + 1)
+    for c in classes:
+        names[c.id] = c.name
+    return names
+
+
+def sidecar_texts(raster: str | Path, kind: str, classes: Sequence[ClassInfo]) -> dict[Path, str]:
+    """What gfm writes in each sidecar of a ``class`` map or a ``probabilities`` file made with
+    ``classes`` (the writers above): a file there with exactly this text is what a run would
+    write again, so replacing it loses nothing."""
+    if kind == "class" and classes:
+        return {
+            aux_path(raster): aux_xml(category_names(classes)),
+            style_path(raster): class_map_style(classes, CLASS_NODATA),
+        }
+    if kind == "probabilities" and classes:
+        return {style_path(raster): probability_style(classes)}
+    return {}
+
+
 def class_map_writer(
     path: str | Path,
     grid: RasterGrid,
@@ -63,9 +85,6 @@ def class_map_writer(
     _check_class_ids(path, classes)
     colormap = {c.id: (*c.color, 255) for c in classes}
     colormap[CLASS_NODATA] = (0, 0, 0, 0)
-    names = [""] * (max(c.id for c in classes) + 1)
-    for c in classes:
-        names[c.id] = c.name
     classes_json = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in classes]
     return StagedRasterWriter(
         path,
@@ -77,7 +96,7 @@ def class_map_writer(
         band_descriptions=["class"],
         band_tags=[{f"CLASS_{c.id}": c.name for c in classes}],
         colormap=colormap,
-        category_names=names,
+        category_names=category_names(classes),
         style=class_map_style(classes, CLASS_NODATA),
         tags={**(tags or {}), "GFM_CLASSES": classes_json},
         creation_options=creation_options,

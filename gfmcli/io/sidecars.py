@@ -31,6 +31,34 @@ def aux_xml(names: Sequence[str]) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+def _category_names(text: str) -> list[str] | None:
+    """Band 1's category names in a PAM document; None when it is not one."""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError:
+        return None
+    band = root.find("PAMRasterBand[@band='1']") if root.tag == "PAMDataset" else None
+    categories = band.find("CategoryNames") if band is not None else None
+    if categories is None:
+        return None
+    return [item.text or "" for item in categories.findall("Category")]
+
+
+def holds_what_gfm_writes(sidecar: Path, text: str) -> bool:
+    """True when ``sidecar`` holds what gfm writes there (``text``), so replacing it loses
+    nothing: a ``.qml`` byte for byte (a style the user saved from QGIS differs), a ``.aux.xml``
+    by its category names alone, because GDAL and QGIS add statistics and histograms to the
+    PAM file of a map they open."""
+    try:
+        found = sidecar.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if sidecar.name.endswith(".aux.xml"):
+        names = _category_names(found)
+        return names is not None and names == _category_names(text)
+    return found == text
+
+
 def sidecar_paths(raster: str | Path, kind: str) -> list[Path]:
     """The sidecars gfm writes beside a ``class`` map (``.aux.xml`` and ``.qml``) or a
     ``probabilities`` file (``.qml``); other outputs have none."""

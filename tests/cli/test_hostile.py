@@ -200,6 +200,29 @@ def test_a_users_style_or_pam_file_where_a_new_map_would_put_its_sidecars_is_kep
     assert "<mine/>" not in style.read_text() and is_class_map(out / "a.tif")
 
 
+def test_a_map_deleted_to_redo_it_is_redone_beside_its_own_sidecars(
+    tmp_path, tiny_checkpoint, scene
+):
+    a = scene(tmp_path, "a.tif")
+    out = tmp_path / "maps"
+    args = ("-q", "predict", a, "-o", out, "-m", tiny_checkpoint, *WINDOW)
+    assert gfm(*args).returncode == 0
+    style, pam = out / "a.qml", out / "a.tif.aux.xml"
+    written = style.read_text()
+    # QGIS opened the map and kept its statistics in the PAM file; then the user deleted the map
+    stats = "<Metadata><MDI key='STATISTICS_MEAN'>2</MDI></Metadata></PAMRasterBand>"
+    pam.write_text(pam.read_text().replace("</PAMRasterBand>", stats))
+    (out / "a.tif").unlink()
+    redo = gfm(*args)
+    assert redo.returncode == 0, redo.stderr  # before: "exists beside no map" (exit 5)
+    assert is_class_map(out / "a.tif") and style.read_text() == written
+    (out / "a.tif").unlink()
+    style.write_text(written.replace("<qgis", "<qgis user-saved='1'", 1))  # the user's own style
+    kept = gfm(*args)
+    assert_fails(kept, 5, f"{style}: exists beside no map")
+    assert "user-saved" in style.read_text()
+
+
 def test_a_rerun_with_other_settings_never_passes_off_or_replaces_the_old_maps(
     tmp_path, tiny_checkpoint, scene
 ):
