@@ -102,11 +102,7 @@ def _check_sidecars(
             continue
         ours = sidecar_texts(raster, what, contract.classes)
         for sidecar in sidecar_paths(raster, what):
-            if (
-                sidecar.is_file()
-                and sidecar in ours
-                and holds_what_gfm_writes(sidecar, ours[sidecar])
-            ):
+            if sidecar in ours and holds_what_gfm_writes(sidecar, ours[sidecar]):
                 continue
             if sidecar.exists() or sidecar.is_symlink():
                 raise OutputError(
