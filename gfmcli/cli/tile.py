@@ -202,6 +202,8 @@ def _raster_files(arguments: tuple[str, ...]) -> list[Path]:
 
 def _raster_sizes(rasters, size, stride, chip_starts) -> list[tuple[int, int]]:
     """``(candidate chips, pixels)`` of every raster, read from its header."""
+    import warnings
+
     import rasterio
 
     from gfmcli.errors import InputError
@@ -212,7 +214,10 @@ def _raster_sizes(rasters, size, stride, chip_starts) -> list[tuple[int, int]]:
             what = "no such file" if not Path(path).exists() else "not a regular file"
             raise InputError(f"{path}: {what}; pass a raster file")
         try:
-            with rasterio.open(path) as src:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                src = rasterio.open(path)  # the tiling judges a raster without a grid
+            with src:
                 chips = len(chip_starts(src.height, size, stride)) * len(
                     chip_starts(src.width, size, stride)
                 )
