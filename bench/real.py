@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -609,6 +610,9 @@ def row_text(src: Source, score: dict) -> str:
 
 
 def main() -> int:
+    # The spyndex samples and the sources stored without a grid are written and read bare on
+    # purpose (gfm maps them with --gsd); rasterio's warning about it would only be noise.
+    warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--realdata", default=str(HERE.parent.parent / "shared" / "realdata"))
     parser.add_argument("--model", action="append", help="checkpoint or shipped name (repeat)")
