@@ -171,11 +171,7 @@ def _print_output(s) -> None:
             f"{s.path}: gfm {s.gfm_version} output, {s.format}{layer}: {rows}, {s.crs or 'no CRS'}"
         )
     else:
-        dtypes = ",".join(sorted(set(s.dtypes)))
-        click.echo(
-            f"{s.path}: gfm {s.gfm_version} output, {s.width} x {s.height} px, "
-            f"{s.count} band(s) {dtypes}, {s.crs or 'no CRS'}"
-        )
+        click.echo(f"{s.path}: gfm {s.gfm_version} output, {_grid_line(s)}")
     click.echo(f"  made {s.date} by: {s.made_by}")
     settings = s.settings
     if settings:
@@ -195,12 +191,14 @@ def _print_output(s) -> None:
         click.echo(f"    {c['id']:3d} {c['name']:20s} {s.class_shares[c['name']]:6.1%}")
 
 
-def _print_raster(s) -> None:
+def _grid_line(s) -> str:
+    """A raster's size, bands, dtypes and CRS, as the first line of its description."""
     dtypes = ",".join(sorted(set(s.dtypes)))
-    click.echo(
-        f"{s.path}: {s.width} x {s.height} px, {s.count} band(s) {dtypes}, "
-        f"{s.crs or 'no CRS'}, GSD {s.gsd_m:.3g} m"
-    )
+    return f"{s.width} x {s.height} px, {s.count} band(s) {dtypes}, {s.crs or 'no CRS'}"
+
+
+def _print_raster(s) -> None:
+    click.echo(f"{s.path}: {_grid_line(s)}, GSD {s.gsd_m:.3g} m")
     relation = "cross-sensor, by wavelength" if s.cross_sensor else "the model's bands"
     click.echo(f"  sensor {s.sensor or '(by wavelength)'}; {len(s.bands)} bands used ({relation}):")
     for b in s.bands:
@@ -226,10 +224,8 @@ _HEADER_BANDS = 16
 
 
 def _print_raster_file(s) -> None:
-    dtypes = ",".join(sorted(set(s.dtypes)))
     gsd = f"GSD {s.gsd_m:.3g} m" if s.gsd_m is not None else "no pixel grid"
-    click.echo(f"{s.path}: {s.width} x {s.height} px, {s.count} band(s) {dtypes}, "
-               f"{s.crs or 'no CRS'}, {gsd}")  # fmt: skip
+    click.echo(f"{s.path}: {_grid_line(s)}, {gsd}")
     for index, description in enumerate(s.descriptions[:_HEADER_BANDS], start=1):
         click.echo(f"    band {index:3d} {description or '(no description)'}")
     if s.count > _HEADER_BANDS:

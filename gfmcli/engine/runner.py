@@ -342,7 +342,7 @@ def open_plan(
         options,
         plans,
     ):
-        plan = plans[0][1]
+        plan, windows = plans[0][1], _window_count(plans)
         yield (
             FilePlan(
                 input=path,
@@ -352,10 +352,10 @@ def open_plan(
                 width=src.width,
                 bands=tuple(mapping.names),
                 gsd_m=mapping.gsd_m,
-                windows=_window_count(plans),
+                windows=windows,
                 grid="patch" if kind == "embed" else _stripes(len(plans)),
                 peak_memory_bytes=estimate_peak_memory(
-                    contract, plan, len(mapping.bands), options, kind, _window_count(plans)
+                    contract, plan, len(mapping.bands), options, kind, windows
                 ),
                 window=options.window,
                 overlap=options.overlap,
