@@ -419,7 +419,17 @@ def map_file(
                 "GFM_OVERLAP": str(options.overlap),
                 "GFM_BLEND": "raised-cosine",
                 SETTINGS_TAG: output_settings(
-                    contract, options, kind, source or path, mapping.gsd_m, mapping.sensor, fmt=fmt
+                    contract,
+                    options,
+                    kind,
+                    source or path,
+                    mapping.gsd_m,
+                    mapping.sensor,
+                    fmt=fmt,
+                    scaled_as=(
+                        tuple(b.scale for b in mapping.bands),
+                        tuple(b.offset for b in mapping.bands),
+                    ),
                 ),
                 **(extra_tags or {}),
             },

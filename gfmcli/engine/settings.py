@@ -48,6 +48,7 @@ def output_settings(
     read_as: str,
     *,
     fmt: str = "tif",
+    scaled_as: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
 ) -> dict[str, Any]:
     """The settings an output of ``source`` records, as JSON values (tuples become lists).
 
@@ -55,7 +56,10 @@ def output_settings(
     told ``--window 64`` records what a run that let the model choose 64 px does. ``read_as``
     is the sensor the bands were read as: a rerun that names the sensor a first run found on
     its own asks for the same map. A sensor and ``--bands`` are recorded by their registered
-    names, so an alias or another case asks for the same map too.
+    names, so an alias or another case asks for the same map too. ``scaled_as`` is the
+    (scales, offsets) the bands were read with, one per model band: a rerun that names the
+    scaling a first run found on its own (``--scale 1`` for a float reflectance file) asks for
+    the same map too.
     """
     names = PIXEL_OPTIONS + _embed_options(kind, fmt)
     settings: dict[str, Any] = {"command": kind, "model": contract_hash(contract)}
@@ -64,6 +68,8 @@ def output_settings(
     settings.update(input_file=input_file(source))
     settings.update(bands=_band_names(options.bands, read_as))
     settings.update(gsd_m=gsd_m, read_as=read_as)
+    if scaled_as is not None:
+        settings.update(scaled_as={"scale": scaled_as[0], "offset": scaled_as[1]})
     return json.loads(json.dumps(settings))
 
 
@@ -156,6 +162,9 @@ def changed_settings(
         return f"an unreadable {SETTINGS_TAG} tag"
     if now["sensor"] == read_as:
         now["sensor"] = before.get("sensor")
+    for name in ("scale", "offset"):
+        if _names_the_scaling_found(now[name], before.get("scaled_as"), name):
+            now[name] = before.get(name)
 
     def was(name: str) -> str:
         if name == "sensor" and before.get("sensor") is None:
@@ -164,7 +173,7 @@ def changed_settings(
 
     changes = [
         f"{name} {was(name)}, this run {_shown(now.get(name))}"
-        for name in sorted((set(before) | set(now)) - {"input_file"})
+        for name in sorted((set(before) | set(now)) - {"input_file", "scaled_as"})
         if before.get(name) != now.get(name)
     ]
     # Records made before gfm noted the input file say nothing about it: not a change.
@@ -174,6 +183,17 @@ def changed_settings(
             f"it is {_file_shown(now['input_file'])}"
         )
     return "; ".join(changes)
+
+
+def _names_the_scaling_found(given: Any, scaled_as: Any, name: str) -> bool:
+    """True when ``given`` (a rerun's ``--scale`` or ``--offset``) is one value that every band
+    was read with anyway (``scaled_as`` as recorded; older records have none)."""
+    if not isinstance(given, list) or not isinstance(scaled_as, dict):
+        return False
+    applied = scaled_as.get(name)
+    if not isinstance(applied, list) or not applied or len(set(given)) != 1:
+        return False
+    return all(value == given[0] for value in applied)
 
 
 def _file_shown(record: Any) -> str:

@@ -562,6 +562,19 @@ def test_scale_option_reads_reflectance_files(predict_tiny, make_raster, tmp_pat
     assert bad.exit_code == 2 and "not a number" in bad.output
 
 
+def test_a_rerun_naming_the_scaling_found_resumes(predict_tiny, make_raster, tmp_path):
+    data = np.random.default_rng(2).uniform(0.02, 0.4, (4, 40, 40)).astype("float32")
+    src = make_raster(tmp_path, "refl.tif", data=data, dtype="float32", descriptions=BANDS)
+    out = tmp_path / "a.tif"
+    assert predict_tiny(str(src), "-o", str(out)).exit_code == 0  # float: scale 1 found
+    made = out.read_bytes()
+    again = predict_tiny(str(src), "-o", str(out), "--scale", "1", "--offset", "0", quiet=False)
+    assert again.exit_code == 0 and "1 skipped" in again.stderr, again.stderr
+    assert out.read_bytes() == made
+    other = predict_tiny(str(src), "-o", str(out), "--scale", "0.5")
+    assert other.exit_code == 5 and "scale unset, this run 0.5" in other.stderr
+
+
 def test_a_full_disk_while_writing_embedding_vectors_is_one_output_error(
     gfm, tiny_model, s2_scene, tmp_path, monkeypatch
 ):

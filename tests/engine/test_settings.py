@@ -71,6 +71,31 @@ def test_another_model_scaling_or_command_is_named(stepped):
     assert changed_settings(tag, stepped, options, "embed", SOURCE).startswith("command predict")
 
 
+def test_naming_the_scaling_a_run_found_asks_for_the_same_map(stepped):
+    resolved = for_model(MapOptions(), stepped).at_gsd(10.0)
+    found = ((1.0, 1.0, 1.0), (0.0, 0.0, 0.0))  # a float reflectance file: scale 1 found
+    made = output_settings(
+        stepped, resolved, "predict", SOURCE, 10.0, "sentinel2-l2a", scaled_as=found
+    )
+    tag = json.dumps(made)
+    assert made["scale"] is None and made["scaled_as"] == {"scale": [1, 1, 1], "offset": [0, 0, 0]}
+
+    def rerun(**given):
+        return changed_settings(
+            tag, stepped, for_model(MapOptions(**given), stepped), "predict", SOURCE
+        )
+
+    assert rerun(scale=(1.0,)) == "" and rerun(scale=(1.0,), offset=(0.0,)) == ""
+    assert rerun(scale=(1e-4,)) == "scale unset, this run 0.0001"
+    assert rerun(offset=(-0.1,)) == "offset unset, this run -0.1"
+    # a record without the scaling read (an older gfm) cannot tell: still a change
+    older = json.dumps({k: v for k, v in made.items() if k != "scaled_as"})
+    options = for_model(MapOptions(scale=(1.0,)), stepped)
+    assert (
+        changed_settings(older, stepped, options, "predict", SOURCE) == "scale unset, this run 1.0"
+    )
+
+
 def test_outputs_of_an_older_gfm_are_skipped_and_a_broken_record_is_a_change(stepped):
     options = for_model(MapOptions(), stepped)
     assert changed_settings(None, stepped, options, "predict", SOURCE) == ""
