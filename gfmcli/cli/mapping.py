@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import click
@@ -199,9 +198,9 @@ def _check_format_options(ctx: click.Context, request: MappingRequest) -> None:
     """UsageError for an option given on the command line that the output format ignores:
     silently dropping it would hand the user a file other than the one asked for."""
     from gfmcli.errors import UsageError
-    from gfmcli.io.paths import OUTPUT_FORMATS
+    from gfmcli.io.paths import planned_format
 
-    fmt = request.fmt or OUTPUT_FORMATS.get(Path(request.output).suffix.lower(), "tif")
+    fmt = planned_format(request.output, request.fmt)
 
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE

@@ -183,6 +183,17 @@ def output_format(path: str | Path, fmt: str | None = None) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
+def planned_format(output: str | Path, fmt: str | None = None) -> str:
+    """The format a run writes under ``-o output``, as :func:`plan_outputs` pairs it: ``fmt``
+    if given, else the extension of an output that names a file, else ``"tif"`` (a folder,
+    even an existing one named ``maps.gpkg``)."""
+    if fmt is not None:
+        return output_format(output, fmt)
+    out = Path(output).expanduser()
+    looks_like_file = out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir()
+    return output_format(out) if looks_like_file else "tif"
+
+
 def _stem(input_path: str) -> str:
     """The input's base name without extension; GDAL paths use their last path component."""
     name = input_path.rstrip("/").rsplit("/", 1)[-1]

@@ -622,3 +622,11 @@ def test_an_option_the_output_format_ignores_is_a_usage_error(gfm, tiny_model, s
     assert not list(tmp_path.glob("[vem].*"))
     # the defaults say nothing: a GeoPackage of vectors with the default --dtype is fine
     assert gfm("embed", "-m", tiny_model, src, "-o", tmp_path / "v.gpkg").exit_code == 0
+    # an existing folder named like a GeoPackage is a folder of GeoTIFFs: --co applies there
+    folder = tmp_path / "maps.gpkg"
+    folder.mkdir()
+    made = gfm("predict", "-m", tiny_model, src, "-o", folder, "--co", "COMPRESS=ZSTD")
+    assert made.exit_code == 0, made.stderr
+    (written,) = folder.glob("*.tif")
+    with rasterio.open(written) as dst:
+        assert dst.compression.name.lower() == "zstd"
