@@ -177,18 +177,27 @@ def exact_labels(allowed: np.ndarray) -> np.ndarray:
 
 
 def simulated_pools(
-    scenes: int, seed0: int, size_m: float, arid: bool = True, mixed: bool = True
+    scenes: int,
+    seed0: int,
+    size_m: float,
+    arid: bool = True,
+    mixed: bool = True,
+    dry_towns: bool = False,
 ) -> list[Pool]:
     """Chips of ``scenes`` simulated landscapes per sensor; with ``arid`` every third one is
     arid steppe and bare hills (bare ground that must not map as built-up); with ``mixed``
-    mixed pixels are labelled as sets of the classes they hold (``mixed_sets``)."""
+    mixed pixels are labelled as sets of the classes they hold (``mixed_sets``); with
+    ``dry_towns`` two scenes in three (the arid ones among them) have dry towns, of bare and
+    dry-grass yards and flat concrete roofs, which are built-up although they look like bare
+    ground with a street grid (a dry city mapped as bare soil before)."""
     pools = []
     for sensor, chip in (("sentinel2-l2a", S2_CHIP), ("landsat8", 48), ("enmap", 32)):
         images, allowed = [], []
         wl = None
         for s in range(scenes):
             biome = {"biome": "arid"} if arid and s % 3 == 2 else {}
-            lc = simulate_landcover(size_m, size_m, seed=seed0 + s, **biome)
+            dry = dry_towns and s % 3 != 0
+            lc = simulate_landcover(size_m, size_m, seed=seed0 + s, dry_towns=dry, **biome)
             r = render(lc, sensor, seed=s)
             spec = r.sensor
             refl = r.data.astype(np.float32) * spec.scale + spec.offset
@@ -600,6 +609,11 @@ def main() -> None:
         "per pixel and coarser in PX px windows (ModelContract.window_by_gsd); default: the "
         "chip window at every GSD",
     )
+    parser.add_argument(
+        "--dry-towns",
+        action="store_true",
+        help="two simulated scenes in three have dry towns (simulated_pools)",
+    )
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
     parser.add_argument(
         "--head-width",
@@ -667,6 +681,7 @@ def main() -> None:
         5120.0,
         arid=recipe.arid,
         mixed=recipe.mixed,
+        dry_towns=args.dry_towns,
     )
     if not args.no_real:
         pools += real_pools(Path(args.realdata), hold_out, args.cloud_chip)

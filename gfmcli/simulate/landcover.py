@@ -202,9 +202,9 @@ def _snow(objects, shape, res, table: Objects, rng, season: str) -> None:
     objects[snowy] = table.add(np.full(n, KIND_ID["snow"])) + ids[snowy]
 
 
-def _settlements(objects, shape, res, table, rng, sun) -> None:
+def _settlements(objects, shape, res, table, rng, sun, dry: bool = False) -> None:
     """A town of 150 m to a quarter of the scene in radius, and a village (80-250 m) per 8 km^2
-    on average: street grids of blocks (``gfmcli.simulate.urban``)."""
+    on average: street grids of blocks (``gfmcli.simulate.urban``); ``dry``: dry towns."""
     h_m, w_m = shape[0] * res, shape[1] * res
     radius = max(150.0, rng.uniform(0.12, 0.25) * min(h_m, w_m))
     centre = (rng.uniform(0.3, 0.7) * h_m, rng.uniform(0.3, 0.7) * w_m)
@@ -212,13 +212,14 @@ def _settlements(objects, shape, res, table, rng, sun) -> None:
     # fmt: skip below: arguments grouped by meaning (ruff format would add 10 lines)
     paint_town(objects, shape, res, table, rng, centre=centre, radius=radius,
                sun_azimuth_deg=sun[1], sun_elevation_deg=sun[0], built_class=built,
-               zones=TOWN_ZONES)  # fmt: skip
+               zones=TOWN_ZONES, dry=dry)  # fmt: skip
     for _ in range(rng.poisson(h_m * w_m / 8e6)):
         centre = (rng.uniform(0, h_m), rng.uniform(0, w_m))
         # fmt: skip below: arguments grouped by meaning (ruff format would add 10 lines)
         paint_town(objects, shape, res, table, rng, centre=centre,
                    radius=rng.uniform(80.0, 250.0), sun_azimuth_deg=sun[1],
-                   sun_elevation_deg=sun[0], built_class=built, zones=VILLAGE_ZONES)  # fmt: skip
+                   sun_elevation_deg=sun[0], built_class=built, zones=VILLAGE_ZONES,
+                   dry=dry)  # fmt: skip
 
 
 def _railway(objects, shape, res, table: Objects, rng) -> None:
@@ -325,6 +326,7 @@ def simulate_landcover(
     origin: tuple[float, float] = (500000.0, 5400000.0),
     season: str | None = None,
     biome: str = "temperate",
+    dry_towns: bool = False,
 ) -> LandCoverMap:
     """A random but plausible landscape of ``height_m`` x ``width_m`` at ``resolution_m``.
 
@@ -333,7 +335,9 @@ def simulate_landcover(
     (one of ``SEASONS``) defaults to one drawn from the seed (summer 40 %, spring and autumn
     20 % each, winter 20 %); it also sets the sun elevation. ``biome`` (one of ``BIOMES``):
     ``"arid"`` turns most of the land into steppe and bare ground on hilly terrain, with few
-    fields, thickets and lakes (the town and the river stay).
+    fields, thickets and lakes (the town and the river stay). ``dry_towns``: towns and villages
+    with bare and dry-grass yards, few trees and flat concrete roofs (``gfmcli.simulate.urban``),
+    the way arid and dry-season cities look.
     """
     if not (height_m > 0 and width_m > 0 and resolution_m > 0):
         raise SimulatorError("scene height, width and resolution must be positive metres")
@@ -384,7 +388,7 @@ def simulate_landcover(
     del forest
     _snow(objects, shape, res, table, rng, season)
     river, river_segment, n_segments = _river(objects, shape, res, table, rng)
-    _settlements(objects, shape, res, table, rng, sun)
+    _settlements(objects, shape, res, table, rng, sun, dry=dry_towns)
     if rng.random() < 0.5:
         _railway(objects, shape, res, table, rng)
     for _ in range(rng.integers(1, 3)):

@@ -15,11 +15,16 @@ sidewalks and, in some blocks, rows of street trees. Every object of a residenti
 industrial or plaza block (lawns, garden trees and shadows included) is labelled built-up,
 as land-use maps do, while parks keep their kinds' classes; at 10 m a residential pixel is
 therefore often a mixture of roof, lawn, tree, asphalt and shadow and still built-up.
+
+A *dry* town (arid land, and many tropical cities in the dry season) has yards of bare earth and
+dry grass instead of lawns in most blocks, 30-100 % of a green town's garden trees, more bare
+lots and mostly flat concrete roofs: at 10 m its blocks range from green-town spectra to bare
+ground with a street grid, and all are built-up.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -235,13 +240,23 @@ def paint_town(
     sun_elevation_deg: float,
     built_class: int,
     zones=TOWN_ZONES,
+    dry: bool = False,
 ) -> np.ndarray:
     """Paint a settlement of ``radius`` metres around ``centre`` (row, col metres) into
-    ``objects``; returns each block's zone (for tests and statistics)."""
+    ``objects``; returns each block's zone (for tests and statistics). ``dry``: a dry town
+    (module docstring); parks stay green (they are watered)."""
     window, mask = blob(shape, res, centre, radius, rng)
     reach = 2.3 * radius  # the blob's window spans 1.6 radius each way; its diagonal 2.3
     blocks = _draw_blocks(rng, reach, radius, zones)
     n_blocks = len(blocks.zone)
+    dry_yards = np.zeros(n_blocks, dtype=bool)
+    if dry:
+        garden = blocks.zone != PARK
+        dry_yards = garden & (rng.random(n_blocks) < 0.6)
+        cover = (1.0 - blocks.tree_level) * rng.uniform(0.3, 1.0, n_blocks)
+        trees = np.where(garden, 1.0 - cover, blocks.tree_level)
+        soil = np.where(garden, rng.uniform(0.5, 0.9, n_blocks), blocks.soil_level)
+        blocks = replace(blocks, tree_level=trees, soil_level=soil)
     sub = mask.shape
     trees = fractal_noise(sub, 8.0 / res, rng, octaves=2)
     soil = fractal_noise(sub, 15.0 / res, rng, octaves=2)
@@ -262,10 +277,15 @@ def paint_town(
     kinds[:, SIDEWALK] = KIND_ID["concrete"]
     kinds[:, PAVED] = KIND_ID["concrete"]
     kinds[:, LAWN] = KIND_ID["grass"]
+    kinds[dry_yards, LAWN] = KIND_ID["steppe"]
     kinds[:, TREES] = KIND_ID["tree"]
     kinds[:, SOIL] = KIND_ID["soil"]
     kinds[:, SHADOW] = KIND_ID["shadow"]
-    flat = (blocks.zone == INDUSTRIAL) | ((blocks.zone == DENSE) & (rng.random(n_blocks) < 0.4))
+    draw = rng.random(n_blocks)
+    if dry:
+        flat = (blocks.zone == INDUSTRIAL) | ((blocks.zone != PARK) & (draw < 0.7))
+    else:
+        flat = (blocks.zone == INDUSTRIAL) | ((blocks.zone == DENSE) & (draw < 0.4))
     kinds[:, FIRST_BUILDING:] = np.where(flat, KIND_ID["flatroof"], KIND_ID["roof"])[:, None]
     classes = np.full((n_blocks, SLOTS), built_class, dtype=np.uint8)
     classes[blocks.zone == PARK, LAWN:SHADOW] = BY_KIND

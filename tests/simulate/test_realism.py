@@ -42,7 +42,7 @@ CLEAN = {"noise": 0.0, "illumination": 0.0, "haze": 0.0, "terrain": False, "glin
 VEGETATION = [KIND_ID["tree"], KIND_ID["grass"]]
 
 
-def _town(zone: int, seed: int = 0, sun=(180.0, 40.0)):
+def _town(zone: int, seed: int = 0, sun=(180.0, 40.0), dry: bool = False):
     """A town of one zone on an empty 2 x 2 km grid at 5 m: (kinds, classes, town mask)."""
     shape, res = (400, 400), 5.0
     table = Objects()
@@ -52,7 +52,7 @@ def _town(zone: int, seed: int = 0, sun=(180.0, 40.0)):
     # fmt: skip below: arguments grouped by meaning (ruff format would add 10 lines)
     paint_town(objects, shape, res, table, np.random.default_rng(seed), centre=(1000.0, 1000.0),
                radius=700.0, sun_azimuth_deg=sun[0], sun_elevation_deg=sun[1],
-               built_class=BUILT, zones=zones)  # fmt: skip
+               built_class=BUILT, zones=zones, dry=dry)  # fmt: skip
     kinds = table.kind_array()[objects]
     return kinds, table.class_array(KIND_CLASS)[objects], objects > 0, objects
 
@@ -78,6 +78,27 @@ def test_residential_blocks_are_half_vegetation_at_10m_and_built_up_as_blocks(se
     for kind, low, high in (("roof", 0.08, 0.3), ("pavement", 0.08, 0.3), ("shadow", 0.01, 0.2),
                             ("concrete", 0.03, 0.2), ("tree", 0.05, 0.4)):  # fmt: skip
         assert low < share[KIND_ID[kind]] < high, kind
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dry_towns_have_bare_yards_and_flat_roofs_and_stay_built_up(seed):
+    green, _, green_town, _ = _town(RESIDENTIAL, seed)
+    dry, classes, town, _ = _town(RESIDENTIAL, seed, dry=True)
+    assert (classes[town] == BUILT).all()  # bare and dry-grass yards are built-up too
+    share = np.bincount(dry[town], minlength=len(KINDS)) / town.sum()
+    green_share = np.bincount(green[green_town], minlength=len(KINDS)) / green_town.sum()
+    assert share[VEGETATION].sum() < 0.6 * green_share[VEGETATION].sum()
+    assert share[KIND_ID["steppe"]] + share[KIND_ID["soil"]] > 0.15 > green_share[KIND_ID["soil"]]
+    assert share[KIND_ID["flatroof"]] > share[KIND_ID["roof"]]  # flat concrete roofs
+    assert green_share[KIND_ID["flatroof"]] == 0  # a green residential town has pitched roofs
+
+
+def test_parks_of_dry_towns_stay_green():
+    from gfmcli.simulate.urban import PARK
+
+    kinds, _, town, _ = _town(PARK, dry=True)
+    share = np.bincount(kinds[town], minlength=len(KINDS)) / town.sum()
+    assert share[KIND_ID["steppe"]] == 0 and share[VEGETATION].sum() > 0.5
 
 
 def test_industrial_halls_are_large_flat_roofs_in_paved_yards():
