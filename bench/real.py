@@ -617,7 +617,11 @@ def main() -> int:
     parser.add_argument("--realdata", default=str(HERE.parent.parent / "shared" / "realdata"))
     parser.add_argument("--model", action="append", help="checkpoint or shipped name (repeat)")
     parser.add_argument("--index-rule", action="store_true", help="add the spectral-index rule")
-    parser.add_argument("--only", help="comma list of source-name prefixes")
+    parser.add_argument(
+        "--only",
+        help="comma list of prefixes of the row names (ukis_csmask, bigearthnet_s2, "
+        "bigearthnet as, checks, ...): score only the rows they start",
+    )
     parser.add_argument(
         "--window",
         type=int,
@@ -641,11 +645,12 @@ def main() -> int:
         for v in (flag, value)
     )
     models = list(args.model or ["landcover-tiny"]) + (["index-rule"] if args.index_rule else [])
-    chosen = [
-        s
-        for s in sources(root)
-        if not args.only or any(s.name.startswith(p) for p in args.only.split(","))
-    ]
+    prefixes = tuple(args.only.split(",")) if args.only else ()
+
+    def wanted(name: str) -> bool:
+        return not prefixes or name.startswith(prefixes)
+
+    chosen = [s for s in sources(root) if wanted(s.name)]
     everything: dict = {}
     header = f"{'source':28s} {'sensor':15s} {'level':6s} {'OA':>6s} {'mIoU':>6s}  recall"
     with tempfile.TemporaryDirectory(prefix="gfm-real-") as tmp:
@@ -662,11 +667,11 @@ def main() -> int:
                 f"{means['never_trained_rows']} never-trained ({', '.join(NEVER_TRAINED)}) "
                 f"{means['never_trained_mean_oa']:.3f}"
             )
-            if not args.only or "bigearthnet".startswith(tuple(args.only.split(","))):
-                for key, label, sensor, landsat8 in (
-                    ("bigearthnet_s2", "bigearthnet_s2 (patch labels)", "Sentinel-2", False),
-                    ("bigearthnet as Landsat 8", "bigearthnet as Landsat 8", "S2 as OLI", True),
-                ):
+            for key, label, sensor, landsat8 in (
+                ("bigearthnet_s2", "bigearthnet_s2 (patch labels)", "Sentinel-2", False),
+                ("bigearthnet as Landsat 8", "bigearthnet as Landsat 8", "S2 as OLI", True),
+            ):
+                if wanted(key):
                     ben = bigearthnet(root, model, work, landsat8=landsat8, extra=extra)
                     rows[key] = ben if isinstance(ben, dict) else {"error": ben}
                     text = (
@@ -675,7 +680,7 @@ def main() -> int:
                         else ben
                     )
                     print(f"{label:28s} {sensor:15s} {'L2A':6s} {text}")
-            if not args.only or "checks".startswith(tuple(args.only.split(","))):
+            if wanted("checks"):
                 rows["checks"] = check_table(root, model, work, extra)
             rows["means"] = means
             rows["predict_options"] = list(extra)
