@@ -162,9 +162,8 @@ def changed_settings(
         return f"an unreadable {SETTINGS_TAG} tag"
     if now["sensor"] == read_as:
         now["sensor"] = before.get("sensor")
-    for name in ("scale", "offset"):
-        if _names_the_scaling_found(now[name], before.get("scaled_as"), name):
-            now[name] = before.get(name)
+    if _names_the_scaling_found(now["scale"], now["offset"], before.get("scaled_as")):
+        now.update(scale=before.get("scale"), offset=before.get("offset"))
 
     def was(name: str) -> str:
         if name == "sensor" and before.get("sensor") is None:
@@ -185,15 +184,33 @@ def changed_settings(
     return "; ".join(changes)
 
 
-def _names_the_scaling_found(given: Any, scaled_as: Any, name: str) -> bool:
-    """True when ``given`` (a rerun's ``--scale`` or ``--offset``) is one value that every band
-    was read with anyway (``scaled_as`` as recorded; older records have none)."""
-    if not isinstance(given, list) or not isinstance(scaled_as, dict):
+def _names_the_scaling_found(scale: Any, offset: Any, scaled_as: Any) -> bool:
+    """True when a rerun's ``--scale``/``--offset`` (lists, None where not given) read every
+    band as the first run did anyway (``scaled_as`` as recorded; older records have none).
+
+    By the scaling rules (:mod:`gfmcli.scaling`) ``--scale`` alone means offset 0 and
+    ``--offset`` alone keeps the scale found. Only one value for every band is judged: a list
+    per file band would need the file's band order, which the record does not hold.
+    """
+    if (scale is None and offset is None) or not isinstance(scaled_as, dict):
         return False
-    applied = scaled_as.get(name)
-    if not isinstance(applied, list) or not applied or len(set(given)) != 1:
+    found_scales, found_offsets = scaled_as.get("scale"), scaled_as.get("offset")
+    if not (isinstance(found_scales, list) and isinstance(found_offsets, list) and found_scales):
         return False
-    return all(value == given[0] for value in applied)
+    wanted_offset = 0.0 if offset is None else _one_value(offset)
+    if wanted_offset is None or any(value != wanted_offset for value in found_offsets):
+        return False
+    if scale is None:
+        return True
+    wanted_scale = _one_value(scale)
+    return wanted_scale is not None and all(value == wanted_scale for value in found_scales)
+
+
+def _one_value(given: Any) -> float | None:
+    """The value of a ``--scale``/``--offset`` list that gives one value for every band."""
+    if isinstance(given, list) and given and len(set(given)) == 1:
+        return float(given[0])
+    return None
 
 
 def _file_shown(record: Any) -> str:

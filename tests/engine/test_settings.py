@@ -88,6 +88,22 @@ def test_naming_the_scaling_a_run_found_asks_for_the_same_map(stepped):
     assert rerun(scale=(1.0,)) == "" and rerun(scale=(1.0,), offset=(0.0,)) == ""
     assert rerun(scale=(1e-4,)) == "scale unset, this run 0.0001"
     assert rerun(offset=(-0.1,)) == "offset unset, this run -0.1"
+    # --scale alone means offset 0: it matches a file read with an offset only if named
+    l2a = ((1e-4, 1e-4, 1e-4), (-0.1, -0.1, -0.1))
+    tag = json.dumps(
+        output_settings(stepped, resolved, "predict", SOURCE, 10.0, "sentinel2-l2a", scaled_as=l2a)
+    )
+    assert rerun(scale=(1e-4,)) == "scale unset, this run 0.0001"
+    assert rerun(scale=(1e-4,), offset=(-0.1,)) == "" and rerun(offset=(-0.1,)) == ""
+    # one value must be what every band was read with
+    mixed = ((2e-5, 2e-5, 3e-5), (0.0, 0.0, 0.0))
+    tag = json.dumps(
+        output_settings(
+            stepped, resolved, "predict", SOURCE, 10.0, "sentinel2-l2a", scaled_as=mixed
+        )
+    )
+    assert rerun(scale=(2e-5,)) == "scale unset, this run 2e-05"
+    assert rerun(scale=(2e-5, 2e-5, 3e-5)) != ""  # a list per file band is not judged
     # a record without the scaling read (an older gfm) cannot tell: still a change
     older = json.dumps({k: v for k, v in made.items() if k != "scaled_as"})
     options = for_model(MapOptions(scale=(1.0,)), stepped)
