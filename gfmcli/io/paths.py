@@ -183,6 +183,13 @@ def output_format(path: str | Path, fmt: str | None = None) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
+def names_a_file(out: Path) -> bool:
+    """Whether ``-o out`` names one output file (its extension is an output format and it is
+    not an existing folder) rather than a folder of outputs: the one rule :func:`plan_outputs`,
+    :func:`planned_format` and :func:`output_folder` share."""
+    return out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir()
+
+
 def planned_format(output: str | Path, fmt: str | None = None) -> str:
     """The format a run writes under ``-o output``, as :func:`plan_outputs` pairs it: ``fmt``
     if given, else the extension of an output that names a file, else ``"tif"`` (a folder,
@@ -190,8 +197,7 @@ def planned_format(output: str | Path, fmt: str | None = None) -> str:
     if fmt is not None:
         return output_format(output, fmt)
     out = Path(output).expanduser()
-    looks_like_file = out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir()
-    return output_format(out) if looks_like_file else "tif"
+    return output_format(out) if names_a_file(out) else "tif"
 
 
 def _stem(input_path: str) -> str:
@@ -268,7 +274,7 @@ def plan_outputs(
     or when a planned output file is an existing folder (all before any compute).
     """
     out = Path(output).expanduser()
-    looks_like_file = out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir()
+    looks_like_file = names_a_file(out)
     unknown_extension = _EXTENSION.fullmatch(out.suffix) and not looks_like_file
     if len(inputs) == 1 and unknown_extension and not out.is_dir():
         *others, last = extensions
@@ -317,7 +323,7 @@ def plan_outputs(
 def output_folder(output: str | Path) -> Path:
     """The folder a run's outputs go in: ``-o`` itself in folder mode, else its parent."""
     out = Path(output).expanduser()
-    return out.parent if out.suffix.lower() in OUTPUT_FORMATS and not out.is_dir() else out
+    return out.parent if names_a_file(out) else out
 
 
 @contextlib.contextmanager

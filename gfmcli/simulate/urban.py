@@ -251,12 +251,12 @@ def paint_town(
     n_blocks = len(blocks.zone)
     dry_yards = np.zeros(n_blocks, dtype=bool)
     if dry:
-        garden = blocks.zone != PARK
-        dry_yards = garden & (rng.random(n_blocks) < 0.6)
+        not_park = blocks.zone != PARK
+        dry_yards = not_park & (rng.random(n_blocks) < 0.6)
         cover = (1.0 - blocks.tree_level) * rng.uniform(0.3, 1.0, n_blocks)
-        trees = np.where(garden, 1.0 - cover, blocks.tree_level)
-        soil = np.where(garden, rng.uniform(0.5, 0.9, n_blocks), blocks.soil_level)
-        blocks = replace(blocks, tree_level=trees, soil_level=soil)
+        tree_level = np.where(not_park, 1.0 - cover, blocks.tree_level)
+        soil_level = np.where(not_park, rng.uniform(0.5, 0.9, n_blocks), blocks.soil_level)
+        blocks = replace(blocks, tree_level=tree_level, soil_level=soil_level)
     sub = mask.shape
     trees = fractal_noise(sub, 8.0 / res, rng, octaves=2)
     soil = fractal_noise(sub, 15.0 / res, rng, octaves=2)
@@ -314,7 +314,6 @@ def _probit(level: np.ndarray) -> np.ndarray:
 
 
 def _replace_levels(blocks: _Blocks, tree_level: np.ndarray, soil_level: np.ndarray) -> _Blocks:
-    fields = dict(blocks.__dict__)
-    fields["tree_level"] = tree_level.astype(np.float32)
-    fields["soil_level"] = soil_level.astype(np.float32)
-    return _Blocks(**fields)
+    return replace(
+        blocks, tree_level=tree_level.astype(np.float32), soil_level=soil_level.astype(np.float32)
+    )
