@@ -619,8 +619,8 @@ def main() -> int:
     parser.add_argument("--index-rule", action="store_true", help="add the spectral-index rule")
     parser.add_argument(
         "--only",
-        help="comma list of prefixes of the row names (ukis_csmask, bigearthnet_s2, "
-        "bigearthnet as, checks, ...): score only the rows they start",
+        help="comma list of prefixes: score only the rows whose names start with one of them "
+        "(ukis_csmask, bigearthnet_s2, 'bigearthnet as', ...; checks: the whole check table)",
     )
     parser.add_argument(
         "--window",
@@ -645,7 +645,7 @@ def main() -> int:
         for v in (flag, value)
     )
     models = list(args.model or ["landcover-tiny"]) + (["index-rule"] if args.index_rule else [])
-    prefixes = tuple(args.only.split(",")) if args.only else ()
+    prefixes = tuple(p.strip() for p in (args.only or "").split(",") if p.strip())
 
     def wanted(name: str) -> bool:
         return not prefixes or name.startswith(prefixes)
