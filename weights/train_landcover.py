@@ -111,6 +111,7 @@ class Pool:
     synthetic: bool  # labels exact enough to paint clouds and snow over
     s2_names: tuple[str, ...] | None = None
     water: np.ndarray | None = None  # (n, C) spectra of the pool's own open water (paint_sea)
+    focus: Pool | None = None  # chips of this source centred on its rare water (--water-focus)
 
 
 def chips_of(image: np.ndarray, allowed: np.ndarray, size: int, stride: int):
@@ -240,9 +241,21 @@ def paint_sea(img: np.ndarray, al: np.ndarray, water: np.ndarray, rng: np.random
     return img, al
 
 
-def real_pools(root: Path, hold_out: set[str], cloud_chip: int = 64) -> list[Pool]:
+def water_chips(image: np.ndarray, allowed: np.ndarray, size: int, share: float = 0.02):
+    """Chips cut every quarter chip that hold at least ``share`` exact water: the real cloud
+    masks' water is 0.3-2.4 % of their pixels, mostly rivers of 1-3 px, so a chip drawn at
+    random seldom shows the model real water beside real cloud shadow."""
+    for img, al in chips_of(image, allowed, size, size // 4):
+        if (al == bits(WATER)).mean() >= share:
+            yield img, al
+
+
+def real_pools(
+    root: Path, hold_out: set[str], cloud_chip: int = 64, water_focus: bool = False
+) -> list[Pool]:
     """The permissive real sources as pools; the ukis cloud masks cut in ``cloud_chip`` px chips
-    (a shadow lies 1-5 km from its cloud: at 30 m a 64 px chip often holds only one of them)."""
+    (a shadow lies 1-5 km from its cloud: at 30 m a 64 px chip often holds only one of them),
+    with ``water_focus`` also their chips that hold water (``water_chips``) as ``Pool.focus``."""
     pools = []
     for name, nm in UKIS_NM.items():
         if f"ukis-{name}" in hold_out:
@@ -256,7 +269,11 @@ def real_pools(root: Path, hold_out: set[str], cloud_chip: int = 64) -> list[Poo
         table = np.array([bits(SHADOW), bits(WATER), bits(SNOW), bits(*LAND), bits(CLOUD)])
         allowed = table[np.clip(mask, 0, 4)].astype(np.uint16)
         ims, als = zip(*chips_of(img, allowed, cloud_chip, 64), strict=True)
-        pools.append(Pool(f"ukis {name}", np.stack(ims), np.stack(als), nm, 30.0, False, False))
+        pool = Pool(f"ukis {name}", np.stack(ims), np.stack(als), nm, 30.0, False, False)
+        if water_focus:
+            wims, wals = zip(*water_chips(img, allowed, cloud_chip), strict=True)
+            pool.focus = dataclasses.replace(pool, images=np.stack(wims), allowed=np.stack(wals))
+        pools.append(pool)
     if "eolearn" not in hold_out:
         with rasterio.open(root / "eolearn_s2_slovenia/lulc.tif") as ds:
             lulc = ds.read(1)
@@ -614,6 +631,13 @@ def main() -> None:
         action="store_true",
         help="two simulated scenes in three have dry towns (simulated_pools)",
     )
+    parser.add_argument(
+        "--water-focus",
+        type=float,
+        default=0.0,
+        help="share of the real cloud masks' batches drawn from their chips that hold water "
+        "(water_chips); 0: chips drawn evenly",
+    )
     parser.add_argument("--channel-embedding", choices=("wavelength", "index"))
     parser.add_argument(
         "--head-width",
@@ -684,7 +708,7 @@ def main() -> None:
         dry_towns=args.dry_towns,
     )
     if not args.no_real:
-        pools += real_pools(Path(args.realdata), hold_out, args.cloud_chip)
+        pools += real_pools(Path(args.realdata), hold_out, args.cloud_chip, args.water_focus > 0)
     # fmt: skip below: a table, kept in rows (ruff format would add 7 lines)
     weights = {"sim sentinel2-l2a": 0.3, "sim landsat8": 0.12, "sim enmap": 0.1,
                "ukis sentinel2": 0.1, "ukis landsat7": 0.1, "ukis landsat5": 0.1,
@@ -694,7 +718,9 @@ def main() -> None:
         [weights[pool.name] * (1.0 if pool.name.startswith("sim ") else real) for pool in pools]
     )
     p /= p.sum()
-    print({pool.name: len(pool.images) for pool in pools}, f"{time.time() - start:.0f}s")
+    counts = {pool.name: len(pool.images) for pool in pools}
+    counts.update({f"{q.name} water": len(q.focus.images) for q in pools if q.focus is not None})
+    print(counts, f"{time.time() - start:.0f}s")
 
     norm = normaliser(contract)
     teachers = [load_model(path)[0].eval() for path in args.teacher]
@@ -718,6 +744,9 @@ def main() -> None:
     for step in range(args.steps):
         keep = keeper is not None and rng.random() < args.keep_init
         pool = s2_pool if keep else pools[rng.choice(len(pools), p=p)]
+        # no draw unless asked: the default recipe's random stream stays as it was
+        if pool.focus is not None and rng.random() < args.water_focus:
+            pool = pool.focus
         bs = 4 if len(pool.wavelengths) > 50 else args.batch_size
         side = pool.images.shape[-1]
         if side > S2_CHIP:  # as many pixels per batch as 64 px chips hold

@@ -60,6 +60,21 @@ def test_chips_cover_the_image_flush_with_its_edges(recipe):
     assert all(c[0].shape == (2, 64, 64) and c[1].shape == (64, 64) for c in chips)
 
 
+def test_water_chips_are_the_quarter_step_chips_that_hold_enough_water(recipe):
+    image = np.arange(128 * 128, dtype=np.float32).reshape(1, 128, 128)
+    allowed = np.full((128, 128), recipe.bits(*recipe.LAND), np.uint16)
+    allowed[100:104, 100:104] = recipe.bits(recipe.WATER)  # 16 px: 0.4 % of a 64 px chip
+    assert list(recipe.water_chips(image, allowed, 64, share=0.02)) == []
+    allowed[96:128, 96:128] = recipe.bits(recipe.WATER)  # 32 x 32 px of water
+    chips = list(recipe.water_chips(image, allowed, 64, share=0.02))
+    starts = {(int(c[0][0, 0, 0]) // 128, int(c[0][0, 0, 0]) % 128) for c in chips}
+    # chips start every 16 px; those reaching row and column 96 hold 16 x 16 px or more of it
+    assert starts == {(y, x) for y in (48, 64) for x in (48, 64)}
+    for img, al in chips:
+        assert (al == recipe.bits(recipe.WATER)).mean() >= 0.02
+        assert img.shape == (1, 64, 64)
+
+
 def test_augmented_labels_follow_the_pixels(recipe):
     rng = np.random.default_rng(0)
     images = np.zeros((4, 6, 64, 64), np.float32)
