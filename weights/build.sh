@@ -2,6 +2,10 @@
 # Rebuild weights/landcover-tiny.pt from nothing but gfm's own commands (see weights/README.md).
 #
 #   bash weights/build.sh            # about 45 minutes on 2 CPU cores (measured 2026-12-03)
+#   REAL_PRETRAIN=1 OUTPUT=/tmp/r.pt bash weights/build.sh
+#                                    # the measured variant with the permissive real images in
+#                                    # the Hyper-MAE pretraining too (weights/real_chips.sh;
+#                                    # docs/model-card.md, "Hyper-MAE on the real scenes too")
 #
 # Stage 1 (simulate -> tile -> Hyper-MAE pretrain -> fine-tune) uses simulated scenes only; stage 2
 # (weights/train_landcover.py) fine-tunes that model on simulated scenes with atmospheres, clouds
@@ -17,6 +21,8 @@ scenes="${SCENES:-16}"
 gfm="${GFM:-gfm}"
 python="${PYTHON:-python3}"
 realdata="${REALDATA:-$here/../../shared/realdata}"
+output="${OUTPUT:-$here/landcover-tiny.pt}"
+real_pretrain="${REAL_PRETRAIN:-0}"
 
 rm -rf "$build"
 mkdir -p "$build/scenes"
@@ -41,17 +47,27 @@ done
 "$gfm" tile "${enmap[@]}" --sensor enmap --size 32 --min-labelled 0 -o "$build/chips/enmap"
 "$gfm" tile "${s1[@]}" --sensor sentinel1 --size 64 --min-labelled 0 -o "$build/chips/s1"
 
+more=()  # pretrain.toml's chip folders, or those plus the real images' (REAL_PRETRAIN=1)
+if [ "$real_pretrain" = 1 ]; then
+  echo "== tile the permissive real images for pretraining (images only)"
+  chips=("$build/chips/s2" "$build/chips/l8" "$build/chips/enmap" "$build/chips/s1")
+  while read -r folder; do chips+=("$folder"); done \
+    < <(bash "$here/real_chips.sh" "$realdata" "$build/chips/real" "$gfm" "$python")
+  listed=$(printf '"%s",' "${chips[@]}")
+  more=(--set "data.chips=[${listed%,}]")
+fi
+
 echo "== pretrain"
-"$gfm" pretrain --config "$here/pretrain.toml"
+"$gfm" pretrain --config "$here/pretrain.toml" "${more[@]}"
 echo "== finetune"
 "$gfm" finetune --config "$here/finetune.toml"
 "$gfm" finetune --config "$here/finetune.toml" --evaluate
 
-cp "$build/runs/finetune/test_metrics.json" "$here/landcover-tiny.test-metrics.json"
+cp "$build/runs/finetune/test_metrics.json" "${output%.pt}.test-metrics.json"
 
 echo "== stage 2: simulated + permissive real scenes (weak labels, atmospheres, clouds, snow)"
 "$python" "$here/train_landcover.py" --init "$build/runs/finetune/best.pt" --realdata "$realdata" \
   --steps 3000 --batch-size 8 --scenes 24 --scene-seed 2000 --real-weight 0.4 --lr 1.5e-4 \
-  --keep-init 0.1 --seed 7 --window-by-gsd 25:128 -o "$here/landcover-tiny.pt"
+  --keep-init 0.1 --seed 7 --window-by-gsd 25:128 -o "$output"
 echo "== done in $(( $(date +%s) - start )) s"
-sha256sum "$here/landcover-tiny.pt"
+sha256sum "$output"
