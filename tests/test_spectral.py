@@ -76,7 +76,9 @@ def test_landsat_band_numbers_need_a_decisive_tell():
     tagged = _facts(labels, tags={"SENSOR": "Landsat 7 ETM+"}, dtype="uint8", gsd=30.0)
     result = identify_bands(tagged, default_sensor="sentinel2-l2a")
     assert result.sensor.name == "landsat7-l1" and result.bands[4].wavelength_nm == 1648.0
-    assert any("read as landsat7-l1 (its tags name it)" in n for n in result.notes)
+    # the tags settle it: a detail for -v, not a warning (a guess from band names or GSD is)
+    assert any("read as landsat7-l1 (its tags name it)" in n for n in result.details)
+    assert not any("read as" in n for n in result.notes)
     at_10m = identify_bands(_facts(labels, gsd=10.0), default_sensor="sentinel2-l2a")
     assert at_10m.sensor.family == "sentinel2" and at_10m.bands[4].name == "B05"
     assert any("pixels are 10 m" in n for n in at_10m.notes)

@@ -106,19 +106,22 @@ def format_table(result) -> str:
         "",
     ]
     width = max([len("class"), *(len(c.name) for c in result.classes)])
+    wide = max([4, *(len(c.label) for c in result.classes)])  # a merge shows its ids, 1-5
     lines.append(
-        f"{'id':>4}  {'class':<{width}}  {'IoU':>6}  {'recall':>6}  {'precis.':>7}  "
+        f"{'id':>{wide}}  {'class':<{width}}  {'IoU':>6}  {'recall':>6}  {'precis.':>7}  "
         f"{'support':>9}  {'mapped':>9}"
     )
     for c in result.classes:
         lines.append(
-            f"{c.id:>4}  {c.name:<{width}}  {_fmt(c.iou):>6}  {_fmt(c.recall):>6}  "
+            f"{c.label:>{wide}}  {c.name:<{width}}  {_fmt(c.iou):>6}  {_fmt(c.recall):>6}  "
             f"{_fmt(c.precision):>7}  {c.support:>9}  {c.predicted:>9}"
         )
     lines += ["", "confusion matrix (rows reference, columns map, by class id):"]
     cells = [[str(v) for v in row] for row in result.confusion.tolist()]
-    cell = max([4, *(len(v) for row in cells for v in row)])
-    lines.append(f"{'':>{width + 6}}" + "".join(f"{c.id:>{cell + 1}}" for c in result.classes))
+    cell = max([4, wide, *(len(v) for row in cells for v in row)])
+    head = "".join(f"{c.label:>{cell + 1}}" for c in result.classes)
+    lines.append(f"{'':>{width + wide + 2}}" + head)
     for c, row in zip(result.classes, cells, strict=True):
-        lines.append(f"{c.id:>4}  {c.name:<{width}}" + "".join(f"{v:>{cell + 1}}" for v in row))
+        body = "".join(f"{v:>{cell + 1}}" for v in row)
+        lines.append(f"{c.label:>{wide}}  {c.name:<{width}}" + body)
     return "\n".join(lines)

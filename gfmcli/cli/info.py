@@ -149,7 +149,7 @@ def _print_checkpoint(s) -> None:
     for b in c.bands:
         click.echo(
             f"    {b.name:8s} {b.wavelength_nm:8.1f} nm  {b.modality:7s} "
-            f"physical = DN * {b.scale:g} + {b.offset:g}; mean {b.mean:.4g}, std {b.std:.4g}"
+            f"physical = {_linear(b.scale, b.offset)}; mean {b.mean:.4g}, std {b.std:.4g}"
         )
     if c.classes:
         click.echo(f"  {len(c.classes)} classes:")
@@ -197,6 +197,12 @@ def _grid_line(s) -> str:
     return f"{s.width} x {s.height} px, {s.count} band(s) {dtypes}, {s.crs or 'no CRS'}"
 
 
+def _linear(scale: float, offset: float) -> str:
+    """``DN * 0.0001 + 0``, ``DN * 2.75e-05 - 0.2``: the scaling as one reads it."""
+    sign = "-" if offset < 0 else "+"
+    return f"DN * {scale:g} {sign} {abs(offset):g}"
+
+
 def _print_raster(s) -> None:
     click.echo(f"{s.path}: {_grid_line(s)}, GSD {s.gsd_m:.3g} m")
     relation = "cross-sensor, by wavelength" if s.cross_sensor else "the model's bands"
@@ -205,7 +211,7 @@ def _print_raster(s) -> None:
         nodata = "-" if b["nodata"] is None else f"{b['nodata']:g}"
         click.echo(
             f"    band {b['index']:3d} {b['name']:8s} {b['wavelength_nm']:8.1f} nm  "
-            f"DN * {b['scale']:g} + {b['offset']:g}  nodata {nodata}"
+            f"{_linear(b['scale'], b['offset'])}  nodata {nodata}"
         )
     timing = ""
     if s.model_seconds is not None:

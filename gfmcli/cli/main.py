@@ -118,13 +118,23 @@ def _help_hint(command_path: str) -> str:
     return f" (see '{command_path} --help')"
 
 
+# Options of gfm itself, which a subcommand does not take: given after the command, the error
+# says where they go (`gfm predict X -v` -> `gfm -v predict X`; -q is both gfm's and a command's).
+_GROUP_OPTIONS = ("-v", "-vv", "-vvv", "--verbose", "--debug")
+
+
 def _echo_click_error(exc: click.ClickException, command_path: str) -> None:
     """click's own errors (unknown option, bad value, missing argument: usage errors, exit 2)
     as gfm's one ``gfm: error:`` line, not click's usage block."""
     hint = ""
+    message = exc.format_message().rstrip(".")
     if isinstance(exc, click.UsageError):
-        hint = _help_hint(exc.ctx.command_path if exc.ctx is not None else command_path)
-    click.echo(f"gfm: error: {exc.format_message().rstrip('.')}{hint}", err=True)
+        path = exc.ctx.command_path if exc.ctx is not None else command_path
+        hint = _help_hint(path)
+        if isinstance(exc, click.NoSuchOption) and exc.option_name in _GROUP_OPTIONS:
+            command = path.split(" ", 1)[1] if " " in path else "COMMAND"
+            message += f"; it is an option of gfm itself: gfm {exc.option_name} {command} ..."
+    click.echo(f"gfm: error: {message}{hint}", err=True)
 
 
 @click.group(cls=GfmGroup, context_settings={"help_option_names": ["-h", "--help"]})

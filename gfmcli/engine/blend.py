@@ -30,17 +30,22 @@ a thread while the input's checks run in GDAL and NumPy with the GIL released, s
 windows' blend finds the kernels ready.
 
 Compiled code is cached on disk (Numba's ``cache=True``): in ``$NUMBA_CACHE_DIR`` when set,
-else beside this file, else, when the package folder is read-only, in the user's cache folder
-(``~/.cache/numba``). Where none is writable (a read-only container without a writable home)
-Numba refuses to cache at all; the kernels are then compiled in every process instead (about
-1.5 s), rather than ``gfm`` failing.
+else in :func:`cache_folder` (the user's cache folder), never beside this file. Numba's files
+in the package's ``__pycache__`` outlive ``pip uninstall``, and the folder they keep shadows a
+later editable install of gfm as an empty namespace package (``gfm`` then fails with
+"No module named 'gfmcli.engine.options'"; found by a newcomer following the README). Where
+no cache folder is writable (a read-only container without a writable home) Numba refuses to
+cache at all; the kernels are then compiled in every process instead (about 1.5 s), rather
+than ``gfm`` failing.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -77,14 +82,35 @@ class Kernel:
         dispatcher(*args)
 
 
+def cache_folder() -> Path:
+    """Where the compiled kernels are cached unless ``$NUMBA_CACHE_DIR`` says: ``gfm/numba`` in
+    ``$XDG_CACHE_HOME``, else in ``~/.cache``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gfm" / "numba"
+
+
+# Numba picks a function's cache folder when it is decorated, from its process-wide
+# config.CACHE_DIR; the lock keeps two kernels made at once from seeing each other's setting.
+_CACHE_DIR_LOCK = threading.Lock()
+
+
 def _compile(func: Callable[..., None]) -> Any:
     from numba import njit
+    from numba.core import config as numba_config
 
-    try:
-        return njit(nogil=True, cache=True)(func)
-    except RuntimeError:
-        log.debug("no writable Numba cache folder; %s is compiled in this process", func.__name__)
-        return njit(nogil=True)(func)
+    config = cast(Any, numba_config)  # its settings are made at run time, unknown to mypy
+    with _CACHE_DIR_LOCK:
+        ours = not config.CACHE_DIR  # a user's $NUMBA_CACHE_DIR stays as it is
+        if ours:
+            config.CACHE_DIR = str(cache_folder())
+        try:
+            return njit(nogil=True, cache=True)(func)
+        except RuntimeError:
+            log.debug("no writable Numba cache folder; %s is compiled uncached", func.__name__)
+            return njit(nogil=True)(func)
+        finally:
+            if ours:
+                config.CACHE_DIR = ""
 
 
 def _kernel(func: F) -> F:

@@ -404,6 +404,8 @@ def map_file(
             path, mapping.sensor or "bands by wavelength", relation, ",".join(mapping.names),
             mapping.gsd_m, windows, options.window, options.overlap, options.batch_size,
         )  # fmt: skip
+        for detail in mapping.details:
+            log.info("%s", detail)
         if on_plan is not None:
             on_plan(windows)
         model = pool.model

@@ -19,7 +19,9 @@ from gfmcli.evaluate.classes import ClassMapping, RefKey
 
 @dataclass(frozen=True)
 class ClassScore:
-    """Scores of one scored class (a map class, or a merged group of map classes)."""
+    """Scores of one scored class (a map class, or a merged group of map classes).
+
+    ``id`` is the smallest of ``map_ids``, the map classes it scores (one, unless merged)."""
 
     id: int
     name: str
@@ -28,6 +30,19 @@ class ClassScore:
     precision: float
     support: int
     predicted: int
+    map_ids: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The map ids as the table shows them: ``4``, or ``1-5`` / ``1,3`` for a merge."""
+        ids = self.map_ids or (self.id,)
+        runs: list[list[int]] = []
+        for i in ids:
+            if runs and i == runs[-1][-1] + 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,7 @@ class Evaluation:
                 {
                     "name": c.name,
                     "id": c.id,
+                    "map_ids": list(c.map_ids or (c.id,)),
                     "iou": _json_num(c.iou),
                     "recall": _json_num(c.recall),
                     "precision": _json_num(c.precision),
@@ -249,6 +265,7 @@ class Scoring:
                 precision=scores["per_class"][name]["precision"],
                 support=scores["per_class"][name]["support"],
                 predicted=int(matrix[:, k].sum()),
+                map_ids=tuple(sorted(m for m, t in self.scored_of_map.items() if t == i)) or (i,),
             )
             for k, (i, name) in enumerate(zip(ids, names, strict=True))
         )

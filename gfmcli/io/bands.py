@@ -82,7 +82,10 @@ class BandMapping:
     """The model's input bands in model order, the input sensor and what the model is told.
 
     ``warnings`` collects everything odd but usable (source warnings included); they are also
-    logged. ``cross_sensor`` is True when the file's sensor differs from the contract's.
+    logged. ``details`` are facts about an ordinary reading (the sensor the file's tags name,
+    bands the model has no use for, such as Sentinel-2's B10 or Landsat's thermal bands): a
+    run logs them under ``-v`` only, since a warning on every ordinary file hides the real ones.
+    ``cross_sensor`` is True when the file's sensor differs from the contract's.
     """
 
     bands: tuple[MappedBand, ...]
@@ -92,6 +95,7 @@ class BandMapping:
     warnings: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     sensor_given: bool = False
+    details: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -140,9 +144,9 @@ def _in_absorption_window(wavelength: float, contract: ModelContract) -> bool:
 
 
 def _usable(
-    path: str, contract: ModelContract, found: Sequence[FileBand], notes: list[str]
+    path: str, contract: ModelContract, found: Sequence[FileBand], details: list[str]
 ) -> list[FileBand]:
-    """Drop bands of a modality the model lacks and bands in absorption windows (noted)."""
+    """Drop bands of a modality the model lacks and bands in absorption windows (``details``)."""
     modalities = {c.modality for c in contract.bands}
     usable, foreign, absorbed = [], [], []
     for band in found:
@@ -161,11 +165,11 @@ def _usable(
         )
     if foreign:
         listed = ", ".join(f"{b.name} ({b.modality})" for b in foreign)
-        notes.append(f"{path}: band(s) {listed} not used: model {contract.model_name} has none")
+        details.append(f"{path}: band(s) {listed} not used: model {contract.model_name} has none")
     if absorbed:
         listed = ", ".join(f"{b.name} ({b.wavelength_nm:g} nm)" for b in absorbed[:4])
         more = f" and {len(absorbed) - 4} more" if len(absorbed) > 4 else ""
-        notes.append(
+        details.append(
             f"{path}: band(s) {listed}{more} lie in a water-absorption window (cirrus/vapour) "
             "far from every model band and are not used"
         )
@@ -251,11 +255,12 @@ def resolve_bands(
         for n in identified.notes
         if not (spec and spec.name == contract.sensor) or "read as" not in n
     ]
+    details = list(identified.details)
     contract_spec = sensor_or_none(contract.sensor)
     same_family = bool(
         spec and contract_spec and spec.family and spec.family == contract_spec.family
     )
-    usable = _usable(src.path, contract, identified.bands, notes)
+    usable = _usable(src.path, contract, identified.bands, details)
     pairs = [(band, _model_band(band, contract, spec)) for band in usable]
     matched = {info.name for _, info in pairs if info is not None}
     missing = tuple(c.name for c in contract.bands if c.name not in matched)
@@ -264,7 +269,7 @@ def resolve_bands(
         by_name = {info.name: (band, info) for band, info in pairs if info is not None}
         pairs = [by_name[c.name] for c in contract.bands if c.name in by_name]
         if unused:
-            notes.append(
+            details.append(
                 f"{src.path}: band(s) {', '.join(unused)} not used: model "
                 f"{contract.model_name} was trained without them"
             )
@@ -275,7 +280,8 @@ def resolve_bands(
         raise BandContractError(
             f"{src.path} has {len(pairs)} band(s) model {contract.model_name} can use ({held}); "
             f"at least {needed} are needed (the model has "
-            f"{', '.join(contract.band_names)})"
+            f"{', '.join(contract.band_names)}); stack the scene's other bands into the same "
+            "file (gdalbuildvrt -separate) and map that"
         )
     if missing and same_family:
         notes.append(
@@ -358,6 +364,7 @@ def resolve_bands(
         warnings=tuple(warnings + notes),
         missing=missing if same_family else (),
         sensor_given=sensor is not None,
+        details=tuple(details),
     )
 
 

@@ -83,7 +83,7 @@ def _units(
         # float64): a float64 copy and two sorts of the 1 M-pixel probe per band were 0.2-0.4 s
         # of every run before its first window.
         values = layer.astype(np.float64) if floating else layer
-        where = f"{src.path} band {band.index} ({band.name})"
+        where = f"{src.path}: band {band.index} ({band.name})"
         if band.modality == "radar":
             if values.min() >= 0:
                 warnings.append(
@@ -143,10 +143,18 @@ def _pre2022(sensor: str) -> str:
     return f"sentinel2-{level}-pre2022"
 
 
-def _offset(src: RasterSource, sensor: str, bands: list[MappedBand], raw: np.ndarray) -> str | None:
-    """The offset rule of :func:`check_values`: raises InputError (a default offset) or returns
-    a warning (a stated one) when a negative offset puts many visible-band pixels below zero
-    reflectance (Sentinel-2 files without the +1000 DN of baseline 04.00)."""
+# The scaling source of Sentinel-2 bands read without the default +1000 DN offset (below).
+NO_OFFSET = "the values (no +1000 DN offset)"
+
+
+def _offset(
+    src: RasterSource, sensor: str, bands: list[MappedBand], raw: np.ndarray
+) -> tuple[list[MappedBand], str | None]:
+    """The offset rule of :func:`check_values`: when a negative offset puts many visible-band
+    pixels below zero reflectance, returns a warning (a stated offset), reads a Sentinel-2 file
+    whose offset was only a default with offset 0 (it was made before 2022, without the +1000
+    DN of baseline 04.00, or harmonized: most archive files) and says so, and raises InputError
+    for any other default offset."""
     for layer, band in zip(raw, bands, strict=True):
         if band.offset >= 0 or not VISIBLE_NM[0] <= band.wavelength_nm <= VISIBLE_NM[1]:
             continue
@@ -155,21 +163,27 @@ def _offset(src: RasterSource, sensor: str, bands: list[MappedBand], raw: np.nda
         if share <= NEGATIVE_SHARE_SURE:
             continue
         threshold = -band.offset / band.scale if band.scale else 0.0
-        fix = (
-            "it is a file from before 2022 (processing baseline < 04.00) or a harmonized one: "
-            f"pass --sensor {_pre2022(sensor)}, or --offset 0"
-            if sensor.startswith("sentinel2")
-            else "pass --offset 0 or the right --sensor"
-        )
         text = (
-            f"{src.path} band {band.index} ({band.name}): {share:.0%} of the values are below "
+            f"{src.path}: band {band.index} ({band.name}): {share:.0%} of the values are below "
             f"{threshold:g}, i.e. negative reflectance with offset {band.offset:g} from "
             f"{band.scale_source}"
         )
         if _explicit(band):
-            return f"{text}; check the offset"
-        raise InputError(f"{text}; {fix}")
-    return None
+            return bands, f"{text}; check the offset"
+        if not sensor.startswith("sentinel2"):
+            raise InputError(f"{text}; pass --offset 0 or the right --sensor")
+        default = band.offset
+        read = [
+            dataclasses.replace(b, offset=0.0, scale_source=NO_OFFSET)
+            if b.offset == default and not _explicit(b)
+            else b
+            for b in bands
+        ]
+        return read, (
+            f"{text}: read with offset 0, as a file from before 2022 (processing baseline < "
+            f"04.00) or a harmonized one; pass --sensor {_pre2022(sensor)} to say so, or --offset"
+        )
+    return bands, None
 
 
 def order_fit(corr: np.ndarray, wavelengths: np.ndarray) -> float:
@@ -303,18 +317,19 @@ def check_values(
     Units: float values within reflectance range scaled as DN are an error when the scaling was
     stated (``--scale``, the file, its tags, ``--sensor``) and are read as reflectance when it
     was only a default; a median reflectance above DN_MEDIAN_SURE is an error (DN unscaled).
-    Offset: more than NEGATIVE_SHARE_SURE of a visible band below zero reflectance is an error
-    (a pre-2022 Sentinel-2 file read with the +1000 offset) when the offset was a default, a
-    warning when it was stated. Band order (``check_order``): when another order of the bands
-    fits the band-to-band correlations much better than the stated one, an error, or a warning
-    when the evidence is weaker. Returns the mapping with any rescaled bands and the warnings
-    added (nothing is checked when the probe found no valid pixel).
+    Offset: more than NEGATIVE_SHARE_SURE of a visible band below zero reflectance is a warning
+    when the offset was stated; when it was a default, a Sentinel-2 file (one from before 2022,
+    without the +1000 DN) is read with offset 0 and a warning, and another sensor's is an error.
+    Band order (``check_order``): when another order of the bands fits the band-to-band
+    correlations much better than the stated one, an error, or a warning when the evidence is
+    weaker. Returns the mapping with any re-read bands and the warnings added (nothing is
+    checked when the probe found no valid pixel).
     """
     if probe.empty:
         return mapping
     raw = probe.values
     bands, warnings = _units(src, mapping, raw)
-    offset = _offset(src, mapping.sensor, bands, raw)
+    bands, offset = _offset(src, mapping.sensor, bands, raw)
     warnings += [offset] if offset else []
     order = _band_order(src, bands, raw) if check_order else None
     warnings += [order] if order else []

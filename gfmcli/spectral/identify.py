@@ -31,13 +31,15 @@ class FileBand:
 
 @dataclass(frozen=True)
 class Identified:
-    """The file's sensor (None: bare wavelengths, no sensor), its identified bands in file order
-    and notes for the user (which sensor was inferred from what, which bands are not used)."""
+    """The file's sensor (None: bare wavelengths, no sensor), its identified bands in file order,
+    notes for the user (which sensor was guessed from what, which bands are not used) and
+    details (the sensor its tags name: worth a line under ``-v``, not a warning)."""
 
     sensor: SensorSpec | None
     bands: tuple[FileBand, ...]
     notes: tuple[str, ...] = ()
     inferred: bool = False
+    details: tuple[str, ...] = ()
 
 
 def _snap(found: list[FileBand], spec: SensorSpec | None) -> list[FileBand]:
@@ -123,6 +125,15 @@ def _from_labels(
             shown = (plain or others)[:4]
             hint = f"pass --sensor {' / '.join(shown)}" if shown else "pass --sensor NAME"
             sensor = f"sensor {spec.name}" if spec else "any known sensor"
+            if facts.count == 1 and not shown:
+                # a mask or label raster beside the scenes (a folder given as the input)
+                raise BandContractError(
+                    f"{facts.path}: its one band is described as {text!r}, not as a band of "
+                    f"{sensor}; if it is a mask or label raster, leave it out of the inputs "
+                    "(name the images, or a glob that matches only them), and if it is one "
+                    "band of a scene, stack the scene's bands into one file (gdalbuildvrt "
+                    "-separate)"
+                )
             raise BandContractError(
                 f"{facts.path}: band {index} is described as {text!r}, which is not a band of "
                 f"{sensor} and names no wavelength; {hint}, or --bands B02,B03,..."
@@ -153,6 +164,7 @@ def identify_bands(
     """
     labels = [facts.label(i + 1) for i in range(facts.count)]
     notes: list[str] = []
+    details: list[str] = []
     inferred = False
     why = ""
     if sensor:
@@ -160,10 +172,10 @@ def identify_bands(
     elif bands:
         spec = get_sensor(default_sensor) if default_sensor else None
     elif any(labels):
-        spec, why = infer_sensor(facts, labels, default_sensor)
+        spec, why, tagged = infer_sensor(facts, labels, default_sensor)
         inferred = spec is not None
         if why:
-            notes.append(f"{facts.path}: {why}; pass --sensor to override")
+            (details if tagged else notes).append(f"{facts.path}: {why}; pass --sensor to override")
     else:
         spec = None
     if bands:
@@ -198,7 +210,7 @@ def identify_bands(
         )
     if not found:
         raise BandContractError(f"{facts.path}: no band could be identified; pass --bands")
-    return Identified(spec, tuple(found), tuple(notes), inferred)
+    return Identified(spec, tuple(found), tuple(notes), inferred, tuple(details))
 
 
 def _ranges(numbers: list[int]) -> str:

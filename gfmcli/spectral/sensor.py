@@ -108,14 +108,18 @@ def _product(family: str, facts: FileFacts, labels: Sequence[str], default: str 
     return FAMILY_DEFAULT[family]
 
 
+TAGS_NAME_IT = "its tags name it"
+
+
 def _choices(families: Sequence[str]) -> str:
     return " / ".join(f"--sensor {FAMILY_DEFAULT[f]}" for f in families)
 
 
 def infer_sensor(
     facts: FileFacts, labels: Sequence[str], default: str | None
-) -> tuple[SensorSpec | None, str]:
-    """Rule 2 and 3: the file's sensor from its tells, and a note saying why; raises
+) -> tuple[SensorSpec | None, str, bool]:
+    """Rule 2 and 3: the file's sensor from its tells, a note saying why, and whether the
+    file's tags named it (then the note is a detail, not a guess to warn about); raises
     BandContractError when the tells leave several sensors whose band names differ."""
     used = [x for x in labels if x]
     tagged = tag_families(facts.tags)
@@ -124,7 +128,7 @@ def infer_sensor(
     if len(tagged) == 1:
         (family,) = tagged
         if all(_fits(family, x) for x in used):
-            why = "its tags name it"
+            why = TAGS_NAME_IT
             families = [family]
         else:
             raise BandContractError(
@@ -133,7 +137,7 @@ def infer_sensor(
                 "--sensor NAME (see `gfm sensors`) or --bands"
             )
     if not families:  # some label fits no sensor: read against the model's, which names it
-        return (sensor_or_none(default) if default else None), ""
+        return (sensor_or_none(default) if default else None), "", False
     if len(families) > 1 and facts.gsd_m is not None:
         landsat_like = facts.gsd_m >= S2_LANDSAT_GSD_SPLIT_M
         by_gsd = [f for f in families if (f == "sentinel2") != landsat_like or f == "enmap"]
@@ -143,8 +147,8 @@ def infer_sensor(
         default_family = get_sensor(default).family if default else ""
         if all(_neutral(x) for x in used):
             if default_family in families:
-                return get_sensor(_product(default_family, facts, used, default)), ""
-            return None, ""
+                return get_sensor(_product(default_family, facts, used, default)), "", False
+            return None, "", False
         if "enmap" in families:
             families = [f for f in families if f != "enmap"]
         if len(families) > 1:
@@ -156,10 +160,11 @@ def infer_sensor(
                 f"pass {_choices(families)}"
             )
     (family,) = families
+    tagged_only = why == TAGS_NAME_IT
     if not why:
         why = "its band names"
     product = _product(family, facts, used, default)
-    return get_sensor(product), f"read as {product} ({why})"
+    return get_sensor(product), f"read as {product} ({why})", tagged_only
 
 
 def sensor_or_none(name: str) -> SensorSpec | None:

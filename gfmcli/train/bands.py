@@ -92,6 +92,8 @@ def resolve_bands(src, path: Path, sensor: str | None, bands: tuple[str, ...] | 
     )
     for note in identified.notes:
         log.warning("%s", note)
+    for detail in identified.details:
+        log.info("%s", detail)
     spec = identified.sensor
     if sensor and spec is not None and not bands and not any(src.descriptions):
         log.info("%s: assuming the %s band order %s", path, spec.name, ", ".join(spec.band_names))

@@ -476,6 +476,25 @@ def test_verbose_predict_says_how_each_raster_is_read_and_where_the_model_runs(
     assert "GSD 10 m; 4 window(s) of 32 px, overlap 8" in read
 
 
+def test_an_ordinary_tagged_l1c_file_maps_without_warnings_and_says_why_under_v(
+    tmp_path, tiny_checkpoint, make_raster
+):
+    # A newcomer's five-file batch of ordinary L1C files printed ten warnings: the sensor the
+    # tags name and the bands the model does without (B10, here B01 and the red edge too).
+    names = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
+             "B12")  # fmt: skip
+    tags = {"SENSOR": "Sentinel-2A MSI", "PRODUCT": "Level-1C", "QUANTIFICATION_VALUE": "10000"}
+    l1c = make_raster(tmp_path, "l1c.tif", count=13, descriptions=names, tags=tags)
+    plain = gfm("predict", l1c, "-o", tmp_path / "plain", "-m", tiny_checkpoint, *WINDOW)
+    assert plain.returncode == 0, plain.stderr
+    assert "warning" not in plain.stderr, plain.stderr
+    loud = gfm("-v", "predict", l1c, "-o", tmp_path / "loud", "-m", tiny_checkpoint, *WINDOW)
+    assert loud.returncode == 0, loud.stderr
+    assert f"gfm: {l1c}: read as sentinel2-l1c (its tags name it)" in loud.stderr
+    assert "B10 (1373.5 nm) lie in a water-absorption window" in loud.stderr
+    assert "warning" not in loud.stderr, loud.stderr
+
+
 def test_a_checkpoint_with_impossible_classes_is_one_model_error(tmp_path, tiny_checkpoint, scene):
     import json
 

@@ -13,6 +13,7 @@ import rasterio
 from gfmcli.api.info import describe_checkpoint, shipped_models
 from gfmcli.contract import contract_hash
 from gfmcli.engine import runner, tiling
+from gfmcli.engine.options import DEFAULT_MODEL
 from gfmcli.io.reader import read_window
 from gfmcli.model.checkpoint import default_weights_dir, list_weights, read_checkpoint
 
@@ -30,6 +31,8 @@ def test_models_lists_every_shipped_checkpoint_from_its_contract(gfm):
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == names
     for name, line in zip(names, lines, strict=True):
+        # the weights a run takes without --model are marked, the others not
+        assert line.startswith(f"{name} (default) ") == (name == DEFAULT_MODEL)
         contract = read_checkpoint(default_weights_dir() / f"{name}.pt").contract
         assert contract.task in line and contract.sensor in line
         assert f"{len(contract.classes)} classes" in line
@@ -37,6 +40,7 @@ def test_models_lists_every_shipped_checkpoint_from_its_contract(gfm):
     records = _lines(gfm("models", "--json").stdout)
     assert [r["name"] for r in records] == names
     assert all(r["parameters"] > 0 and r["file_bytes"] > 0 for r in records)
+    assert [r["name"] for r in records if r["default"]] == [DEFAULT_MODEL]
 
 
 def test_models_follow_the_weights_folder(tiny_model, tmp_path):
@@ -244,3 +248,6 @@ def test_info_takes_the_scaling_and_gsd_a_run_is_told(tiny_model, s2_scene, gfm)
     assert told["bands"][0]["scale"] == pytest.approx(2e-4)
     assert told["bands"][0]["offset"] == pytest.approx(-0.1)
     assert told["gsd_m"] == pytest.approx(30)
+    # the plain report writes a negative offset as a subtraction (not "+ -0.1")
+    text = gfm(*args[:-3], "--window", "32", "--scale", "2e-4", "--offset", "-0.1").stdout
+    assert "DN * 0.0002 - 0.1  nodata" in text and "+ -" not in text

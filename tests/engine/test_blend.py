@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,22 +156,56 @@ def test_warm_up_loads_every_kernel_signature_a_run_calls(tiny_model, s2_scene, 
     assert after_run == warm  # and the run needed no other argument types
 
 
-def test_kernels_work_without_a_writable_cache_folder(tmp_path):
-    # Only the NUMBA_CACHE_DIR locator, and no NUMBA_CACHE_DIR: Numba finds nowhere to cache,
-    # as in a read-only container without a writable home.
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-    env["NUMBA_CACHE_LOCATOR_CLASSES"] = "UserProvidedCacheLocator"
-    script = (
-        "import numpy as np\n"
-        "from gfmcli.engine import blend\n"
-        "acc, wsum = np.zeros((2, 3, 3), np.float32), np.zeros((3, 3), np.float32)\n"
-        "pred, w, v = np.ones((2, 2, 2), np.float32), np.ones((2, 2), np.float32), "
-        "np.ones((2, 2), bool)\n"
-        "blend.accumulate(acc, wsum, pred, w, v, 1, 1)\n"
-        "print(acc.sum(), wsum.sum())\n"
-    )
+_ACCUMULATE_ONCE = (
+    "import numpy as np\n"
+    "from gfmcli.engine import blend\n"
+    "acc, wsum = np.zeros((2, 3, 3), np.float32), np.zeros((3, 3), np.float32)\n"
+    "pred, w, v = np.ones((2, 2, 2), np.float32), np.ones((2, 2), np.float32), "
+    "np.ones((2, 2), bool)\n"
+    "blend.accumulate(acc, wsum, pred, w, v, 1, 1)\n"
+    "print(acc.sum(), wsum.sum())\n"
+)
+
+
+def _accumulate_in_a_process(env: dict[str, str]) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", _ACCUMULATE_ONCE],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["8.0", "4.0"]
+
+
+def _cached_kernels(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("blend.*.nbi"))
+
+
+def test_kernels_work_without_a_writable_cache_folder(tmp_path):
+    # Only the NUMBA_CACHE_DIR locator, no NUMBA_CACHE_DIR and a home that cannot be written:
+    # Numba finds nowhere to cache, as in a read-only container.
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["NUMBA_CACHE_LOCATOR_CLASSES"] = "UserProvidedCacheLocator"
+    env["HOME"] = env["XDG_CACHE_HOME"] = "/proc/no-home"
+    _accumulate_in_a_process(env)
+
+
+def test_kernels_are_cached_in_the_users_cache_folder_not_the_package(tmp_path):
+    # Numba's files beside an installed gfmcli outlive `pip uninstall` and shadow a later
+    # editable install; only the NUMBA_CACHE_DIR locator and the in-tree one are allowed here,
+    # so a kernel cached anywhere but the user's folder would land beside blend.py.
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["NUMBA_CACHE_LOCATOR_CLASSES"] = "UserProvidedCacheLocator,InTreeCacheLocator"
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    _accumulate_in_a_process(env)
+    assert "accumulate" in " ".join(_cached_kernels(tmp_path / "cache" / "gfm" / "numba"))
+
+
+def test_a_users_numba_cache_dir_wins(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "mine"))
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    _accumulate_in_a_process(env)
+    assert _cached_kernels(tmp_path / "mine")
+    assert not (tmp_path / "cache").exists()

@@ -110,6 +110,11 @@ def test_merge_scores_several_map_classes_as_one(make_raster, tmp_path):
     s = _scores(result)
     assert s["vegetation"].iou == 1.0 and s["water"].recall == 0.5
     assert result.overall_accuracy == 0.75
+    # the merged class is shown by the map ids it holds, not by one of them alone
+    assert (s["vegetation"].map_ids, s["vegetation"].label) == ((1, 2), "1-2")
+    assert (s["water"].map_ids, s["water"].label) == ((0,), "0")
+    by_name = {c["name"]: c for c in result.to_dict()["classes"]}
+    assert by_name["vegetation"]["map_ids"] == [1, 2] and by_name["vegetation"]["id"] == 1
 
 
 def test_reference_on_a_finer_shifted_grid_is_resampled_onto_the_map(make_raster, tmp_path):

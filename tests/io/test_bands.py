@@ -63,7 +63,24 @@ def test_missing_model_bands_map_with_the_bands_present(tmp_path, make_raster):
     with (
         open_raster(two) as src,
         pytest.raises(
-            BandContractError, match=rf"has 2 band\(s\) .* at least {MIN_MODEL_BANDS} are needed"
+            BandContractError,
+            match=rf"has 2 band\(s\) .* at least {MIN_MODEL_BANDS} are needed .*; stack the "
+            r"scene's other bands into the same file \(gdalbuildvrt -separate\)",
+        ),
+    ):
+        resolve_bands(src, _contract())
+
+
+def test_a_mask_beside_the_scenes_is_named_as_one_to_leave_out(tmp_path, make_raster):
+    mask = make_raster(
+        tmp_path, "cloudmask.tif", count=1, dtype="uint8", descriptions=["cloud mask (1 = cloud)"]
+    )
+    with (
+        open_raster(mask) as src,
+        pytest.raises(
+            BandContractError,
+            match=r"cloudmask.tif: its one band is described as 'cloud mask \(1 = cloud\)'.*"
+            r"if it is a mask or label raster, leave it out of the inputs",
         ),
     ):
         resolve_bands(src, _contract())
@@ -227,8 +244,10 @@ def test_l1c_stack_maps_with_l2a_weights_dropping_b10(tmp_path, make_raster):
     assert {(b.scale, b.offset, b.scale_source) for b in mapping.bands} == {
         (1e-4, 0.0, "the file's tags")
     }
-    assert any("B10 (1373.5 nm)" in w and "not used" in w for w in mapping.warnings)
-    assert any("B01, B05" in w and "not used" in w for w in mapping.warnings)
+    # bands an ordinary L1C file has and the model does without: details, not warnings
+    assert any("B10 (1373.5 nm)" in w and "not used" in w for w in mapping.details)
+    assert any("B01, B05" in w and "not used" in w for w in mapping.details)
+    assert not any("not used" in w for w in mapping.warnings)
 
 
 def test_esa_offset_tags_and_explicit_file_scaling(tmp_path, make_raster):
@@ -312,8 +331,8 @@ def test_thermal_and_absorption_bands_are_not_used(tmp_path, make_raster):
     with open_raster(path) as src:
         mapping = resolve_bands(src, _contract(("B02", "B03", "B04", "B08", "B11")))
     assert mapping.sensor == "landsat8-toa" and mapping.names == ["B2", "B4", "B5"]
-    assert any("B10 (thermal) not used" in w for w in mapping.warnings)
-    assert any("B9 (1373 nm) lie in a water-absorption window" in w for w in mapping.warnings)
+    assert any("B10 (thermal) not used" in w for w in mapping.details)
+    assert any("B9 (1373 nm) lie in a water-absorption window" in w for w in mapping.details)
     # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     thermal = make_raster(
         tmp_path, "bt.tif", count=2, dtype="float32", descriptions=["B10", "B11"],

@@ -20,7 +20,8 @@ from gfmcli.io.reader import (
     sample_windows,
     scan_windows,
 )
-from gfmcli.io.values import check_values
+from gfmcli.io.values import NO_OFFSET, check_values
+from gfmcli.scaling import CLI
 
 
 # fmt: skip below: the signature kept on few lines (ruff format would add 9 lines)
@@ -194,9 +195,22 @@ def test_all_nodata_and_value_checks(tmp_path, make_raster):
         with pytest.raises(InputError, match=r"negative reflectance with offset -0\.5"):
             _check(src, _mapping([1, 2], offset=-0.5))  # DN 1000..4000: 0.1..0.4 - 0.5
         for read_as, fix in [("sentinel2-l1c", "l1c"), ("sentinel2-l2a", "l2a")]:
+            # a Sentinel-2 file without the +1000 DN (before 2022, harmonized: most archives)
+            # whose offset was only a default is read with offset 0, and the warning says how
+            # to say so; before, every such file was refused (a newcomer's mixed folder)
             s2 = dataclasses.replace(_mapping([1, 2], offset=-0.5), sensor=read_as)
-            with pytest.raises(InputError, match=rf"pass --sensor sentinel2-{fix}-pre2022, or"):
-                _check(src, s2)
+            checked = _check(src, s2)
+            assert {(b.offset, b.scale_source) for b in checked.bands} == {(0.0, NO_OFFSET)}
+            (warning,) = checked.warnings
+            assert "read with offset 0" in warning
+            assert f"pass --sensor sentinel2-{fix}-pre2022 to say so" in warning
+            # an offset the user stated is only questioned, never changed
+            stated = dataclasses.replace(
+                s2, bands=tuple(dataclasses.replace(b, scale_source=CLI) for b in s2.bands)
+            )
+            checked = _check(src, stated)
+            assert {b.offset for b in checked.bands} == {-0.5}
+            assert "check the offset" in checked.warnings[0]
     refl = make_raster(tmp_path, "refl.tif", count=2, dtype="float32")
     with open_raster(refl) as src:
         checked = _check(src, _mapping([1, 2], offset=-0.1))  # a default: rescaled

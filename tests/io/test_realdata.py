@@ -143,3 +143,17 @@ def test_open_water_crops_are_not_refused_as_shuffled(tmp_path, contract):
             _check(path, contract, sensor="landsat8-toa")  # raises InputError when refused
             crops += 1
     assert crops > 50
+
+
+@pytest.mark.parametrize(
+    "name", ["xarray_spatial_s2/s2_6band_10m.tif", "satsense_s2/section_2_sentinel.tif"]
+)
+def test_archive_sentinel2_without_the_offset_reads_as_if_its_sensor_were_named(name, contract):
+    # Files from before 2022 carry no +1000 DN; named or not, they are read the same way
+    # (before, without --sensor they were refused, one by one in a newcomer's folder).
+    told = _check(REALDATA / name, contract, **FLAGS[name])
+    found = _check(REALDATA / name, contract)
+    assert [(b.name, b.scale, b.offset) for b in found.bands] == [
+        (b.name, b.scale, b.offset) for b in told.bands
+    ]
+    assert any("read with offset 0" in w for w in found.warnings)
