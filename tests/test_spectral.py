@@ -76,9 +76,15 @@ def test_landsat_band_numbers_need_a_decisive_tell():
     tagged = _facts(labels, tags={"SENSOR": "Landsat 7 ETM+"}, dtype="uint8", gsd=30.0)
     result = identify_bands(tagged, default_sensor="sentinel2-l2a")
     assert result.sensor.name == "landsat7-l1" and result.bands[4].wavelength_nm == 1648.0
-    # the tags settle it: a detail for -v, not a warning (a guess from band names or GSD is)
-    assert any("read as landsat7-l1 (its tags name it)" in n for n in result.details)
-    assert not any("read as" in n for n in result.notes)
+    # the tags name Landsat 7, but only the data type says Level-1 DN: still a warning
+    assert any("read as landsat7-l1 (its tags name it)" in n for n in result.notes)
+    # tags that name the sensor and a file that names its product (B10, a level tag): a detail
+    # for -v, not a warning on every ordinary file
+    l1c = _facts(["B02", "B03", "B04", "B08"], tags={"SENSOR": "Sentinel-2A MSI",
+                                                      "PRODUCT_TYPE": "S2MSI1C"})  # fmt: skip
+    told = identify_bands(l1c, default_sensor="sentinel2-l2a")
+    assert any("read as sentinel2-l1c (its tags name it)" in n for n in told.details)
+    assert not any("read as" in n for n in told.notes)
     at_10m = identify_bands(_facts(labels, gsd=10.0), default_sensor="sentinel2-l2a")
     assert at_10m.sensor.family == "sentinel2" and at_10m.bands[4].name == "B05"
     assert any("pixels are 10 m" in n for n in at_10m.notes)

@@ -50,15 +50,17 @@ done
 more=()  # pretrain.toml's chip folders, or those plus the real images' (REAL_PRETRAIN=1)
 if [ "$real_pretrain" = 1 ]; then
   echo "== tile the permissive real images for pretraining (images only)"
+  # an assignment, not a process substitution, so that set -e stops on the script's failure
+  real=$(bash "$here/real_chips.sh" "$realdata" "$build/chips/real" "$gfm" "$python")
   chips=("$build/chips/s2" "$build/chips/l8" "$build/chips/enmap" "$build/chips/s1")
-  while read -r folder; do chips+=("$folder"); done \
-    < <(bash "$here/real_chips.sh" "$realdata" "$build/chips/real" "$gfm" "$python")
-  listed=$(printf '"%s",' "${chips[@]}")
+  while read -r folder; do chips+=("$folder"); done <<<"$real"
+  listed=$(printf "'%s'," "${chips[@]}")  # TOML literal strings: no escapes in paths
   more=(--set "data.chips=[${listed%,}]")
 fi
 
 echo "== pretrain"
-"$gfm" pretrain --config "$here/pretrain.toml" "${more[@]}"
+# ${more[@]+...}: an empty array under set -u is an error in bash before 4.4 (macOS /bin/bash)
+"$gfm" pretrain --config "$here/pretrain.toml" ${more[@]+"${more[@]}"}
 echo "== finetune"
 "$gfm" finetune --config "$here/finetune.toml"
 "$gfm" finetune --config "$here/finetune.toml" --evaluate

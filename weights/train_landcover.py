@@ -270,8 +270,9 @@ def real_pools(
         allowed = table[np.clip(mask, 0, 4)].astype(np.uint16)
         ims, als = zip(*chips_of(img, allowed, cloud_chip, 64), strict=True)
         pool = Pool(f"ukis {name}", np.stack(ims), np.stack(als), nm, 30.0, False, False)
-        if water_focus:
-            wims, wals = zip(*water_chips(img, allowed, cloud_chip), strict=True)
+        focus = list(water_chips(img, allowed, cloud_chip)) if water_focus else []
+        if focus:  # a mask without water keeps drawing its chips evenly
+            wims, wals = zip(*focus, strict=True)
             pool.focus = dataclasses.replace(pool, images=np.stack(wims), allowed=np.stack(wals))
         pools.append(pool)
     if "eolearn" not in hold_out:
@@ -685,6 +686,8 @@ def main() -> None:
     unknown = off - {f.name for f in dataclasses.fields(Recipe)}
     if unknown:
         parser.error(f"unknown --without {', '.join(sorted(unknown))}")
+    if not 0.0 <= args.water_focus <= 1.0:
+        parser.error(f"--water-focus {args.water_focus}: a share, 0 to 1")
     recipe = Recipe(**{name: False for name in off})
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)

@@ -184,6 +184,7 @@ class RasterSummary(RasterHeader):
     model_seconds: float | None
     device: str
     warnings: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # a run's -v lines (BandMapping.details)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -266,6 +267,7 @@ def describe_raster(
         model_seconds=seconds,
         device=device,
         warnings=plan.warnings,
+        notes=mapping.details,
     )
 
 

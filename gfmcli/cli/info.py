@@ -223,6 +223,8 @@ def _print_raster(s) -> None:
     )
     for warning in s.warnings:
         click.echo(f"  warning: {warning}")
+    for note in s.notes:  # what gfm makes of the file, warnings or not
+        click.echo(f"  note: {note}")
 
 
 #: Bands listed for a raster whose bands could not be told (a spectrometer has hundreds).

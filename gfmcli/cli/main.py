@@ -120,7 +120,7 @@ def _help_hint(command_path: str) -> str:
 
 # Options of gfm itself, which a subcommand does not take: given after the command, the error
 # says where they go (`gfm predict X -v` -> `gfm -v predict X`; -q is both gfm's and a command's).
-_GROUP_OPTIONS = ("-v", "-vv", "-vvv", "--verbose", "--debug")
+_GROUP_OPTIONS = ("-v", "--verbose", "--debug")  # click reports -vv as -v
 
 
 def _echo_click_error(exc: click.ClickException, command_path: str) -> None:

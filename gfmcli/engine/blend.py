@@ -30,7 +30,8 @@ a thread while the input's checks run in GDAL and NumPy with the GIL released, s
 windows' blend finds the kernels ready.
 
 Compiled code is cached on disk (Numba's ``cache=True``): in ``$NUMBA_CACHE_DIR`` when set,
-else in :func:`cache_folder` (the user's cache folder), never beside this file. Numba's files
+else in :func:`cache_folder` (the user's cache folder), and only where neither can be written
+where Numba itself would (beside this file when the package folder is writable). Numba's files
 in the package's ``__pycache__`` outlive ``pip uninstall``, and the folder they keep shadows a
 later editable install of gfm as an empty namespace package (``gfm`` then fails with
 "No module named 'gfmcli.engine.options'"; found by a newcomer following the README). Where
@@ -82,11 +83,12 @@ class Kernel:
         dispatcher(*args)
 
 
-def cache_folder() -> Path:
+def cache_folder() -> Path | None:
     """Where the compiled kernels are cached unless ``$NUMBA_CACHE_DIR`` says: ``gfm/numba`` in
-    ``$XDG_CACHE_HOME``, else in ``~/.cache``."""
+    ``$XDG_CACHE_HOME``, else in ``~/.cache``; None without an absolute one (no home: ``~``
+    stays ``~``, and a relative folder would land in whatever folder gfm runs in)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gfm" / "numba"
+    return Path(base) / "gfm" / "numba" if os.path.isabs(base) else None
 
 
 # Numba picks a function's cache folder when it is decorated, from its process-wide
@@ -99,10 +101,11 @@ def _compile(func: Callable[..., None]) -> Any:
     from numba.core import config as numba_config
 
     config = cast(Any, numba_config)  # its settings are made at run time, unknown to mypy
+    folder = cache_folder()
     with _CACHE_DIR_LOCK:
-        ours = not config.CACHE_DIR  # a user's $NUMBA_CACHE_DIR stays as it is
+        ours = not config.CACHE_DIR and folder is not None  # a user's $NUMBA_CACHE_DIR stays
         if ours:
-            config.CACHE_DIR = str(cache_folder())
+            config.CACHE_DIR = str(folder)
         try:
             return njit(nogil=True, cache=True)(func)
         except RuntimeError:

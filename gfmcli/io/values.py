@@ -27,6 +27,11 @@ DN_MEDIAN_SURE = 5.0  # reflectance whose median is above this is digital number
 DN_MEDIAN_ODD = 1.5
 REFLECTANCE_RAW_RANGE = (-0.5, 2.0)  # float raw values here (1st..99th percentile) are reflectance
 NEGATIVE_SHARE_SURE = 0.05  # share of a visible band below reflectance 0 that disproves an offset
+# Reading a Sentinel-2 file without the offset takes this share below reflectance -0.03 too:
+# atmospheric correction leaves dark water a little below 0 (why ESA added the +1000 DN), not
+# this far, while an archive file's visible bands over land are much below DN 700 (measured on
+# the kit's pre-2022 files: 21-84 % of a visible band; a bright steppe 0 %: refused, as before).
+NEGATIVE_FAR = -0.03
 VISIBLE_NM = (400.0, 700.0)
 # Band order: NIR (720-1000 nm) goes its own way (vegetation), visible and SWIR go together.
 NIR_NM = (720.0, 1000.0)
@@ -149,17 +154,18 @@ NO_OFFSET = "the values (no +1000 DN offset)"
 
 def _offset(
     src: RasterSource, sensor: str, bands: list[MappedBand], raw: np.ndarray
-) -> tuple[list[MappedBand], str | None]:
+) -> tuple[list[MappedBand], str | None, str]:
     """The offset rule of :func:`check_values`: when a negative offset puts many visible-band
-    pixels below zero reflectance, returns a warning (a stated offset), reads a Sentinel-2 file
-    whose offset was only a default with offset 0 (it was made before 2022, without the +1000
-    DN of baseline 04.00, or harmonized: most archive files) and says so, and raises InputError
-    for any other default offset."""
+    pixels below zero reflectance, returns a warning (a stated offset); reads a Sentinel-2 file
+    whose offset was only a default with offset 0 when many are far below zero too (a file made
+    before 2022, without the +1000 DN of baseline 04.00, or harmonized: most archive files),
+    says so and gives the ``-pre2022`` sensor it was read as; raises InputError otherwise.
+    Returns the bands, the warning and the sensor the file was read as."""
     for layer, band in zip(raw, bands, strict=True):
         if band.offset >= 0 or not VISIBLE_NM[0] <= band.wavelength_nm <= VISIBLE_NM[1]:
             continue
-        values = layer.astype(np.float64)
-        share = float(np.mean(values * band.scale + band.offset < 0))
+        reflectance = layer.astype(np.float64) * band.scale + band.offset
+        share = float(np.mean(reflectance < 0))
         if share <= NEGATIVE_SHARE_SURE:
             continue
         threshold = -band.offset / band.scale if band.scale else 0.0
@@ -169,21 +175,28 @@ def _offset(
             f"{band.scale_source}"
         )
         if _explicit(band):
-            return bands, f"{text}; check the offset"
-        if not sensor.startswith("sentinel2"):
-            raise InputError(f"{text}; pass --offset 0 or the right --sensor")
-        default = band.offset
+            return bands, f"{text}; check the offset", sensor
+        s2 = sensor.startswith("sentinel2")
+        if not s2 or float(np.mean(reflectance < NEGATIVE_FAR)) <= NEGATIVE_SHARE_SURE:
+            fix = (
+                "it is a file from before 2022 (processing baseline < 04.00) or a harmonized "
+                f"one: pass --sensor {_pre2022(sensor)}, or --offset 0"
+                if s2
+                else "pass --offset 0 or the right --sensor"
+            )
+            raise InputError(f"{text}; {fix}")
         read = [
             dataclasses.replace(b, offset=0.0, scale_source=NO_OFFSET)
-            if b.offset == default and not _explicit(b)
+            if b.offset == band.offset and not _explicit(b)
             else b
             for b in bands
         ]
-        return read, (
+        warning = (
             f"{text}: read with offset 0, as a file from before 2022 (processing baseline < "
             f"04.00) or a harmonized one; pass --sensor {_pre2022(sensor)} to say so, or --offset"
         )
-    return bands, None
+        return read, warning, _pre2022(sensor)
+    return bands, None, sensor
 
 
 def order_fit(corr: np.ndarray, wavelengths: np.ndarray) -> float:
@@ -319,7 +332,8 @@ def check_values(
     was only a default; a median reflectance above DN_MEDIAN_SURE is an error (DN unscaled).
     Offset: more than NEGATIVE_SHARE_SURE of a visible band below zero reflectance is a warning
     when the offset was stated; when it was a default, a Sentinel-2 file (one from before 2022,
-    without the +1000 DN) is read with offset 0 and a warning, and another sensor's is an error.
+    without the +1000 DN, many values far below zero) is read with offset 0 as its ``-pre2022``
+    sensor and a warning; otherwise an error.
     Band order (``check_order``): when another order of the bands fits the band-to-band
     correlations much better than the stated one, an error, or a warning when the evidence is
     weaker. Returns the mapping with any re-read bands and the warnings added (nothing is
@@ -329,8 +343,10 @@ def check_values(
         return mapping
     raw = probe.values
     bands, warnings = _units(src, mapping, raw)
-    bands, offset = _offset(src, mapping.sensor, bands, raw)
+    bands, offset, read_as = _offset(src, mapping.sensor, bands, raw)
     warnings += [offset] if offset else []
     order = _band_order(src, bands, raw) if check_order else None
     warnings += [order] if order else []
-    return dataclasses.replace(mapping, bands=tuple(bands), warnings=(*mapping.warnings, *warnings))
+    return dataclasses.replace(
+        mapping, bands=tuple(bands), sensor=read_as, warnings=(*mapping.warnings, *warnings)
+    )

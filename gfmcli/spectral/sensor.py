@@ -88,24 +88,28 @@ def _neutral(label: str) -> bool:
     return parse_wavelength(label) is not None or common_name_wavelength(label) is not None
 
 
-def _product(family: str, facts: FileFacts, labels: Sequence[str], default: str | None) -> str:
-    """Rule 3: the product of ``family`` this file is."""
+def _product_and_how(
+    family: str, facts: FileFacts, labels: Sequence[str], default: str | None
+) -> tuple[str, bool]:
+    """Rule 3: the product of ``family`` this file is, and whether the file itself says so (a level
+    tag, Sentinel-2's B10, a family of one product) rather than its data type or the default:
+    a Landsat ``uint16`` file is Collection 2 Level-2 by default, but Level-1 DN look the same."""
     if family == "sentinel2":
         if any(get_sensor("sentinel2-l1c").band("B10").matches(x) for x in labels if x):
-            return "sentinel2-l1c"
+            return "sentinel2-l1c", True
         for key, value in facts.tags.items():
             if _LEVEL_KEYS.match(key):
                 for level, pattern in _S2_LEVELS.items():
                     if pattern.search(str(value)):
-                        return f"sentinel2-{level}"
+                        return f"sentinel2-{level}", True
         if default and get_sensor(default).family == "sentinel2":
-            return get_sensor(default).name
-        return "sentinel2-l2a"
+            return get_sensor(default).name, False
+        return "sentinel2-l2a", False
     if family.startswith("landsat"):
         dtype = facts.dtypes[0] if facts.dtypes else "uint16"
         kind = "float" if dtype.startswith("float") else dtype
-        return f"{FAMILY_DEFAULT[family]}{_LANDSAT_BY_DTYPE.get(kind, '')}"
-    return FAMILY_DEFAULT[family]
+        return f"{FAMILY_DEFAULT[family]}{_LANDSAT_BY_DTYPE.get(kind, '')}", False
+    return FAMILY_DEFAULT[family], True
 
 
 TAGS_NAME_IT = "its tags name it"
@@ -119,7 +123,8 @@ def infer_sensor(
     facts: FileFacts, labels: Sequence[str], default: str | None
 ) -> tuple[SensorSpec | None, str, bool]:
     """Rule 2 and 3: the file's sensor from its tells, a note saying why, and whether the
-    file's tags named it (then the note is a detail, not a guess to warn about); raises
+    file named it, its tags the sensor and itself the product (then the note is a detail, not a
+    guess to warn about); raises
     BandContractError when the tells leave several sensors whose band names differ."""
     used = [x for x in labels if x]
     tagged = tag_families(facts.tags)
@@ -147,7 +152,8 @@ def infer_sensor(
         default_family = get_sensor(default).family if default else ""
         if all(_neutral(x) for x in used):
             if default_family in families:
-                return get_sensor(_product(default_family, facts, used, default)), "", False
+                product, _ = _product_and_how(default_family, facts, used, default)
+                return get_sensor(product), "", False
             return None, "", False
         if "enmap" in families:
             families = [f for f in families if f != "enmap"]
@@ -160,11 +166,11 @@ def infer_sensor(
                 f"pass {_choices(families)}"
             )
     (family,) = families
-    tagged_only = why == TAGS_NAME_IT
+    product, stated = _product_and_how(family, facts, used, default)
+    told = why == TAGS_NAME_IT and stated  # the tags name the sensor and the file its product
     if not why:
         why = "its band names"
-    product = _product(family, facts, used, default)
-    return get_sensor(product), f"read as {product} ({why})", tagged_only
+    return get_sensor(product), f"read as {product} ({why})", told
 
 
 def sensor_or_none(name: str) -> SensorSpec | None:

@@ -251,3 +251,18 @@ def test_info_takes_the_scaling_and_gsd_a_run_is_told(tiny_model, s2_scene, gfm)
     # the plain report writes a negative offset as a subtraction (not "+ -0.1")
     text = gfm(*args[:-3], "--window", "32", "--scale", "2e-4", "--offset", "-0.1").stdout
     assert "DN * 0.0002 - 0.1  nodata" in text and "+ -" not in text
+
+
+def test_info_shows_what_a_run_says_only_under_v(tiny_model, make_raster, tmp_path, gfm):
+    """The sensor a file's tags name and the bands the model does without are -v lines of a
+    run, not warnings; `gfm info` is asked what gfm makes of a file, so it shows them."""
+    names = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
+             "B12")  # fmt: skip
+    tags = {"SENSOR": "Sentinel-2A MSI", "PRODUCT": "Level-1C", "QUANTIFICATION_VALUE": "10000"}
+    l1c = make_raster(tmp_path, "l1c.tif", count=13, descriptions=names, tags=tags)
+    args = ("info", str(l1c), "-m", str(tiny_model), "--no-timing", "--window", "32")
+    text = gfm(*args).stdout
+    assert "  note: " in text and "B10 (1373.5 nm) lie in a water-absorption window" in text
+    assert "read as sentinel2-l1c (its tags name it)" in text and "warning" not in text
+    (record,) = _lines(gfm(*args, "--json").stdout)
+    assert any("B10" in n for n in record["notes"]) and record["warnings"] == []

@@ -201,6 +201,7 @@ def test_all_nodata_and_value_checks(tmp_path, make_raster):
             s2 = dataclasses.replace(_mapping([1, 2], offset=-0.5), sensor=read_as)
             checked = _check(src, s2)
             assert {(b.offset, b.scale_source) for b in checked.bands} == {(0.0, NO_OFFSET)}
+            assert checked.sensor == f"sentinel2-{fix}-pre2022"  # what a rerun may name
             (warning,) = checked.warnings
             assert "read with offset 0" in warning
             assert f"pass --sensor sentinel2-{fix}-pre2022 to say so" in warning
@@ -211,6 +212,15 @@ def test_all_nodata_and_value_checks(tmp_path, make_raster):
             checked = _check(src, stated)
             assert {b.offset for b in checked.bands} == {-0.5}
             assert "check the offset" in checked.warnings[0]
+    # just below the offset, never far below it: dark water of a file that has the +1000 DN
+    # is not re-read, the default stays and the run is refused with the fix, as before
+    near = make_raster(
+        tmp_path, "near.tif", data=np.full((2, 20, 30), 950, np.uint16), dtype="uint16"
+    )
+    with open_raster(near) as src:
+        s2 = dataclasses.replace(_mapping([1, 2], offset=-0.1), sensor="sentinel2-l2a")
+        with pytest.raises(InputError, match=r"pass --sensor sentinel2-l2a-pre2022, or --offset 0"):
+            _check(src, s2)
     refl = make_raster(tmp_path, "refl.tif", count=2, dtype="float32")
     with open_raster(refl) as src:
         checked = _check(src, _mapping([1, 2], offset=-0.1))  # a default: rescaled
