@@ -15,6 +15,7 @@ import numpy as np
 
 from gfmcli.errors import ConfigError
 from gfmcli.evaluate.classes import ClassMapping, RefKey
+from gfmcli.spectral.identify import ranges_text
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,7 @@ class ClassScore:
     @property
     def label(self) -> str:
         """The map ids as the table shows them: ``4``, or ``1-5`` / ``1,3`` for a merge."""
-        ids = self.map_ids or (self.id,)
-        runs: list[list[int]] = []
-        for i in ids:
-            if runs and i == runs[-1][-1] + 1:
-                runs[-1].append(i)
-            else:
-                runs.append([i])
-        return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+        return ranges_text(list(self.map_ids or (self.id,)), sep=",")
 
 
 @dataclass(frozen=True)

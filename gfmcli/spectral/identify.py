@@ -187,7 +187,7 @@ def identify_bands(
             spec, inferred = None, False  # neutral labels that the model's sensor does not fit
         if skip:
             notes.append(
-                f"{facts.path}: band(s) {_ranges(sorted(skip))} are flagged bad and not used"
+                f"{facts.path}: band(s) {ranges_text(sorted(skip))} are flagged bad and not used"
             )
         unnamed = [i + 1 for i, x in enumerate(labels) if not x and i + 1 not in skip]
         if unnamed:
@@ -213,12 +213,12 @@ def identify_bands(
     return Identified(spec, tuple(found), tuple(notes), inferred, tuple(details))
 
 
-def _ranges(numbers: list[int]) -> str:
-    """``[130, 131, 132, 140]`` -> ``"130-132, 140"``."""
+def ranges_text(numbers: list[int], sep: str = ", ") -> str:
+    """``[130, 131, 132, 140]`` -> ``"130-132, 140"`` (sorted numbers; ``sep`` between runs)."""
     parts: list[str] = []
     for n in numbers:
         if parts and parts[-1].split("-")[-1] == str(n - 1):
             parts[-1] = f"{parts[-1].split('-')[0]}-{n}"
         else:
             parts.append(str(n))
-    return ", ".join(parts)
+    return sep.join(parts)

@@ -122,10 +122,10 @@ def _choices(families: Sequence[str]) -> str:
 def infer_sensor(
     facts: FileFacts, labels: Sequence[str], default: str | None
 ) -> tuple[SensorSpec | None, str, bool]:
-    """Rule 2 and 3: the file's sensor from its tells, a note saying why, and whether the
-    file named it, its tags the sensor and itself the product (then the note is a detail, not a
-    guess to warn about); raises
-    BandContractError when the tells leave several sensors whose band names differ."""
+    """Rule 2 and 3: the file's sensor from its tells, a note saying why, and whether the file
+    named it (its tags the sensor, the file itself the product: then the note is a detail, not
+    a guess to warn about); raises BandContractError when the tells leave several sensors whose
+    band names differ."""
     used = [x for x in labels if x]
     tagged = tag_families(facts.tags)
     families = [f for f in _INFERRED_FAMILIES if all(_fits(f, x) for x in used)]
