@@ -99,7 +99,7 @@ class ModelContract:
     #: window of the last step with ``from_gsd_m <= g``, in ``window`` below the first. Why: a
     #: cloud's shadow lies 1-5 km from it, and 64 px of 30 m pixels span 1.9 km, so at 30 m a
     #: window of the 10 m chips' size often holds the shadow without its cloud
-    #: (docs/model-card.md, thirteenth session). Empty: one window at every GSD.
+    #: (docs/model-experiments.md, thirteenth session). Empty: one window at every GSD.
     window_by_gsd: tuple[tuple[float, int], ...] = ()
 
     def __post_init__(self) -> None:

@@ -5,7 +5,7 @@
 #   REAL_PRETRAIN=1 OUTPUT=/tmp/r.pt bash weights/build.sh
 #                                    # the measured variant with the permissive real images in
 #                                    # the Hyper-MAE pretraining too (weights/real_chips.sh;
-#                                    # docs/model-card.md, "Hyper-MAE on the real scenes too")
+#                                    # docs/model-experiments.md, "Hyper-MAE on the real scenes too")
 #
 # Stage 1 (simulate -> tile -> Hyper-MAE pretrain -> fine-tune) uses simulated scenes only; stage 2
 # (weights/train_landcover.py) fine-tunes that model on simulated scenes with atmospheres, clouds

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cut the permissive real images of REALDATA into 32 px pretraining chips (images only, no
 # labels, all in the training split): the "real images in pretraining" stage 1 of
-# docs/model-card.md ("Hyper-MAE on the real scenes too"). Run by weights/build.sh when
+# docs/model-experiments.md ("Hyper-MAE on the real scenes too"). Run by weights/build.sh when
 # REAL_PRETRAIN=1; prints the chip folders it made, one per line.
 #
 #   bash weights/real_chips.sh REALDATA OUT_DIR [GFM] [PYTHON]

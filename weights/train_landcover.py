@@ -19,7 +19,7 @@ Every batch holds one band set; Sentinel-2 chips are also shown as the 10-, 6- a
 subsets users keep and as the Landsat 8 OLI and Landsat 4-7 TM band sets they stand in for (told
 at Landsat's band centres), so the model learns to map with the bands a file has. Sources named
 with ``--hold-out`` are left out (leave-one-source-out evaluation), and ``--without`` switches
-augmentations off one at a time (the ablation table of docs/model-card.md).
+augmentations off one at a time (the ablation tables of docs/model-experiments.md).
 """
 
 from __future__ import annotations
@@ -148,9 +148,9 @@ def mixed_sets(landcover: LandCoverMap, gsd: float, labels: np.ndarray) -> np.nd
     Land mixtures keep their majority: a residential block is half lawns and trees at 10 m and
     must still map as built-up at the scale of the block (this rule did not bring back the
     example scene's built-up, recall 0.31 against 0.30 with every mixture relaxed; the
-    never-trained means were 0.704 / 0.690 against 0.698 / 0.677, docs/model-card.md). Pure
-    pixels keep their one class, and pixels whose label the rendering changed (clouds,
-    shadows, nodata) keep the rendering's.
+    never-trained means were 0.704 / 0.690 against 0.698 / 0.677, docs/model-experiments.md,
+    fourth session). Pure pixels keep their one class, and pixels whose label the rendering
+    changed (clouds, shadows, nodata) keep the rendering's.
     """
     majority = render_labels(landcover, gsd)
     exact = label_bits(majority)
@@ -322,7 +322,7 @@ def real_pools(
 @dataclass(frozen=True)
 class Recipe:
     """Which augmentations run (all by default; each can be switched off for the ablation table
-    in docs/model-card.md)."""
+    in docs/model-experiments.md)."""
 
     toa: bool = True  # surface chips turned into top-of-atmosphere reflectance half the time
     clouds: bool = True  # clouds, cloud shadows and snow painted over simulated chips
@@ -644,7 +644,8 @@ def main() -> None:
         "--head-width",
         type=int,
         help="width of the dense head's first upsampling stage (the model-size sweep of "
-        "docs/model-card.md): stages whose shape changes start afresh, the rest keep --init's",
+        "docs/model-experiments.md, fifth session): stages whose shape changes start afresh, "
+        "the rest keep --init's",
     )
     parser.add_argument(
         "--teacher",

@@ -54,8 +54,8 @@ NORMALISATION_TOLERANCE_NM = 60.0
 SAME_WAVELENGTH_NM = 1.0
 GSD_WARN_RATIO = 4.0
 # The fewest usable bands a file may map with. Fewer is refused: with one or two bands a
-# land-cover model has next to nothing to go on. docs/model-card.md measures agreement
-# against the number of bands present; change the minimum here only.
+# land-cover model has next to nothing to go on. docs/model-card.md ("Fewer bands than the
+# model's") measures what fewer bands cost on real scenes; change the minimum here only.
 MIN_MODEL_BANDS = 3
 # Strong atmospheric water-vapour absorption (nm): a band here is noise or cirrus, not surface.
 ABSORPTION_WINDOWS_NM = ((1340.0, 1450.0), (1790.0, 1960.0))
