@@ -237,19 +237,8 @@ def _plans(
             options.overlap // patch,
         )
         return [(Stripe(0, width, 0, width), plan)]
-    return [
-        (
-            stripe,
-            plan_windows(
-                src.height,
-                stripe.width,
-                options.window,
-                options.overlap,
-                multiple_of=patch,
-            ),
-        )
-        for stripe in plan_stripes(src.width, options.overlap)
-    ]
+    plan = plan_windows(src.height, src.width, options.window, options.overlap, multiple_of=patch)
+    return plan_stripes(plan)
 
 
 def _stripes(count: int) -> str:
@@ -342,7 +331,8 @@ def open_plan(
         options,
         plans,
     ):
-        plan, windows = plans[0][1], _window_count(plans)
+        plan = max((plan for _, plan in plans), key=lambda plan: plan.width)  # widest stripe
+        windows = _window_count(plans)
         yield (
             FilePlan(
                 input=path,

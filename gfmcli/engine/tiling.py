@@ -67,6 +67,11 @@ class WindowPlan:
     row_offsets: tuple[int, ...]
     col_offsets: tuple[int, ...]
     tiles: tuple[PlannedWindow, ...]
+    #: A stripe's plan (:func:`plan_stripes`) is a run of the raster plan's window columns,
+    #: with columns counted from the stripe's first; ``col_base`` is that column in the raster
+    #: and ``raster_width`` the raster's width, so :meth:`edges` answers as the raster plan.
+    col_base: int = 0
+    raster_width: int | None = None
 
     @property
     def stride(self) -> int:
@@ -115,13 +120,15 @@ class WindowPlan:
         """Which sides of ``tile`` are interior (another window continues beyond them).
 
         Returns ``(top, bottom, left, right)``; raster-edge sides are False, which tells the blend
-        ramp not to taper there (a pixel on the raster edge may have no other window).
+        ramp not to taper there (a pixel on the raster edge may have no other window). A
+        stripe's plan judges its windows' sides against the raster, not the stripe.
         """
+        width = self.width if self.raster_width is None else self.raster_width
         return (
             tile.row_off > 0,
             tile.row_stop < self.height,
-            tile.col_off > 0,
-            tile.col_stop < self.width,
+            tile.col_off + self.col_base > 0,
+            tile.col_stop + self.col_base < width,
         )
 
 
@@ -193,9 +200,10 @@ STRIPE_WIDTH = 4096
 
 @dataclass(frozen=True)
 class Stripe:
-    """Columns ``[own_start, own_stop)`` of the output come from windows planned over the
-    wider region ``[col_off, col_off + width)``; the halo gives owned pixels near the stripe
-    edge the same spatial context and blending as anywhere else."""
+    """Columns ``[own_start, own_stop)`` of the output come from the windows read over the
+    wider region ``[col_off, col_off + width)``: every window of the raster's plan that touches
+    an owned column, so owned pixels are blended from the same windows with the same weights as
+    in an unstriped run (a window next to a seam is read by both stripes)."""
 
     col_off: int
     width: int
@@ -203,16 +211,45 @@ class Stripe:
     own_stop: int
 
 
-def plan_stripes(width: int, overlap: int, stripe_width: int | None = None) -> list[Stripe]:
-    """One stripe for rasters up to ``stripe_width + 2 * overlap`` wide, else vertical stripes
-    that own ``stripe_width`` (default ``STRIPE_WIDTH``) columns each and read ``overlap``
-    columns beyond on both sides."""
+def plan_stripes(
+    plan: WindowPlan, stripe_width: int | None = None
+) -> list[tuple[Stripe, WindowPlan]]:
+    """The raster ``plan`` as vertical stripes that own ``stripe_width`` (default
+    ``STRIPE_WIDTH``) columns each, every stripe with the run of ``plan``'s window columns
+    that touch its owned columns; one stripe (``plan`` itself) for a raster up to
+    ``stripe_width + 2 * overlap`` wide or a single window column.
+
+    Owned boundaries stay multiples of ``stripe_width`` (whole output blocks), and the windows
+    are the raster plan's, so the map does not depend on where the stripes are cut.
+    """
     stripe_width = stripe_width or STRIPE_WIDTH
-    if width <= stripe_width + 2 * overlap:
-        return [Stripe(0, width, 0, width)]
+    width = plan.width
+    if width <= stripe_width + 2 * plan.overlap or plan.n_cols == 1:
+        return [(Stripe(0, width, 0, width), plan)]
     stripes = []
     for start in range(0, width, stripe_width):
         stop = min(start + stripe_width, width)
-        lo, hi = max(0, start - overlap), min(width, stop + overlap)
-        stripes.append(Stripe(lo, hi - lo, start, stop))
+        columns = [
+            c for c, off in enumerate(plan.col_offsets) if off < stop and off + plan.window > start
+        ]
+        lo = plan.col_offsets[columns[0]]
+        hi = plan.col_offsets[columns[-1]] + plan.window  # inside: a window column spans width
+        offsets = tuple(plan.col_offsets[c] - lo for c in columns)
+        tiles = tuple(
+            PlannedWindow(r * len(offsets) + c, row_off, col_off, plan.window, plan.window)
+            for r, row_off in enumerate(plan.row_offsets)
+            for c, col_off in enumerate(offsets)
+        )
+        stripe_plan = WindowPlan(
+            height=plan.height,
+            width=hi - lo,
+            window=plan.window,
+            overlap=plan.overlap,
+            row_offsets=plan.row_offsets,
+            col_offsets=offsets,
+            tiles=tiles,
+            col_base=lo,
+            raster_width=width,
+        )
+        stripes.append((Stripe(lo, hi - lo, start, stop), stripe_plan))
     return stripes
