@@ -77,15 +77,26 @@ class ConfigError(GfmError, ValueError):
 
 
 EXIT_PARTIAL_FAILURE = 1
-EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool its pipe reader closed
+
+
+def first_line(exc: BaseException, empty: str | None = None) -> str:
+    """The first line of an exception's message, GDAL's own words where rasterio wrapped them
+    in a "See previous exception" error; ``empty`` (else the exception's type name) when the
+    message is empty, as ``OSError()``'s is."""
+    while exc.__cause__ is not None and "previous exception" in str(exc):
+        exc = exc.__cause__
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if empty is None else empty
 
 
 def unexpected_error(exc: BaseException, where: str = "") -> GfmError:
     """A failure gfm did not foresee (not a ``GfmError``) as one line: the exception's type and
     first line, naming ``where`` (an input) when known, pointing at ``--debug``."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = first_line(exc, "")
     prefix = f"{where}: " if where else ""
     error = GfmError(
         f"{prefix}unexpected error ({type(exc).__name__}{': ' + text if text else ''}); "

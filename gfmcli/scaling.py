@@ -44,22 +44,6 @@ _TAG_PAIRS = (
 )
 
 
-def parse_values(text: str | None, option: str) -> tuple[float, ...] | None:
-    """``"1e-4"`` or ``"1e-4,1e-4,2e-5"`` -> floats; InputError naming ``option`` if not numbers."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise InputError(
-            f"{option} {text!r} is not a number or a comma list of numbers (one per file band)"
-        ) from None
-    if any(v != v or v in (float("inf"), float("-inf")) for v in values):
-        raise InputError(f"{option} {text!r}: values must be finite numbers")
-    return values
-
-
 def per_band(values: tuple[float, ...] | None, count: int, option: str, path: str) -> list:
     """One value per file band from a single value or a list as long as the file's bands."""
     if values is None:

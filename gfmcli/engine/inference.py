@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gfmcli.errors import ModelError
+from gfmcli.errors import ModelError, first_line
 from gfmcli.model.bands import Bands
 from gfmcli.model.tasks import GfmModel
 from gfmcli.runtime.devices import autocast_context, inference_precision
@@ -123,7 +123,7 @@ class DevicePool:
                 out = _forward(self._replicas[slot], tensor, bands, mode)
             return out.float().cpu().numpy()
         except (RuntimeError, MemoryError) as exc:  # out of memory, device failure
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelError(
                 f"the model failed on a batch of {batch.shape[0]} window(s) of "
                 f"{batch.shape[2]}x{batch.shape[3]} px on {device} ({first[:200]}); "

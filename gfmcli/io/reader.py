@@ -43,7 +43,7 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from gfmcli.errors import InputError
+from gfmcli.errors import InputError, first_line
 
 if TYPE_CHECKING:
     from gfmcli.io.bands import BandMapping
@@ -137,7 +137,7 @@ def open_raster(path: str | Path) -> RasterSource:
             dataset = rasterio.open(path)
     except RasterioError as exc:
         raise InputError(
-            f"{path}: GDAL cannot read it as a raster ({_first_line(exc)}); "
+            f"{path}: GDAL cannot read it as a raster ({first_line(exc)}); "
             "check that it is a complete GeoTIFF/VRT"
         ) from exc
     try:
@@ -146,14 +146,6 @@ def open_raster(path: str | Path) -> RasterSource:
     except BaseException:
         dataset.close()
         raise
-
-
-def _first_line(exc: BaseException) -> str:
-    """GDAL's own words: rasterio often wraps them in "See previous exception" errors."""
-    while exc.__cause__ is not None and "previous exception" in str(exc):
-        exc = exc.__cause__
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def check_dataset(path: str, dataset: rasterio.io.DatasetReader) -> None:
@@ -199,7 +191,7 @@ def check_dataset(path: str, dataset: rasterio.io.DatasetReader) -> None:
         dataset.read(window=last)
     except RasterioError as exc:
         raise InputError(
-            f"{path}: the file is truncated or corrupt ({_first_line(exc)}); "
+            f"{path}: the file is truncated or corrupt ({first_line(exc)}); "
             "download or copy it again"
         ) from exc
 
@@ -237,12 +229,27 @@ def _window_bounds(window: Any) -> tuple[int, int, int, int]:
 
 
 def _dataset_mask_band(src: RasterSource, indexes: list[int]) -> int | None:
-    """A used band whose GDAL mask is an internal mask or alpha band (shared by all bands)."""
+    return internal_mask_band(src.dataset, indexes)
+
+
+def internal_mask_band(dataset: rasterio.io.DatasetReader, indexes: list[int]) -> int | None:
+    """A used band whose GDAL mask is an internal mask or alpha band (shared by all bands):
+    read its mask to know the valid pixels. ``gfm tile`` follows the same rule."""
     for index in indexes:
-        flags = src.dataset.mask_flag_enums[index - 1]
+        flags = dataset.mask_flag_enums[index - 1]
         if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
             return index
     return None
+
+
+def ground_pixel_size_m(dataset: rasterio.io.DatasetReader) -> float | None:
+    """The pixel size the model is told for a georeferenced dataset (the mean of the ground
+    lengths of a column and a row step at its centre, as :class:`RasterSource` computes it);
+    None without a CRS."""
+    if dataset.crs is None or dataset.transform.is_identity:
+        return None
+    dx, dy = _pixel_size_m(dataset.crs, dataset.transform, (dataset.height, dataset.width))
+    return (dx + dy) / 2
 
 
 def _validity(raw: np.ndarray, mapping: BandMapping, mask: np.ndarray | None) -> np.ndarray:
@@ -275,7 +282,7 @@ def _read_raw(
     except RasterioError as exc:
         raise InputError(
             f"{src.path}: reading rows {window.row_off}..{window.row_off + window.height} failed "
-            f"({_first_line(exc)}); the file is probably corrupt, copy it again"
+            f"({first_line(exc)}); the file is probably corrupt, copy it again"
         ) from exc
     return raw, mask
 

@@ -48,7 +48,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from gfmcli.atomic import partial_path, remove_with_prefix
-from gfmcli.errors import OutputError, UsageError, ValidationFailed
+from gfmcli.errors import OutputError, UsageError, ValidationFailed, first_line
 from gfmcli.io.cog_check import real_cog_errors
 from gfmcli.io.sidecars import aux_path, aux_xml
 from gfmcli.io.styles import style_path
@@ -144,7 +144,7 @@ def check_creation_options(options: Mapping[str, str]) -> None:
                 ds.write(np.zeros((1, 16, 16), np.uint8))
                 rasterio.shutil.copy(ds, probe, driver="COG", **options)
     except GDAL_ERRORS as exc:
-        complaints.append(str(exc).strip().splitlines()[0] if str(exc).strip() else "refused")
+        complaints.append(first_line(exc, "refused"))
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -353,7 +353,7 @@ class StagedRasterWriter:
 
     def _failure(self, action: str, exc: BaseException) -> OutputError:
         """One line for a GDAL/OS failure: a full disk, or the creation option GDAL refused."""
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         folder = self.path.resolve().parent
         try:
             low_space = shutil.disk_usage(folder).free < _LOW_SPACE

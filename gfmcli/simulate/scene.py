@@ -26,7 +26,7 @@ from pyproj.exceptions import CRSError
 from rasterio.errors import RasterioError
 
 from gfmcli.atomic import partial_path, remove_with_prefix, stale_partials
-from gfmcli.errors import OutputError
+from gfmcli.errors import OutputError, first_line
 from gfmcli.sensors import get_sensor
 from gfmcli.simulate.landcover import BIOMES, LANDCOVER_CLASSES, SimulatorError, simulate_landcover
 from gfmcli.simulate.render import LABEL_NODATA, LEVELS, Rendering, render
@@ -186,7 +186,7 @@ def _writing(target: Path) -> Iterator[None]:
     try:
         yield
     except (OSError, RasterioError) as exc:  # RasterioIOError is an OSError too
-        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+        reason = getattr(exc, "strerror", None) or first_line(exc)
         if getattr(exc, "errno", None) == errno.ENOSPC or "no space" in str(exc).lower():
             reason = "no space left on the device; free some space or choose another -o"
         raise OutputError(f"{target}: cannot write the simulated scene ({reason})") from exc

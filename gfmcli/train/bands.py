@@ -12,8 +12,9 @@ quantification tags, then the sensor's (per band for Landsat Level-1 DN). Bands 
 wavelength alone (no sensor) are ``custom`` with scale 1 and offset 0 unless the file states
 its scaling.
 
-Validity follows ``gfmcli.io.reader``: a pixel is invalid when any band is NaN/inf or when *all*
-bands hold the nodata value.
+Validity follows ``gfmcli.io.reader``: a pixel is invalid when any band is NaN/inf, when *all*
+bands hold the nodata value, or when the file's internal mask or alpha band says so (the chip
+writer reads that mask). The pixel size is the reader's too (``ground_pixel_size_m``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from gfmcli import scaling as scaling_rules
+from gfmcli.io.reader import ground_pixel_size_m
 from gfmcli.spectral.identify import FileBand, identify_bands
 from gfmcli.spectral.labels import FileFacts
 
@@ -86,7 +88,7 @@ def _scaling(src, path: Path, band: FileBand, spec, stated) -> tuple[float, floa
 
 def resolve_bands(src, path: Path, sensor: str | None, bands: tuple[str, ...] | None) -> ChipBands:
     """Band identity of the open rasterio dataset ``src`` (see the module rules)."""
-    gsd = _gsd(src)
+    gsd = ground_pixel_size_m(src)  # the reader's rule: geographic and rotated grids too
     identified = identify_bands(
         FileFacts.of(str(path), src, gsd), sensor=sensor, bands=list(bands) if bands else None
     )
@@ -111,11 +113,3 @@ def resolve_bands(src, path: Path, sensor: str | None, bands: tuple[str, ...] | 
         nodata,
         tuple(b.index for b in identified.bands),
     )
-
-
-def _gsd(src) -> float | None:
-    """Pixel size in metres for a projected CRS; None for geographic or missing CRS."""
-    if src.crs is None or not src.crs.is_projected:
-        return None
-    factor = src.crs.linear_units_factor[1] if src.crs.linear_units_factor else 1.0
-    return float(abs(src.transform.a) * factor)

@@ -19,7 +19,8 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from gfmcli.errors import InputError, OutputError
+from gfmcli.errors import InputError, OutputError, first_line
+from gfmcli.io.reader import internal_mask_band
 from gfmcli.io.vector import GPKG_OPTIONS
 from gfmcli.io.writer import GDAL_ERRORS
 from gfmcli.train.labels import IGNORE_INDEX
@@ -52,7 +53,7 @@ def writing(path: Path, what: str) -> Iterator[None]:
     try:
         yield
     except GDAL_ERRORS as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+        reason = getattr(exc, "strerror", None) or first_line(exc)
         if getattr(exc, "errno", None) == errno.ENOSPC or "no space" in str(exc).lower():
             reason = "no space left on the device; free some space or choose another -o"
         raise OutputError(f"{path}: cannot write {what} ({reason})") from exc
@@ -76,6 +77,10 @@ class ChipWriter:
             else None
         )
         self.label_paths = [label.path for label in labels] if labels else []
+        used = list(chip_bands.indexes) or None
+        self.mask_bands = [  # internal mask or alpha band per source, as predict reads them
+            internal_mask_band(src, used or list(range(1, src.count + 1))) for src in sources
+        ]
 
     def add(self, chip: GridChip, split: str) -> None:
         size, src = self.options.size, self.sources[chip.source]
@@ -84,15 +89,19 @@ class ChipWriter:
         window = Window(chip.col, chip.row, width, height)
         inside = height * width
         image = np.full((len(self.bands.names), size, size), np.nan, np.float32)
+        mask_band = self.mask_bands[chip.source]
         try:
             block = src.read(window=window)
+            mask = None if mask_band is None else src.read_masks(mask_band, window=window)
         except GDAL_ERRORS as exc:
             raise InputError(
                 f"{self.paths[chip.source]}: cannot read the block at row {chip.row}, column "
-                f"{chip.col} ({str(exc).strip().splitlines()[0]}); the file is corrupt: copy "
+                f"{chip.col} ({first_line(exc)}); the file is corrupt: copy "
                 "or download it again"
             ) from exc
         image[:, :height, :width] = self.bands.to_physical(block)
+        if mask is not None:
+            image[:, :height, :width][:, mask == 0] = np.nan
         valid = np.all(np.isfinite(image), axis=0)
         valid_fraction = valid.sum() / inside
         if valid_fraction < self.options.min_valid:

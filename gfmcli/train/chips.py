@@ -254,6 +254,11 @@ def _tile_into(rasters, staging, options, labels, progress):
             src.close()
 
 
+# Pixel sizes of one chip folder's rasters may differ this much (a UTM zone's scale factor, a
+# geographic grid a little further north); more is another resolution.
+GSD_TOLERANCE = 0.1
+
+
 def _common_bands(sources, paths, options) -> ChipBands:
     resolved = [
         resolve_bands(src, path, options.sensor, options.bands)
@@ -266,5 +271,11 @@ def _common_bands(sources, paths, options) -> ChipBands:
                 f"{path}: bands {', '.join(other.names)} ({other.sensor}) differ from "
                 f"{paths[0]}'s {', '.join(first.names)} ({first.sensor}); tile each band set "
                 "into its own chip folder"
+            )
+        if abs(other.gsd - first.gsd) > GSD_TOLERANCE * first.gsd:
+            raise InputError(
+                f"{path}: pixels are {other.gsd:.3g} m, {paths[0]}'s {first.gsd:.3g} m; a chip "
+                "folder records one pixel size for the model, so tile each resolution into its "
+                "own chip folder (or resample to one grid first, gdalwarp -tr)"
             )
     return first

@@ -109,7 +109,7 @@ def test_segmentation_learns_and_best_is_chosen_on_validation(
     assert contract.band_names == ("blue", "green", "red", "nir")
     stats = json.loads((chips / "stats.json").read_text())["bands"]
     assert [b.mean for b in contract.bands] == [b["mean"] for b in stats]
-    assert contract.bands[0].scale == 1e-4 and contract.gsd == 10.0
+    assert contract.bands[0].scale == 1e-4 and contract.gsd == pytest.approx(10.004, abs=1e-3)
     assert contract.window == 32  # the chips' size: the model maps in windows like them
     assert "finetune" in contract.provenance["command"]
     assert (tmp_path / "out" / "config.toml").exists()

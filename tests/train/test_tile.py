@@ -53,7 +53,8 @@ def test_chips_are_aligned_padded_and_physical(make_raster, tmp_path):
     info = meta(out)
     assert len(info["chips"]) == 6  # 2 rows x 3 columns, edges padded, none dropped
     assert [b["name"] for b in info["bands"]] == ["blue", "green", "red", "nir"]
-    assert info["gsd"] == 10.0 and info["sensor"] == "vnir4"
+    # the ground length predict tells the model: 10 m grid steps / UTM's 0.9996 scale factor
+    assert info["gsd"] == pytest.approx(10.004, abs=1e-3) and info["sensor"] == "vnir4"
     with rasterio.open(src) as ds:
         dn = ds.read().astype(np.float64)
     chip = next(c for c in info["chips"] if c["row"] == 64 and c["col"] == 128)
@@ -464,3 +465,44 @@ def test_a_failed_statistics_write_is_an_output_error(tmp_path):
     stats = BandStatistics(("blue",))
     with pytest.raises(OutputError, match=r"stats.json: cannot write chip statistics"):
         write_stats(tmp_path / "gone" / "stats.json", stats)
+
+
+def test_an_internal_mask_keeps_masked_pixels_out_of_chips_and_statistics(make_raster, tmp_path):
+    valid = np.ones((64, 64), bool)
+    valid[:, :32] = False  # the left half masked (values there stay ordinary DN)
+    src = make_raster(tmp_path, "masked.tif", count=4, height=64, width=64, mask=valid)
+    out = tmp_path / "chips"
+    args = (src, "-o", out, "--sensor", "vnir4", "--size", "32", "--min-valid", "0")
+    assert run(*args, "--split", "1,0,0").exit_code == 0
+    chips = {(c["row"], c["col"]): c for c in meta(out)["chips"]}
+    with rasterio.open(out / chips[(0, 0)]["image"]) as left:
+        assert np.isnan(left.read()).all()
+    with rasterio.open(out / chips[(0, 32)]["image"]) as right:
+        assert np.isfinite(right.read()).all()
+    stats = json.loads((out / "stats.json").read_text())["bands"]
+    assert [b["count"] for b in stats] == [64 * 32] * 4
+
+
+def test_a_geographic_raster_records_its_ground_pixel_size(make_raster, tmp_path):
+    degrees = Affine(0.0003, 0.0, 11.0, 0.0, -0.0003, 0.01)  # about 33 m at the equator
+    src = make_raster(tmp_path, "wgs84.tif", crs="EPSG:4326", transform=degrees, count=4)
+    out = tmp_path / "chips"
+    assert run(src, "-o", out, "--sensor", "vnir4", "--size", "32").exit_code == 0
+    assert meta(out)["gsd"] == pytest.approx(0.0003 * 111_320, rel=0.01)
+
+
+def test_rasters_of_different_pixel_sizes_are_refused(make_raster, tmp_path):
+    a = vnir(make_raster, tmp_path, "a.tif", height=40, width=40)
+    b = make_raster(
+        tmp_path,
+        "b.tif",
+        count=4,
+        height=40,
+        width=40,
+        nodata=0,
+        transform=ORIGIN @ Affine.scale(3),
+    )
+    result = run(a, b, "-o", tmp_path / "c", "--sensor", "vnir4", "--size", "32")
+    assert result.exit_code == 3
+    assert "pixels are 30 m" in result.output and "own chip folder" in result.output
+    assert not (tmp_path / "c").exists()
