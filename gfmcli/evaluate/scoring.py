@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gfmcli.errors import ConfigError
+from gfmcli.errors import ConfigError, InputError
 from gfmcli.evaluate.classes import ClassMapping, RefKey
 from gfmcli.spectral.identify import ranges_text
 
@@ -280,13 +280,22 @@ class Scoring:
                 f"not name ({examples}) and are not scored; pass --classes with a TOML file "
                 "that maps them to the map's classes"
             )
+        left_out = sum(skipped.values())
+        if not counts and not unmapped and left_out:
+            reasons = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in skipped.items() if n)
+            raise InputError(
+                f"{reference}: none of its {left_out} reference {unit} lies on a mapped pixel of "
+                f"{map_path} ({reasons}); check that the reference covers the map (its CRS and "
+                "extent, or the --layer that does)"
+            )
         if self.mapping is not None and kind != "raster":
-            seen = {ref for ref, _ in pairs}
+            seen = {ref for ref, value in pairs if value != self.map_nodata}
+            where = f" where it lies on the map ({left_out} {unit} skipped)" if left_out else ""
             for ref in self.mapping.classes:
                 if ref not in seen:
                     self.warnings.append(
                         f"reference class {ref!r} of {self.mapping.source} does not occur in "
-                        f"{reference}"
+                        f"{reference}{where}"
                     )
         return Evaluation(
             map=map_path,

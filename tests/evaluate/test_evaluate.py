@@ -224,6 +224,31 @@ def test_points_sample_the_map_and_skipped_points_are_counted(make_raster, tmp_p
     assert _scores(result)["grass/crops"].recall == 0.0
 
 
+def test_points_that_all_miss_the_map_are_an_error_not_an_empty_score(make_raster, tmp_path):
+    path = _class_map(make_raster, tmp_path, _blocks())
+    gpkg = tmp_path / "elsewhere.gpkg"
+    far = [Point(0.0, 0.0), Point(1.0, 1.0)]
+    gpd.GeoDataFrame({"class_id": [0, 1]}, geometry=far, crs="EPSG:4326").to_file(gpkg)
+    with pytest.raises(InputError, match=r"none of its 2 reference points lies on a mapped pixel"):
+        evaluate(path, gpkg)
+    result = CliRunner().invoke(cli, ["evaluate", str(path), "--reference", str(gpkg)])
+    assert result.exit_code == 3 and "2 outside map" in result.output
+
+
+def test_a_class_only_off_the_map_is_not_said_to_be_missing_from_the_reference(
+    make_raster, tmp_path
+):
+    path = _class_map(make_raster, tmp_path, _blocks())
+    lon, lat = _pixel_centres([5], [5])
+    points = [Point(lon[0], lat[0]), Point(0.0, 0.0)]  # a lake on the map, a forest off it
+    gpkg = tmp_path / "points.gpkg"
+    gpd.GeoDataFrame({"label": ["lake", "forest"]}, geometry=points, crs="EPSG:4326").to_file(gpkg)
+    mapping = parse_class_mapping('[classes]\nlake = "water"\nforest = "tree cover"\n', "m.toml")
+    result = evaluate(path, gpkg, mapping=mapping, field_name="label")
+    (warning,) = [w for w in result.warnings if "'forest'" in w]
+    assert warning.endswith("where it lies on the map (1 points skipped)")
+
+
 def test_polygons_are_rasterised_and_named_classes_mapped(make_raster, tmp_path):
     data = _blocks()
     path = _class_map(make_raster, tmp_path, data)
