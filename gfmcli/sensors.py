@@ -309,9 +309,11 @@ _TM_COMMON = ("blue", "green", "red", "nir08", "swir16", "swir22")
 _SUN_COS = 0.7071  # sun 45 degrees above the horizon
 
 
-def _tm_bands(table: tuple, level1: bool) -> tuple[BandSpec, ...]:
-    """TM/ETM+ bands 1-5, 7 as ``SR_B<n>`` with ``B<n>`` and common-name aliases; for Level-1
-    DN each band gets its approximate DN -> TOA reflectance gain and bias."""
+def _tm_bands(table: tuple, level1: bool, plain_names: bool) -> tuple[BandSpec, ...]:
+    """TM/ETM+ bands 1-5, 7 as ``SR_B<n>`` (surface reflectance products) or ``B<n>``
+    (``plain_names``: Level-1 DN and TOA reflectance, which are not SR), each with the other
+    name and common names as aliases; for Level-1 DN each band gets its approximate DN -> TOA
+    reflectance gain and bias."""
     bands = []
     for number, common, (centre, width, lmin, lmax, esun) in zip(
         _TM_NUMBERS, _TM_COMMON, table, strict=True
@@ -322,8 +324,8 @@ def _tm_bands(table: tuple, level1: bool) -> tuple[BandSpec, ...]:
             gain = (lmax - lmin) / 254.0  # QCAL 1..255
             scale, offset = gain * per_radiance, (lmin - gain) * per_radiance
         aliases = [f"B{number}", common, *(("nir",) if common == "nir08" else ())]
-        name = f"B{number}" if level1 else f"SR_B{number}"
-        aliases = [a for a in aliases if a != name] + ([f"SR_B{number}"] if level1 else [])
+        name = f"B{number}" if plain_names else f"SR_B{number}"
+        aliases = [a for a in aliases if a != name] + ([f"SR_B{number}"] if plain_names else [])
         bands.append(
             BandSpec(name, centre, width, 30.0, aliases=tuple(aliases), scale=scale, offset=offset)
         )
@@ -333,7 +335,7 @@ def _tm_bands(table: tuple, level1: bool) -> tuple[BandSpec, ...]:
 _TM_PRODUCTS = (
     ("", "Collection 2 Level-2 surface reflectance, SR_B1..SR_B5, SR_B7", 2.75e-5, -0.2, 0),
     ("-c1", "Collection 1 Level-2 surface reflectance x 10000 (int16)", 1e-4, 0.0, -9999),
-    ("-toa", "reflectance already converted (float 0..1)", 1.0, 0.0, None),
+    ("-toa", "reflectance already converted (float 0..1), bands B1..B5, B7", 1.0, 0.0, None),
     ("-l1", "8-bit Level-1 DN, approximate per-band TOA calibration", 1.0, 0.0, 0),
 )
 for _number, _instrument in (("5", "TM"), ("7", "ETM+")):
@@ -342,7 +344,11 @@ for _number, _instrument in (("5", "TM"), ("7", "ETM+")):
             SensorSpec(
                 f"landsat{_number}{_suffix}",
                 f"Landsat {_number} {_instrument} {_what}",
-                _tm_bands(_TM_TABLE[_number], level1=_suffix == "-l1"),
+                _tm_bands(
+                    _TM_TABLE[_number],
+                    level1=_suffix == "-l1",
+                    plain_names=_suffix in ("-l1", "-toa"),
+                ),
                 gsd=30.0,
                 scale=_scale,
                 offset=_offset,

@@ -53,6 +53,9 @@ def test_landsat_products_and_level1_calibration():
     tm = get_sensor("landsat5")
     assert [b.name for b in tm.bands] == ["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7"]
     assert tm.band("B5").wavelength_nm == 1650.0 and tm.band("nir").name == "SR_B4"
+    toa = get_sensor("landsat7-toa")  # TOA reflectance is not SR: plain band numbers
+    assert [b.name for b in toa.bands] == ["B1", "B2", "B3", "B4", "B5", "B7"]
+    assert toa.band("SR_B4").name == "B4" and toa.band("nir").name == "B4"
     assert (tm.scale, tm.offset) == (2.75e-5, -0.2)
     assert (get_sensor("landsat8-c1").scale, get_sensor("landsat8-c1").nodata) == (1e-4, -9999)
     etm_l1 = get_sensor("landsat7-l1")

@@ -77,7 +77,22 @@ def test_landsat_band_numbers_need_a_decisive_tell():
     result = identify_bands(tagged, default_sensor="sentinel2-l2a")
     assert result.sensor.name == "landsat7-l1" and result.bands[4].wavelength_nm == 1648.0
     # the tags name Landsat 7, but only the data type says Level-1 DN: still a warning
-    assert any("read as landsat7-l1 (its tags name it)" in n for n in result.notes)
+    assert any(
+        "read as landsat7-l1 (its tags name Landsat 7 ETM+, its uint8 data type the product)" in n
+        for n in result.notes
+    )
+    # a level tag names the product: the tags say it all, a detail for -v
+    c1 = _facts(labels, tags={"SENSOR": "Landsat 8 OLI", "PRODUCT": "Collection 1 Level-2 SR"},
+                dtype="uint16", gsd=30.0)  # fmt: skip
+    named = identify_bands(c1, default_sensor="sentinel2-l2a")
+    assert named.sensor.name == "landsat8-c1"  # the tag, not the uint16 data type (C2 L2)
+    assert any("read as landsat8-c1 (its tags name it)" in n for n in named.details)
+    assert not any("read as" in n for n in named.notes)
+    for product, sensor in (("L1TP", "landsat7-l1"), ("Level-2 Science Product", "landsat7"),
+                            ("top-of-atmosphere reflectance", "landsat7-toa")):  # fmt: skip
+        tags = {"SENSOR": "Landsat 7 ETM+", "PROCESSING_LEVEL": product}
+        found = identify_bands(_facts(labels, tags=tags, dtype="int16", gsd=30.0))
+        assert found.sensor.name == sensor, product
     # tags that name the sensor and a file that names its product (B10, a level tag): a detail
     # for -v, not a warning on every ordinary file
     l1c = _facts(["B02", "B03", "B04", "B08"], tags={"SENSOR": "Sentinel-2A MSI",

@@ -57,6 +57,17 @@ _FAMILY_TITLE = {
 }
 # Landsat products by data type (how USGS ships each level).
 _LANDSAT_BY_DTYPE = {"uint16": "", "int16": "-c1", "uint8": "-l1", "float": "-toa"}
+# Landsat products by the words of a level tag (``PRODUCT: Collection 1 Level-2 surface
+# reflectance``), tried in this order: reflectance above the atmosphere, Collection 1 Level-2
+# (int16 x 10000), any other Level-2 (Collection 2's scaling), Level-1 DN.
+_COLLECTION_1 = r"(collection[\s_-]*1|\bC1\b)"
+_LEVEL_2 = r"(level[\s_-]*2|\bL2(SP|SR)?\b)"
+_LANDSAT_LEVELS = (
+    ("-toa", re.compile(r"\bTOA\b|top[\s_-]*of[\s_-]*(the[\s_-]*)?atmosphere", re.IGNORECASE)),
+    ("-c1", re.compile(f"{_COLLECTION_1}.*{_LEVEL_2}|{_LEVEL_2}.*{_COLLECTION_1}", re.IGNORECASE)),
+    ("", re.compile(_LEVEL_2, re.IGNORECASE)),
+    ("-l1", re.compile(r"level[\s_-]*1|\bL1(TP|GT|GS|T)?\b", re.IGNORECASE)),
+)
 
 
 def tag_families(tags: Mapping[str, str]) -> set[str]:
@@ -106,6 +117,11 @@ def _product_and_how(
             return get_sensor(default).name, False
         return "sentinel2-l2a", False
     if family.startswith("landsat"):
+        for key, value in facts.tags.items():
+            if _LEVEL_KEYS.match(key):
+                for suffix, pattern in _LANDSAT_LEVELS:
+                    if pattern.search(str(value)):
+                        return f"{FAMILY_DEFAULT[family]}{suffix}", True
         dtype = facts.dtypes[0] if facts.dtypes else "uint16"
         kind = "float" if dtype.startswith("float") else dtype
         return f"{FAMILY_DEFAULT[family]}{_LANDSAT_BY_DTYPE.get(kind, '')}", False
@@ -168,6 +184,10 @@ def infer_sensor(
     (family,) = families
     product, stated = _product_and_how(family, facts, used, default)
     told = why == TAGS_NAME_IT and stated  # the tags name the sensor and the file its product
+    if why == TAGS_NAME_IT and not stated:  # the product is a guess: say whence
+        dtype = facts.dtypes[0] if facts.dtypes else "?"
+        guess = f"its {dtype} data type" if family.startswith("landsat") else "the default level"
+        why = f"its tags name {_FAMILY_TITLE[family]}, {guess} the product"
     if not why:
         why = "its band names"
     return get_sensor(product), f"read as {product} ({why})", told
