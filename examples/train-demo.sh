@@ -52,7 +52,7 @@ echo "== pretrain (Hyper-MAE on optical and radar chips)"
 echo "== finetune (land-cover segmentation, best epoch on validation)"
 finetune=(--config "$here/finetune.toml" -o "$demo/runs/finetune"
   --set "data.chips=[\"$demo/chips/s2\"]" --set "model.pretrained=\"$demo/runs/pretrain/last.pt\"")
-"$gfm" finetune "${finetune[@]}" --steps "$epochs"
+"$gfm" finetune "${finetune[@]}" --epochs "$epochs"
 "$gfm" finetune "${finetune[@]}" --evaluate
 
 echo "== predict the held-out scene"

@@ -32,7 +32,7 @@ from gfmcli.cli.options import (
     type=click.Path(path_type=Path),
     help="JSON file for --evaluate [default: OUTPUT/<split>_metrics.json].",
 )
-@train_options
+@train_options("epochs")
 @click.pass_context
 def finetune(ctx, config_path, evaluate, checkpoint, split_name, metrics_path, **options) -> None:
     """Fine-tune a segmentation, classification or regression model on labelled chips.

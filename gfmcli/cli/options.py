@@ -291,13 +291,36 @@ config_option = click.option(
 )
 
 
-def train_options(func):
-    """Add the shared override options to a command."""
+def _epochs_not_steps(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "gfm finetune trains in epochs, not steps: pass --epochs N (train.epochs)", ctx
+        )
 
+
+def train_options(length: str):
+    """Add the shared override options to a command; ``length`` names its run length option:
+    ``steps`` (pretrain: train.steps) or ``epochs`` (finetune: train.epochs, where a hidden
+    ``--steps`` says so instead of counting epochs as steps)."""
+
+    def decorate(func):
+        wrapped = _shared_train_options(func)
+        unit = click.option(f"--{length}", "length", type=int, help=f"Override train.{length}.")(
+            wrapped
+        )
+        if length == "epochs":
+            unit = click.option(
+                "--steps", type=int, hidden=True, expose_value=False, callback=_epochs_not_steps
+            )(unit)
+        return unit
+
+    return decorate
+
+
+def _shared_train_options(func):
     @click.option(
         "-o", "--output-dir", type=click.Path(path_type=Path), help="Override output.dir."
     )
-    @click.option("--steps", "length", type=int, help="Override train.steps / train.epochs.")
     @click.option("--batch-size", type=int, help="Override data.batch_size.")
     @click.option("--lr", type=float, help="Override optim.lr.")
     @click.option("--device", help="Override train.device (auto, cpu, cuda, cuda:N).")

@@ -15,7 +15,7 @@ from gfmcli.cli.options import (
 @click.command(name="pretrain")
 @config_option
 @click.option("--resume", is_flag=True, help="Continue the run in output.dir exactly.")
-@train_options
+@train_options("steps")
 @click.pass_context
 def pretrain(ctx, config_path, resume, **options) -> None:
     """Pretrain a LESS ViT encoder with Hyper-MAE on chip folders from `gfm tile`.

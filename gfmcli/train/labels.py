@@ -52,7 +52,12 @@ class LabelSource:
     def open_for(self, image: rasterio.DatasetReader) -> _RasterLabels | _VectorLabels:
         """A per-chip label reader on ``image``'s grid; InputError if the labels miss it."""
         if not self.path.exists():
-            raise InputError(f"{self.path}: label file not found")
+            raise InputError(f"{self.path}: label file not found; check the path")
+        if self.path.is_dir():
+            raise InputError(
+                f"{self.path}: is a folder; --labels takes a file: pass one --labels FILE per "
+                "raster, in the rasters' order, or one label file for all of them"
+            )
         if self.is_vector:
             return _VectorLabels(self._frame_in(image.crs), image, self.path)
         return _RasterLabels(self.path, image)

@@ -291,3 +291,16 @@ def test_an_earlier_run_is_never_replaced(write_config, tmp_path, chips):
     assert "holds an earlier run (best.pt, metrics.jsonl)" in result.output
     assert (out / "best.pt").read_bytes() == b"earlier best"
     assert (out / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
+
+
+def test_epochs_override_train_epochs_and_steps_is_refused_with_the_fix(
+    write_config, tmp_path, chips
+):
+    config = write_config(tmp_path, chips, extra=CLASSES, epochs=4)
+    result = run("-c", config, "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert [r["epoch"] for r in epochs_logged(tmp_path / "out")] == [1]  # not the TOML's 4
+    refused = run("-c", config, "--steps", "1", "-o", tmp_path / "other")
+    assert refused.exit_code == 2
+    assert "trains in epochs, not steps: pass --epochs N" in refused.output
+    assert not (tmp_path / "other").exists()

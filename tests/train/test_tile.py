@@ -506,3 +506,12 @@ def test_rasters_of_different_pixel_sizes_are_refused(make_raster, tmp_path):
     assert result.exit_code == 3
     assert "pixels are 30 m" in result.output and "own chip folder" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_a_labels_folder_is_refused_with_the_fix(make_raster, tmp_path):
+    src = vnir(make_raster, tmp_path, height=40, width=40)
+    (tmp_path / "masks").mkdir()
+    result = run(src, "--labels", tmp_path / "masks", "-o", tmp_path / "c", "--sensor", "vnir4")
+    assert result.exit_code == 3
+    assert "is a folder; --labels takes a file: pass one --labels FILE per raster" in result.output
+    assert not (tmp_path / "c").exists()
