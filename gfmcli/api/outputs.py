@@ -124,7 +124,21 @@ def _geopackage_table(
                 shares = {c["name"]: by_id.get(c["id"], 0.0) for c in classes}
     except Exception as exc:  # pyogrio's DataSourceError and OSError alike
         raise InputError(f"{path}: the GeoPackage does not read ({exc})") from None
-    return layer, int(meta["features"]), str(meta["geometry_type"]), meta["crs"] or "", shares
+    return layer, int(meta["features"]), str(meta["geometry_type"]), _short_crs(meta["crs"]), shares
+
+
+def _short_crs(text: str | None) -> str:
+    """The CRS as a raster's is shown (rasterio's ``to_string``: ``EPSG:32119`` when GDAL
+    matches an authority code, else the WKT)."""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    if not text:
+        return ""
+    try:
+        return CRS.from_user_input(text).to_string()
+    except CRSError:
+        return text
 
 
 def _parquet_table(path: str) -> tuple[str, int, str, str, dict[str, float]]:

@@ -204,13 +204,16 @@ def _linear(scale: float, offset: float) -> str:
 
 
 def _print_raster(s) -> None:
+    from gfmcli.spectral.labels import parse_wavelength
+
     click.echo(f"{s.path}: {_grid_line(s)}, GSD {s.gsd_m:.3g} m")
     relation = "cross-sensor, by wavelength" if s.cross_sensor else "the model's bands"
     click.echo(f"  sensor {s.sensor or '(by wavelength)'}; {len(s.bands)} bands used ({relation}):")
     for b in s.bands:
         nodata = "-" if b["nodata"] is None else f"{b['nodata']:g}"
+        name = "" if parse_wavelength(b["name"]) is not None else b["name"]  # "418.24 nm"
         click.echo(
-            f"    band {b['index']:3d} {b['name']:8s} {b['wavelength_nm']:8.1f} nm  "
+            f"    band {b['index']:3d} {name:8s} {b['wavelength_nm']:8.1f} nm  "
             f"{_linear(b['scale'], b['offset'])}  nodata {nodata}"
         )
     timing = ""

@@ -71,7 +71,7 @@ def open_map(path: str) -> rasterio.DatasetReader:
 
 def _open_raster(path: str, what: str) -> rasterio.DatasetReader:
     if not Path(path).exists() and not path.startswith("/vsi"):
-        raise InputError(f"{path}: {what} file not found")
+        raise InputError(f"{path}: {what} file not found; check the path")
     try:
         with warnings.catch_warnings():
             # Rasters without georeferencing are compared by shape, on purpose (see above).
@@ -283,7 +283,7 @@ def _read_vector(reference: str, layer: str | None, field_name: str | None) -> t
     import pyogrio
 
     if not Path(reference).exists():
-        raise InputError(f"{reference}: reference file not found")
+        raise InputError(f"{reference}: reference file not found; check the path")
     try:
         with reading_vectors():
             layers = [str(name) for name in pyogrio.list_layers(reference)[:, 0]]

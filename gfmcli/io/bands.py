@@ -45,7 +45,7 @@ from gfmcli.errors import BandContractError
 from gfmcli.io.reader import RasterSource
 from gfmcli.sensors import OPTICAL, SensorSpec
 from gfmcli.spectral.identify import FileBand, identify_bands
-from gfmcli.spectral.labels import FileFacts
+from gfmcli.spectral.labels import FileFacts, parse_wavelength
 from gfmcli.spectral.sensor import sensor_or_none
 
 logger = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def _usable(
         listed = ", ".join(f"{b.name} ({b.modality})" for b in foreign)
         details.append(f"{path}: band(s) {listed} not used: model {contract.model_name} has none")
     if absorbed:
-        listed = ", ".join(f"{b.name} ({b.wavelength_nm:g} nm)" for b in absorbed[:4])
+        listed = ", ".join(_named(b.name, b.wavelength_nm) for b in absorbed[:4])
         more = f" and {len(absorbed) - 4} more" if len(absorbed) > 4 else ""
         details.append(
             f"{path}: band(s) {listed}{more} lie in a water-absorption window (cirrus/vapour) "
@@ -195,6 +195,12 @@ def _model_band(
         if abs(info.wavelength_nm - band.wavelength_nm) < SAME_WAVELENGTH_NM:
             return info
     return None
+
+
+def _named(name: str, wavelength_nm: float) -> str:
+    """A band for a message: its name and wavelength, or only its name when the name is the
+    wavelength (a spectrometer's ``1015.05 nm``)."""
+    return name if parse_wavelength(name) is not None else f"{name} ({wavelength_nm:g} nm)"
 
 
 def _facts(src: RasterSource, gsd_m: float | None) -> FileFacts:
@@ -342,7 +348,7 @@ def resolve_bands(
         mapped.append(MappedBand(band.index, band.name, wavelength, band.modality, s, o, mean,
                                  std, nodata(band), source))  # fmt: skip
     if far:
-        listed = ", ".join(f"{b.name} ({b.wavelength_nm:g} nm)" for b in far[:3])
+        listed = ", ".join(_named(b.name, b.wavelength_nm) for b in far[:3])
         more = f" and {len(far) - 3} more" if len(far) > 3 else ""
         notes.append(
             f"{src.path}: {len(far)} band(s) are more than {NORMALISATION_TOLERANCE_NM:g} nm "

@@ -147,6 +147,31 @@ def test_info_on_vector_outputs_reads_their_metadata_and_polygon_areas(
     assert "share of the mapped area" in plain
 
 
+# North Carolina State Plane as old GeoTIFF keys store it: no name, no authority code
+UNNAMED_NC = (
+    'PROJCS["unnamed",GEOGCS["GRS 1980(IUGG, 1980)",DATUM["unknown",SPHEROID["GRS80",6378137,'
+    '298.257222101],TOWGS84[0,0,0,0,0,0,0]],PRIMEM["Greenwich",0],UNIT["degree",'
+    '0.0174532925199433]],PROJECTION["Lambert_Conformal_Conic_2SP"],'
+    'PARAMETER["latitude_of_origin",33.75],PARAMETER["central_meridian",-79],'
+    'PARAMETER["standard_parallel_1",36.1666666666667],'
+    'PARAMETER["standard_parallel_2",34.3333333333333],PARAMETER["false_easting",609601.22],'
+    'PARAMETER["false_northing",0],UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
+)
+
+
+def test_info_names_a_geopackage_crs_as_it_names_a_raster_crs(
+    predict_tiny, gfm, s2_scene, tmp_path
+):
+    from rasterio.crs import CRS
+
+    src = s2_scene(crs=CRS.from_wkt(UNNAMED_NC))
+    polygons = tmp_path / "map.gpkg"
+    assert predict_tiny(src, "-o", polygons).exit_code == 0
+    (raster,) = _lines(gfm("info", str(src), "--json", "--no-timing").stdout)
+    (vector,) = _lines(gfm("info", str(polygons), "--json").stdout)
+    assert vector["crs"] == raster["crs"] == "EPSG:32119"  # not a 600-character WKT
+
+
 def test_info_on_a_damaged_map_is_an_input_error_and_odd_tags_are_left_out(
     predict_tiny, s2_scene, tmp_path
 ):
