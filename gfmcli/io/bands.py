@@ -226,8 +226,9 @@ def _gsd(src: RasterSource, spec: SensorSpec | None, gsd: float | None, notes: l
             f"{src.path}: the raster has no georeferencing, so its pixel size is unknown; "
             "pass --gsd METRES (e.g. --gsd 10)"
         )
+    sensor = spec.family or spec.name  # the family's GSD: the product may change after this
     notes.append(
-        f"{src.path}: no georeferencing; assuming {spec.name}'s nominal {spec.gsd:g} m pixels "
+        f"{src.path}: no georeferencing; assuming {sensor}'s nominal {spec.gsd:g} m pixels "
         "(pass --gsd METRES if they are not)"
     )
     return spec.gsd

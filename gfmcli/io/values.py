@@ -193,7 +193,8 @@ def _offset(
         ]
         warning = (
             f"{text}: read with offset 0, as a file from before 2022 (processing baseline < "
-            f"04.00) or a harmonized one; pass --sensor {_pre2022(sensor)} to say so, or --offset"
+            f"04.00) or a harmonized one; pass --sensor {_pre2022(sensor)} to read it so "
+            "without this warning, or --offset"
         )
         return read, warning, _pre2022(sensor)
     return bands, None, sensor

@@ -311,7 +311,7 @@ def test_file_without_georeferencing_takes_gsd_from_the_option_or_the_sensor(tmp
         nominal = resolve_bands(src, _contract())
     assert nominal.gsd_m == 10.0
     assert any(
-        "no georeferencing; assuming sentinel2-l2a's nominal 10 m" in w for w in nominal.warnings
+        "no georeferencing; assuming sentinel2's nominal 10 m" in w for w in nominal.warnings
     )
     # fmt: skip below: arguments grouped by meaning (ruff format would add 4 lines)
     waves = make_raster(

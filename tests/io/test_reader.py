@@ -204,7 +204,10 @@ def test_all_nodata_and_value_checks(tmp_path, make_raster):
             assert checked.sensor == f"sentinel2-{fix}-pre2022"  # what a rerun may name
             (warning,) = checked.warnings
             assert "read with offset 0" in warning
-            assert f"pass --sensor sentinel2-{fix}-pre2022 to say so" in warning
+            assert (
+                f"pass --sensor sentinel2-{fix}-pre2022 to read it so without this warning"
+                in warning
+            )
             # an offset the user stated is only questioned, never changed
             stated = dataclasses.replace(
                 s2, bands=tuple(dataclasses.replace(b, scale_source=CLI) for b in s2.bands)
