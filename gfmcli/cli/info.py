@@ -28,12 +28,17 @@ from gfmcli.cli.report import counted
     help="Where the model time is measured: cpu, cuda, cuda:N (as for predict).",
 )
 @opt.precision_opt
-@click.option("--no-timing", is_flag=True, help="Skip measuring the model (no time estimate).")
+@click.option(
+    "--timing/--no-timing",
+    default=False,
+    show_default=True,
+    help="Measure the model on --device for an estimate of the model time (a few seconds).",
+)
 @click.option("--json", "json_lines", is_flag=True, help="One JSON object per PATH on stdout.")
 @click.pass_context
 # fmt: skip below: arguments grouped by meaning (ruff format would add 12 lines)
 def info(ctx: click.Context, paths, model, sensor, bands, scale, offset, gsd, window, overlap,
-         batch_size, device, precision, no_timing, json_lines) -> None:  # fmt: skip
+         batch_size, device, precision, timing, json_lines) -> None:  # fmt: skip
     """Describe checkpoints (their contract) and rasters (what gfm would make of them).
 
     \b
@@ -77,7 +82,7 @@ def info(ctx: click.Context, paths, model, sensor, bands, scale, offset, gsd, wi
                 summaries = [describe_output(path)]
             else:
                 if not loaded:
-                    _load(loaded, model, device, precision, no_timing)
+                    _load(loaded, model, device, precision, timing)
                 describe = describe_stac if kind == "stac" else describe_raster
                 found = describe(
                     path, loaded["contract"], options, model_name=model, timing=loaded["timer"]
@@ -120,13 +125,13 @@ def _header(path: str) -> Any:
         return None
 
 
-def _load(loaded: dict[str, Any], model: str, device: str, precision: str, no_timing: bool) -> None:
+def _load(loaded: dict[str, Any], model: str, device: str, precision: str, timing: bool) -> None:
     from gfmcli.api.info import ModelTimer
     from gfmcli.model.checkpoint import load_model
 
     network, contract = load_model(model)
     loaded["contract"] = contract
-    loaded["timer"] = None if no_timing else ModelTimer(network, device, precision)
+    loaded["timer"] = ModelTimer(network, device, precision) if timing else None
 
 
 def _print_checkpoint(s) -> None:

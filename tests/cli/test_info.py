@@ -74,7 +74,7 @@ def test_info_raster_shows_what_a_run_would_do(tiny_model, s2_scene, tmp_path, g
     src = s2_scene(scales=[1e-4] * 4, offsets=[0.0] * 4)
     before = src.read_bytes()
     args = ("info", str(src), "-m", str(tiny_model), "--window", "32", "--overlap", "8")
-    (record,) = _lines(gfm(*args, "--json").stdout)
+    (record,) = _lines(gfm(*args, "--json", "--timing").stdout)
     assert record["kind"] == "raster" and record["command"] == "predict"
     assert (record["width"], record["height"], record["crs"]) == (90, 70, "EPSG:32632")
     assert record["sensor"] == "sentinel2-l2a" and not record["cross_sensor"]
@@ -86,8 +86,9 @@ def test_info_raster_shows_what_a_run_would_do(tiny_model, s2_scene, tmp_path, g
     assert record["peak_memory_bytes"] > 0 and record["model_seconds"] > 0
     assert src.read_bytes() == before and not list(tmp_path.glob("*.tif.aux.xml"))
 
-    plain = gfm(*args, "--no-timing")
+    plain = gfm(*args)  # the model is timed only when asked: gfm info stays quick
     assert "12 windows" in plain.stdout and "est. model time" not in plain.stdout
+    assert "est. model time" in gfm(*args, "--timing").stdout
 
 
 def _gfm_process(*args):
