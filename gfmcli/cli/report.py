@@ -124,10 +124,17 @@ class Reporter:
         skipped = sum(r.status == "skipped" for r in results)
         failed = problems + sum(r.status == "failed" for r in results)
         pixels = sum(r.pixels for r in written)
-        rate = f", {pixels / seconds / 1e6:.2f} Mpx/s" if written and seconds > 0 else ""
+        rate = f", {_rate(pixels / seconds)}" if written and seconds > 0 else ""
         if not self.quiet:
             click.echo(
                 f"gfm {self.command}: {len(written)} written, {skipped} skipped (exist), "
                 f"{failed} failed in {seconds:.1f} s{rate}",
                 err=True,
             )
+
+
+def _rate(pixels_per_second: float) -> str:
+    """Mpx/s for rasters of real size, kpx/s for a batch of small tiles (not ``0.00 Mpx/s``)."""
+    if pixels_per_second >= 1e5:
+        return f"{pixels_per_second / 1e6:.2f} Mpx/s"
+    return f"{pixels_per_second / 1e3:.3g} kpx/s"

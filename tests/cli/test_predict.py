@@ -630,3 +630,10 @@ def test_an_option_the_output_format_ignores_is_a_usage_error(gfm, tiny_model, s
     (written,) = folder.glob("*.tif")
     with rasterio.open(written) as dst:
         assert dst.compression.name.lower() == "zstd"
+
+
+def test_the_summary_rate_suits_the_size_of_the_rasters():
+    from gfmcli.cli.report import _rate
+
+    assert _rate(2.5e6) == "2.50 Mpx/s"  # a scene
+    assert _rate(920.0) == "0.92 kpx/s"  # 18 EnMAP tiles of 32 x 32 px: not "0.00 Mpx/s"
