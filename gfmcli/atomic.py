@@ -89,8 +89,10 @@ def is_stale(pid: int, host: str | None, mtime: float, now: float) -> bool:
     return now - mtime > STALE_AGE_S
 
 
-def stale_partials(final: str | Path) -> list[Path]:
-    """Temporaries of ``final`` left by writers that no longer run (safe to delete).
+def stale_partials(final: str | Path, *, folders: bool = False) -> list[Path]:
+    """Temporaries of ``final`` left by writers that no longer run (safe to delete): files, or
+    with ``folders`` staging folders (``gfm tile``'s chip folders) of this host and pid
+    namespace only, judged by their pid.
 
     Listed by name prefix, not by a glob pattern, so output names with glob characters
     (``map[1].tif``) find their temporaries too.
@@ -104,12 +106,13 @@ def stale_partials(final: str | Path) -> list[Path]:
     except OSError:
         return []
     for entry in entries:
-        if not entry.name.startswith(prefix) or not entry.is_file(follow_symlinks=False):
+        kind_ok = (entry.is_dir if folders else entry.is_file)(follow_symlinks=False)
+        if not entry.name.startswith(prefix) or not kind_ok:
             continue
         owner = entry.name[len(prefix) :].split(".", 1)[0]
         pid_text, _, host = owner.partition("-")
-        if not pid_text.isdigit():
-            continue
+        if not pid_text.isdigit() or (folders and host != host_key()):
+            continue  # a folder's mtime does not move while files are written inside it
         try:
             mtime = entry.stat(follow_symlinks=False).st_mtime
         except OSError:

@@ -29,6 +29,7 @@ from pathlib import Path
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
+from gfmcli.atomic import partial_path, stale_partials
 from gfmcli.errors import InputError, OutputError
 from gfmcli.io.reader import check_dataset
 from gfmcli.train.bands import ChipBands, resolve_bands
@@ -98,7 +99,8 @@ def tile(
     inputs = [Path(p) for p in rasters] + [label.path for label in labels or ()]
     replace = check_chip_target(out_dir, inputs, overwrite=options.overwrite)
     target = out_dir.resolve()
-    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    _remove_stale_staging(target)
+    staging = partial_path(target)
     try:
         (staging / "images").mkdir(parents=True)
         if labels is not None:
@@ -118,6 +120,15 @@ def tile(
         raise
     log.info("wrote %d chips to %s", result.total, out_dir)
     return result
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Delete the staging folders of ``target`` that killed runs left (their process is gone)
+    and that gfm made (they hold the chip-folder marker); nothing else is touched."""
+    for stale in stale_partials(target, folders=True):
+        if (stale / CHIPS_MARKER).is_file():
+            log.info("removing %s, left by a tile run that no longer runs", stale)
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def check_chip_target(out_dir: Path, inputs: Sequence[Path], *, overwrite: bool) -> bool:

@@ -515,3 +515,19 @@ def test_a_labels_folder_is_refused_with_the_fix(make_raster, tmp_path):
     assert result.exit_code == 3
     assert "is a folder; --labels takes a file: pass one --labels FILE per raster" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_a_killed_runs_staging_folder_is_removed_and_nothing_else(make_raster, tmp_path):
+    from gfmcli.atomic import partial_path
+
+    src = vnir(make_raster, tmp_path, height=40, width=40)
+    out = tmp_path / "chips"
+    dead = partial_path(out.resolve(), pid=2**22 + 12345)  # no such process
+    (dead / "images").mkdir(parents=True)
+    (dead / ".gfm-chips").write_text("gfm chip folder\n")
+    users = partial_path(out.resolve(), pid=2**22 + 12346)  # the same name, not gfm's
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    assert run(src, "-o", out, "--sensor", "vnir4", "--size", "32").exit_code == 0
+    assert not dead.exists() and (users / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".chips")) == [users.name]
