@@ -120,7 +120,7 @@ def tile(
     from tqdm import tqdm
 
     from gfmcli.errors import GfmError
-    from gfmcli.train.chips import ChipOptions, chip_starts
+    from gfmcli.train.chips import ChipOptions, chip_counts
     from gfmcli.train.chips import tile as run_tile
     from gfmcli.train.labels import LabelSource
     from gfmcli.train.split import parse_fractions
@@ -144,7 +144,7 @@ def tile(
     names = {c["name"]: c["id"] for c in classes}
     sources = [LabelSource(Path(p), label_column, names, regression=regression) for p in labels]
     rasters = _raster_files(rasters)  # after every option is checked: usage errors come first
-    sizes = _raster_sizes(rasters, options.size, options.stride, chip_starts)
+    sizes = chip_counts(rasters, options.size, options.stride)
     clock = _RasterClock([candidates for candidates, _ in sizes])
     quiet = bool(ctx.obj and ctx.obj.get("quiet"))
     with tqdm(total=clock.total, unit="chip", disable=quiet or None, leave=False) as bar:
@@ -198,33 +198,6 @@ def _raster_files(arguments: tuple[str, ...]) -> list[Path]:
                 "files, or a VRT of them (gdalbuildvrt -separate)"
             )
     return [Path(p) for p in paths]
-
-
-def _raster_sizes(rasters, size, stride, chip_starts) -> list[tuple[int, int]]:
-    """``(candidate chips, pixels)`` of every raster, read from its header."""
-    import warnings
-
-    import rasterio
-
-    from gfmcli.errors import InputError
-
-    sizes = []
-    for path in rasters:
-        if not Path(path).is_file():  # GDAL blocks for ever opening a FIFO
-            what = "no such file" if not Path(path).exists() else "not a regular file"
-            raise InputError(f"{path}: {what}; pass a raster file")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                src = rasterio.open(path)  # the tiling judges a raster without a grid
-            with src:
-                chips = len(chip_starts(src.height, size, stride)) * len(
-                    chip_starts(src.width, size, stride)
-                )
-                sizes.append((chips, src.height * src.width))
-        except rasterio.errors.RasterioIOError as exc:
-            raise InputError(f"{path}: cannot open raster ({exc})") from exc
-    return sizes
 
 
 class _RasterClock:

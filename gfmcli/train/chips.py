@@ -188,6 +188,24 @@ def _swap_into_place(staging: Path, target: Path, replace: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def chip_counts(rasters: Sequence[Path], size: int, stride: int) -> list[tuple[int, int]]:
+    """``(candidate chips, pixels)`` of every raster, from its header, with the checks and
+    error messages of the run itself (for progress and ``--json`` records before it starts)."""
+    sources = _open_sources(rasters)
+    try:
+        return [
+            (
+                len(chip_starts(src.height, size, stride))
+                * len(chip_starts(src.width, size, stride)),
+                src.height * src.width,
+            )
+            for src in sources
+        ]
+    finally:
+        for src in sources:
+            src.close()
+
+
 def _open_sources(rasters: Sequence[Path]) -> list[rasterio.io.DatasetReader]:
     """Open every raster and check it as ``predict`` does (real-valued bands, a usable grid,
     an intact last block); InputError naming the file, with every opened one closed."""
