@@ -135,6 +135,7 @@ def explicit_file_scaling(
     count = len(scales)
     found: list[list] = [[None, None] for _ in range(count)]
     local = Path(path)
+    # a local file (io.paths.is_gdal_path's rule; this module sits below io)
     if not path.startswith("/vsi") and "://" not in path and local.is_file():
         if local.suffix.lower() in (".tif", ".tiff"):
             _xml_items(_tiff_gdal_metadata(local), count, found)

@@ -21,6 +21,7 @@ from rasterio.windows import Window
 
 from gfmcli.errors import InputError
 from gfmcli.evaluate.classes import RefKey
+from gfmcli.io.paths import is_gdal_path
 from gfmcli.io.vector_reads import reading_vectors
 
 #: ``reference_nodata`` value meaning "use the reference raster's own nodata".
@@ -70,7 +71,7 @@ def open_map(path: str) -> rasterio.DatasetReader:
 
 
 def _open_raster(path: str, what: str) -> rasterio.DatasetReader:
-    if not Path(path).exists() and not path.startswith("/vsi"):
+    if not Path(path).exists() and not is_gdal_path(path):
         raise InputError(f"{path}: {what} file not found; check the path")
     try:
         with warnings.catch_warnings():

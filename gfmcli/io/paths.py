@@ -31,7 +31,8 @@ from gfmcli.errors import InputError, OutputError, UsageError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
 OUTPUT_FORMATS = {".tif": "tif", ".tiff": "tif", ".gpkg": "gpkg", ".parquet": "parquet"}
-_GDAL_PREFIXES = ("/vsi", "vsi")
+#: GDAL virtual file systems (``/vsis3/...``, ``/vsizip/...``): paths no local check applies to.
+GDAL_FILE_SYSTEMS = ("/vsi", "vsi")
 _GLOB_CHARS = set("*?[")
 # A suffix that reads as a file extension (".png", ".cog", ".jp2"), not a folder name like "v1.5".
 _EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,4}")
@@ -39,7 +40,7 @@ _EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,4}")
 
 def is_gdal_path(arg: str) -> bool:
     """True for paths only GDAL can resolve: virtual file systems and URLs."""
-    return arg.startswith(_GDAL_PREFIXES) or "://" in arg
+    return arg.startswith(GDAL_FILE_SYSTEMS) or "://" in arg
 
 
 # Names gfm itself writes beside its maps: probabilities and embeddings. A rerun over a folder

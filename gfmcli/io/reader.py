@@ -44,6 +44,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from gfmcli.errors import InputError, first_line
+from gfmcli.io.paths import is_gdal_path
 
 if TYPE_CHECKING:
     from gfmcli.io.bands import BandMapping
@@ -116,16 +117,12 @@ class RasterSource:
         self.close()
 
 
-def _is_gdal_path(path: str) -> bool:
-    return path.startswith("/vsi") or "://" in path
-
-
 def open_raster(path: str | Path) -> RasterSource:
     """Open ``path`` and check it can be mapped; InputError (naming the file and the fix) if not."""
     path = str(path)
-    if not _is_gdal_path(path) and not Path(path).exists():
+    if not is_gdal_path(path) and not Path(path).exists():
         raise InputError(f"{path}: no such file; check the path")
-    if not _is_gdal_path(path) and not Path(path).is_file():
+    if not is_gdal_path(path) and not Path(path).is_file():
         # GDAL blocks for ever opening a FIFO; a folder or device is no raster either.
         raise InputError(
             f"{path}: not a regular file (a pipe, device or folder); pass a raster file"
@@ -217,7 +214,7 @@ def _pixel_size_m(crs: Any, transform: Any, shape: tuple[int, int]) -> tuple[flo
     return math.hypot(transform.a, transform.d) * unit, math.hypot(transform.b, transform.e) * unit
 
 
-def _window_bounds(window: Any) -> tuple[int, int, int, int]:
+def window_bounds(window: Any) -> tuple[int, int, int, int]:
     """``(row_off, col_off, height, width)`` of a rasterio Window, a ``PlannedWindow`` or a
     4-tuple."""
     if isinstance(window, tuple):
@@ -296,7 +293,7 @@ def read_window(
     ``(row_off, col_off, height, width)``; it may run past the raster's edges (the outside is
     padded and invalid). Bands come in ``mapping`` order, scaled and normalised per band.
     """
-    row_off, col_off, height, width = _window_bounds(window)
+    row_off, col_off, height, width = window_bounds(window)
     data = np.zeros((len(mapping.bands), height, width), dtype=np.float32)
     valid = np.zeros((height, width), dtype=bool)
     r0, r1 = max(row_off, 0), min(row_off + height, src.height)

@@ -50,6 +50,7 @@ from rasterio.windows import Window
 from gfmcli.atomic import partial_path, remove_with_prefix
 from gfmcli.errors import OutputError, UsageError, ValidationFailed, first_line
 from gfmcli.io.cog_check import real_cog_errors
+from gfmcli.io.reader import window_bounds
 from gfmcli.io.sidecars import aux_path, aux_xml
 from gfmcli.io.styles import style_path
 
@@ -160,12 +161,6 @@ def check_creation_options(options: Mapping[str, str]) -> None:
         )
 
 
-def _window_bounds(window: Any) -> tuple[int, int, int, int]:
-    if isinstance(window, tuple):
-        return tuple(int(v) for v in window)  # type: ignore[return-value]
-    return int(window.row_off), int(window.col_off), int(window.height), int(window.width)
-
-
 def cog_validator() -> Callable[..., tuple[bool, list[str], list[str]]]:
     """rio-cogeo's ``cog_validate``, imported when first needed: rio-cogeo builds pydantic
     models and loads tile matrix sets at import (0.2 s), which a run needs only once its first
@@ -272,7 +267,7 @@ class StagedRasterWriter:
         ``window`` is a rasterio ``Window``, a ``PlannedWindow`` (engine/tiling.py) or
         ``(row_off, col_off, h, w)`` and must lie inside the grid.
         """
-        row_off, col_off, height, width = _window_bounds(window)
+        row_off, col_off, height, width = window_bounds(window)
         if array.ndim == 2:
             array = array[np.newaxis]
         if array.shape != (self.count, height, width):
