@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
@@ -91,11 +91,7 @@ class ProcessGroup:
 
     def gather(self, items: list[Any]) -> list[Any]:
         """Every rank's ``items``, concatenated in rank order, on every rank."""
-        if not self.info.distributed:
-            return list(items)
-        gathered: list[list[Any] | None] = [None] * self.info.world_size
-        dist.all_gather_object(gathered, items)
-        return [item for part in gathered for item in (part or [])]
+        return [item for part in gather_objects(list(items), self.info) for item in part]
 
     def __exit__(self, *exc: object) -> None:
         if self._owned:
@@ -106,21 +102,10 @@ class ProcessGroup:
 
 
 @dataclass(frozen=True)
-class DistContext:
-    """This process's place in the run and its device."""
+class DistContext(RankInfo):
+    """This process's place in the run (:class:`RankInfo`) and its device."""
 
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
 def init_distributed(device_spec: str = "auto") -> DistContext:
@@ -175,10 +160,11 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
-def gather_objects(obj: object, ctx: DistContext) -> list[object]:
-    """Every process's ``obj`` in rank order (e.g. per-rank RNG states for a checkpoint)."""
-    if not ctx.distributed:
+def gather_objects(obj: T, ranks: RankInfo) -> list[T]:
+    """Every process's ``obj`` in rank order, on every process (per-rank RNG states for a
+    checkpoint, a mapping run's results); ``[obj]`` when alone."""
+    if not ranks.distributed:
         return [obj]
-    out: list[object] = [None] * ctx.world_size
+    out: list[Any] = [None] * ranks.world_size
     dist.all_gather_object(out, obj)
     return out
