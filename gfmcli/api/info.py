@@ -211,8 +211,9 @@ def describe_raster(
     (``open_plan``), so the window count is the run's. Raises the same
     InputError/BandContractError a run would, before any output exists.
     """
+    from gfmcli.engine.checks import check_run_options
     from gfmcli.engine.options import PREDICT_TASKS, for_model
-    from gfmcli.engine.runner import check_run_options, open_plan
+    from gfmcli.engine.runner import open_plan
 
     kind = "predict" if contract.task in PREDICT_TASKS else "embed"
     options = for_model(options, contract, kind)

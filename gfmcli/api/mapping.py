@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from gfmcli.contract import ModelContract
+from gfmcli.engine.checks import check_outputs, check_run_options, task_mode
 from gfmcli.engine.jobs import Job, Progress, plan_jobs, run_jobs
 from gfmcli.engine.options import DEFAULT_MODEL, FilePlan, FileResult, MapOptions, for_model
-from gfmcli.engine.runner import check_outputs, check_run_options, task_mode
 from gfmcli.errors import EXIT_PARTIAL_FAILURE, InputError, UsageError
 from gfmcli.io.paths import (
     DEFAULT_NAME_TEMPLATE,

@@ -26,8 +26,9 @@ from gfmcli.contract import ModelContract
 from gfmcli.engine import blend
 from gfmcli.engine.inference import DevicePool
 from gfmcli.engine.options import FilePlan, FileResult, MapOptions, ResolvedOptions, for_model
+from gfmcli.engine.outputs import output_paths
 from gfmcli.engine.resume import is_complete
-from gfmcli.engine.runner import map_file, output_paths, plan_file
+from gfmcli.engine.runner import map_file, plan_file
 from gfmcli.errors import GfmError, OutputError, unexpected_error
 from gfmcli.io.output_lock import OutputLock
 from gfmcli.io.paths import is_gdal_path

@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from gfmcli.contract import ModelContract
 from gfmcli.engine.options import ResolvedOptions
-from gfmcli.engine.runner import missing_outputs_sidecars, output_paths, sidecar_kinds
+from gfmcli.engine.outputs import missing_outputs_sidecars, output_paths, sidecar_kinds
 from gfmcli.engine.settings import SETTINGS_TAG, changed_settings
 from gfmcli.engine.sinks import EMBEDDING_LAYER
 from gfmcli.errors import OutputError

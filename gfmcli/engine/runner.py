@@ -29,9 +29,10 @@ import numpy as np
 from gfmcli.contract import ModelContract
 from gfmcli.engine.assemble import Assembler, MosaicAssembler, VectorAssembler, batch_data
 from gfmcli.engine.batching import background, iter_batches
-from gfmcli.engine.inference import DevicePool, cpu_layout
+from gfmcli.engine.checks import check_outputs, check_overlap, task_mode
+from gfmcli.engine.inference import DevicePool
+from gfmcli.engine.memory import estimate_peak_memory
 from gfmcli.engine.options import (
-    PREDICT_TASKS,
     PREFETCH,
     WRITE_QUEUE,
     FilePlan,
@@ -42,9 +43,9 @@ from gfmcli.engine.options import (
 from gfmcli.engine.settings import SETTINGS_TAG, output_settings
 from gfmcli.engine.sinks import Sink, abort_quietly, make_sink
 from gfmcli.engine.tiling import Stripe, WindowPlan, plan_stripes, plan_windows
-from gfmcli.errors import InputError, ModelError, OutputError, UsageError
+from gfmcli.errors import InputError, ModelError
 from gfmcli.io.bands import BandMapping, resolve_bands
-from gfmcli.io.products import missing_sidecars, probabilities_path, provenance_tags
+from gfmcli.io.products import provenance_tags
 from gfmcli.io.reader import (
     Probe,
     RasterSource,
@@ -62,32 +63,6 @@ Plan = tuple[Stripe, WindowPlan]  # one vertical stripe of a raster and its wind
 log = logging.getLogger(__name__)
 
 
-def task_mode(kind: str, contract: ModelContract, path: str) -> str:
-    if kind == "embed":
-        return "embeddings"
-    if contract.task not in PREDICT_TASKS:
-        raise ModelError(
-            f"{path}: model {contract.model_name!r} is a {contract.task} checkpoint and makes no "
-            "map; pass a segmentation or regression model with --model (or use gfm embed)"
-        )
-    return "probabilities" if contract.task == "segmentation" else "values"
-
-
-def check_outputs(kind: str, mode: str, fmt: str, options: MapOptions, output: str | Path) -> None:
-    """Refuse an output the model or format cannot make: the ``-o`` format (OutputError, exit
-    5) or an option it cannot honour (UsageError, exit 2). The same for every input:
-    ``api.mapping`` checks it once before any input is opened; ``map_file`` and ``open_plan``
-    check again for callers that come without it (``gfm info``, the engine used alone)."""
-    if fmt == "parquet" and kind != "embed":
-        raise OutputError(
-            f"{output}: GeoParquet holds embedding vectors (gfm embed); maps are .tif or .gpkg"
-        )
-    if mode == "values" and fmt != "tif":
-        raise OutputError(f"{output}: a regression model writes values as GeoTIFF; use -o NAME.tif")
-    if options.probabilities and (mode != "probabilities" or fmt != "tif"):
-        raise UsageError(f"{output}: --probabilities needs a segmentation model and a .tif output")
-
-
 def _check_grid(src: RasterSource, fmt: str) -> None:
     """A raster without georeferencing maps onto its bare pixel grid, which only a GeoTIFF
     can hold (polygons need coordinates)."""
@@ -96,69 +71,6 @@ def _check_grid(src: RasterSource, fmt: str) -> None:
             f"{src.path}: the raster has no georeferencing, so polygons would have no "
             "coordinates; write a GeoTIFF (-o NAME.tif), which keeps the input's pixel grid"
         )
-
-
-def check_run_options(options: ResolvedOptions, contract: ModelContract, kind: str) -> None:
-    """UsageError (exit 2) for ``--window``/``--overlap`` values the model cannot take, once
-    before any input is opened (not once per input of a ``--keep-going`` batch). An overlap
-    that only some rasters' windows can take is checked per raster (:func:`check_overlap`)."""
-    patch = contract.patch_size
-    if options.window % patch:
-        lower = max(patch, options.window // patch * patch)
-        raise UsageError(
-            f"--window {options.window} must be a multiple of the model's patch size {patch}; "
-            f"use e.g. {lower} or {lower + patch}"
-        )
-    if options.overlap >= options.largest_window:
-        raise UsageError(
-            f"--overlap {options.overlap} must be smaller than the window, "
-            f"{options.largest_window} px (--window; without it, the model's own)"
-        )
-    if kind == "embed" and options.overlap % patch:
-        raise UsageError(
-            f"--overlap {options.overlap} must be a multiple of the patch size {patch} for "
-            "embeddings (one output pixel per patch)"
-        )
-
-
-def check_overlap(path: str, options: ResolvedOptions, gsd_m: float) -> None:
-    """UsageError when ``--overlap`` does not fit the window of this raster's GSD (a model
-    with ``window_by_gsd`` maps coarser rasters in larger windows, so it may fit others)."""
-    if options.overlap >= options.window:
-        raise UsageError(
-            f"{path}: --overlap {options.overlap} must be smaller than {options.window} px, "
-            f"the window the model maps this raster's GSD ({gsd_m:.3g} m) in; give a smaller "
-            "--overlap or a --window"
-        )
-
-
-def output_paths(output: Path, fmt: str, options: MapOptions, kind: str) -> tuple[Path, ...]:
-    """Every file a job writes: the main output, plus ``.probs.tif`` with --probabilities."""
-    if kind == "predict" and fmt == "tif" and options.probabilities:
-        return (output, probabilities_path(output))
-    return (output,)
-
-
-def sidecar_kinds(
-    output: Path, fmt: str, options: MapOptions, kind: str, task: str
-) -> dict[Path, str]:
-    """The job's rasters that get sidecars, with their kind (``io.sidecars.sidecar_paths``):
-    a segmentation class map (``.aux.xml``, ``.qml``) and its probabilities (``.qml``)."""
-    if kind != "predict" or fmt != "tif" or task != "segmentation":
-        return {}
-    kinds = {output: "class"}
-    if options.probabilities:
-        kinds[probabilities_path(output)] = "probabilities"
-    return kinds
-
-
-def missing_outputs_sidecars(
-    output: Path, fmt: str, options: MapOptions, kind: str, task: str
-) -> list[Path]:
-    """Sidecars (``.aux.xml``, ``.qml``) missing beside a job's existing gfm rasters; a job
-    with any is incomplete (killed between the renames) and is redone."""
-    rasters = sidecar_kinds(output, fmt, options, kind, task)
-    return [path for raster, what in rasters.items() for path in missing_sidecars(raster, what)]
 
 
 def _open_checked(
@@ -249,54 +161,6 @@ def _stripes(count: int) -> str:
 def _window_count(plans: list[tuple[Stripe, WindowPlan]]) -> int:
     """The windows a run reads (and reports through ``on_windows``): every stripe's plan."""
     return sum(len(plan) for _, plan in plans)
-
-
-def estimate_peak_memory(
-    contract: ModelContract,
-    plan: WindowPlan,
-    bands: int,
-    options: ResolvedOptions,
-    kind: str,
-    windows: int,
-) -> int:
-    """A generous estimate of the run's peak resident memory in bytes (documented in docs/cli.md).
-
-    Sum of: the interpreter with torch and GDAL loaded (~450 MB), the model's weights, the
-    reader's prefetched batches, the devices' batches and their activations (about eight
-    D-wide float32 tensors of (C+1)(N+1) tokens per window, for each of the CPU replicas of
-    :func:`~gfmcli.engine.inference.cpu_layout` that run at once), the mosaic (one window of
-    rows over the width, twice for popped blocks) and GDAL's block cache for the staged output.
-    A raster of fewer ``windows`` than a batch holds fills one smaller batch, and no more
-    batches are in flight than it has.
-    """
-    import torch
-
-    batch = max(1, min(options.batch_size, windows))
-    batches = -(-max(windows, 1) // batch)
-    replicas = min(cpu_layout(torch.get_num_threads())[0], batches)
-    config = contract.model_config.get("encoder", {}).get("overrides", {})
-    dim = int(config.get("embed_dim", 192))
-    depth = int(config.get("depth", 6))
-    patch = contract.patch_size
-    cell = patch if kind == "embed" else 1
-    pixels = (plan.window * cell) ** 2
-    patches = pixels // patch**2 + 1
-    tokens = (bands + 1) * patches
-    batch_inputs = min(PREFETCH + 2 * replicas, batches) * batch * bands * pixels * 4
-    activations = replicas * batch * tokens * dim * 4 * 12
-    # Dense heads run convolutions at full resolution: about 256 float32 maps per pixel alive
-    # at once (160 undershot a 6-band 30 m scene in 64 and 128 px windows: 805 / 1,580 MiB
-    # estimated, 896 / 1,884 MiB measured; docs/benchmarks.md, thirteenth session). The
-    # Perception Field Mask is a (N+1)^2 boolean matrix per call.
-    head = 0 if kind == "embed" else replicas * batch * 256 * pixels * 4
-    attention_mask = 2 * replicas * patches**2
-    weights = replicas * (12 * depth * dim * dim * 4) + 4_000_000
-    channels = dim if kind == "embed" else max(contract.num_classes, 1)
-    mosaic = 2 * (channels + 1) * plan.window * plan.width * 4
-    writer = (WRITE_QUEUE + 1) * mosaic // 2 + 512 * plan.width * channels * 4
-    return (
-        450_000_000 + weights + batch_inputs + activations + head + attention_mask + mosaic + writer
-    )
 
 
 def plan_file(
