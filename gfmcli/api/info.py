@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gfmcli.api.outputs import (
+from gfmcli.api.vector_info import (
     VECTOR_SUFFIXES,
     VectorOutputSummary,
     describe_vector_output,
@@ -322,7 +322,7 @@ def is_gfm_output(path: str | Path) -> bool:
 
 def describe_output(path: str) -> OutputSummary | VectorOutputSummary:
     """The provenance, settings and classes of a gfm output, and a class map's class shares
-    (GeoPackages and GeoParquet files: :func:`~gfmcli.api.outputs.describe_vector_output`)."""
+    (GeoPackages and GeoParquet files: :func:`~gfmcli.api.vector_info.describe_vector_output`)."""
     import warnings
 
     import rasterio

@@ -10,7 +10,8 @@ mode is ``DIR/scene.tif`` (or ``.gpkg``). Two inputs with the same stem would co
 InputError naming both (rename one or run them separately), never a silent ``scene_1.tif``.
 
 Writers stage their work in hidden temporary files beside the final path,
-``.<stem>.partial-<pid>-<host><ext>`` (see :func:`partial_path`), and rename them when complete.
+``.<stem>.partial-<pid>-<host><ext>`` (see :func:`gfmcli.atomic.partial_path`), and rename
+them when complete.
 Temporaries of interrupted runs never count as "existing" and are never picked up as inputs.
 While a run writes an output it holds that output's lock (:mod:`gfmcli.io.output_lock`), so two
 runs (on one host or on several sharing the folder) never write, or clean up after, the same
@@ -260,8 +261,8 @@ def plan_outputs(
 ) -> list[tuple[str, Path]]:
     """Pair every input with its output path.
 
-    * One input and an ``output`` that ends in ``.tif``/``.tiff``/``.gpkg`` (and is not an
-      existing folder): that file.
+    * One input and an ``output`` that ends in ``.tif``/``.tiff``/``.gpkg``/``.parquet`` (and is
+      not an existing folder): that file.
     * Otherwise ``output`` is a folder (created if missing) and each input gets
       ``<name><suffix>.<fmt>`` in it, ``<name>`` made by ``name_template`` (default
       ``{stem}``; see :func:`output_name`), ``fmt`` defaulting to ``tif``; ``suffix`` lets
