@@ -91,8 +91,18 @@ def test_landsat_band_numbers_need_a_decisive_tell():
     for product, sensor in (("L1TP", "landsat7-l1"), ("Level-2 Science Product", "landsat7"),
                             ("top-of-atmosphere reflectance", "landsat7-toa")):  # fmt: skip
         tags = {"SENSOR": "Landsat 7 ETM+", "PROCESSING_LEVEL": product}
-        found = identify_bands(_facts(labels, tags=tags, dtype="int16", gsd=30.0))
+        dtype = {"landsat7-l1": "uint8", "landsat7": "uint16"}.get(sensor, "float32")
+        found = identify_bands(_facts(labels, tags=tags, dtype=dtype, gsd=30.0))
         assert found.sensor.name == sensor, product
+    # a tag the data type contradicts is not believed: the data type decides, with a warning
+    for product, dtype, sensor in (("Level-2", "int16", "landsat7-c1"),
+                                   ("L1TP", "float32", "landsat7-toa")):  # fmt: skip
+        tags = {"SENSOR": "Landsat 7 ETM+", "PROCESSING_LEVEL": product}
+        found = identify_bands(_facts(labels, tags=tags, dtype=dtype, gsd=30.0))
+        assert found.sensor.name == sensor, (product, dtype)
+    contradicted = _facts(labels, tags={"SENSOR": "Landsat 7 ETM+", "LEVEL": "L1TP"},
+                          dtype="float32", gsd=30.0)  # fmt: skip
+    assert any("its float32 data type the product" in n for n in identify_bands(contradicted).notes)
     # tags that name the sensor and a file that names its product (B10, a level tag): a detail
     # for -v, not a warning on every ordinary file
     l1c = _facts(["B02", "B03", "B04", "B08"], tags={"SENSOR": "Sentinel-2A MSI",

@@ -252,4 +252,6 @@ def plan_stripes(
             raster_width=width,
         )
         stripes.append((Stripe(lo, hi - lo, start, stop), stripe_plan))
+    if stripes[0][0].width == width:  # the first stripe's windows span the raster already
+        return [(Stripe(0, width, 0, width), plan)]
     return stripes

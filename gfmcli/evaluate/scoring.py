@@ -281,13 +281,8 @@ class Scoring:
                 "that maps them to the map's classes"
             )
         left_out = sum(skipped.values())
-        if not counts and not unmapped and left_out:
-            reasons = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in skipped.items() if n)
-            raise InputError(
-                f"{reference}: none of its {left_out} reference {unit} lies on a mapped pixel of "
-                f"{map_path} ({reasons}); check that the reference covers the map (its CRS and "
-                "extent, or the --layer that does)"
-            )
+        if not counts and not unmapped:
+            raise _nothing_scored(reference, map_path, unit, skipped, left_out)
         if self.mapping is not None and kind != "raster":
             seen = {ref for ref, value in pairs if value != self.map_nodata}
             where = f" where it lies on the map ({left_out} {unit} skipped)" if left_out else ""
@@ -315,3 +310,25 @@ class Scoring:
     def _ref_label(self, ref: RefKey) -> str:
         name = self.ref_names.get(ref) if isinstance(ref, int) else None
         return f"{ref} {name}" if name else str(ref)
+
+
+def _nothing_scored(
+    reference: str, map_path: str, unit: str, skipped: Counter, left_out: int
+) -> InputError:
+    """Why a reference scored nothing, with the fix for that reason."""
+    if left_out and set(k for k, n in skipped.items() if n) == {"no_class"}:
+        return InputError(
+            f"{reference}: none of its {left_out} reference {unit} has a class in the field "
+            "read; name the field that holds the classes with --field (and the layer, --layer)"
+        )
+    if left_out:
+        reasons = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in skipped.items() if n)
+        return InputError(
+            f"{reference}: none of its {left_out} reference {unit} lies on a mapped pixel of "
+            f"{map_path} ({reasons}); check that the reference covers the map (its CRS and "
+            "extent, or the --layer that does)"
+        )
+    return InputError(
+        f"{reference}: the reference has no labelled {unit} on the map {map_path}; check its "
+        "nodata (--reference-nodata) and that it covers the map"
+    )

@@ -68,6 +68,13 @@ _LANDSAT_LEVELS = (
     ("", re.compile(_LEVEL_2, re.IGNORECASE)),
     ("-l1", re.compile(r"level[\s_-]*1|\bL1(TP|GT|GS|T)?\b", re.IGNORECASE)),
 )
+# The data types each tagged product is shipped in (float: reflectance already converted).
+_LANDSAT_LEVEL_DTYPES = {
+    "-toa": {"float"},
+    "-c1": {"int16", "uint16"},
+    "": {"uint16", "int16"},
+    "-l1": {"uint8", "uint16"},
+}
 
 
 def tag_families(tags: Mapping[str, str]) -> set[str]:
@@ -117,15 +124,28 @@ def _product_and_how(
             return get_sensor(default).name, False
         return "sentinel2-l2a", False
     if family.startswith("landsat"):
-        for key, value in facts.tags.items():
-            if _LEVEL_KEYS.match(key):
-                for suffix, pattern in _LANDSAT_LEVELS:
-                    if pattern.search(str(value)):
-                        return f"{FAMILY_DEFAULT[family]}{suffix}", True
         dtype = facts.dtypes[0] if facts.dtypes else "uint16"
         kind = "float" if dtype.startswith("float") else dtype
+        tagged = _landsat_tag_level(facts.tags, kind)
+        if tagged is not None:
+            return f"{FAMILY_DEFAULT[family]}{tagged}", True
         return f"{FAMILY_DEFAULT[family]}{_LANDSAT_BY_DTYPE.get(kind, '')}", False
     return FAMILY_DEFAULT[family], True
+
+
+def _landsat_tag_level(tags: Mapping[str, str], kind: str) -> str | None:
+    """The product suffix a Landsat level tag names, where the data type agrees with it (a
+    bare Level-2 on int16 values is Collection 1, x 10000); None without a tag, or when the
+    data type says otherwise (then the data type decides, with a warning)."""
+    for key, value in tags.items():
+        if not _LEVEL_KEYS.match(key):
+            continue
+        for suffix, pattern in _LANDSAT_LEVELS:
+            if pattern.search(str(value)):
+                if suffix == "" and kind == "int16":
+                    return "-c1"
+                return suffix if kind in _LANDSAT_LEVEL_DTYPES[suffix] else None
+    return None
 
 
 TAGS_NAME_IT = "its tags name it"

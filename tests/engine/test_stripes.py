@@ -22,7 +22,7 @@ BANDS = ("B02", "B03", "B04", "B08")
         (4096, 512, 1024, 64),
         (5000, 512, 1024, 0),
         (5000, 64, 1024, 48),
-        (4225, 512, 4096, 64),
+        (9000, 512, 4096, 64),
     ],
 )
 def test_stripes_own_every_column_once_with_every_window_that_touches_it(
@@ -54,6 +54,9 @@ def test_stripes_own_every_column_once_with_every_window_that_touches_it(
 def test_narrow_rasters_and_single_window_columns_are_one_stripe():
     plan = plan_windows(64, 4096 + 128, 512, 64)
     assert plan_stripes(plan, 4096) == [(tiling.Stripe(0, 4224, 0, 4224), plan)]
+    # just past the threshold, the first stripe's windows already span the raster
+    past = plan_windows(64, 4225, 512, 64)
+    assert plan_stripes(past, 4096) == [(tiling.Stripe(0, 4225, 0, 4225), past)]
     wide_window = plan_windows(64, 600, 640, 0)
     assert plan_stripes(wide_window, 100) == [(tiling.Stripe(0, 600, 0, 600), wide_window)]
 

@@ -235,6 +235,21 @@ def test_points_that_all_miss_the_map_are_an_error_not_an_empty_score(make_raste
     assert result.exit_code == 3 and "2 outside map" in result.output
 
 
+def test_a_reference_with_nothing_to_score_says_why(make_raster, tmp_path):
+    path = _class_map(make_raster, tmp_path, _blocks())
+    lon, lat = _pixel_centres([5, 15], [5, 5])
+    gpkg = tmp_path / "unlabelled.gpkg"
+    points = [Point(x, y) for x, y in zip(lon, lat, strict=True)]
+    gpd.GeoDataFrame({"class_id": [None, None]}, geometry=points, crs="EPSG:4326").to_file(gpkg)
+    with pytest.raises(InputError, match=r"none of its 2 reference points has a class .* --field"):
+        evaluate(path, gpkg)
+    blank = make_raster(
+        tmp_path, "blank.tif", data=np.zeros((40, 60)), dtype="uint8", nodata=0, transform=TRANSFORM
+    )
+    with pytest.raises(InputError, match=r"the reference has no labelled pixels on the map"):
+        evaluate(path, blank)
+
+
 def test_a_class_only_off_the_map_is_not_said_to_be_missing_from_the_reference(
     make_raster, tmp_path
 ):
