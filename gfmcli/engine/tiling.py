@@ -26,6 +26,7 @@ Row bookkeeping for the streaming blender: window row ``r`` touches raster rows
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from gfmcli.errors import InputError
@@ -142,6 +143,17 @@ def _offsets(size: int, window: int, stride: int) -> tuple[int, ...]:
     return tuple(offsets)
 
 
+def _grid(
+    row_offsets: tuple[int, ...], col_offsets: tuple[int, ...], window: int
+) -> tuple[PlannedWindow, ...]:
+    """The full-size windows at every (row, column) origin, row-major, indexed in that order."""
+    return tuple(
+        PlannedWindow(r * len(col_offsets) + c, row_off, col_off, window, window)
+        for r, row_off in enumerate(row_offsets)
+        for c, col_off in enumerate(col_offsets)
+    )
+
+
 def plan_windows(
     height: int,
     width: int,
@@ -177,11 +189,7 @@ def plan_windows(
     stride = window - overlap
     row_offsets = _offsets(height, window, stride)
     col_offsets = _offsets(width, window, stride)
-    tiles = tuple(
-        PlannedWindow(r * len(col_offsets) + c, row_off, col_off, window, window)
-        for r, row_off in enumerate(row_offsets)
-        for c, col_off in enumerate(col_offsets)
-    )
+    tiles = _grid(row_offsets, col_offsets, window)
     return WindowPlan(
         height=height,
         width=width,
@@ -235,19 +243,11 @@ def plan_stripes(
         lo = plan.col_offsets[columns[0]]
         hi = plan.col_offsets[columns[-1]] + plan.window  # inside: a window column spans width
         offsets = tuple(plan.col_offsets[c] - lo for c in columns)
-        tiles = tuple(
-            PlannedWindow(r * len(offsets) + c, row_off, col_off, plan.window, plan.window)
-            for r, row_off in enumerate(plan.row_offsets)
-            for c, col_off in enumerate(offsets)
-        )
-        stripe_plan = WindowPlan(
-            height=plan.height,
+        stripe_plan = dataclasses.replace(
+            plan,
             width=hi - lo,
-            window=plan.window,
-            overlap=plan.overlap,
-            row_offsets=plan.row_offsets,
             col_offsets=offsets,
-            tiles=tiles,
+            tiles=_grid(plan.row_offsets, offsets, plan.window),
             col_base=lo,
             raster_width=width,
         )

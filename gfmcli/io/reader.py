@@ -225,10 +225,6 @@ def window_bounds(window: Any) -> tuple[int, int, int, int]:
     return int(row_off), int(col_off), int(height), int(width)
 
 
-def _dataset_mask_band(src: RasterSource, indexes: list[int]) -> int | None:
-    return internal_mask_band(src.dataset, indexes)
-
-
 def internal_mask_band(dataset: rasterio.io.DatasetReader, indexes: list[int]) -> int | None:
     """A used band whose GDAL mask is an internal mask or alpha band (shared by all bands):
     read its mask to know the valid pixels. ``gfm tile`` follows the same rule."""
@@ -269,7 +265,7 @@ def _validity(raw: np.ndarray, mapping: BandMapping, mask: np.ndarray | None) ->
 def _read_raw(
     src: RasterSource, indexes: list[int], window: Window, out_shape: tuple[int, int] | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    mask_band = _dataset_mask_band(src, indexes)
+    mask_band = internal_mask_band(src.dataset, indexes)
     shape = None if out_shape is None else (len(indexes), *out_shape)
     try:
         raw = src.dataset.read(indexes, window=window, out_shape=shape)

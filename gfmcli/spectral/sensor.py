@@ -7,7 +7,7 @@ pixel size; then the product within the family (Sentinel-2 level, Landsat by dat
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from gfmcli.errors import BandContractError, SensorError
 from gfmcli.sensors import BandSpec, SensorSpec, get_sensor, list_sensors
@@ -115,11 +115,9 @@ def _product_and_how(
     if family == "sentinel2":
         if any(get_sensor("sentinel2-l1c").band("B10").matches(x) for x in labels if x):
             return "sentinel2-l1c", True
-        for key, value in facts.tags.items():
-            if _LEVEL_KEYS.match(key):
-                for level, pattern in _S2_LEVELS.items():
-                    if pattern.search(str(value)):
-                        return f"sentinel2-{level}", True
+        level = _tagged_level(facts.tags, _S2_LEVELS.items())
+        if level is not None:
+            return f"sentinel2-{level}", True
         if default and get_sensor(default).family == "sentinel2":
             return get_sensor(default).name, False
         return "sentinel2-l2a", False
@@ -137,14 +135,26 @@ def _landsat_tag_level(tags: Mapping[str, str], kind: str) -> str | None:
     """The product suffix a Landsat level tag names, where the data type agrees with it (a
     bare Level-2 on int16 values is Collection 1, x 10000); None without a tag, or when the
     data type says otherwise (then the data type decides, with a warning)."""
+    suffix = _tagged_level(tags, _LANDSAT_LEVELS)
+    if suffix is None:
+        return None
+    if suffix == "" and kind == "int16":
+        return "-c1"
+    return suffix if kind in _LANDSAT_LEVEL_DTYPES[suffix] else None
+
+
+def _tagged_level(
+    tags: Mapping[str, str], levels: Iterable[tuple[str, re.Pattern[str]]]
+) -> str | None:
+    """The level a level tag names (the tags of ``_LEVEL_KEYS``: ``PRODUCT``,
+    ``PROCESSING_LEVEL`` ...): for the first such tag that matches, the first of ``levels``
+    (name, pattern) its value matches; None when none does."""
+    levels = tuple(levels)
     for key, value in tags.items():
-        if not _LEVEL_KEYS.match(key):
-            continue
-        for suffix, pattern in _LANDSAT_LEVELS:
-            if pattern.search(str(value)):
-                if suffix == "" and kind == "int16":
-                    return "-c1"
-                return suffix if kind in _LANDSAT_LEVEL_DTYPES[suffix] else None
+        if _LEVEL_KEYS.match(key):
+            for level, pattern in levels:
+                if pattern.search(str(value)):
+                    return level
     return None
 
 

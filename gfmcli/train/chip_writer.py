@@ -77,9 +77,9 @@ class ChipWriter:
             else None
         )
         self.label_paths = [label.path for label in labels] if labels else []
-        used = list(chip_bands.indexes) or None
         self.mask_bands = [  # internal mask or alpha band per source, as predict reads them
-            internal_mask_band(src, used or list(range(1, src.count + 1))) for src in sources
+            internal_mask_band(src, list(chip_bands.indexes) or list(range(1, src.count + 1)))
+            for src in sources
         ]
 
     def add(self, chip: GridChip, split: str) -> None:
